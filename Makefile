@@ -1,0 +1,51 @@
+# Everything a developer or CI needs, from a machine with only Python 3, pip and make.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: venv demo test lint typecheck pytest fixtures bench bench-tap bench-target docs clean
+
+venv: $(STAMP)
+
+# uv resolves and installs the dev groups in seconds; it comes from PyPI like everything else.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e . --group dev
+	touch $(STAMP)
+
+# The main job with no cloud account: tap-mparticle over the bundled sample drop, through Meltano.
+demo: venv
+	$(BIN)/python scripts/demo.py
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+pytest: venv
+	$(BIN)/python -m pytest -q
+
+test: lint typecheck pytest
+
+# Regenerate the committed sample drop (deterministic: same bytes every time).
+fixtures: venv
+	$(BIN)/python scripts/generate_drop.py samples/drop --events 400 --seed 7
+
+bench: bench-tap bench-target
+
+bench-tap: venv
+	$(BIN)/python benchmarks/bench_tap.py
+
+bench-target: venv
+	$(BIN)/python benchmarks/bench_target.py
+
+# Rewrite the README settings tables from --about --format=markdown.
+docs: venv
+	$(BIN)/python scripts/update_readme.py
+
+clean:
+	rm -rf $(VENV) .meltano output .pytest_cache .mypy_cache .ruff_cache

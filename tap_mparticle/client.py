@@ -1,0 +1,220 @@
+"""The file-reading stream every tap-mparticle stream is built on.
+
+A subclass says which prefix it reads, which keys it ignores, and how one file's
+bytes become records (`parse_file`). This class does the rest the same way for all
+of them: listing with date-folder pruning, the read-once cursor (see `cursor`),
+download-ahead, the `_sdc_*` provenance columns, the `on_bad_record` policy, and a
+STATE message after every file.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from typing import IO, TYPE_CHECKING, Any, ClassVar, cast
+
+from singer_sdk import Stream
+from typing_extensions import override
+
+from tap_mparticle.cursor import REPLICATION_KEY, FileCursor, format_timestamp
+from tap_mparticle.parsers import BadInputError
+from tap_mparticle.prefetch import prefetch
+from tap_mparticle.storage import folder_date
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from singer_sdk.helpers.types import Context
+
+    from tap_mparticle.settings import TapSettings
+    from tap_mparticle.storage import RemoteFile, Storage
+    from tap_mparticle.tap import TapMParticle
+
+ParsedItem = dict[str, Any] | BadInputError
+
+
+class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
+    """Records from the files under one prefix of the drop, read once each."""
+
+    replication_key = REPLICATION_KEY
+    # Files come in (last_modified, key) order, but a late file is older than the
+    # bookmark by design, so the SDK's sort check would reject exactly what we want.
+    is_sorted = False
+    check_sorted = False
+
+    #: The setting that holds this stream's prefix, and its default.
+    prefix_setting: ClassVar[str]
+    prefix_default: ClassVar[str]
+
+    def __init__(self, tap: TapMParticle) -> None:
+        """Attach to the tap; counters start at zero.
+
+        Args:
+            tap: The tap, which owns the settings and the storage client.
+        """
+        super().__init__(tap)
+        self.files_read = 0
+        self.bad_items = 0
+        self.bad_files: set[str] = set()
+
+    @property
+    def tap(self) -> TapMParticle:
+        """The tap, typed."""
+        return cast("TapMParticle", self._tap)
+
+    @property
+    def settings(self) -> TapSettings:
+        """The tap's checked settings."""
+        return self.tap.settings
+
+    @property
+    def prefix(self) -> str:
+        """This stream's prefix, relative to `bucket_url`."""
+        return self.settings.prefixes[self.prefix_setting]
+
+    def accepts(self, file: RemoteFile) -> bool:  # noqa: ARG002  (a hook)
+        """Say whether a listed file is one of this stream's (a hook; default: all).
+
+        Args:
+            file: A listed file.
+
+        Returns:
+            True to read it.
+        """
+        return True
+
+    @abc.abstractmethod
+    def parse_file(self, file: RemoteFile, stream: IO[bytes]) -> Iterator[ParsedItem]:
+        """Turn one file's raw bytes into records.
+
+        Yield a `BadInputError` (rather than raise it) for a problem confined to one
+        line, so the `skip` policy can go on with the rest of the file; raise it when
+        the rest of the file cannot be read. Records carry `_sdc_source_lineno`; this
+        class adds the other provenance columns.
+
+        Args:
+            file: The file being read.
+            stream: Its raw (possibly gzipped) bytes.
+        """
+
+    def list_new_files(self, cursor: FileCursor) -> list[RemoteFile]:
+        """List this stream's unread files in the order they must be read.
+
+        Args:
+            cursor: The stream's read-once cursor.
+
+        Returns:
+            Files sorted by `(last_modified, key)`.
+        """
+        storage = self.tap.storage
+        excluded = self.tap.prefixes_inside(self.prefix_setting)
+        start = self.settings.start_date
+        min_date = start.date() if start is not None else None
+
+        def skip_folder(folder: str) -> bool:
+            if any(folder.startswith(other) for other in excluded):
+                return True
+            day = folder_date(folder)
+            return day is not None and min_date is not None and day < min_date
+
+        listed = 0
+        new: list[RemoteFile] = []
+        for file in storage.list_files(self.prefix, skip_folder=skip_folder):
+            listed += 1
+            if self.accepts(file) and cursor.should_read(file):
+                new.append(file)
+        new.sort(key=lambda f: (f.last_modified, f.key))
+        self.logger.info(
+            "%s: %d new files of %d listed under %s%s",
+            self.name,
+            len(new),
+            listed,
+            storage.description,
+            self.prefix,
+        )
+        return new
+
+    @override
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        state = self.stream_state
+        cursor = FileCursor(
+            state,
+            start_date=self.settings.start_date,
+            lookback=self.settings.lookback,
+        )
+        files = self.list_new_files(cursor)
+        storage: Storage = self.tap.storage
+        started = time.monotonic()
+        records = 0
+        for file, raw in prefetch(storage, files, self.settings.download_concurrency):
+            modified_at = format_timestamp(file.last_modified)
+            try:
+                for item in self.parse_file(file, raw):
+                    if isinstance(item, BadInputError):
+                        self.handle_bad_input(item)
+                        continue
+                    item["_sdc_source_file"] = file.uri
+                    item["_sdc_modified_at"] = modified_at
+                    records += 1
+                    yield item
+            except BadInputError as exc:
+                self.handle_bad_input(exc)
+            cursor.mark_read(file)
+            self.files_read += 1
+            # A STATE per file: a killed run resumes at the next unread file.
+            self.state_manager.is_flushed = False
+            self._write_state_message()
+        self.log_summary(records, time.monotonic() - started)
+
+    def handle_bad_input(self, error: BadInputError) -> None:
+        """Apply `on_bad_record`: raise with `fail`, log and count with `skip`.
+
+        Args:
+            error: What is wrong and where.
+
+        Raises:
+            BadInputError: The policy is `fail`.
+        """
+        if not self.settings.skip_bad_records:
+            raise error
+        self.bad_items += 1
+        self.bad_files.add(error.location)
+        self.logger.warning("%s: skipped bad input: %s", self.name, error)
+
+    def log_summary(self, records: int, seconds: float) -> None:
+        """Log what the run did, and loudly what it skipped.
+
+        Args:
+            records: Records emitted.
+            seconds: Wall time spent reading.
+        """
+        self.logger.info(
+            "%s: read %d files, emitted %d records in %.1fs",
+            self.name,
+            self.files_read,
+            records,
+            seconds,
+        )
+        if self.bad_items:
+            self.logger.warning(
+                "%s: skipped %d bad lines or events in %d files (on_bad_record=skip)",
+                self.name,
+                self.bad_items,
+                len(self.bad_files),
+            )
+
+    @override
+    def _increment_stream_state(
+        self,
+        latest_record: dict[str, Any],
+        *,
+        context: Context | None = None,
+    ) -> None:
+        # The cursor moves the bookmark per file, not per record: a file may hold
+        # no records at all (batches without events) and must still count as read.
+        return
+
+    @override
+    def get_replication_key_signpost(self, context: Context | None = None) -> None:
+        # The SDK's signpost caps a per-record bookmark; ours is per file.
+        return

@@ -1,0 +1,160 @@
+"""Which files to read, and what state remembers so each is read exactly once.
+
+Why not just "LastModified greater than the bookmark": S3 stamps LastModified to the
+second, mParticle can write several files in one second, a multipart upload is
+stamped with the time it *started*, and a delayed forward can land a file whose
+stamp is older than files already read. A strict `>` loses all of those; a `>=`
+reads the bookmark's second twice.
+
+The design (after airbyte's file-based cursor):
+
+- `replication_key_value` is the greatest `_sdc_modified_at` read so far: the bookmark.
+- The *window* is `[bookmark - lookback, +inf)`. Files stamped before the window
+  are taken as read; this is what bounds state.
+- `files_read` maps the key of every file read inside the window to the
+  LastModified it had when read. A file is read when it is inside the window (and
+  not before `start_date`) and `files_read` does not hold its key with the same
+  LastModified. So a same-second file, a late file and an object overwritten under
+  the same key are each read once, on the next run that sees them.
+- After each file the entry is added, the bookmark moves up, and entries that fell
+  out of the window are dropped. If a burst still leaves more than
+  `MAX_FILES_READ` entries, the oldest are dropped and `files_read_floor` records the
+  newest dropped stamp: files at or before it are taken as read (a late file there
+  would be missed, which is logged; the alternative is state without bound).
+
+Files are read in `(last_modified, key)` order and STATE is written after each
+file, so a killed run resumes at the next unread file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tap_mparticle.storage import RemoteFile
+
+MAX_FILES_READ = 10_000
+REPLICATION_KEY = "_sdc_modified_at"
+
+LOGGER = logging.getLogger(__name__)
+
+
+def parse_timestamp(value: str) -> dt.datetime:
+    """Parse an ISO 8601 timestamp, taking a naive one as UTC.
+
+    Args:
+        value: e.g. `2024-05-01T00:00:00Z` or `2024-05-01T00:00:00+00:00`.
+
+    Returns:
+        An aware datetime.
+    """
+    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed
+
+
+def format_timestamp(value: dt.datetime) -> str:
+    """Render a LastModified the same way everywhere (records, state, comparisons).
+
+    Args:
+        value: An aware datetime.
+
+    Returns:
+        ISO 8601 in UTC, e.g. `2024-05-01T00:00:00+00:00`.
+    """
+    return value.astimezone(dt.timezone.utc).isoformat()
+
+
+class FileCursor:
+    """The read-once bookkeeping of one stream, kept inside its state dict."""
+
+    def __init__(
+        self,
+        state: dict[str, Any],
+        *,
+        start_date: dt.datetime | None,
+        lookback: dt.timedelta,
+    ) -> None:
+        """Load the bookmark and history from a stream's state dict (which it then updates).
+
+        Args:
+            state: The stream's bookmark dict; mutated in place as files are read.
+            start_date: Files stamped before it are never read.
+            lookback: How far before the bookmark late files are still looked for.
+        """
+        self._state = state
+        self._start_date = start_date
+        self._lookback = lookback
+        value = state.get("replication_key_value")
+        self.bookmark: dt.datetime | None = parse_timestamp(value) if value else None
+        floor = state.get("files_read_floor")
+        self._floor: dt.datetime | None = parse_timestamp(floor) if floor else None
+        raw_history = state.get("files_read") or {}
+        self._history: dict[str, str] = {str(key): str(stamp) for key, stamp in raw_history.items()}
+
+    @property
+    def window_start(self) -> dt.datetime | None:
+        """The earliest LastModified a file may have to still be read."""
+        candidates = [
+            moment
+            for moment in (
+                self._start_date,
+                None if self.bookmark is None else self.bookmark - self._lookback,
+            )
+            if moment is not None
+        ]
+        return max(candidates) if candidates else None
+
+    def should_read(self, file: RemoteFile) -> bool:
+        """Decide whether a listed file is new to this stream.
+
+        Args:
+            file: A listed file.
+
+        Returns:
+            True when the file has not been read with this LastModified.
+        """
+        start = self.window_start
+        if start is not None and file.last_modified < start:
+            return False
+        if self._floor is not None and file.last_modified <= self._floor:
+            return False
+        return self._history.get(file.key) != format_timestamp(file.last_modified)
+
+    def mark_read(self, file: RemoteFile) -> None:
+        """Record a finished file and move the bookmark; the state dict is updated.
+
+        Args:
+            file: The file whose every record has been emitted (or skipped by policy).
+        """
+        self._history[file.key] = format_timestamp(file.last_modified)
+        if self.bookmark is None or file.last_modified > self.bookmark:
+            self.bookmark = file.last_modified
+        self._prune()
+        self._state["replication_key"] = REPLICATION_KEY
+        self._state["replication_key_value"] = format_timestamp(self.bookmark)
+        self._state["files_read"] = dict(self._history)
+        if self._floor is not None:
+            self._state["files_read_floor"] = format_timestamp(self._floor)
+
+    def _prune(self) -> None:
+        start = self.window_start
+        if start is not None:
+            cutoff = format_timestamp(start)
+            # ISO strings in one format and one zone sort like the instants they name.
+            self._history = {k: v for k, v in self._history.items() if v >= cutoff}
+        if len(self._history) > MAX_FILES_READ:
+            ordered = sorted(self._history.items(), key=lambda item: (item[1], item[0]))
+            dropped = ordered[: len(ordered) - MAX_FILES_READ]
+            self._floor = parse_timestamp(dropped[-1][1])
+            self._history = dict(ordered[len(dropped) :])
+            LOGGER.warning(
+                "More than %d files inside the look-back window; files stamped at or "
+                "before %s are now taken as read. Shorten the look-back window if the "
+                "drop is this busy.",
+                MAX_FILES_READ,
+                format_timestamp(self._floor),
+            )

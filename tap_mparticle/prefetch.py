@@ -1,0 +1,140 @@
+"""Download the next files while the current one is parsed, in bounded memory.
+
+Parsing runs on the main thread; downloads are network waits. Overlapping them is
+most of the speed of reading many small files from S3. Each file in flight gets a
+bounded queue of chunks, so memory is `workers x MAX_CHUNKS x CHUNK_SIZE` however
+large the files are: a worker whose queue is full simply waits.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import queue
+import threading
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from tap_mparticle.storage import RemoteFile, Storage
+
+CHUNK_SIZE = 1 << 20
+MAX_CHUNKS = 8
+_POLL_SECONDS = 0.5
+_END = b""
+
+
+class _Cancelled(Exception):  # noqa: N818  (control flow, not an error the user sees)
+    """Raised inside a worker when the reader has gone away."""
+
+
+class ChunkPipe(io.RawIOBase):
+    """A read end for chunks a worker thread puts in; raises the worker's error in turn."""
+
+    def __init__(self, cancelled: threading.Event) -> None:
+        """Create an empty pipe.
+
+        Args:
+            cancelled: Set when the consumer stops early, so the worker gives up.
+        """
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=MAX_CHUNKS)
+        self._cancelled = cancelled
+        self._pending = memoryview(b"")
+        self._done = False
+
+    def put(self, item: bytes | BaseException) -> None:
+        """Hand a chunk (or the end marker, or an error) to the reader; wait while full.
+
+        Args:
+            item: A chunk, `b""` for the end, or the exception that stopped the download.
+
+        Raises:
+            _Cancelled: The reader has stopped.
+        """
+        while True:
+            if self._cancelled.is_set():
+                raise _Cancelled
+            try:
+                self._queue.put(item, timeout=_POLL_SECONDS)
+            except queue.Full:
+                continue
+            return
+
+    def readable(self) -> bool:
+        """Say the pipe can be read, as io.BufferedReader asks."""
+        return True
+
+    def readinto(self, buffer: Any) -> int:  # noqa: ANN401  (any writable buffer)
+        """Fill `buffer` from the next chunk, waiting for the worker; 0 means the end."""
+        while not self._pending:
+            if self._done:
+                return 0
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            if item == _END:
+                self._done = True
+                return 0
+            self._pending = memoryview(item)
+        view = memoryview(buffer)
+        size = min(len(view), len(self._pending))
+        view[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+def _download(storage: Storage, file: RemoteFile, pipe: ChunkPipe) -> None:
+    try:
+        with storage.open(file) as source:
+            while chunk := source.read(CHUNK_SIZE):
+                pipe.put(chunk)
+        pipe.put(_END)
+    except _Cancelled:
+        return
+    except Exception as exc:  # noqa: BLE001  (handed to the reader, which raises it)
+        try:
+            pipe.put(exc)
+        except _Cancelled:
+            return
+
+
+def prefetch(
+    storage: Storage,
+    files: Sequence[RemoteFile],
+    workers: int,
+) -> Iterator[tuple[RemoteFile, IO[bytes]]]:
+    """Yield each file with a stream of its raw bytes, in order, downloading ahead.
+
+    Args:
+        storage: Where the files are.
+        files: The files, in the order they must be read.
+        workers: Files downloaded at once; 0 or 1 reads each file only when reached.
+
+    Yields:
+        `(file, stream)`; the stream is closed when the next file is requested.
+    """
+    if workers <= 1:
+        for file in files:
+            with storage.open(file) as stream:
+                yield file, stream
+        return
+
+    cancelled = threading.Event()
+    pipes: dict[int, ChunkPipe] = {}
+    with concurrent.futures.ThreadPoolExecutor(
+        max_workers=workers, thread_name_prefix="download"
+    ) as pool:
+        try:
+            submitted = 0
+            for index, file in enumerate(files):
+                while submitted < len(files) and submitted < index + workers:
+                    pipe = ChunkPipe(cancelled)
+                    pipes[submitted] = pipe
+                    pool.submit(_download, storage, files[submitted], pipe)
+                    submitted += 1
+                pipe = pipes.pop(index)
+                yield file, io.BufferedReader(pipe, buffer_size=CHUNK_SIZE)
+        finally:
+            cancelled.set()

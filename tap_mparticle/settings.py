@@ -1,0 +1,157 @@
+"""Typed, validated view of the tap's config.
+
+The SDK hands streams a `Mapping[str, Any]`; every read of it would be an untyped
+lookup with its own default. Reading the config once here gives one place for
+defaults, normalisation (prefixes always end in "/") and the cross-field rules a
+JSON Schema cannot say, reported together as one `ConfigValidationError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from singer_sdk.exceptions import ConfigValidationError
+
+from tap_mparticle.cursor import parse_timestamp
+from tap_mparticle.storage import AwsSettings
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+ON_BAD_RECORD_VALUES = ("fail", "skip")
+DEFAULT_LOOKBACK_MINUTES = 120
+DEFAULT_DOWNLOAD_CONCURRENCY = 4
+
+
+def normalize_prefix(value: str) -> str:
+    """Make a prefix relative to the bucket root and folder-shaped.
+
+    Args:
+        value: A user-typed prefix such as `/events`, `events/` or "".
+
+    Returns:
+        "" or a prefix ending in exactly one "/".
+    """
+    stripped = value.strip().strip("/")
+    return f"{stripped}/" if stripped else ""
+
+
+@dataclasses.dataclass(frozen=True)
+class TapSettings:
+    """Everything the streams read from config, already checked."""
+
+    bucket_url: str
+    prefixes: dict[str, str]
+    start_date: dt.datetime | None
+    lookback: dt.timedelta
+    on_bad_record: str
+    download_concurrency: int
+    aws: AwsSettings = dataclasses.field(repr=False)
+
+    @property
+    def skip_bad_records(self) -> bool:
+        """True when bad lines and files are logged, counted and passed over."""
+        return self.on_bad_record == "skip"
+
+    @classmethod
+    def from_config(
+        cls, config: Mapping[str, Any], prefix_settings: Mapping[str, str]
+    ) -> TapSettings:
+        """Read and check the config.
+
+        Args:
+            config: The tap's validated config.
+            prefix_settings: Setting name -> default, for every stream's prefix setting.
+
+        Returns:
+            The settings.
+
+        Raises:
+            ConfigValidationError: One or more settings are wrong; every problem is listed.
+        """
+        errors: list[str] = []
+        bucket_url = str(config.get("bucket_url") or "").strip()
+        errors.extend(_bucket_url_errors(bucket_url))
+        errors.extend(_aws_errors(config))
+
+        start_date = None
+        if config.get("start_date"):
+            try:
+                start_date = parse_timestamp(str(config["start_date"]))
+            except ValueError:
+                errors.append(f"start_date {config['start_date']!r} is not an ISO 8601 date-time")
+
+        lookback_minutes = config.get("lookback_window_minutes", DEFAULT_LOOKBACK_MINUTES)
+        if not isinstance(lookback_minutes, int) or lookback_minutes < 0:
+            errors.append("lookback_window_minutes must be a whole number of minutes, 0 or more")
+            lookback_minutes = DEFAULT_LOOKBACK_MINUTES
+
+        on_bad_record = str(config.get("on_bad_record") or "fail")
+        if on_bad_record not in ON_BAD_RECORD_VALUES:
+            errors.append(f"on_bad_record must be 'fail' or 'skip', not {on_bad_record!r}")
+
+        concurrency = config.get("download_concurrency", DEFAULT_DOWNLOAD_CONCURRENCY)
+        if not isinstance(concurrency, int) or concurrency < 1:
+            errors.append("download_concurrency must be 1 or more")
+            concurrency = DEFAULT_DOWNLOAD_CONCURRENCY
+
+        if errors:
+            msg = "Invalid tap-mparticle config: " + "; ".join(errors)
+            raise ConfigValidationError(msg, errors=errors)
+
+        prefixes = {
+            name: normalize_prefix(str(config.get(name, default)))
+            for name, default in prefix_settings.items()
+        }
+        return cls(
+            bucket_url=bucket_url,
+            prefixes=prefixes,
+            start_date=start_date,
+            lookback=dt.timedelta(minutes=lookback_minutes),
+            on_bad_record=on_bad_record,
+            download_concurrency=concurrency,
+            aws=AwsSettings(
+                access_key_id=config.get("aws_access_key_id") or None,
+                secret_access_key=config.get("aws_secret_access_key") or None,
+                session_token=config.get("aws_session_token") or None,
+                profile=config.get("aws_profile") or None,
+                region=config.get("aws_region") or None,
+                endpoint_url=config.get("aws_endpoint_url") or None,
+                role_arn=config.get("aws_role_arn") or None,
+                external_id=config.get("aws_external_id") or None,
+                max_connections=concurrency + 4,
+            ),
+        )
+
+
+def _bucket_url_errors(bucket_url: str) -> list[str]:
+    parsed = urlparse(bucket_url)
+    if not bucket_url:
+        return ["bucket_url is required: s3://bucket[/prefix] or a local directory"]
+    if parsed.scheme == "s3" and not parsed.netloc:
+        return [f"bucket_url {bucket_url!r} names no bucket (expected s3://bucket)"]
+    # One-letter schemes are Windows drive letters, i.e. local paths.
+    if parsed.scheme not in {"", "s3", "file"} and len(parsed.scheme) > 1:
+        reason = f"has unsupported scheme {parsed.scheme!r} (use s3://, file:// or a path)"
+        return [f"bucket_url {bucket_url!r} {reason}"]
+    return []
+
+
+def _aws_errors(config: Mapping[str, Any]) -> list[str]:
+    errors = []
+    key_id = config.get("aws_access_key_id")
+    if bool(key_id) != bool(config.get("aws_secret_access_key")):
+        errors.append(
+            "aws_access_key_id and aws_secret_access_key must be set together "
+            "(or neither, to use boto3's default credential chain)"
+        )
+    if config.get("aws_session_token") and not key_id:
+        errors.append("aws_session_token needs aws_access_key_id and aws_secret_access_key")
+    if config.get("aws_external_id") and not config.get("aws_role_arn"):
+        errors.append("aws_external_id is only used with aws_role_arn")
+    if key_id and config.get("aws_profile"):
+        errors.append("set either aws_profile or aws_access_key_id, not both")
+    return errors

@@ -1,0 +1,377 @@
+"""Where the files are: S3 (or anything that speaks its API) and local directories.
+
+The streams never see boto3. They ask a `Storage` for the files under a prefix and
+for a byte stream of one file; both backends give the same answers, so every
+behaviour can be tested on a directory and on a real S3 endpoint alike.
+
+Listing walks one folder level at a time (S3 `Delimiter="/"`), which is what lets
+date folders (`YYYY-MM-DD/`) wholly before `start_date` be skipped without listing
+a single key inside them, and pages through listings of any size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import re
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Protocol
+from urllib.parse import unquote, urlparse
+
+import boto3
+import botocore.config
+import botocore.credentials
+import botocore.exceptions
+import smart_open
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+UTC = dt.timezone.utc
+DATE_FOLDER = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+# smart_open reads S3 objects in ranged requests of this size and reconnects on a
+# dropped body, which boto3's plain `Body.read()` does not.
+S3_BUFFER_SIZE = 4 << 20
+
+
+class StorageError(Exception):
+    """The bucket or directory cannot be reached, listed or read.
+
+    Messages name the bucket and endpoint, never a credential.
+    """
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RemoteFile:
+    """One file of a drop.
+
+    Attributes:
+        key: Path relative to the `bucket_url` root, with `/` separators. Stable
+            across runs, so it is what state remembers.
+        uri: Where the file is (`s3://bucket/key` or an absolute path), for
+            provenance columns and messages.
+        last_modified: S3 LastModified (1-second precision) or the file's mtime, UTC.
+        size: Bytes.
+    """
+
+    key: str
+    uri: str
+    last_modified: dt.datetime
+    size: int
+
+
+class Storage(Protocol):
+    """What the streams need from a place that holds files."""
+
+    description: str
+
+    def list_files(
+        self,
+        prefix: str,
+        *,
+        skip_folder: Callable[[str], bool],
+    ) -> Iterator[RemoteFile]:
+        """Yield every file under `prefix`, skipping folders the predicate rejects."""
+        ...
+
+    def open(self, file: RemoteFile) -> IO[bytes]:
+        """Open a file for streaming reads of its raw bytes."""
+        ...
+
+
+def folder_date(folder_key: str) -> dt.date | None:
+    """Return the date a `YYYY-MM-DD/` folder stands for, or None for any other folder.
+
+    Args:
+        folder_key: A folder's key, with or without its trailing slash.
+
+    Returns:
+        The date, or None.
+    """
+    match = DATE_FOLDER.match(folder_key.rstrip("/").rsplit("/", 1)[-1])
+    if match is None:
+        return None
+    try:
+        return dt.date(int(match[1]), int(match[2]), int(match[3]))
+    except ValueError:
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class AwsSettings:
+    """How to reach S3; every field optional, boto3's default chain fills the gaps."""
+
+    access_key_id: str | None = None
+    secret_access_key: str | None = dataclasses.field(default=None, repr=False)
+    session_token: str | None = dataclasses.field(default=None, repr=False)
+    profile: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = dataclasses.field(default=None, repr=False)
+    max_connections: int = 10
+
+
+class S3Storage:
+    """Files in an S3 bucket under an optional root prefix."""
+
+    def __init__(self, bucket: str, root: str, aws: AwsSettings) -> None:
+        """Build the client; nothing is sent until the first listing.
+
+        Args:
+            bucket: Bucket name.
+            root: Key prefix all other prefixes are relative to ("" or ending in "/").
+            aws: Credentials, region and endpoint.
+        """
+        self.bucket = bucket
+        self.root = root
+        endpoint = aws.endpoint_url or "the default AWS endpoint"
+        self.description = f"s3://{bucket}/{root} at {endpoint}"
+        session = _boto_session(aws)
+        config = botocore.config.Config(
+            retries={"max_attempts": 8, "mode": "adaptive"},
+            max_pool_connections=aws.max_connections,
+            connect_timeout=15,
+            read_timeout=120,
+            # MinIO, Ceph and moto serve buckets by path, not by virtual host.
+            s3={"addressing_style": "path"} if aws.endpoint_url else None,
+        )
+        self.client = session.client(
+            "s3",
+            endpoint_url=aws.endpoint_url,
+            region_name=aws.region,
+            config=config,
+        )
+
+    def list_files(
+        self,
+        prefix: str,
+        *,
+        skip_folder: Callable[[str], bool],
+    ) -> Iterator[RemoteFile]:
+        """Yield the files under `prefix`, one folder level per listing.
+
+        Args:
+            prefix: Relative to the root; "" or ending in "/".
+            skip_folder: Called with each sub-folder's relative key (ending in "/");
+                True means the folder is not listed.
+
+        Yields:
+            Every object with content, in no particular order.
+
+        Raises:
+            StorageError: The bucket cannot be listed; names bucket and endpoint.
+        """
+        pending = [self.root + prefix]
+        paginator = self.client.get_paginator("list_objects_v2")
+        while pending:
+            folder = pending.pop()
+            try:
+                pages = paginator.paginate(Bucket=self.bucket, Prefix=folder, Delimiter="/")
+                for page in pages:
+                    for common in page.get("CommonPrefixes", []):
+                        sub = common.get("Prefix", "")
+                        if sub and not skip_folder(sub[len(self.root) :]):
+                            pending.append(sub)
+                    for obj in page.get("Contents", []):
+                        key = obj.get("Key", "")
+                        size = obj.get("Size", 0)
+                        if key.endswith("/") or size == 0:
+                            continue  # folder markers and empty objects carry no data
+                        yield RemoteFile(
+                            key=key[len(self.root) :],
+                            uri=f"s3://{self.bucket}/{key}",
+                            last_modified=obj["LastModified"].astimezone(UTC),
+                            size=size,
+                        )
+            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+                msg = (
+                    f"cannot list s3://{self.bucket}/{folder} at {self._endpoint()}: {_reason(exc)}"
+                )
+                raise StorageError(msg) from None
+
+    def open(self, file: RemoteFile) -> IO[bytes]:
+        """Open an object for streaming, buffered reads of its raw (still compressed) bytes.
+
+        Args:
+            file: A file from `list_files`.
+
+        Returns:
+            A binary stream.
+
+        Raises:
+            StorageError: The object cannot be read.
+        """
+        try:
+            stream: IO[bytes] = smart_open.open(
+                file.uri,
+                "rb",
+                compression="disable",  # gzip is detected from the bytes, not the name
+                transport_params={"client": self.client, "buffer_size": S3_BUFFER_SIZE},
+            )
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, OSError) as exc:
+            msg = f"cannot read {file.uri} at {self._endpoint()}: {_reason(exc)}"
+            raise StorageError(msg) from None
+        return stream
+
+    def _endpoint(self) -> str:
+        return str(self.client.meta.endpoint_url)
+
+
+class LocalStorage:
+    """Files in a local directory laid out like the bucket (e.g. after `aws s3 sync`)."""
+
+    def __init__(self, root: Path) -> None:
+        """Remember the root directory.
+
+        Args:
+            root: The directory standing for `bucket_url`.
+        """
+        self.root = root
+        self.description = f"local directory {root}"
+
+    def list_files(
+        self,
+        prefix: str,
+        *,
+        skip_folder: Callable[[str], bool],
+    ) -> Iterator[RemoteFile]:
+        """Yield the files under `prefix`, skipping hidden files and rejected folders.
+
+        Args:
+            prefix: Relative to the root; "" or ending in "/".
+            skip_folder: As for `S3Storage.list_files`.
+
+        Yields:
+            Every non-empty regular file.
+
+        Raises:
+            StorageError: The root directory does not exist or cannot be read.
+        """
+        if not self.root.is_dir():
+            msg = f"cannot list {self.description}: not a directory"
+            raise StorageError(msg)
+        start = self.root / prefix if prefix else self.root
+        if not start.is_dir():
+            return
+        pending = [start]
+        while pending:
+            folder = pending.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except OSError as exc:
+                msg = f"cannot list {folder}: {exc.strerror}"
+                raise StorageError(msg) from None
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue  # .DS_Store, editor swap files, partial downloads
+                relative = Path(entry.path).relative_to(self.root).as_posix()
+                if entry.is_dir():
+                    if not skip_folder(relative + "/"):
+                        pending.append(Path(entry.path))
+                    continue
+                stat = entry.stat()
+                if stat.st_size == 0 or not entry.is_file():
+                    continue
+                yield RemoteFile(
+                    key=relative,
+                    uri=str(Path(entry.path).resolve()),
+                    last_modified=dt.datetime.fromtimestamp(stat.st_mtime, tz=UTC),
+                    size=stat.st_size,
+                )
+
+    def open(self, file: RemoteFile) -> IO[bytes]:
+        """Open a file for binary reads.
+
+        Args:
+            file: A file from `list_files`.
+
+        Returns:
+            A binary stream.
+
+        Raises:
+            StorageError: The file cannot be opened.
+        """
+        try:
+            return Path(file.uri).open("rb")
+        except OSError as exc:
+            msg = f"cannot read {file.uri}: {exc.strerror}"
+            raise StorageError(msg) from None
+
+
+def storage_for(bucket_url: str, aws: AwsSettings) -> Storage:
+    """Pick the backend for a `bucket_url`.
+
+    Args:
+        bucket_url: `s3://bucket[/prefix]`, `file:///path` or a plain path.
+        aws: Used for S3 only.
+
+    Returns:
+        A storage backend rooted at the URL.
+    """
+    parsed = urlparse(bucket_url)
+    if parsed.scheme == "s3":
+        root = parsed.path.strip("/")
+        return S3Storage(parsed.netloc, f"{root}/" if root else "", aws)
+    if parsed.scheme == "file":
+        return LocalStorage(Path(unquote(parsed.path)))
+    return LocalStorage(Path(bucket_url).expanduser())
+
+
+def _boto_session(aws: AwsSettings) -> boto3.Session:
+    session = boto3.Session(
+        aws_access_key_id=aws.access_key_id,
+        aws_secret_access_key=aws.secret_access_key,
+        aws_session_token=aws.session_token,
+        profile_name=aws.profile,
+        region_name=aws.region,
+    )
+    if not aws.role_arn:
+        return session
+    sts = session.client("sts", endpoint_url=_sts_endpoint(aws), region_name=aws.region)
+    role_arn = aws.role_arn
+
+    def refresh() -> dict[str, Any]:
+        params: dict[str, Any] = {"RoleArn": role_arn, "RoleSessionName": "tap-mparticle"}
+        if aws.external_id:
+            params["ExternalId"] = aws.external_id
+        creds = sts.assume_role(**params)["Credentials"]
+        return {
+            "access_key": creds["AccessKeyId"],
+            "secret_key": creds["SecretAccessKey"],
+            "token": creds["SessionToken"],
+            "expiry_time": creds["Expiration"].isoformat(),
+        }
+
+    # Refreshable credentials re-assume the role before expiry, so a run longer
+    # than the role's session duration keeps going.
+    credentials = botocore.credentials.RefreshableCredentials.create_from_metadata(
+        metadata=refresh(),
+        refresh_using=refresh,
+        method="sts-assume-role",
+    )
+    botocore_session = session._session  # noqa: SLF001  (boto3 exposes no public setter)
+    botocore_session._credentials = credentials  # type: ignore[attr-defined]  # noqa: SLF001
+    return boto3.Session(botocore_session=botocore_session, region_name=aws.region)
+
+
+def _sts_endpoint(aws: AwsSettings) -> str | None:
+    # A local S3 stand-in (moto, LocalStack) serves STS on the same endpoint; real
+    # MinIO/Ceph users do not assume roles, so reusing the endpoint is safe.
+    return aws.endpoint_url
+
+
+def _reason(exc: Exception) -> str:
+    """Summarise an AWS error without echoing request details that may hold secrets."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "error")
+        message = error.get("Message", "")
+        return f"{code} ({message})" if message else str(code)
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return (
+            "no AWS credentials found (set aws_access_key_id and aws_secret_access_key, "
+            "aws_profile, or the environment)"
+        )
+    return type(exc).__name__ + (f" ({exc})" if str(exc) else "")

@@ -1,0 +1,209 @@
+"""tap-mparticle: the files mParticle drops into S3, as Singer streams."""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from singer_sdk import Tap
+from singer_sdk import typing as th
+from singer_sdk.contrib.msgspec import MsgSpecWriter
+from typing_extensions import override
+
+from tap_mparticle.parsers import BadInputError
+from tap_mparticle.settings import (
+    DEFAULT_DOWNLOAD_CONCURRENCY,
+    DEFAULT_LOOKBACK_MINUTES,
+    ON_BAD_RECORD_VALUES,
+    TapSettings,
+)
+from tap_mparticle.storage import StorageError, storage_for
+from tap_mparticle.streams import EventsStream
+
+if TYPE_CHECKING:
+    from tap_mparticle.client import MParticleFileStream
+    from tap_mparticle.storage import Storage
+
+STREAM_TYPES: tuple[type[MParticleFileStream], ...] = (EventsStream,)
+
+
+class TapMParticle(Tap):
+    """Reads mParticle's S3 event output (and audience files) incrementally."""
+
+    name = "tap-mparticle"
+    # msgspec serialises RECORD messages about 1.5x faster than the default writer.
+    message_writer_class = MsgSpecWriter
+
+    config_jsonschema: ClassVar[dict] = th.PropertiesList(  # type: ignore[type-arg]
+        th.Property(
+            "bucket_url",
+            th.StringType(nullable=False),
+            required=True,
+            title="Bucket URL",
+            description=(
+                "Where mParticle drops files: s3://bucket or s3://bucket/some/prefix, or a "
+                "local directory (path or file:// URL) holding the same layout, e.g. after "
+                "`aws s3 sync`."
+            ),
+            examples=["s3://mp-forwarding-acme", "file:///data/mparticle"],
+        ),
+        th.Property(
+            "events_prefix",
+            th.StringType(),
+            default="",
+            title="Events prefix",
+            description=(
+                "The Folder Name set in mParticle's Amazon S3 connection, relative to "
+                "bucket_url. Empty when files land at the root (or in date folders there)."
+            ),
+        ),
+        th.Property(
+            "start_date",
+            th.DateTimeType(),
+            title="Start date",
+            description=(
+                "Files last modified before it are not read, and YYYY-MM-DD date folders "
+                "wholly before it are not listed at all."
+            ),
+        ),
+        th.Property(
+            "lookback_window_minutes",
+            th.IntegerType(),
+            default=DEFAULT_LOOKBACK_MINUTES,
+            title="Look-back window (minutes)",
+            description=(
+                "How far before the bookmark to look for files that appeared late: same-"
+                "second files, multipart uploads stamped with their start time, delayed "
+                "forwards. Each is read exactly once; state remembers the keys read inside "
+                "this window only."
+            ),
+        ),
+        th.Property(
+            "on_bad_record",
+            th.StringType(),
+            default="fail",
+            allowed_values=list(ON_BAD_RECORD_VALUES),
+            title="On bad record",
+            description=(
+                "fail: stop at the first bad file, line or event with an error naming it. "
+                "skip: log each one, count them, and go on with everything intact."
+            ),
+        ),
+        th.Property(
+            "download_concurrency",
+            th.IntegerType(),
+            default=DEFAULT_DOWNLOAD_CONCURRENCY,
+            title="Download concurrency",
+            description=(
+                "Files downloaded ahead while the current one is parsed (memory stays "
+                "bounded: at most 8 MiB buffered per file in flight). 1 reads one at a time."
+            ),
+        ),
+        th.Property(
+            "aws_access_key_id",
+            th.StringType(),
+            title="AWS access key ID",
+            description="IAM user key. Leave unset to use boto3's default credential chain.",
+        ),
+        th.Property(
+            "aws_secret_access_key",
+            th.StringType(),
+            secret=True,
+            title="AWS secret access key",
+            description="Secret for aws_access_key_id.",
+        ),
+        th.Property(
+            "aws_session_token",
+            th.StringType(),
+            secret=True,
+            title="AWS session token",
+            description="Session token for temporary credentials.",
+        ),
+        th.Property(
+            "aws_profile",
+            th.StringType(),
+            title="AWS profile",
+            description="A named profile from ~/.aws/config.",
+        ),
+        th.Property(
+            "aws_region",
+            th.StringType(),
+            title="AWS region",
+            description="The bucket's region, e.g. us-east-1.",
+        ),
+        th.Property(
+            "aws_endpoint_url",
+            th.StringType(),
+            title="S3 endpoint URL",
+            description="An S3-compatible endpoint: MinIO, LocalStack, Ceph, moto.",
+        ),
+        th.Property(
+            "aws_role_arn",
+            th.StringType(),
+            title="AWS role ARN",
+            description=(
+                "A role to assume (credentials are refreshed before they expire), for a "
+                "bucket shared through a cross-account role."
+            ),
+        ),
+        th.Property(
+            "aws_external_id",
+            th.StringType(),
+            secret=True,
+            title="AWS external ID",
+            description="External ID the role's trust policy requires, if any.",
+        ),
+    ).to_dict()
+
+    @override
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if kwargs.get("validate_config", True):
+            _ = self.settings  # cross-field rules fail here, as a ConfigValidationError
+
+    @functools.cached_property
+    def settings(self) -> TapSettings:
+        """The config, checked and typed."""
+        return TapSettings.from_config(
+            self.config,
+            {cls.prefix_setting: cls.prefix_default for cls in STREAM_TYPES},
+        )
+
+    @functools.cached_property
+    def storage(self) -> Storage:
+        """One storage client shared by every stream (one connection pool)."""
+        return storage_for(self.settings.bucket_url, self.settings.aws)
+
+    def prefixes_inside(self, setting: str) -> list[str]:
+        """Other streams' prefixes nested in this one's, which it must not read.
+
+        With the defaults (events at the root, audiences under `audiences/`) the
+        events stream would otherwise try to read audience files as event batches.
+
+        Args:
+            setting: The prefix setting of the stream asking.
+
+        Returns:
+            The prefixes to leave out of its listing.
+        """
+        own = self.settings.prefixes[setting]
+        return [
+            other
+            for name, other in self.settings.prefixes.items()
+            if name != setting and other != own and other.startswith(own)
+        ]
+
+    @override
+    def discover_streams(self) -> list[MParticleFileStream]:
+        return [stream_class(self) for stream_class in STREAM_TYPES]
+
+    @classmethod
+    @override
+    def invoke(cls, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().invoke(*args, **kwargs)
+        except (BadInputError, StorageError) as exc:
+            # One line naming the file and line, or the bucket and endpoint; a
+            # traceback would only repeat it. The exit code tells the orchestrator.
+            cls.logger.error("%s", exc)  # noqa: TRY400
+            raise SystemExit(1) from None

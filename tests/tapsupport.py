@@ -1,0 +1,71 @@
+"""Run tap-mparticle in-process or as its console script and collect its messages."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tap_mparticle.tap import TapMParticle
+
+
+@dataclasses.dataclass
+class TapOutput:
+    """Messages a run wrote, split by type."""
+
+    messages: list[dict[str, Any]]
+    returncode: int = 0
+    stderr: str = ""
+
+    def records(self, stream: str) -> list[dict[str, Any]]:
+        return [
+            m["record"] for m in self.messages if m["type"] == "RECORD" and m["stream"] == stream
+        ]
+
+    @property
+    def states(self) -> list[dict[str, Any]]:
+        return [m["value"] for m in self.messages if m["type"] == "STATE"]
+
+    @property
+    def final_state(self) -> dict[str, Any]:
+        return self.states[-1]
+
+    def schema(self, stream: str) -> dict[str, Any]:
+        return next(m for m in self.messages if m["type"] == "SCHEMA" and m["stream"] == stream)
+
+
+def _parse(raw: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in raw.splitlines() if line.strip()]
+
+
+def run_tap(config: dict[str, Any], state: dict[str, Any] | None = None) -> TapOutput:
+    """Sync in this process (fast), capturing what the tap writes to stdout."""
+    buffer = io.BytesIO()
+    wrapper = io.TextIOWrapper(buffer, encoding="utf-8")
+    with contextlib.redirect_stdout(wrapper):
+        TapMParticle(config=config, state=state).sync_all()
+        wrapper.flush()
+    return TapOutput(_parse(buffer.getvalue()))
+
+
+def run_cli(
+    config: dict[str, Any],
+    tmp_path: Path,
+    state: dict[str, Any] | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> TapOutput:
+    """Run the console entry point in a subprocess: real exit codes and stderr."""
+    config_file = tmp_path / "tap-config.json"
+    config_file.write_text(json.dumps(config))
+    args = [sys.executable, "-m", "tap_mparticle", "--config", str(config_file), *extra_args]
+    if state is not None:
+        state_file = tmp_path / "tap-state.json"
+        state_file.write_text(json.dumps(state))
+        args += ["--state", str(state_file)]
+    done = subprocess.run(args, capture_output=True, check=False, timeout=300)
+    return TapOutput(_parse(done.stdout), done.returncode, done.stderr.decode("utf-8", "replace"))

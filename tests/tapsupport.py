@@ -8,10 +8,12 @@ import io
 import json
 import subprocess
 import sys
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tap_mparticle.tap import TapMParticle
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @dataclasses.dataclass

@@ -33,7 +33,8 @@ test: lint typecheck pytest
 
 # Regenerate the committed sample drop (deterministic: same bytes every time).
 fixtures: venv
-	$(BIN)/python scripts/generate_drop.py samples/drop --events 400 --seed 7
+	rm -rf samples/drop
+	$(BIN)/python scripts/generate_drop.py samples/drop --events 600 --seed 7
 
 bench: bench-tap bench-target
 

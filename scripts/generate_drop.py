@@ -7,7 +7,8 @@ batches without events, numbers written as strings, negative MPIDs, unicode,
 `YYYY-MM-DD/` date folders plus files at the base folder, gzip and plain files,
 and the `mParticle_Bucket_Verification_*.txt` file holding `{}`.
 
-Usage: python scripts/generate_drop.py OUT_DIR [--events N] [--per-file N] [--seed S] [--folder NAME]
+Usage:
+    python scripts/generate_drop.py OUT [--events N] [--per-file N] [--seed S] [--folder NAME]
 """
 
 from __future__ import annotations

@@ -1,0 +1,82 @@
+"""What happens to records mParticle would refuse: fail, skip or dead-letter."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+import typing as t
+
+import msgspec
+
+if t.TYPE_CHECKING:
+    import pathlib
+
+LOGGER = logging.getLogger("target-mparticle")
+_ENCODER = msgspec.json.Encoder(decimal_format="number", enc_hook=str)
+_WARN_FIRST = 20
+
+
+class InvalidRecordFatalError(Exception):
+    """A refused record under ``on_invalid_record: fail``."""
+
+
+class InvalidRecords:
+    """Applies ``on_invalid_record`` and keeps the dead-letter file durable.
+
+    Dead letters are fsynced before the target writes a STATE that moves past
+    them, so "deliberately dead-lettered" is as certain as "accepted".
+    """
+
+    def __init__(self, policy: str, dead_letter_path: pathlib.Path | None) -> None:
+        """Open the dead-letter file lazily: most runs never need it."""
+        self.policy = policy
+        self.path = dead_letter_path
+        self.count = 0
+        self._file: t.BinaryIO | None = None
+        self._dirty = False
+        self._lock = threading.Lock()
+
+    def handle(self, stream: str, record: t.Mapping[str, t.Any], reason: str) -> None:
+        """Deal with one refused record according to the policy."""
+        if self.policy == "fail":
+            msg = f"invalid record (on_invalid_record is 'fail'): {reason}"
+            raise InvalidRecordFatalError(msg)
+        with self._lock:
+            self.count += 1
+            if self.count <= _WARN_FIRST:
+                LOGGER.warning("Invalid record %s: %s", self.policy, reason)
+            elif self.count == _WARN_FIRST + 1:
+                LOGGER.warning("More invalid records; only the total is reported from now on")
+            if self.policy == "dead_letter":
+                self._write(stream, record, reason)
+
+    def _write(self, stream: str, record: t.Mapping[str, t.Any], reason: str) -> None:
+        if self._file is None:
+            assert self.path is not None  # noqa: S101 - the target validates this
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("ab")
+        line = {
+            "stream": stream,
+            "reason": reason,
+            "dead_lettered_at": dt.datetime.now(tz=dt.timezone.utc).isoformat(),
+            "record": dict(record),
+        }
+        self._file.write(_ENCODER.encode(line) + b"\n")
+        self._dirty = True
+
+    def sync(self) -> None:
+        """Make written dead letters durable; called before STATE can move on."""
+        with self._lock:
+            if self._file is not None and self._dirty:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._dirty = False
+
+    def close(self) -> None:
+        """Sync and close the dead-letter file."""
+        self.sync()
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -1,0 +1,120 @@
+"""The ``mappings`` setting: parsed once, checked up front, used per record."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing as t
+
+from target_mparticle.schema_rules import (
+    COMMERCE_EVENT_TYPES,
+    CUSTOM_EVENT_TYPES,
+    DEVICE_IDENTITY_TYPES,
+    USER_IDENTITY_TYPES,
+)
+
+KINDS = ("custom_event", "screen_view", "commerce_event", "user")
+IDENTITY_KEYS = USER_IDENTITY_TYPES | DEVICE_IDENTITY_TYPES | {"mpid"}
+MAPPING_KEYS = frozenset(
+    {
+        "kind",
+        "event_name",
+        "event_name_field",
+        "custom_event_type",
+        "timestamp_field",
+        "identities",
+        "user_attributes",
+        "event_attributes",
+        "source_message_id_field",
+    }
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamMapping:
+    """How the records of one stream become mParticle data."""
+
+    kind: str = "custom_event"
+    event_name: str | None = None
+    event_name_field: str | None = None
+    custom_event_type: str | None = None
+    timestamp_field: str | None = None
+    identities: dict[str, str] | None = None
+    user_attributes: dict[str, str] | None = None
+    event_attributes: dict[str, str] | None = None
+    source_message_id_field: str | None = None
+    explicit: bool = False
+
+    @classmethod
+    def from_config(cls, raw: t.Mapping[str, t.Any], *, explicit: bool) -> StreamMapping:
+        """Build from one ``mappings`` entry that :func:`mapping_errors` accepted."""
+        return cls(
+            kind=raw.get("kind", "custom_event"),
+            event_name=raw.get("event_name"),
+            event_name_field=raw.get("event_name_field"),
+            custom_event_type=raw.get("custom_event_type"),
+            timestamp_field=raw.get("timestamp_field"),
+            identities=dict(raw["identities"]) if raw.get("identities") else None,
+            user_attributes=_as_name_map(raw.get("user_attributes")),
+            event_attributes=_as_name_map(raw.get("event_attributes")),
+            source_message_id_field=raw.get("source_message_id_field"),
+            explicit=explicit,
+        )
+
+
+def _as_name_map(value: object) -> dict[str, str] | None:
+    """Lists mean "same name in mParticle as in the record"; objects rename."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return {str(field): str(field) for field in value}
+    if isinstance(value, dict):
+        return {str(name): str(field) for name, field in value.items()}
+    return None
+
+
+def mapping_errors(mappings: t.Mapping[str, t.Any]) -> list[str]:
+    """Every problem in the ``mappings`` setting, so one run reports them all."""
+    errors: list[str] = []
+    for stream, raw in mappings.items():
+        where = f"mappings[{stream!r}]"
+        if not isinstance(raw, dict):
+            errors.append(f"{where} must be an object")
+        else:
+            errors.extend(_entry_errors(where, raw))
+    return errors
+
+
+def _entry_errors(where: str, raw: t.Mapping[str, t.Any]) -> list[str]:
+    errors: list[str] = []
+    errors.extend(f"{where}: unknown key {key!r}" for key in sorted(set(raw) - MAPPING_KEYS))
+    kind = raw.get("kind", "custom_event")
+    if kind not in KINDS:
+        errors.append(f"{where}.kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    if raw.get("event_name") is not None and raw.get("event_name_field") is not None:
+        errors.append(f"{where}: set event_name or event_name_field, not both")
+    event_type = raw.get("custom_event_type")
+    if event_type is not None:
+        allowed = COMMERCE_EVENT_TYPES if kind == "commerce_event" else CUSTOM_EVENT_TYPES
+        if kind in {"custom_event", "commerce_event"} and event_type not in allowed:
+            errors.append(
+                f"{where}.custom_event_type {event_type!r} is not valid for {kind}; "
+                f"use one of {', '.join(sorted(allowed))}"
+            )
+    errors.extend(_identity_errors(where, raw.get("identities")))
+    for key in ("user_attributes", "event_attributes"):
+        value = raw.get(key)
+        if value is not None and not isinstance(value, (list, dict)):
+            errors.append(f"{where}.{key} must be a list of fields or an object")
+    return errors
+
+
+def _identity_errors(where: str, identities: object) -> list[str]:
+    if identities is None:
+        return []
+    if not isinstance(identities, dict) or not identities:
+        return [f"{where}.identities must be a non-empty object"]
+    return [
+        f"{where}.identities: {name!r} is not an mParticle identity type"
+        for name in identities
+        if name not in IDENTITY_KEYS
+    ]

@@ -1,0 +1,88 @@
+"""The sink: records in, requests out, and nothing reported done before 202."""
+
+from __future__ import annotations
+
+import typing as t
+
+from singer_sdk.sinks import BatchSink
+
+from target_mparticle._compat import override
+from target_mparticle.payloads import Converter, InvalidRecordError, Item, trailing_group
+from target_mparticle.schema_rules import MAX_BATCHES_PER_REQUEST
+
+if t.TYPE_CHECKING:
+    from target_mparticle.target import TargetMParticle
+
+DEFAULT_MAX_SIZE = 2_000
+# A drain holds its records, their batches and encoded bodies in memory at once;
+# this many records stays small (a few tens of MB at worst) on any machine.
+HARD_MAX_SIZE = 10_000
+
+
+class EventsSink(BatchSink):
+    """One stream's records, converted on arrival and sent in drains."""
+
+    MAX_SIZE_DEFAULT = DEFAULT_MAX_SIZE
+
+    @override
+    def __init__(
+        self,
+        target: TargetMParticle,
+        stream_name: str,
+        schema: dict[str, t.Any],
+        key_properties: t.Sequence[str] | None,
+    ) -> None:
+        """Bind the stream's converter; carried-over events start empty."""
+        super().__init__(target, stream_name, schema, key_properties)
+        self.owner = target
+        self.converter = Converter(
+            stream_name,
+            key_properties or [],
+            target.mapping_for(stream_name),
+            target.environment,
+            target.tally,
+        )
+        self._carry: list[Item] = []
+        self.sent_records = 0
+
+    @property
+    @override
+    def max_size(self) -> int:
+        """Records per drain: the configured size, never beyond what a drain can hold.
+
+        Never below one full request either, so a drain is worth its round trip.
+        """
+        configured = super().max_size
+        return max(MAX_BATCHES_PER_REQUEST, min(configured, HARD_MAX_SIZE))
+
+    @property
+    @override
+    def current_size(self) -> int:
+        """Held-back events count too, so the final drain still sends them."""
+        return super().current_size + len(self._carry)
+
+    @override
+    def process_record(self, record: dict[str, t.Any], context: dict[str, t.Any]) -> None:
+        """Convert on arrival, so invalid records are handled before any STATE moves."""
+        try:
+            item = self.converter.convert(record)
+        except InvalidRecordError as exc:
+            self.owner.invalid.handle(self.stream_name, record, str(exc))
+            return
+        context.setdefault("records", []).append(item)
+
+    @override
+    def process_batch(self, context: dict[str, t.Any]) -> None:
+        """Deliver the drain; returns only once every item is accepted or dead-lettered."""
+        items: list[Item] = self._carry + context.get("records", [])
+        self._carry = []
+        if super().current_size >= self.max_size:
+            # Drained because full, not because of STATE or the end of input:
+            # keep the last user's events together for the next drain.
+            cut = trailing_group(items)
+            if 0 < cut < len(items):
+                items, self._carry = items[:cut], items[cut:]
+        if not items:
+            return
+        self.owner.deliver(self.stream_name, items)
+        self.sent_records += len(items)

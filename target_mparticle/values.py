@@ -1,0 +1,206 @@
+"""Turning arbitrary record values into what the Events API accepts.
+
+Kept apart from batch building so the rules (stringify, flatten, truncate,
+coerce) can be tested on their own and shared by mapped and replayed records.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import typing as t
+from collections import Counter
+
+import msgspec
+
+from target_mparticle.schema_rules import (
+    API_LIMIT_ATTRIBUTES_PER_EVENT,
+    API_LIMIT_NAME,
+    API_LIMIT_USER_ATTRIBUTE_LIST,
+    API_LIMIT_USER_ATTRIBUTE_LIST_ITEM,
+    API_LIMIT_USER_ATTRIBUTES,
+    API_LIMIT_VALUE,
+)
+
+_EPOCH_MS_THRESHOLD = 100_000_000_000  # below: seconds (until year 5138); above: ms
+_JSON = msgspec.json.Encoder(decimal_format="number")
+
+
+class Tally(Counter[str]):
+    """Counts quiet repairs (truncations, dropped fields) for one summary warning.
+
+    mParticle silently truncates over-long names server-side; doing it here and
+    counting makes the loss visible instead of surprising.
+    """
+
+
+def to_attribute_string(value: object) -> str:
+    """Render a scalar the way mParticle displays attribute values.
+
+    Booleans become ``true``/``false`` (not Python's ``True``), integral floats
+    keep their decimals as written, and datetimes use ISO 8601.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, (dict, list, tuple)):
+        return _JSON.encode(value).decode()
+    return str(value)
+
+
+def truncate(text: str, limit: int, what: str, tally: Tally) -> str:
+    """Cut ``text`` to ``limit`` characters, counting it under ``what``."""
+    if len(text) > limit:
+        tally[what] += 1
+        return text[:limit]
+    return text
+
+
+def flatten(value: object, prefix: str, out: dict[str, object]) -> None:
+    """Flatten nested objects into dotted keys; lists and scalars stay leaves.
+
+    Nulls are dropped here because an attribute set to null carries no
+    information for mParticle and null is refused in several schema places.
+    """
+    if value is None:
+        return
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            flatten(inner, f"{prefix}.{key}" if prefix else str(key), out)
+        return
+    out[prefix] = value
+
+
+def event_attributes(
+    pairs: t.Iterable[tuple[str, object]],
+    tally: Tally,
+) -> dict[str, str]:
+    """Build ``custom_attributes`` within mParticle's per-event limits."""
+    flat: dict[str, object] = {}
+    for name, value in pairs:
+        flatten(value, name, flat)
+    result: dict[str, str] = {}
+    for name, value in flat.items():
+        if len(result) >= API_LIMIT_ATTRIBUTES_PER_EVENT:
+            tally["event attributes over the 100 per event limit dropped"] += 1
+            continue
+        key = truncate(name, API_LIMIT_NAME, "attribute names truncated to 256", tally)
+        result[key] = truncate(
+            to_attribute_string(value), API_LIMIT_VALUE, "values truncated to 4096", tally
+        )
+    return result
+
+
+def user_attributes(
+    pairs: t.Iterable[tuple[str, object]],
+    tally: Tally,
+) -> dict[str, str | list[str]]:
+    """Build ``user_attributes``: like event attributes, but lists stay lists."""
+    flat: dict[str, object] = {}
+    for name, value in pairs:
+        flatten(value, name, flat)
+    result: dict[str, str | list[str]] = {}
+    for name, value in flat.items():
+        if len(result) >= API_LIMIT_USER_ATTRIBUTES:
+            tally["user attributes over the 100 per batch limit dropped"] += 1
+            continue
+        key = truncate(name, API_LIMIT_NAME, "attribute names truncated to 256", tally)
+        if isinstance(value, (list, tuple)):
+            items = [v for v in value if v is not None]
+            if len(items) > API_LIMIT_USER_ATTRIBUTE_LIST:
+                tally["user attribute list entries over 1000 dropped"] += len(items) - 1000
+                items = items[:API_LIMIT_USER_ATTRIBUTE_LIST]
+            result[key] = [
+                truncate(
+                    to_attribute_string(v),
+                    API_LIMIT_USER_ATTRIBUTE_LIST_ITEM,
+                    "list values truncated to 512",
+                    tally,
+                )
+                for v in items
+            ]
+        else:
+            result[key] = truncate(
+                to_attribute_string(value), API_LIMIT_VALUE, "values truncated to 4096", tally
+            )
+    return result
+
+
+def to_int(value: object) -> int | None:
+    """Read an integer that may have arrived as a string or decimal; None if not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, (float, decimal.Decimal)):
+        return int(value) if value == int(value) else None
+    if isinstance(value, str):
+        number = to_number(value)
+        return number if isinstance(number, int) else None
+    return None
+
+
+def to_number(value: object) -> int | float | None:
+    """Read a JSON number that may have arrived as a string or decimal."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, (decimal.Decimal, str)):
+        try:
+            number = decimal.Decimal(value.strip() if isinstance(value, str) else value)
+        except decimal.InvalidOperation:
+            return None
+        if not number.is_finite():
+            return None
+        return int(number) if number == int(number) else float(number)
+    return None
+
+
+def to_bool(value: object) -> bool | None:
+    """Read a boolean that may have arrived as a string or 0/1."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in {"true", "1", "yes"}:
+            return True
+        if lowered in {"false", "0", "no"}:
+            return False
+        return None
+    if isinstance(value, int):
+        return bool(value) if value in {0, 1} else None
+    return None
+
+
+def to_epoch_ms(value: object) -> int | None:
+    """Read a timestamp given as a date-time, epoch seconds or epoch milliseconds.
+
+    Seconds and milliseconds are told apart by magnitude: any epoch second count
+    below 1e11 is before the year 5138, any millisecond count above it is after 1973.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, dt.datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        return int(moment.timestamp() * 1000)
+    if isinstance(value, dt.date):
+        return to_epoch_ms(dt.datetime.combine(value, dt.time()))
+    number = to_number(value)
+    if number is not None:
+        return int(number * 1000) if abs(number) < _EPOCH_MS_THRESHOLD else int(number)
+    if isinstance(value, str):
+        return _parse_iso(value.strip())
+    return None
+
+
+def _parse_iso(text: str) -> int | None:
+    normalized = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
+    try:
+        moment = dt.datetime.fromisoformat(normalized)
+    except ValueError:
+        return None
+    return to_epoch_ms(moment)

@@ -8,7 +8,6 @@ drops, and an `aws s3 sync` or a rename can change it anyway.
 
 from __future__ import annotations
 
-import gzip
 import io
 import zlib
 from typing import IO, TYPE_CHECKING, Any
@@ -62,12 +61,60 @@ def open_decompressed(raw: IO[bytes]) -> IO[bytes]:
         else io.BufferedReader(_Readable(raw), buffer_size=READ_BUFFER_SIZE)
     )
     if buffered.peek(2)[:2] == GZIP_MAGIC:
-        # GzipFile reads concatenated members too, which is what `cat a.gz b.gz` makes.
-        return io.BufferedReader(
-            gzip.GzipFile(fileobj=buffered, mode="rb"),
-            buffer_size=READ_BUFFER_SIZE,
-        )
+        return io.BufferedReader(_Gunzip(buffered), buffer_size=READ_BUFFER_SIZE)
     return buffered
+
+
+class _Gunzip(io.RawIOBase):
+    """Streaming gunzip that hands out every intact byte before reporting truncation.
+
+    `gzip.GzipFile` raises as soon as a read reaches the cut, dropping the data
+    decompressed in that same read, so the intact lines just before the cut would
+    be lost. Here a truncated stream first yields all it decompressed, and only the
+    next read raises. Concatenated members (`cat a.gz b.gz`) are read in turn.
+    """
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self._source = source
+        self._decompressor = zlib.decompressobj(wbits=31)
+        self._pending = b""
+
+    def readable(self) -> bool:
+        """Say the stream can be read, as io.BufferedReader asks."""
+        return True
+
+    def readinto(self, buffer: Any) -> int:  # noqa: ANN401  (any writable buffer)
+        """Decompress into `buffer`, at most its size at a time; 0 at the end."""
+        view = memoryview(buffer)
+        while not self._pending:
+            if self._decompressor.unconsumed_tail:
+                compressed = self._decompressor.unconsumed_tail
+            else:
+                compressed = self._next_input()
+                if not compressed:
+                    return 0
+            self._pending = self._decompressor.decompress(compressed, len(view))
+        size = min(len(view), len(self._pending))
+        view[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+    def _next_input(self) -> bytes:
+        """The next compressed bytes, starting a new member where one ended; b"" at the end."""
+        if self._decompressor.eof:
+            leftover = self._decompressor.unused_data.lstrip(b"\0")  # padding between members
+            self._decompressor = zlib.decompressobj(wbits=31)
+            if leftover:
+                return leftover
+            chunk = self._source.read(READ_BUFFER_SIZE)
+            if not chunk:
+                return b""
+            return chunk
+        chunk = self._source.read(READ_BUFFER_SIZE)
+        if not chunk:
+            msg = "the gzip stream ends before its end-of-stream marker"
+            raise EOFError(msg)
+        return chunk
 
 
 class _Readable(io.RawIOBase):
@@ -114,7 +161,7 @@ def iter_lines(stream: IO[bytes], location: str) -> Iterator[tuple[int, bytes]]:
             stripped = line.strip()
             if stripped:
                 yield lineno, stripped
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+    except (EOFError, zlib.error) as exc:
         reason = f"truncated or corrupt gzip data ({exc})"
         raise BadInputError(location, reason, lineno + 1) from exc
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import boto3
@@ -13,7 +16,9 @@ from moto.server import ThreadedMotoServer
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-from tests.s3support import AWS_TEST_KEY, AWS_TEST_SECRET
+from tests.s3support import AWS_TEST_KEY, AWS_TEST_SECRET, REPO_ROOT
+
+MELTANO = str(Path(sys.executable).with_name("meltano"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -59,3 +64,31 @@ def s3_bucket(s3_client) -> str:
     name = f"mp-forwarding-{uuid.uuid4().hex[:12]}"
     s3_client.create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(scope="session")
+def meltano_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment for running the real `meltano` CLI on this project, plugins installed once.
+
+    Meltano's own files (plugin venvs, the system database) go to a temp dir, so
+    tests neither touch nor depend on a developer's `.meltano/`.
+    """
+    sys_dir = tmp_path_factory.mktemp("meltano-sys")
+    env = {
+        **os.environ,
+        "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "MELTANO_SYS_DIR_ROOT": str(sys_dir),
+        "MELTANO_DATABASE_URI": f"sqlite:///{sys_dir}/meltano.db",
+        "MELTANO_ENVIRONMENT": "dev",
+    }
+    done = subprocess.run(
+        [MELTANO, "install"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return env

@@ -1,0 +1,80 @@
+import datetime as dt
+
+from tap_mparticle import cursor as cursor_module
+from tap_mparticle.cursor import FileCursor
+from tap_mparticle.storage import RemoteFile
+
+T0 = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+HOUR = dt.timedelta(hours=1)
+
+
+def remote(key: str, when: dt.datetime) -> RemoteFile:
+    return RemoteFile(key=key, uri=f"s3://b/{key}", last_modified=when, size=10)
+
+
+def new_cursor(state: dict, start: dt.datetime | None = None) -> FileCursor:
+    return FileCursor(state, start_date=start, lookback=2 * HOUR)
+
+
+def test_a_fresh_cursor_reads_everything_after_start_date():
+    cursor = new_cursor({}, start=T0)
+    assert cursor.should_read(remote("a", T0))
+    assert not cursor.should_read(remote("b", T0 - dt.timedelta(seconds=1)))
+
+
+def test_same_second_file_listed_later_is_read_once():
+    state: dict = {}
+    cursor = new_cursor(state)
+    first = remote("a", T0)
+    cursor.mark_read(first)
+    # next run: a second file stamped in the same second has appeared
+    again = new_cursor(state)
+    assert not again.should_read(first)
+    sibling = remote("b", T0)
+    assert again.should_read(sibling)
+    again.mark_read(sibling)
+    third = new_cursor(state)
+    assert not third.should_read(sibling)
+    assert not third.should_read(first)
+
+
+def test_late_file_inside_window_is_read_but_outside_is_not():
+    state: dict = {}
+    cursor = new_cursor(state)
+    cursor.mark_read(remote("new", T0))
+    later = new_cursor(state)
+    assert later.should_read(remote("late", T0 - HOUR))
+    assert not later.should_read(remote("ancient", T0 - 3 * HOUR))
+
+
+def test_an_overwritten_object_is_read_again():
+    state: dict = {}
+    cursor = new_cursor(state)
+    cursor.mark_read(remote("a", T0))
+    assert new_cursor(state).should_read(remote("a", T0 + dt.timedelta(seconds=5)))
+
+
+def test_state_keeps_only_keys_inside_the_window():
+    state: dict = {}
+    cursor = new_cursor(state)
+    cursor.mark_read(remote("old", T0))
+    cursor.mark_read(remote("mid", T0 + HOUR))
+    cursor.mark_read(remote("new", T0 + 3 * HOUR))
+    assert set(state["files_read"]) == {"mid", "new"}
+    assert state["replication_key"] == "_sdc_modified_at"
+    assert state["replication_key_value"] == "2024-05-01T15:00:00+00:00"
+
+
+def test_history_is_capped_with_a_floor(monkeypatch):
+    monkeypatch.setattr(cursor_module, "MAX_FILES_READ", 3)
+    state: dict = {}
+    cursor = new_cursor(state)
+    for i in range(5):
+        cursor.mark_read(remote(f"k{i}", T0 + dt.timedelta(seconds=i)))
+    assert len(state["files_read"]) == 3
+    assert state["files_read_floor"] == "2024-05-01T12:00:01+00:00"
+    reloaded = new_cursor(state)
+    # at or before the floor: taken as read, even if unseen
+    assert not reloaded.should_read(remote("unseen", T0 + dt.timedelta(seconds=1)))
+    assert reloaded.should_read(remote("unseen", T0 + dt.timedelta(seconds=3)))
+    assert not reloaded.should_read(remote("k4", T0 + dt.timedelta(seconds=4)))

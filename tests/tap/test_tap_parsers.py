@@ -1,0 +1,70 @@
+import gzip
+import io
+import zlib
+
+import pytest
+
+from tap_mparticle.parsers import BadInputError, decode_json, iter_lines, open_decompressed
+
+LOC = "s3://bucket/f.txt"
+
+
+def lines_of(raw: bytes) -> list[tuple[int, bytes]]:
+    return list(iter_lines(open_decompressed(io.BytesIO(raw)), LOC))
+
+
+def test_plain_lines_are_numbered_like_an_editor_and_blank_lines_skipped():
+    assert lines_of(b'{"a":1}\n\n  \n{"b":2}\r\n{"c":3}') == [
+        (1, b'{"a":1}'),
+        (4, b'{"b":2}'),
+        (5, b'{"c":3}'),
+    ]
+
+
+def test_gzip_is_detected_from_magic_bytes_whatever_the_name():
+    assert lines_of(gzip.compress(b'{"a":1}\n{"b":2}\n')) == [(1, b'{"a":1}'), (2, b'{"b":2}')]
+
+
+def test_concatenated_gzip_members_are_read_whole():
+    raw = gzip.compress(b'{"a":1}\n') + gzip.compress(b'{"b":2}\n')
+    assert [n for n, _ in lines_of(raw)] == [1, 2]
+
+
+def collect_into(seen: list, stream) -> None:
+    for item in iter_lines(stream, LOC):
+        seen.append(item)  # noqa: PERF402  (the list must keep what came before the raise)
+
+
+def test_corrupt_gzip_is_bad_input():
+    raw = bytearray(gzip.compress(b'{"a":1}\n' * 100))
+    raw[20:30] = b"\xff" * 10
+    with pytest.raises(BadInputError, match="truncated or corrupt gzip"):
+        lines_of(bytes(raw))
+
+
+def test_truncated_gzip_names_the_first_unreadable_line():
+    body = b"".join(b'{"n":%d,"pad":"%s"}\n' % (i, b"x" * 50) for i in range(2000))
+    compressed = gzip.compress(body)
+    cut = compressed[: len(compressed) // 2]
+    recoverable = zlib.decompressobj(wbits=31).decompress(cut).count(b"\n")
+    stream = open_decompressed(io.BytesIO(cut))
+    seen = []
+    with pytest.raises(BadInputError) as caught:
+        collect_into(seen, stream)
+    assert seen, "intact lines before the cut are still yielded"
+    # every line wholly before the cut is read; the cut line is the one reported
+    assert len(seen) == recoverable
+    assert seen == [(i + 1, b'{"n":%d,"pad":"%s"}' % (i, b"x" * 50)) for i in range(len(seen))]
+    assert caught.value.lineno == seen[-1][0] + 1
+    assert str(caught.value).startswith(f"{LOC}:{seen[-1][0] + 1}: truncated or corrupt gzip")
+
+
+def test_not_utf8_and_not_json_name_file_and_line():
+    with pytest.raises(BadInputError, match=r"^s3://bucket/f.txt:7: bytes that are not UTF-8"):
+        decode_json(b'{"a":"\xff\xfe"}', LOC, 7)
+    with pytest.raises(BadInputError, match=r"^s3://bucket/f.txt:3: not valid JSON"):
+        decode_json(b'{"a":', LOC, 3)
+
+
+def test_huge_and_negative_integers_survive_decoding():
+    assert decode_json(b'{"mpid":-9223372036854775807}', LOC, 1) == {"mpid": -9223372036854775807}

@@ -267,6 +267,7 @@ class TargetMParticle(Target):
         self.tally = Tally()
         self._started = time.monotonic()
         self._delivering = 0
+        self._last_written_state: dict[str, t.Any] | None = None
 
     def _config_errors(self) -> list[str]:
         config = self.config
@@ -406,6 +407,14 @@ class TargetMParticle(Target):
         ):
             # drain_all writes the STATE only after every sink drained cleanly.
             self.drain_all()
+
+    @override
+    def _write_state_message(self, state: dict[str, t.Any]) -> None:
+        """Pass each distinct STATE on once; drains with nothing new repeat it."""
+        if state == self._last_written_state:
+            return
+        super()._write_state_message(state)
+        self._last_written_state = state
 
     @override
     def process_endofpipe(self) -> None:

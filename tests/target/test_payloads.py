@@ -1,0 +1,334 @@
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+
+import pytest
+from eventsapi_server import load_validator
+
+from target_mparticle.client import BULK_PATH, HISTORICAL_PATH, pack
+from target_mparticle.mapping import StreamMapping, mapping_errors
+from target_mparticle.payloads import (
+    THIRTY_DAYS_MS,
+    Converter,
+    InvalidRecordError,
+    assemble,
+    clean_event,
+    clean_identities,
+    trailing_group,
+)
+from target_mparticle.schema_rules import MAX_REQUEST_BYTES
+from target_mparticle.values import Tally, event_attributes, to_epoch_ms, user_attributes
+
+NOW = 1_763_000_000_000
+validate = load_validator()
+
+
+def converter(mapping: dict | None = None, stream: str = "s", key=("id",)) -> Converter:
+    parsed = StreamMapping.from_config(mapping or {}, explicit=mapping is not None)
+    return Converter(stream, list(key), parsed, "development", Tally())
+
+
+def batches_of(items, mode="auto", now=NOW):
+    prepared, rejected = assemble(items, mode, now)
+    assert not rejected
+    return [json.loads(p.body) for p in prepared], prepared
+
+
+def test_values_are_stringified_flattened_and_nulls_dropped():
+    tally = Tally()
+    attrs = event_attributes(
+        [
+            ("n", 3),
+            ("f", 2.5),
+            ("d", decimal.Decimal("1.10")),
+            ("b", True),
+            ("none", None),
+            ("nested", {"a": {"b": 1}, "c": None}),
+            ("when", dt.datetime(2025, 1, 2, tzinfo=dt.timezone.utc)),
+            ("list", [1, "x"]),
+        ],
+        tally,
+    )
+    assert attrs == {
+        "n": "3",
+        "f": "2.5",
+        "d": "1.10",
+        "b": "true",
+        "nested.a.b": "1",
+        "when": "2025-01-02T00:00:00+00:00",
+        "list": '[1,"x"]',
+    }
+
+
+def test_user_attribute_lists_stay_lists():
+    assert user_attributes([("tags", ["a", None, 2])], Tally()) == {"tags": ["a", "2"]}
+
+
+def test_limits_truncate_and_count():
+    tally = Tally()
+    long_name = "n" * 300
+    attrs = event_attributes([(long_name, "v" * 5000)] + [(f"k{i}", i) for i in range(120)], tally)
+    assert len(attrs) == 100
+    assert "n" * 256 in attrs
+    assert len(attrs["n" * 256]) == 4096
+    assert tally["attribute names truncated to 256"] == 1
+    assert tally["values truncated to 4096"] == 1
+    assert tally["event attributes over the 100 per event limit dropped"] == 21
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2025-11-13T00:00:00Z", 1_762_992_000_000),
+        ("2025-11-13T01:00:00+01:00", 1_762_992_000_000),
+        (1_762_992_000, 1_762_992_000_000),
+        (1_762_992_000_000, 1_762_992_000_000),
+        ("1762992000", 1_762_992_000_000),
+        (decimal.Decimal("1762992000.5"), 1_762_992_000_500),
+        (dt.datetime(2025, 11, 13), 1_762_992_000_000),  # noqa: DTZ001 - naive means UTC
+        ("not a time", None),
+        (True, None),
+    ],
+)
+def test_timestamps_in_every_documented_form(value, expected):
+    assert to_epoch_ms(value) == expected
+
+
+def test_mapped_user_record_becomes_identity_and_attributes_only():
+    conv = converter(
+        {
+            "kind": "user",
+            "identities": {"customer_id": "cid", "email": "mail"},
+            "user_attributes": {"$FirstName": "first", "plan": "plan"},
+        }
+    )
+    item = conv.convert({"id": 1, "cid": 7, "mail": "a@b.c", "first": "Ada", "plan": "pro", "x": 1})
+    [batch], _ = batches_of([item])
+    assert batch["user_identities"] == {"customer_id": "7", "email": "a@b.c"}
+    assert batch["user_attributes"] == {"$FirstName": "Ada", "plan": "pro"}
+    assert "events" not in batch
+    assert validate(batch) == []
+
+
+def test_mapped_event_defaults_and_deterministic_ids():
+    conv = converter({"event_name_field": "what", "timestamp_field": "at"})
+    record = {"id": 5, "customer_id": "c5", "what": "Signup", "at": "2025-11-13T00:00:00Z", "v": 1}
+    first = conv.convert(dict(record))
+    again = converter({"event_name_field": "what", "timestamp_field": "at"}).convert(dict(record))
+    assert first.request_id == again.request_id
+    [batch], _ = batches_of([first])
+    event = batch["events"][0]
+    assert event["data"]["event_name"] == "Signup"
+    assert event["data"]["custom_event_type"] == "other"
+    assert event["data"]["timestamp_unixtime_ms"] == 1_762_992_000_000
+    assert event["data"]["custom_attributes"] == {"id": "5", "v": "1"}
+    assert batch["user_identities"] == {"customer_id": "c5"}
+    assert validate(batch) == []
+    changed = conv.convert({**record, "v": 2})
+    assert changed.request_id != first.request_id
+
+
+def test_screen_view_and_commerce_mappings_validate():
+    screen = converter({"kind": "screen_view", "event_name": "Home"}).convert(
+        {"id": 1, "email": "a@b.c"}
+    )
+    commerce = converter(
+        {"kind": "commerce_event", "custom_event_type": "purchase", "event_name": "Order"}
+    ).convert(
+        {
+            "id": 2,
+            "customer_id": "c",
+            "transaction_id": 99,
+            "total_amount": "10.5",
+            "currency_code": "EUR",
+            "products": [{"id": 1, "name": "Mug", "price": "5.25", "quantity": 2}],
+        }
+    )
+    batches, _ = batches_of([screen, commerce])
+    assert batches[0]["events"][0]["data"]["screen_name"] == "Home"
+    action = batches[1]["events"][0]["data"]["product_action"]
+    assert action["action"] == "purchase"
+    assert action["transaction_id"] == "99"
+    assert action["total_amount"] == 10.5
+    assert action["products"][0]["id"] == "1"
+    assert all(validate(b) == [] for b in batches)
+
+
+def test_device_identities_go_to_device_info_and_bad_uuids_are_dropped():
+    conv = converter({"identities": {"ios_advertising_id": "idfa", "customer_id": "cid"}})
+    item = conv.convert({"id": 1, "idfa": "not-a-uuid", "cid": "c"})
+    assert "device_info" not in item.batch
+    assert conv.tally["ios_advertising_id values that are not UUIDs dropped"] == 1
+    good = conv.convert({"id": 1, "idfa": "613ff528-afd1-4c1b-9628-e6ed25ece9c0"})
+    assert good.batch["device_info"] == {
+        "ios_advertising_id": "613ff528-afd1-4c1b-9628-e6ed25ece9c0"
+    }
+
+
+def test_record_without_identity_is_invalid_and_named_by_stream_and_key():
+    with pytest.raises(InvalidRecordError, match=r"stream 'orders' record \{\"id\":9\}"):
+        converter(stream="orders").convert({"id": 9, "amount": 1})
+
+
+def test_outbound_event_is_made_inbound():
+    tally = Tally()
+    event = clean_event(
+        "custom_event",
+        {
+            "event_name": "E",
+            "custom_event_type": "attribution",
+            "timestamp_unixtime_ms": "1595542763908",
+            "event_id": "1234",
+            "session_id": "5",
+            "message_id": "x",
+            "session_uuid": "not-a-uuid",
+            "source_message_id": None,
+            "custom_attributes": {"a": 1, "nested": {"b": True}},
+        },
+        tally,
+    )
+    assert event == {
+        "event_type": "custom_event",
+        "data": {
+            "event_name": "E",
+            "custom_event_type": "other",
+            "timestamp_unixtime_ms": 1595542763908,
+            "custom_attributes": {"a": "1", "nested.b": "true"},
+        },
+    }
+    assert validate({"events": [event]}) == []
+    with pytest.raises(InvalidRecordError, match="session_duration_ms"):
+        clean_event("session_end", {}, tally)
+    with pytest.raises(InvalidRecordError, match="media"):
+        clean_event("media", {}, tally)
+
+
+def test_outbound_identity_array_becomes_object():
+    tally = Tally()
+    ids = clean_identities(
+        [
+            {"identity_type": "customer_id", "identity": "h.jekyll", "timestamp_unixtime_ms": 1},
+            {"identity_type": "made_up", "identity": "x"},
+        ],
+        tally,
+    )
+    assert ids == {"customer_id": "h.jekyll"}
+    assert tally["identities of unknown type 'made_up' dropped"] == 1
+
+
+def _tap_event(lineno: int, index: int, stamp: int = NOW - 1000) -> dict:
+    return {
+        "event_type": "custom_event",
+        "event_name": "E",
+        "timestamp_unixtime_ms": stamp,
+        "source_message_id": f"m{lineno}-{index}",
+        "mpid": lineno,
+        "user_identities": {"customer_id": f"c{lineno}"},
+        "data": {
+            "event_name": "E",
+            "custom_event_type": "other",
+            "timestamp_unixtime_ms": str(stamp),
+            "event_id": "7",
+        },
+        "_sdc_source_file": "f.txt",
+        "_sdc_source_lineno": lineno,
+        "_sdc_event_index": index,
+    }
+
+
+def test_tap_events_of_one_batch_line_are_grouped_into_one_batch():
+    conv = converter(stream="events", key=())
+    items = [conv.convert(_tap_event(line, i)) for line in (1, 2) for i in range(3)]
+    batches, _ = batches_of(items)
+    assert [len(b["events"]) for b in batches] == [3, 3]
+    assert batches[0]["mpid"] == 1
+    assert [e["data"]["source_message_id"] for e in batches[0]["events"]] == [
+        "m1-0",
+        "m1-1",
+        "m1-2",
+    ]
+    assert all(validate(b) == [] for b in batches)
+    assert trailing_group(items) == 3
+    again, _ = batches_of(
+        [converter(stream="events", key=()).convert(_tap_event(1, i)) for i in range(3)]
+    )
+    assert again[0]["source_request_id"] == batches[0]["source_request_id"]
+
+
+def test_big_groups_split_under_100_events_and_the_byte_cap():
+    conv = converter(stream="events", key=())
+    items = [conv.convert(_tap_event(1, i)) for i in range(250)]
+    for item in items:
+        item.events[0]["data"]["custom_attributes"] = {"pad": "x" * 1500}
+    batches, prepared = batches_of(items)
+    assert sum(len(b["events"]) for b in batches) == 250
+    assert all(len(b["events"]) <= 100 for b in batches)
+    assert all(len(p.body) <= 128_000 for p in prepared)
+    assert len({b["source_request_id"] for b in batches}) == len(batches)
+    requests = pack(prepared)
+    assert all(len(r.body) <= MAX_REQUEST_BYTES for r in requests)
+
+
+def test_requests_hold_at_most_100_batches():
+    conv = converter({"kind": "user"}, key=("id",))
+    items = [conv.convert({"id": n, "email": f"{n}@x"}) for n in range(250)]
+    _, prepared = batches_of(items)
+    assert [len(r.batches) for r in pack(prepared)] == [100, 100, 50]
+
+
+def test_historical_routing():
+    conv = converter({"timestamp_field": "at"})
+    old = conv.convert({"id": 1, "email": "a@b", "at": (NOW - THIRTY_DAYS_MS - 1) / 1000})
+    new = conv.convert({"id": 2, "email": "a@b", "at": NOW / 1000})
+    _, prepared = batches_of([old, new])
+    assert [p.historical for p in prepared] == [True, False]
+    assert [r.path for r in pack(prepared)] == [HISTORICAL_PATH, BULK_PATH]
+    _, never = batches_of([old], mode="never")
+    assert not never[0].historical
+    _, rejected = assemble([new], "always", NOW)
+    assert rejected
+    assert "72 hours" in rejected[0][1]
+
+
+def test_whole_batches_pass_through_without_outbound_fields():
+    conv = converter(stream="raw", key=())
+    record = {
+        "events": [
+            {
+                "event_type": "screen_view",
+                "data": {"screen_name": "Home", "timestamp_unixtime_ms": "1595542763908"},
+            }
+        ],
+        "user_identities": [{"identity_type": "email", "identity": "a@b.c"}],
+        "schema_version": 2,
+        "message_type": "events",
+        "batch_id": 9,
+        "mpid": "123",
+        "source_info": {"channel": "native"},
+        "device_info": {"platform": "Android", "made_up": 1},
+    }
+    [batch], _ = batches_of([conv.convert(record)])
+    assert set(batch) == {
+        "environment",
+        "user_identities",
+        "mpid",
+        "device_info",
+        "events",
+        "source_request_id",
+    }
+    assert batch["mpid"] == 123
+    assert batch["device_info"] == {"platform": "Android"}
+    assert validate(batch) == []
+
+
+def test_mapping_errors_are_all_reported():
+    errors = mapping_errors(
+        {
+            "a": {"kind": "nope", "event_name": "x", "event_name_field": "y", "extra": 1},
+            "b": {"identities": {"fax": "f"}, "custom_event_type": "purchase"},
+            "c": "not an object",
+        }
+    )
+    assert len(errors) == 6

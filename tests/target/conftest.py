@@ -43,6 +43,7 @@ def config(server: EventsApiServer, tmp_path: pathlib.Path) -> dict[str, t.Any]:
 class Run(t.NamedTuple):
     states: list[dict[str, t.Any]]
     error: BaseException | None
+    target: TargetMParticle
 
 
 def run_target(
@@ -65,7 +66,7 @@ def run_target(
         except Exception as exc:  # noqa: BLE001 - returned for the test to inspect
             error = exc
     states = [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
-    return Run(states, error)
+    return Run(states, error, target)
 
 
 def singer_lines(stream: str, records: list[dict[str, t.Any]], key: list[str] | None = None):

@@ -83,7 +83,7 @@ def load_validator() -> t.Callable[[t.Any], list[str]]:  # noqa: C901
 class Fault:
     """What to do instead of (or before) a normal answer."""
 
-    kind: str  # "status", "slow", "drop", "accept_then_drop"
+    kind: str  # "pass", "status", "slow", "drop", "accept_then_drop"
     status: int = 500
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
     delay_s: float = 0.0
@@ -112,12 +112,14 @@ class EventsApiServer:
         *,
         percentage_used: int = 10,
         answer_delay_s: float = 0.0,
+        reject_if: t.Callable[[dict[str, t.Any]], str | None] | None = None,
     ) -> None:
         """Create the server (not yet serving)."""
         self.api_key = api_key
         self.api_secret = api_secret
         self.percentage_used = percentage_used
         self.answer_delay_s = answer_delay_s
+        self.reject_if = reject_if
         self.validate = load_validator()
         self.schema_source: str = self.validate.source  # type: ignore[attr-defined]
         self.lock = threading.Lock()
@@ -225,14 +227,17 @@ class EventsApiServer:
             status: int, payload: object = None, headers: dict[str, str] | None = None
         ) -> None:
             body = b"" if payload is None else json.dumps(payload).encode()
-            handler.send_response(status)
-            for key, value in (headers or {}).items():
-                handler.send_header(key, value)
-            handler.send_header("Content-Length", str(len(body)))
-            if body:
-                handler.send_header("Content-Type", "application/json")
-            handler.end_headers()
-            handler.wfile.write(body)
+            try:
+                handler.send_response(status)
+                for key, value in (headers or {}).items():
+                    handler.send_header(key, value)
+                handler.send_header("Content-Length", str(len(body)))
+                if body:
+                    handler.send_header("Content-Type", "application/json")
+                handler.end_headers()
+                handler.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                handler.close_connection = True  # the client gave up waiting
             with self.lock:
                 self.requests.append(Received(path, len(batches or []), len(raw), status))
 
@@ -272,6 +277,9 @@ class EventsApiServer:
         problems: list[str] = []
         for batch in batches:
             errors = self.validate(batch)
+            custom = self.reject_if(batch) if self.reject_if and isinstance(batch, dict) else None
+            if custom:
+                errors = [*errors, custom]
             if errors:
                 with self.lock:
                     self.rejected.append((batch if isinstance(batch, dict) else None, errors))

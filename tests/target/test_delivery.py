@@ -1,0 +1,258 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import FIXTURES, SECRET, run_target, singer_lines
+from eventsapi_server import EventsApiServer, Fault
+from singer_sdk.exceptions import ConfigValidationError
+
+from target_mparticle.client import AuthError, BadRequestError, DeliveryError, Pacer
+from target_mparticle.invalid import InvalidRecordFatalError
+from target_mparticle.target import TargetMParticle
+
+USERS = 300
+
+
+def accepted_user_ids(server: EventsApiServer) -> list[int]:
+    return sorted(int(b["user_attributes"]["id"]) for b in server.batches())
+
+
+def test_users_table_arrives_once_each_and_states_follow_acceptance(server, config):
+    config["mappings"] = {"users": {"kind": "user"}}
+    run = run_target(config, "users.singer")
+    assert run.error is None
+    assert accepted_user_ids(server) == list(range(1, USERS + 1))
+    assert server.rejected == []
+    assert server.duplicates == []
+    assert [s["bookmarks"]["users"]["id"] for s in run.states] == [100, 200, 300]
+    batch = server.batches()[0]
+    assert batch["user_identities"] == {"customer_id": "C00001", "email": "user1@example.com"}
+    assert batch["user_attributes"]["address.city"]
+    assert isinstance(batch["user_attributes"]["tags"], list)
+    assert batch["environment"] == "development"
+    assert all(r.n_batches <= 100 for r in server.requests)
+
+
+def test_tap_mparticle_events_replay_is_accepted_and_grouped_per_user(server, config):
+    run = run_target(config, "tap_events.singer")
+    assert run.error is None
+    records = [
+        json.loads(line)["record"]
+        for line in (FIXTURES / "tap_events.singer").read_text().splitlines()
+        if '"RECORD"' in line
+    ]
+    lines = {(r["_sdc_source_file"], r["_sdc_source_lineno"]) for r in records}
+    assert len(server.batches()) == len(lines)
+    sent_ids = sorted(e["data"]["source_message_id"] for e in server.events())
+    assert sent_ids == sorted(r["source_message_id"] for r in records)
+    assert server.rejected == []
+    for event in server.events():
+        assert "event_id" not in event["data"]
+        assert "session_id" not in event["data"]
+        assert isinstance(event["data"]["timestamp_unixtime_ms"], int)
+    # STATE after each file, passed on once 100+ records were delivered (and at the end).
+    assert run.states[-1]["bookmarks"]["events"]["file"].endswith("_12345.txt")
+    assert len(run.states) == 3
+
+
+def test_orders_as_commerce_events_and_whole_batches(server, config):
+    config["mappings"] = {
+        "orders": {
+            "kind": "commerce_event",
+            "custom_event_type": "purchase",
+            "event_name": "Order placed",
+            "timestamp_field": "placed_at",
+            "source_message_id_field": "order_id",
+            "identities": {"customer_id": "customer_id"},
+            "event_attributes": ["status", "channel"],
+        }
+    }
+    assert run_target(config, "orders.singer").error is None
+    assert run_target(config, "whole_batches.singer").error is None
+    assert server.rejected == []
+    orders = [e for e in server.events() if e["event_type"] == "commerce_event"]
+    assert len(orders) == 120
+    by_id = {e["data"]["source_message_id"]: e["data"] for e in orders}
+    assert sorted(by_id) == [f"O-{n:06d}" for n in range(1, 121)]
+    first = by_id["O-000001"]
+    assert first["product_action"]["action"] == "purchase"
+    assert set(first["custom_attributes"]) <= {"status", "channel"}
+    assert len(server.events()) == 140
+
+
+def test_429_with_retry_after_then_success(server, config):
+    server.fail_with(429, times=2, Retry_After="0", X_mp_rate_limit_exceeded="app")
+    run = run_target(config, "users.singer")
+    assert run.error is None
+    assert len(server.batches()) == USERS
+    assert run.target.client.stats.throttled == 2
+    assert run.target.client.pacer.factor < 1
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_server_errors_are_retried_with_the_same_ids(server, config, status):
+    server.fail_with(status, times=3)
+    run = run_target(config, "users.singer")
+    assert run.error is None
+    assert len(server.batches()) == USERS
+    assert run.target.client.stats.retries == 3
+
+
+def test_dropped_connections_and_lost_answers_are_retried_and_deduplicated(server, config):
+    server.script(Fault("drop"))
+    server.script(Fault("accept_then_drop"))
+    run = run_target(config, "users.singer")
+    assert run.error is None
+    assert len(server.batches()) == USERS
+    assert len(server.duplicates) > 0
+    first_request_ids = set(list(server.accepted)[:100])
+    assert set(server.duplicates) <= first_request_ids | set(server.accepted)
+
+
+def test_slow_answers_time_out_and_are_retried(server, config):
+    config["request_timeout"] = 1.0
+    config["max_parallel_requests"] = 1
+    server.script(Fault("slow", delay_s=1.5))
+    run = run_target(config, "users.singer")
+    assert run.error is None
+    assert len(server.batches()) == USERS
+    assert run.target.client.stats.retries >= 1
+
+
+def test_retries_exhausted_fails_without_a_state_past_accepted_records(server, config):
+    config["mappings"] = {"users": {"kind": "user"}}
+    config["max_parallel_requests"] = 1
+    server.script(Fault("pass"), times=1)
+    server.fail_with(503, times=50)
+    run = run_target(config, "users.singer")
+    assert isinstance(run.error, DeliveryError)
+    assert "gave up" in str(run.error)
+    accepted = accepted_user_ids(server)
+    assert accepted == list(range(1, 101))
+    assert [s["bookmarks"]["users"]["id"] for s in run.states] == [100]
+
+
+@pytest.mark.parametrize(("key", "secret", "status"), [("test-key", "wrong", 403)])
+def test_refused_credentials_stop_at_once_naming_url_and_key(server, config, key, secret, status):
+    config["api_key"] = key
+    config["api_secret"] = secret
+    run = run_target(config, "users.singer")
+    assert isinstance(run.error, AuthError)
+    message = str(run.error)
+    assert f"HTTP {status}" in message
+    assert server.url in message
+    assert "test-key" in message
+    assert SECRET not in message
+    assert "wrong" not in message
+    assert run.states == []
+    assert len(server.requests) <= 4  # one per parallel sender, no retries
+
+
+def _bad_email(batch):
+    return "refused by test" if batch.get("user_identities", {}).get("email") == "bad@x" else None
+
+
+@pytest.fixture
+def picky_server():
+    with EventsApiServer(api_key="test-key", api_secret=SECRET, reject_if=_bad_email) as running:
+        yield running
+
+
+def _records_with_one_bad(n=150):
+    records = [{"id": i, "email": f"{i}@x"} for i in range(n)]
+    records[37]["email"] = "bad@x"
+    return [*singer_lines("people", records, ["id"]), json.dumps({"type": "STATE", "value": 1})]
+
+
+def test_http_400_isolates_the_bad_batch_into_dead_letters(picky_server, config, tmp_path):
+    config["api_url"] = picky_server.url
+    config["on_invalid_record"] = "dead_letter"
+    run = run_target(config, _records_with_one_bad())
+    assert run.error is None
+    assert len(picky_server.batches()) == 149
+    dead = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert [d["record"]["id"] for d in dead] == [37]
+    assert "refused by test" in dead[0]["reason"]
+    assert run.states == [1]
+    assert SECRET not in (tmp_path / "dead.jsonl").read_text()
+
+
+def test_http_400_with_fail_shows_the_api_message(picky_server, config):
+    config["api_url"] = picky_server.url
+    run = run_target(config, _records_with_one_bad())
+    assert isinstance(run.error, BadRequestError)
+    assert "refused by test" in str(run.error)
+    assert run.states == []
+
+
+def test_records_without_identity_skip_dead_letter_or_fail(config, tmp_path):
+    records = [{"id": 1, "email": "a@b"}, {"id": 2, "name": "nobody"}]
+    lines = [*singer_lines("people", records, ["id"]), json.dumps({"type": "STATE", "value": 2})]
+    config["on_invalid_record"] = "skip"
+    run = run_target(config, lines)
+    assert run.error is None
+    assert run.target.invalid.count == 1
+    assert run.states == [2]
+
+    config["on_invalid_record"] = "dead_letter"
+    run = run_target(config, lines)
+    dead = json.loads((tmp_path / "dead.jsonl").read_text())
+    assert dead["record"] == {"id": 2, "name": "nobody"}
+    assert "stream 'people' record {\"id\":2}" in dead["reason"]
+
+    config["on_invalid_record"] = "fail"
+    run = run_target(config, lines)
+    assert isinstance(run.error, InvalidRecordFatalError)
+    assert run.states == []
+
+
+def test_dry_run_needs_no_credentials_and_sends_nothing(server, tmp_path):
+    config = {"dry_run": True, "dry_run_path": str(tmp_path / "out" / "dry.jsonl")}
+    run = run_target(config, "tap_events.singer")
+    assert run.error is None
+    assert server.requests == []
+    lines = (tmp_path / "out" / "dry.jsonl").read_text().splitlines()
+    bodies = [json.loads(line) for line in lines]
+    assert all(b["url"].startswith("https://s2s.us1.mparticle.com/v2/bulkevents") for b in bodies)
+    batches = [batch for b in bodies for batch in b["body"]]
+    assert sum(len(b["events"]) for b in batches) == 505
+    assert all(server.validate(b) == [] for b in batches)
+    assert len(run.states) == 3
+
+
+def test_high_usage_header_slows_the_pacer(config):
+    with EventsApiServer(api_key="test-key", api_secret=SECRET, percentage_used=95) as busy:
+        config["api_url"] = busy.url
+        run = run_target(config, "users.singer")
+    assert run.error is None
+    assert run.target.client.pacer.factor == pytest.approx(0.25)
+
+
+def test_pacer_books_slots_at_the_configured_rate():
+    clock = [0.0]
+    waits: list[float] = []
+    pacer = Pacer(100, clock=lambda: clock[0], sleep=waits.append)
+    assert pacer.acquire(100) == 0
+    assert pacer.acquire(50) == pytest.approx(1.0)
+    pacer.observe_usage(90)
+    assert pacer.factor == pytest.approx(0.5)
+    pacer.pause(5)
+    assert pacer.acquire(1) == pytest.approx(5.0)
+    assert Pacer(0, clock=lambda: 0.0, sleep=waits.append).acquire(10**6) == 0
+
+
+@pytest.mark.parametrize(
+    ("config", "fragment"),
+    [
+        ({}, "api_key is required unless dry_run"),
+        ({"dry_run": True, "api_url": "ftp://x/v2"}, "api_url must be an http(s) URL"),
+        ({"dry_run": True, "api_url": "https://x/v1"}, "ending in /v2"),
+        ({"dry_run": True, "mappings": {"s": {"kind": "user", "bogus": 1}}}, "bogus"),
+        ({"dry_run": True, "max_parallel_requests": 0}, "max_parallel_requests"),
+    ],
+)
+def test_cross_field_config_errors(config, fragment):
+    with pytest.raises(ConfigValidationError) as info:
+        TargetMParticle(config=config)
+    assert any(fragment in e for e in info.value.errors)

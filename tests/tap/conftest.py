@@ -1,0 +1,52 @@
+"""Fixtures for the tap suites: a generated drop, served from a directory or from moto."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from scripts.generate_drop import DropSummary, generate_drop
+from tests.s3support import s3_config, upload_tree
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+
+class Drop:
+    """A drop on disk plus the config that reaches it through one backend."""
+
+    def __init__(
+        self, root: Path, config: dict[str, Any], summary: DropSummary, publish: Callable[[], None]
+    ) -> None:
+        self.root = root
+        self.config = config
+        self.summary = summary
+        self._publish = publish
+
+    def publish(self) -> None:
+        """Make files added under `root` since the last publish visible to the tap."""
+        self._publish()
+
+
+@pytest.fixture(params=["local", "s3"])
+def drop(request, tmp_path: Path) -> Drop:
+    """The generated sample drop, read from a local directory or from a moto bucket."""
+    root = tmp_path / "drop"
+    summary = generate_drop(root, events=600, seed=11)
+    if request.param == "local":
+        return Drop(root, {"bucket_url": str(root)}, summary, lambda: None)
+    s3_client = request.getfixturevalue("s3_client")
+    bucket = request.getfixturevalue("s3_bucket")
+    endpoint = request.getfixturevalue("moto_endpoint")
+    uploaded: set[str] = set(upload_tree(s3_client, bucket, root))
+
+    def publish() -> None:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            key = path.relative_to(root).as_posix()
+            if key not in uploaded:
+                s3_client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+                uploaded.add(key)
+
+    return Drop(root, s3_config(endpoint, bucket), summary, publish)

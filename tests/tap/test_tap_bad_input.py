@@ -1,0 +1,131 @@
+import gzip
+import json
+
+import pytest
+
+from tests.s3support import AWS_TEST_SECRET, s3_config
+from tests.tapsupport import run_cli
+
+GOOD = json.dumps(
+    {"events": [{"event_type": "custom_event", "data": {"event_name": "Good"}}], "mpid": 1}
+).encode()
+
+BAD_LINES = {
+    "not_json": b'{"events": [',
+    "not_utf8": b'{"events": [], "x": "\xff\xfe"}',
+    "not_a_batch": b"[1, 2, 3]",
+    "events_not_array": b'{"events": "nope"}',
+    "event_without_type": b'{"events": [{"data": {}}]}',
+}
+EXPECTED_REASON = {
+    "not_json": "not valid JSON",
+    "not_utf8": "bytes that are not UTF-8",
+    "not_a_batch": "not an mParticle batch",
+    "events_not_array": "not an mParticle batch",
+    "event_without_type": "event 0 has no string 'event_type'",
+}
+
+
+def write_drop(tmp_path, bad: bytes):
+    root = tmp_path / "drop"
+    (root / "2024-05-01").mkdir(parents=True)
+    path = root / "2024-05-01" / "app_1.txt"
+    path.write_bytes(b"\n".join([GOOD, GOOD, bad, GOOD]) + b"\n")
+    return root, path
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "| ERROR" in line]
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_LINES))
+def test_fail_names_file_and_line_in_one_line_and_exits_non_zero(tmp_path, kind):
+    root, path = write_drop(tmp_path, BAD_LINES[kind])
+    out = run_cli({"bucket_url": str(root)}, tmp_path)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    errors = error_lines(out.stderr)
+    assert errors
+    assert errors[-1].endswith(f"{path.resolve()}:3: {EXPECTED_REASON[kind]}") or (
+        f"{path.resolve()}:3: {EXPECTED_REASON[kind]}" in errors[-1]
+    )
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_LINES))
+def test_skip_warns_counts_and_keeps_every_intact_event(tmp_path, kind):
+    root, path = write_drop(tmp_path, BAD_LINES[kind])
+    out = run_cli({"bucket_url": str(root), "on_bad_record": "skip"}, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert [r["_sdc_source_lineno"] for r in out.records("events")] == [1, 2, 4]
+    assert f"skipped bad input: {path.resolve()}:3: {EXPECTED_REASON[kind]}" in out.stderr
+    assert "skipped 1 bad lines or events in 1 files (on_bad_record=skip)" in out.stderr
+
+
+def truncated_gzip_drop(tmp_path):
+    root = tmp_path / "drop"
+    root.mkdir()
+    body = b"".join(
+        json.dumps({"events": [{"event_type": "uninstall", "data": {"n": i}}]}).encode() + b"\n"
+        for i in range(3000)
+    )
+    compressed = gzip.compress(body, mtime=0)
+    path = root / "app_1.txt"
+    path.write_bytes(compressed[: len(compressed) * 2 // 3])
+    after = root / "app_2.txt"
+    after.write_bytes(GOOD + b"\n")
+    return root, path
+
+
+def test_truncated_gzip_fails_naming_the_file_and_line(tmp_path):
+    root, path = truncated_gzip_drop(tmp_path)
+    out = run_cli({"bucket_url": str(root)}, tmp_path)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert f"{path.resolve()}:" in error_lines(out.stderr)[-1]
+    assert "truncated or corrupt gzip" in error_lines(out.stderr)[-1]
+
+
+def test_truncated_gzip_with_skip_keeps_intact_lines_and_goes_on(tmp_path):
+    root, path = truncated_gzip_drop(tmp_path)
+    out = run_cli({"bucket_url": str(root), "on_bad_record": "skip"}, tmp_path)
+    assert out.returncode == 0, out.stderr
+    records = out.records("events")
+    from_truncated = [r for r in records if r["_sdc_source_file"] == str(path.resolve())]
+    assert len(from_truncated) > 1000
+    assert [r["data"]["n"] for r in from_truncated] == list(range(len(from_truncated)))
+    assert any(r["event_name"] == "Good" for r in records), "the next file is still read"
+    assert "skipped 1 bad lines or events in 1 files" in out.stderr
+
+
+def test_missing_bucket_is_one_line_naming_bucket_and_endpoint(tmp_path, moto_endpoint):
+    config = s3_config(moto_endpoint, "mp-forwarding-does-not-exist")
+    out = run_cli(config, tmp_path)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    last = error_lines(out.stderr)[-1]
+    assert "s3://mp-forwarding-does-not-exist/" in last
+    assert moto_endpoint in last
+    assert "NoSuchBucket" in last
+    assert AWS_TEST_SECRET not in out.stderr
+
+
+def test_unreachable_endpoint_is_one_line_and_never_the_secret(tmp_path):
+    config = s3_config("http://127.0.0.1:9", "mp-forwarding-x")
+    out = run_cli(config, tmp_path)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    last = error_lines(out.stderr)[-1]
+    assert "s3://mp-forwarding-x/" in last
+    assert "http://127.0.0.1:9" in last
+    assert AWS_TEST_SECRET not in out.stderr + json.dumps(out.messages)
+
+
+def test_secrets_never_reach_stdout_stderr_or_state(tmp_path, drop):
+    config = {**drop.config, "aws_session_token": "tok-SECRET-123", "on_bad_record": "skip"}
+    if "aws_access_key_id" not in config:
+        config.update(aws_access_key_id="AKIAX", aws_secret_access_key=AWS_TEST_SECRET)
+    out = run_cli(config, tmp_path)
+    assert out.returncode == 0, out.stderr
+    everything = out.stderr + json.dumps(out.messages)
+    assert AWS_TEST_SECRET not in everything
+    assert "tok-SECRET-123" not in everything

@@ -1,0 +1,343 @@
+"""The audience download: a ZIP of CSVs and `manifest.json`, or the same files unzipped.
+
+A ZIP's directory is at its end, so reading one needs random access; the archive is
+spooled to a temporary file on disk (never into memory) and read member by member,
+each CSV streamed line by line.
+
+Each CSV is named `<audience id>_<audience name>_<stamp>.csv` and starts with the
+header `mpid, scanned_timestamp_ms, identity_value, identity_type` (with spaces);
+columns are found by header name, not position. Every row is an `add` as of the
+scan. `manifest.json` lists each file's `total_rows`; a CSV whose row count
+differs, a CSV the manifest does not list, and a listed file the ZIP lacks are bad
+input, reported after the file's rows (which have been emitted by then: the file is
+streamed, not held).
+
+A/B variants: mParticle names a variant audience `[Audience Name] - [Variant Name]`,
+so a CSV whose audience name holds ` - ` is read as that variant (a `variant` or
+`variant_name` in the manifest's file entry wins).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import gzip
+import re
+import shutil
+import tempfile
+import zipfile
+import zlib
+from typing import IO, TYPE_CHECKING, Any
+
+import msgspec
+
+from tap_mparticle.audience_records import (
+    MEMBERSHIPS,
+    AudienceFile,
+    AudienceItem,
+    NotAudienceError,
+    RecordNumberer,
+    membership,
+    to_mpid,
+    to_timestamp,
+)
+from tap_mparticle.identities import is_mpid_key
+from tap_mparticle.parsers import BadInputError, iter_lines
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+ZIP_MAGIC = b"PK\x03\x04"
+MANIFEST_NAME = "manifest.json"
+CSV_COLUMNS = ("mpid", "scanned_timestamp_ms", "identity_value", "identity_type")
+VARIANT_SEPARATOR = " - "
+SPOOL_CHUNK = 1 << 20
+_CSV_NAME = re.compile(r"^(?P<id>-?\d+)_(?P<rest>.+?)\.csv$", re.IGNORECASE)
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclasses.dataclass(frozen=True)
+class ManifestEntry:
+    """What `manifest.json` says about one CSV."""
+
+    total_rows: int | None
+    variant: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """A parsed `manifest.json`."""
+
+    files: dict[str, ManifestEntry]
+    audience_ids: tuple[int, ...] = ()
+
+
+def read_manifest(data: bytes, location: str) -> Manifest:
+    """Parse `manifest.json`.
+
+    Args:
+        data: Its bytes.
+        location: Where it is, for messages.
+
+    Returns:
+        The manifest.
+
+    Raises:
+        BadInputError: It is not a JSON object with a `files` array.
+    """
+    try:
+        document = msgspec.json.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        msg = f"manifest.json is not valid JSON ({exc})"
+        raise BadInputError(location, msg) from None
+    files = document.get("files") if isinstance(document, dict) else None
+    if not isinstance(files, list):
+        msg = "manifest.json has no files array"
+        raise BadInputError(location, msg)
+    entries: dict[str, ManifestEntry] = {}
+    for entry in files:
+        if isinstance(entry, dict) and isinstance(entry.get("file_name"), str):
+            rows = entry.get("total_rows")
+            variant = entry.get("variant_name") or entry.get("variant")
+            entries[entry["file_name"]] = ManifestEntry(
+                total_rows=rows if isinstance(rows, int) and not isinstance(rows, bool) else None,
+                variant=str(variant) if variant else None,
+            )
+    ids = document.get("audience_ids") or []
+    audience_ids = tuple(i for i in ids if isinstance(i, int)) if isinstance(ids, list) else ()
+    return Manifest(entries, audience_ids)
+
+
+def header_columns(line: bytes) -> dict[str, int] | None:
+    """Recognise the download CSV header and find each column.
+
+    Args:
+        line: The file's first line.
+
+    Returns:
+        Column name -> position, or None when this is not the header.
+    """
+    names = [
+        part.strip().strip('"').lower()
+        for part in line.removeprefix(_BOM).decode("utf-8", "replace").split(",")
+    ]
+    if sorted(names) != sorted(CSV_COLUMNS):
+        return None
+    return {name: names.index(name) for name in CSV_COLUMNS}
+
+
+def is_download_csv(head: bytes) -> bool:
+    """Say whether a file's first bytes are a download CSV's header.
+
+    Args:
+        head: The first bytes of the decompressed file.
+
+    Returns:
+        True when the first line is the header.
+    """
+    return header_columns(head.split(b"\n", 1)[0].strip()) is not None
+
+
+def audience_of_csv(name: str, manifest: Manifest | None) -> tuple[int, str | None, str | None]:
+    """Read a CSV's audience id, name and variant from its file name.
+
+    Args:
+        name: e.g. `8754_PotentialParisians_172136Nov292018.csv`.
+        manifest: The manifest, for a variant it names or a sole audience id.
+
+    Returns:
+        `(audience id, audience name, variant)`.
+
+    Raises:
+        NotAudienceError: No audience id in the name or the manifest.
+    """
+    entry = manifest.files.get(name) if manifest is not None else None
+    match = _CSV_NAME.match(name)
+    if match is None:
+        if manifest is not None and len(manifest.audience_ids) == 1:
+            variant = entry.variant if entry is not None else None
+            return manifest.audience_ids[0], None, variant
+        msg = "the CSV's name does not start with its audience id (<id>_<name>_<stamp>.csv)"
+        raise NotAudienceError(msg)
+    rest = match["rest"]
+    audience_name = rest.rsplit("_", 1)[0] if "_" in rest else rest
+    variant = entry.variant if entry is not None else None
+    if variant is None and VARIANT_SEPARATOR in audience_name:
+        audience_name, variant = audience_name.rsplit(VARIANT_SEPARATOR, 1)
+    return int(match["id"]), audience_name, variant
+
+
+def parse_download_csv(  # noqa: C901, PLR0913  (one loop with its error cases side by side)
+    stream: IO[bytes],
+    file: AudienceFile,
+    *,
+    csv_name: str,
+    location: str,
+    manifest: Manifest | None,
+    member: str = "",
+) -> Iterator[AudienceItem]:
+    """Parse one audience CSV, then check its row count against the manifest.
+
+    Args:
+        stream: Its decompressed bytes.
+        file: The file (the ZIP, or the CSV itself).
+        csv_name: The CSV's own name (the manifest's `file_name`).
+        location: Where the CSV is, for messages (`zip!/member` inside a ZIP).
+        manifest: The manifest next to it, or None when there is none.
+        member: The archive member, "" outside a ZIP.
+
+    Yields:
+        Membership records, or a `BadInputError` per bad row and for a count mismatch.
+
+    Raises:
+        BadInputError: The CSV has no header or names no audience.
+    """
+    try:
+        audience_id, audience_name, variant = audience_of_csv(csv_name, manifest)
+    except NotAudienceError as exc:
+        raise BadInputError(location, str(exc)) from None
+    numberer = RecordNumberer(file, member)
+    columns: dict[str, int] | None = None
+    rows = 0
+    for lineno, line in iter_lines(stream, location):
+        if columns is None:
+            columns = header_columns(line)
+            if columns is None:
+                msg = "no header: " + ", ".join(CSV_COLUMNS)
+                raise BadInputError(location, msg, lineno)
+            continue
+        rows += 1
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield BadInputError(location, f"bytes that are not UTF-8 at offset {exc.start}", lineno)
+            continue
+        fields = next(csv.reader((text,), skipinitialspace=True), [])
+        if len(fields) != len(CSV_COLUMNS):
+            yield BadInputError(
+                location, f"{len(fields)} columns, expected {len(CSV_COLUMNS)}", lineno
+            )
+            continue
+        try:
+            record = _row_record(
+                fields,
+                columns,
+                audience_id=audience_id,
+                audience_name=audience_name,
+                variant=variant,
+                file=file,
+            )
+        except NotAudienceError as exc:
+            yield BadInputError(location, str(exc), lineno)
+            continue
+        yield from numberer.number(lineno, [(MEMBERSHIPS, record)])
+    if manifest is not None:
+        entry = manifest.files.get(csv_name)
+        if entry is None:
+            yield BadInputError(location, "the CSV is not listed in manifest.json")
+        elif entry.total_rows is not None and entry.total_rows != rows:
+            reason = f"manifest.json says {entry.total_rows} rows, the CSV has {rows}"
+            yield BadInputError(location, reason)
+
+
+def _row_record(  # noqa: PLR0913  (a row and its audience)
+    fields: list[str],
+    columns: dict[str, int],
+    *,
+    audience_id: int,
+    audience_name: str | None,
+    variant: str | None,
+    file: AudienceFile,
+) -> dict[str, Any]:
+    def field(name: str) -> str:
+        return fields[columns[name]].strip()
+
+    raw_type = field("identity_type")
+    value = field("identity_value")
+    identity_type: str | None = None
+    identity_value: str | None = None
+    if raw_type and not is_mpid_key(raw_type) and value:
+        identity_type = file.normalize(raw_type)
+        identity_value = value
+    return membership(
+        audience_id=audience_id,
+        audience_name=audience_name,
+        variant=variant,
+        mpid=to_mpid(field("mpid")),
+        identity_type=identity_type,
+        identity_value=identity_value,
+        action="add",
+        timestamp=to_timestamp(field("scanned_timestamp_ms")),
+        source_format="download",
+    )
+
+
+def parse_download_zip(stream: IO[bytes], file: AudienceFile) -> Iterator[AudienceItem]:
+    """Parse a downloaded audience ZIP, spooled to disk for random access.
+
+    Args:
+        stream: The ZIP's bytes (decompressed, if it was also gzipped).
+        file: The file.
+
+    Yields:
+        Membership records of every CSV, or `BadInputError`s for bad rows,
+        mismatched counts and missing files.
+
+    Raises:
+        BadInputError: The archive or its manifest cannot be read.
+    """
+    with tempfile.TemporaryFile(prefix="tap-mparticle-", suffix=".zip") as spool:
+        try:
+            shutil.copyfileobj(stream, spool, SPOOL_CHUNK)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            reason = f"truncated or corrupt gzip data ({exc})"
+            raise BadInputError(file.location, reason) from exc
+        spool.seek(0)
+        try:
+            archive = zipfile.ZipFile(spool)
+        except zipfile.BadZipFile as exc:
+            msg = f"not a readable ZIP archive ({exc})"
+            raise BadInputError(file.location, msg) from None
+        with archive:
+            yield from _zip_members(archive, file)
+
+
+def _zip_members(archive: zipfile.ZipFile, file: AudienceFile) -> Iterator[AudienceItem]:
+    members = [info for info in archive.infolist() if not info.is_dir()]
+    manifest = None
+    for info in members:
+        if info.filename.rsplit("/", 1)[-1] == MANIFEST_NAME:
+            location = f"{file.location}!/{info.filename}"
+            manifest = read_manifest(_read_member(archive, info, location), location)
+    seen: set[str] = set()
+    for info in members:
+        csv_name = info.filename.rsplit("/", 1)[-1]
+        if not csv_name.lower().endswith(".csv"):
+            continue
+        seen.add(csv_name)
+        location = f"{file.location}!/{info.filename}"
+        try:
+            with archive.open(info) as member:
+                yield from parse_download_csv(
+                    member,
+                    file,
+                    csv_name=csv_name,
+                    location=location,
+                    manifest=manifest,
+                    member=info.filename,
+                )
+        except BadInputError as exc:
+            yield exc  # this member is unreadable; the others may be fine
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            yield BadInputError(location, f"corrupt archive member ({exc})")
+    if manifest is not None:
+        for missing in sorted(set(manifest.files) - seen):
+            yield BadInputError(file.location, f"manifest.json lists {missing}, not in the ZIP")
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, location: str) -> bytes:
+    try:
+        return archive.read(info)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        msg = f"corrupt archive member ({exc})"
+        raise BadInputError(location, msg) from None

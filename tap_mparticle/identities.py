@@ -1,0 +1,207 @@
+"""One spelling per identity type, whatever the audience source called it.
+
+mParticle spells the same identity differently on every surface: Kinesis audience
+messages say `CustomerId`, `Other3` and `GoogleAdvertisingIdentifier`, partner feed
+messages say `customer`, `other3` and `google_advertising_id`, IDSync says
+`customerid` and `android_aaid`, and the Events API says `customer_id`,
+`other_id_3` and `android_advertising_id`. A warehouse joining audiences to events
+needs one spelling, so every name is mapped to the Events API's.
+
+Names are looked up after *squashing* (lower case, no `_`, `-`, `.` or spaces), so
+`CustomerId`, `customer_id` and `Customer ID` all hit the same entry without the
+table listing each spelling. A name in no table is kept, converted to snake_case,
+and reported once per name: a partner identity (`PartnerName_IdentityName`) is
+legitimate and must not be lost, but a new spelling from mParticle should be seen
+and added here.
+
+The mParticle ID is not an identity type in the Events API but a column of its own;
+`MPID_KEYS` lets the parsers lift it out of identity maps that carry it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+#: The Events API's identity type names: user identities, then device identities.
+USER_IDENTITY_TYPES = (
+    "customer_id",
+    "email",
+    "other",
+    *(f"other_id_{n}" for n in range(2, 11)),
+    "mobile_number",
+    "phone_number_2",
+    "phone_number_3",
+    "facebook",
+    "twitter",
+    "google",
+    "microsoft",
+    "yahoo",
+    "facebook_custom_audience_id",
+)
+DEVICE_IDENTITY_TYPES = (
+    "ios_advertising_id",
+    "ios_idfv",
+    "android_advertising_id",
+    "android_uuid",
+    "roku_advertising_id",
+    "roku_publisher_id",
+    "microsoft_advertising_id",
+    "microsoft_publisher_id",
+    "fire_advertising_id",
+    "push_token",
+)
+IDENTITY_TYPES = USER_IDENTITY_TYPES + DEVICE_IDENTITY_TYPES
+
+#: Other spellings, by source, of each type (the type's own name always matches too).
+ALIASES: dict[str, tuple[str, ...]] = {
+    "customer_id": ("CustomerId", "customer", "customerid"),
+    "email": ("Email", "EmailAddress"),
+    "other": ("Other", "other1", "other_id_1"),
+    **{f"other_id_{n}": (f"Other{n}", f"other{n}", f"otherid{n}") for n in range(2, 11)},
+    "mobile_number": ("MobileNumber", "phone_number", "phone_number_1"),
+    "phone_number_2": ("PhoneNumber2",),
+    "phone_number_3": ("PhoneNumber3",),
+    "facebook": ("FacebookId",),
+    "twitter": ("TwitterId", "TwitterHandle"),
+    "google": ("GoogleId",),
+    "microsoft": ("MicrosoftId",),
+    "yahoo": ("YahooId",),
+    "facebook_custom_audience_id": ("FacebookCustomAudienceId", "facebookcustomaudienceid"),
+    "ios_advertising_id": (
+        "IDFA",
+        "ios_idfa",
+        "AppleAdvertisingId",
+        "AppleAdvertisingIdentifier",
+        "IosAdvertisingIdentifier",
+    ),
+    "ios_idfv": ("IDFV", "ios_vendor_id", "AppleVendorId", "AppleVendorIdentifier"),
+    "android_advertising_id": (
+        "GoogleAdvertisingIdentifier",
+        "google_advertising_id",
+        "GAID",
+        "android_aaid",
+        "AAID",
+    ),
+    "android_uuid": ("android_id", "AndroidIdentifier"),
+    "roku_advertising_id": ("roku_aid", "RokuAdvertisingIdentifier"),
+    "roku_publisher_id": ("roku_pid", "RokuPublisherIdentifier"),
+    "microsoft_advertising_id": ("microsoft_aid", "MicrosoftAdvertisingIdentifier"),
+    "microsoft_publisher_id": ("microsoft_pid", "MicrosoftPublisherIdentifier"),
+    "fire_advertising_id": ("fire_aid", "FireAdvertisingIdentifier"),
+    "push_token": (
+        "apple_push_notification_token",
+        "google_cloud_messaging_token",
+        "PushToken",
+    ),
+}
+
+#: Squashed names meaning the mParticle ID itself (a column, not an identity type).
+MPID_KEYS = frozenset({"mpid", "mparticleid"})
+
+_SQUASH = re.compile(r"[\s_\-.]+")
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_NOT_WORD = re.compile(r"[^a-z0-9]+")
+
+
+def squash(name: str) -> str:
+    """Reduce a spelling to its lookup key: lower case, separators removed.
+
+    Args:
+        name: e.g. `CustomerId`, `customer_id`, `Customer ID`.
+
+    Returns:
+        e.g. `customerid`.
+    """
+    return _SQUASH.sub("", name).lower()
+
+
+def _build_table() -> dict[str, str]:
+    table: dict[str, str] = {}
+    for canonical in IDENTITY_TYPES:
+        for spelling in (canonical, *ALIASES.get(canonical, ())):
+            key = squash(spelling)
+            if table.setdefault(key, canonical) != canonical:  # pragma: no cover  (a typo here)
+                msg = f"identity spelling {spelling!r} maps to two types"
+                raise RuntimeError(msg)
+    return table
+
+
+#: Squashed spelling -> Events API name.
+LOOKUP = _build_table()
+
+
+def snake_case(name: str) -> str:
+    """Convert an unknown identity name to snake_case, keeping its words.
+
+    Args:
+        name: e.g. `PartnerName_IdentityName` or `Some Id`.
+
+    Returns:
+        e.g. `partner_name_identity_name` or `some_id`; `unknown` if nothing is left.
+    """
+    words = _CAMEL_BOUNDARY.sub("_", name.strip()).lower()
+    return _NOT_WORD.sub("_", words).strip("_") or "unknown"
+
+
+def canonical_identity_type(name: str) -> str | None:
+    """Look a spelling up in the table.
+
+    Args:
+        name: An identity type as some source spelled it.
+
+    Returns:
+        The Events API's name, or None when the table does not know it.
+    """
+    return LOOKUP.get(squash(name))
+
+
+def is_mpid_key(name: str) -> bool:
+    """Say whether an identity map key is the mParticle ID rather than an identity.
+
+    Args:
+        name: A key from `UserIdentities`, `IdentityValues` or a CSV `identity_type`.
+
+    Returns:
+        True for `mpid`, `MPID`, `mParticleId` and the like.
+    """
+    return squash(name) in MPID_KEYS
+
+
+class IdentityNormalizer:
+    """Map identity names to the Events API's, warning once per name it does not know.
+
+    One instance per stream keeps the warnings per run, and memoises every name it
+    has seen, so the per-record cost is one dict lookup.
+    """
+
+    def __init__(self, warn: Callable[[str, str], None]) -> None:
+        """Start with nothing seen.
+
+        Args:
+            warn: Called once per unknown name with `(name, kept_as)`.
+        """
+        self._warn = warn
+        self._seen: dict[str, str] = {}
+
+    def __call__(self, name: str) -> str:
+        """Normalise one name.
+
+        Args:
+            name: An identity type as the source spelled it.
+
+        Returns:
+            The Events API name, or the name in snake_case if no table knows it.
+        """
+        known = self._seen.get(name)
+        if known is not None:
+            return known
+        canonical = canonical_identity_type(name)
+        if canonical is None:
+            canonical = snake_case(name)
+            self._warn(name, canonical)
+        self._seen[name] = canonical
+        return canonical

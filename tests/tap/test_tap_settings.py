@@ -1,0 +1,99 @@
+import json
+
+import pytest
+from singer_sdk.exceptions import ConfigValidationError
+
+from tap_mparticle.settings import normalize_prefix
+from tap_mparticle.storage import LocalStorage, S3Storage
+from tap_mparticle.tap import TapMParticle
+from tests.tapsupport import run_cli
+
+
+def make_tap(**config):
+    return TapMParticle(config={"bucket_url": "s3://mp-forwarding-x", **config})
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"aws_access_key_id": "AKIA"}, "must be set together"),
+        ({"aws_secret_access_key": "s"}, "must be set together"),
+        ({"aws_session_token": "t"}, "aws_session_token needs"),
+        ({"aws_external_id": "e"}, "only used with aws_role_arn"),
+        (
+            {"aws_profile": "p", "aws_access_key_id": "a", "aws_secret_access_key": "s"},
+            "either aws_profile or aws_access_key_id",
+        ),
+        ({"bucket_url": "s3://"}, "names no bucket"),
+        ({"bucket_url": "gs://bucket"}, "unsupported scheme 'gs'"),
+        ({"download_concurrency": 0}, "download_concurrency must be 1 or more"),
+        ({"lookback_window_minutes": -5}, "lookback_window_minutes must be"),
+        ({"start_date": "yesterday"}, "start_date"),
+    ],
+)
+def test_bad_settings_are_named(config, message):
+    with pytest.raises(ConfigValidationError) as caught:
+        make_tap(**config)
+    assert any(message in error for error in caught.value.errors), caught.value.errors
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigValidationError) as caught:
+        make_tap(aws_access_key_id="a", aws_external_id="e", download_concurrency=0)
+    assert len(caught.value.errors) == 3
+
+
+def test_bad_setting_exits_non_zero_from_the_cli(tmp_path):
+    out = run_cli(
+        {"bucket_url": "s3://b", "aws_access_key_id": "AKIA", "aws_session_token": "tok-SECRET"},
+        tmp_path,
+    )
+    assert out.returncode == 1
+    assert "must be set together" in out.stderr
+    assert "tok-SECRET" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("", ""), ("/", ""), ("events", "events/"), ("/a/b/", "a/b/"), (" x ", "x/")],
+)
+def test_prefixes_are_normalised(raw, expected):
+    assert normalize_prefix(raw) == expected
+
+
+def test_bucket_url_forms_pick_the_backend(tmp_path):
+    s3 = make_tap(bucket_url="s3://mp-forwarding-x/some/prefix").storage
+    assert isinstance(s3, S3Storage)
+    assert (s3.bucket, s3.root) == ("mp-forwarding-x", "some/prefix/")
+    assert isinstance(make_tap(bucket_url=str(tmp_path)).storage, LocalStorage)
+    file_url = make_tap(bucket_url=f"file://{tmp_path}").storage
+    assert isinstance(file_url, LocalStorage)
+    assert file_url.root == tmp_path
+
+
+def test_defaults(tmp_path):
+    settings = make_tap(bucket_url=str(tmp_path)).settings
+    assert settings.prefixes["events_prefix"] == ""
+    assert settings.lookback.total_seconds() == 120 * 60
+    assert settings.on_bad_record == "fail"
+    assert settings.download_concurrency == 4
+
+
+def test_settings_repr_hides_secrets():
+    tap = make_tap(aws_access_key_id="AKIA", aws_secret_access_key="very-secret")
+    assert "very-secret" not in repr(tap.settings)
+    assert "very-secret" not in repr(tap.settings.aws)
+
+
+def test_secret_settings_are_marked_secret():
+    props = TapMParticle.config_jsonschema["properties"]
+    secret = {name for name, prop in props.items() if prop.get("secret")}
+    assert {"aws_secret_access_key", "aws_session_token", "aws_external_id"} <= secret
+
+
+def test_env_config_is_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("TAP_MPARTICLE_BUCKET_URL", str(tmp_path))
+    monkeypatch.setenv("TAP_MPARTICLE_ON_BAD_RECORD", "skip")
+    tap = TapMParticle(config=None, parse_env_config=True)
+    assert tap.settings.on_bad_record == "skip"
+    assert json.dumps(tap.settings.bucket_url) == json.dumps(str(tmp_path))

@@ -76,6 +76,11 @@ class TapSettings:
         bucket_url = str(config.get("bucket_url") or "").strip()
         errors.extend(_bucket_url_errors(bucket_url))
         errors.extend(_aws_errors(config))
+        if config.get("batch_config"):
+            errors.append(
+                "batch_config is not supported: tap-mparticle writes STATE after each file, "
+                "which BATCH messages would run behind"
+            )
 
         start_date = None
         if config.get("start_date"):

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 from typing_extensions import override
 
 from tap_mparticle.parsers import BadInputError
@@ -21,6 +22,8 @@ from tap_mparticle.storage import StorageError, storage_for
 from tap_mparticle.streams import EventsStream
 
 if TYPE_CHECKING:
+    from singer_sdk.helpers.capabilities import CapabilitiesEnum
+
     from tap_mparticle.client import MParticleFileStream
     from tap_mparticle.storage import Storage
 
@@ -33,6 +36,18 @@ class TapMParticle(Tap):
     name = "tap-mparticle"
     # msgspec serialises RECORD messages about 1.5x faster than the default writer.
     message_writer_class = MsgSpecWriter
+    # No BATCH: its files are written after the records are read, so the STATE we
+    # write after each file would run ahead of the data. No ACTIVATE_VERSION: every
+    # stream is incremental, never a full-table replace.
+    capabilities: ClassVar[list[CapabilitiesEnum]] = [
+        TapCapabilities.CATALOG,
+        TapCapabilities.STATE,
+        TapCapabilities.DISCOVER,
+        PluginCapabilities.ABOUT,
+        PluginCapabilities.STREAM_MAPS,
+        PluginCapabilities.FLATTENING,
+        PluginCapabilities.STRUCTURED_LOGGING,
+    ]
 
     config_jsonschema: ClassVar[dict] = th.PropertiesList(  # type: ignore[type-arg]
         th.Property(

@@ -74,9 +74,10 @@ class EventsSink(BatchSink):
     @override
     def process_batch(self, context: dict[str, t.Any]) -> None:
         """Deliver the drain; returns only once every item is accepted or dead-lettered."""
+        full = self.current_size >= self.max_size  # counts the carry, as is_full does
         items: list[Item] = self._carry + context.get("records", [])
         self._carry = []
-        if super().current_size >= self.max_size:
+        if full:
             # Drained because full, not because of STATE or the end of input:
             # keep the last user's events together for the next drain.
             cut = trailing_group(items)

@@ -83,7 +83,7 @@ def load_validator() -> t.Callable[[t.Any], list[str]]:  # noqa: C901
 class Fault:
     """What to do instead of (or before) a normal answer."""
 
-    kind: str  # "pass", "status", "slow", "drop", "accept_then_drop"
+    kind: str  # "pass", "status", "slow", "drop", "accept_then_drop", "accept_then_hang"
     status: int = 500
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
     delay_s: float = 0.0
@@ -130,6 +130,7 @@ class EventsApiServer:
         self.requests: list[Received] = []
         self.rejected: list[tuple[dict[str, t.Any] | None, list[str]]] = []
         self.historical_unprocessed: list[str] = []
+        self.hanging = threading.Event()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -288,6 +289,11 @@ class EventsApiServer:
             answer(400, {"errors": [{"code": "BAD_REQUEST", "message": p} for p in problems]})
             return
         self._accept(path, batches)
+        if fault is not None and fault.kind == "accept_then_hang":
+            # Accepted, but the answer never comes in time: a crash test kills the
+            # client now, exactly when mParticle has data the client cannot know about.
+            self.hanging.set()
+            time.sleep(fault.delay_s)
         if fault is not None and fault.kind == "accept_then_drop":
             handler.close_connection = True
             handler.connection.shutdown(2)

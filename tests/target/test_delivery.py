@@ -256,3 +256,14 @@ def test_cross_field_config_errors(config, fragment):
     with pytest.raises(ConfigValidationError) as info:
         TargetMParticle(config=config)
     assert any(fragment in e for e in info.value.errors)
+
+
+def test_full_sink_drains_keep_each_users_events_in_one_batch(server, config):
+    run_target(config, "tap_events.singer")
+    whole = {k: len(b["events"]) for k, b in server.accepted.items()}
+    with EventsApiServer(api_key="test-key", api_secret=SECRET) as other:
+        config["api_url"] = other.url
+        config["batch_size_rows"] = 100  # drains every 100 records, mid-batch-line
+        run = run_target(config, "tap_events.singer")
+        assert run.error is None
+        assert {k: len(b["events"]) for k, b in other.accepted.items()} == whole

@@ -1,0 +1,177 @@
+"""The target as a process: exit codes, what reaches stdout/stderr, crash and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from conftest import FIXTURES, SECRET
+from eventsapi_server import EventsApiServer, Fault
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["TARGET_MPARTICLE_LOGLEVEL"] = "DEBUG"  # the secret must stay out even at DEBUG
+    return env
+
+
+def run_cli(config: dict, input_path: pathlib.Path, tmp_path: pathlib.Path):
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(config))
+    with input_path.open("rb") as stdin:
+        return subprocess.run(
+            [sys.executable, "-m", "target_mparticle", "--config", str(config_file)],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=120,
+            check=False,
+        )
+
+
+@pytest.mark.parametrize("wrong", ["key", "secret"])
+def test_refused_credentials_one_line_no_secret_non_zero(server, config, tmp_path, wrong):
+    if wrong == "key":
+        config["api_key"] = "someone-else"
+    else:
+        server.api_secret = "rotated"
+    result = run_cli(config, FIXTURES / "users.singer", tmp_path)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1
+    assert "HTTP 403" in errors[0]
+    assert server.url in errors[0]
+    assert repr(config["api_key"]) in errors[0]
+    assert "Traceback" not in result.stderr
+    assert SECRET not in result.stderr
+    assert SECRET not in result.stdout
+    assert result.stdout == ""
+
+
+def test_missing_auth_header_is_401(server):
+    import requests  # noqa: PLC0415
+
+    response = requests.post(server.url + "/bulkevents", data=b"[]", timeout=5)
+    assert response.status_code == 401
+
+
+def test_secret_never_written_on_success_or_dry_run(config, tmp_path):
+    config["mappings"] = {"*": {"kind": "user"}}
+    result = run_cli(config, FIXTURES / "users.singer", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert SECRET not in result.stderr + result.stdout
+    config["dry_run"] = True
+    result = run_cli(config, FIXTURES / "users.singer", tmp_path)
+    assert result.returncode == 0, result.stderr
+    dry = pathlib.Path(config["dry_run_path"]).read_text()
+    assert SECRET not in dry + result.stderr + result.stdout
+    assert len(dry.splitlines()) == 3
+
+
+def test_retries_exhausted_exit_non_zero_and_state_only_for_accepted(server, config, tmp_path):
+    config["mappings"] = {"*": {"kind": "user"}}
+    config["max_parallel_requests"] = 1
+    server.script(Fault("pass"), times=2)
+    server.fail_with(500, times=1000)
+    result = run_cli(config, FIXTURES / "users.singer", tmp_path)
+    assert result.returncode == 1
+    states = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [s["bookmarks"]["users"]["id"] for s in states] == [100, 200]
+    accepted = sorted(int(b["user_attributes"]["id"]) for b in server.batches())
+    assert accepted == list(range(1, 201))
+    assert "gave up on POST" in result.stderr
+    assert "re-run to resume" in result.stderr
+
+
+def _resume_input(fixture: pathlib.Path, state: dict | None, out: pathlib.Path) -> pathlib.Path:
+    """What a tap would emit when started from ``state``: the schema, then what follows it."""
+    lines = fixture.read_text(encoding="utf-8").splitlines()
+    schema = [line for line in lines if '"SCHEMA"' in line]
+    if state is None:
+        out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return out
+    wanted = json.dumps({"type": "STATE", "value": state}, ensure_ascii=False, sort_keys=True)
+    index = lines.index(wanted)
+    out.write_text("\n".join(schema + lines[index + 1 :]) + "\n", encoding="utf-8")
+    return out
+
+
+def _keys(fixture: pathlib.Path, key) -> list[str]:
+    records = [json.loads(line) for line in fixture.read_text().splitlines() if '"RECORD"' in line]
+    return sorted(key(r["record"]) for r in records)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "passes", "mappings", "key", "batch_keys"),
+    [
+        (
+            "users_crash.singer",
+            3,
+            {"users": {"kind": "user"}},
+            lambda r: str(r["id"]),
+            lambda b: [b["user_attributes"]["id"]],
+        ),
+        (
+            "tap_events.singer",
+            1,
+            {},
+            lambda r: r["source_message_id"],
+            lambda b: [e["data"]["source_message_id"] for e in b["events"]],
+        ),
+    ],
+    ids=["users", "tap_events"],
+)
+def test_killed_mid_run_then_resumed_delivers_everything_exactly_once(  # noqa: PLR0913, PLR0917
+    tmp_path, fixture, passes, mappings, key, batch_keys
+):
+    source = FIXTURES / fixture
+    with EventsApiServer(api_key="test-key", api_secret=SECRET) as server:
+        config = {
+            "api_key": "test-key",
+            "api_secret": SECRET,
+            "api_url": server.url,
+            "max_batches_per_second": 0,
+            "max_parallel_requests": 1,
+            "mappings": mappings,
+        }
+        config_file = tmp_path / "config.json"
+        config_file.write_text(json.dumps(config))
+        command = [sys.executable, "-m", "target_mparticle", "--config", str(config_file)]
+        server.script(Fault("pass"), times=passes)
+        server.script(Fault("accept_then_hang", delay_s=30))
+        with source.open("rb") as stdin:
+            process = subprocess.Popen(
+                command, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            )
+            try:
+                hung = server.hanging.wait(timeout=60)
+            finally:
+                process.kill()  # SIGKILL: no handler runs, like a crash or OOM kill
+                stdout, _ = process.communicate(timeout=30)
+            assert hung
+        states = [json.loads(line) for line in stdout.decode().splitlines()]
+        assert states, "the target should have passed on at least one STATE"
+        accepted_before = dict(server.accepted)
+        covered = set()
+        for batch in accepted_before.values():
+            covered.update(batch_keys(batch))
+
+        resume = _resume_input(source, states[-1], tmp_path / "in")
+        server.clear_faults()
+        with resume.open("rb") as stdin:
+            rerun = subprocess.run(
+                command, stdin=stdin, capture_output=True, timeout=120, check=False
+            )
+        assert rerun.returncode == 0, rerun.stderr.decode()[-2000:]
+
+        delivered = [k for batch in server.batches() for k in batch_keys(batch)]
+        assert sorted(delivered) == _keys(source, key)  # every record, exactly once
+        assert server.duplicates, "the batch accepted during the crash must be re-sent"
+        # Each duplicate is a batch accepted before the crash, re-sent with the same id.
+        assert set(server.duplicates) <= set(accepted_before)
+        assert server.rejected == []

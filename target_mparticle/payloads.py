@@ -304,6 +304,8 @@ class Converter:
         self.mapping = mapping
         self.environment = environment
         self.tally = tally
+        self._last_line: tuple[t.Any, ...] | None = None
+        self._last_shell: tuple[dict[str, t.Any], str] = ({}, "")
 
     def describe(self, record: t.Mapping[str, t.Any]) -> str:
         """Name a record by stream and key for error messages and dead letters."""
@@ -343,6 +345,15 @@ class Converter:
         if "custom_attributes" not in data and record.get("custom_attributes"):
             data["custom_attributes"] = record["custom_attributes"]
         event = clean_event(record["event_type"], data, tally)
+        line_key: tuple[t.Any, ...] | None = None
+        if "_sdc_source_file" in record and "_sdc_source_lineno" in record:
+            line_key = ("line", record["_sdc_source_file"], record["_sdc_source_lineno"])
+        elif record.get("batch_id") is not None:
+            line_key = ("batch", record["batch_id"])
+        if line_key is not None and line_key == self._last_line:
+            # Events of one batch line share its context: build the shell once.
+            batch, group = self._last_shell
+            return Item(self.stream, record, batch, [event], group, group)
         identities = clean_identities(record.get("user_identities"), tally)
         mpid = to_int(record.get("mpid"))
         batch = _with_fields(
@@ -356,10 +367,9 @@ class Converter:
         if not identities and mpid is None and "device_info" not in batch:
             msg = "has no user identity, mpid or device identity"
             raise InvalidRecordError(msg)
-        if "_sdc_source_file" in record and "_sdc_source_lineno" in record:
-            group = digest_id("line", record["_sdc_source_file"], record["_sdc_source_lineno"])
-        elif record.get("batch_id") is not None:
-            group = digest_id("batch", record["batch_id"])
+        if line_key is not None:
+            group = digest_id(*line_key)
+            self._last_line, self._last_shell = line_key, (batch, group)
         else:
             group = digest_id("user", mpid, identities, batch.get("device_info"))
         return Item(self.stream, record, batch, [event], group, group)

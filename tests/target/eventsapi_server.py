@@ -105,7 +105,7 @@ class EventsApiServer:
     Use as a context manager; ``url`` is the ``/v2`` base to give the target.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - every knob a test scripts
         self,
         api_key: str = "test-key",
         api_secret: str = "test-secret",  # noqa: S107 - a local fake
@@ -113,6 +113,7 @@ class EventsApiServer:
         percentage_used: int = 10,
         answer_delay_s: float = 0.0,
         reject_if: t.Callable[[dict[str, t.Any]], str | None] | None = None,
+        validate: bool = True,
     ) -> None:
         """Create the server (not yet serving)."""
         self.api_key = api_key
@@ -120,8 +121,8 @@ class EventsApiServer:
         self.percentage_used = percentage_used
         self.answer_delay_s = answer_delay_s
         self.reject_if = reject_if
-        self.validate = load_validator()
-        self.schema_source: str = self.validate.source  # type: ignore[attr-defined]
+        self.validate = load_validator() if validate else (lambda _batch: [])
+        self.schema_source: str = getattr(self.validate, "source", "no check")
         self.lock = threading.Lock()
         self.faults: collections.deque[Fault] = collections.deque()
         self.accepted: dict[str, dict[str, t.Any]] = {}
@@ -309,13 +310,47 @@ class EventsApiServer:
             def do_POST(self) -> None:
                 server.handle(self)
 
+            def do_GET(self) -> None:
+                # Counters for a server in another process (benchmarks).
+                with server.lock:
+                    stats = {
+                        "accepted": len(server.accepted),
+                        "events": sum(len(b.get("events") or []) for b in server.accepted.values()),
+                        "duplicates": len(server.duplicates),
+                        "requests": len(server.requests),
+                        "rejected": len(server.rejected),
+                    }
+                body = json.dumps(stats).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_DELETE(self) -> None:
+                with server.lock:
+                    server.accepted.clear()
+                    server.duplicates.clear()
+                    server.requests.clear()
+                    server.rejected.clear()
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def log_message(self, format: str, *args: t.Any) -> None:  # noqa: A002, ARG002
                 return
 
         return Handler
 
 
-if __name__ == "__main__":  # pragma: no cover - manual use: python eventsapi_server.py
-    with EventsApiServer() as running:
-        print(f"Events API stand-in at {running.url} (key test-key, secret test-secret)")  # noqa: T201
+def serve_forever(ready: t.Any = None, *, validate: bool = True) -> None:
+    """Serve until killed; send the URL through ``ready`` (a pipe end) or print it."""
+    with EventsApiServer(validate=validate) as running:
+        if ready is not None:
+            ready.send(running.url)
+        else:
+            print(f"Events API stand-in at {running.url} (key test-key, secret test-secret)")  # noqa: T201
         threading.Event().wait()
+
+
+if __name__ == "__main__":  # pragma: no cover - manual use: python eventsapi_server.py
+    serve_forever()

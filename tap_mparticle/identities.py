@@ -205,3 +205,31 @@ class IdentityNormalizer:
             self._warn(name, canonical)
         self._seen[name] = canonical
         return canonical
+
+
+def read_identity_types(value: object) -> tuple[frozenset[str] | None, list[str]]:
+    """Check and normalise the `identity_types` setting.
+
+    Names go through the same table as the data, so `CustomerId`, `customer` and
+    `customer_id` all select `customer_id`. A name no table knows is an error rather
+    than a silent filter that matches nothing (a typo would otherwise drop every row).
+
+    Args:
+        value: The setting as configured: None (all types) or a list of names.
+
+    Returns:
+        The set of Events API names (None for all), and any problems found.
+    """
+    if value is None:
+        return None, []
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        return None, ["identity_types must be a list of identity type names"]
+    if not value:
+        return None, ["identity_types must name at least one type (leave it unset for all)"]
+    unknown = [name for name in value if canonical_identity_type(name) is None]
+    if unknown:
+        names = ", ".join(repr(name) for name in unknown)
+        return None, [
+            f"identity_types has unknown names {names}; known: {', '.join(IDENTITY_TYPES)}"
+        ]
+    return frozenset(LOOKUP[squash(name)] for name in value), []

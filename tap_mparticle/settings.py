@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 from singer_sdk.exceptions import ConfigValidationError
 
 from tap_mparticle.cursor import parse_timestamp
+from tap_mparticle.identities import read_identity_types
 from tap_mparticle.storage import AwsSettings
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ class TapSettings:
     on_bad_record: str
     download_concurrency: int
     aws: AwsSettings = dataclasses.field(repr=False)
+    #: Identity types the audience streams emit (Events API names); None for all.
+    identity_types: frozenset[str] | None = None
 
     @property
     def skip_bad_records(self) -> bool:
@@ -103,6 +106,9 @@ class TapSettings:
             errors.append("download_concurrency must be 1 or more")
             concurrency = DEFAULT_DOWNLOAD_CONCURRENCY
 
+        identity_types, identity_errors = read_identity_types(config.get("identity_types"))
+        errors.extend(identity_errors)
+
         if errors:
             msg = "Invalid tap-mparticle config: " + "; ".join(errors)
             raise ConfigValidationError(msg, errors=errors)
@@ -129,6 +135,7 @@ class TapSettings:
                 external_id=config.get("aws_external_id") or None,
                 max_connections=concurrency + 4,
             ),
+            identity_types=identity_types,
         )
 
 

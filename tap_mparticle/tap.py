@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
-from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 from typing_extensions import override
 
+from tap_mparticle.audience_streams import AudienceMembershipsStream, AudienceUserAttributesStream
 from tap_mparticle.parsers import BadInputError
 from tap_mparticle.settings import (
     DEFAULT_DOWNLOAD_CONCURRENCY,
@@ -20,6 +20,7 @@ from tap_mparticle.settings import (
 )
 from tap_mparticle.storage import StorageError, storage_for
 from tap_mparticle.streams import EventsStream
+from tap_mparticle.writer import BufferedMsgSpecWriter
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.capabilities import CapabilitiesEnum
@@ -27,15 +28,20 @@ if TYPE_CHECKING:
     from tap_mparticle.client import MParticleFileStream
     from tap_mparticle.storage import Storage
 
-STREAM_TYPES: tuple[type[MParticleFileStream], ...] = (EventsStream,)
+STREAM_TYPES: tuple[type[MParticleFileStream], ...] = (
+    EventsStream,
+    AudienceMembershipsStream,
+    AudienceUserAttributesStream,
+)
 
 
 class TapMParticle(Tap):
     """Reads mParticle's S3 event output (and audience files) incrementally."""
 
     name = "tap-mparticle"
-    # msgspec serialises RECORD messages about 1.5x faster than the default writer.
-    message_writer_class = MsgSpecWriter
+    # msgspec serialises RECORD messages about 1.5x faster than the default writer,
+    # and flushing only on STATE saves a system call per record.
+    message_writer_class = BufferedMsgSpecWriter
     # No BATCH: its files are written after the records are read, so the STATE we
     # write after each file would run ahead of the data. No ACTIVATE_VERSION: every
     # stream is incremental, never a full-table replace.
@@ -70,6 +76,28 @@ class TapMParticle(Tap):
             description=(
                 "The Folder Name set in mParticle's Amazon S3 connection, relative to "
                 "bucket_url. Empty when files land at the root (or in date folders there)."
+            ),
+        ),
+        th.Property(
+            "audiences_prefix",
+            th.StringType(),
+            default="audiences/",
+            title="Audiences prefix",
+            description=(
+                "Where audience files land (downloads, Kinesis Firehose deliveries, "
+                "cloud-storage delta files, partner feed messages), relative to bucket_url. "
+                "The events stream does not read it."
+            ),
+        ),
+        th.Property(
+            "identity_types",
+            th.ArrayType(th.StringType()),
+            title="Identity types",
+            description=(
+                "Emit audience memberships of only these identity types (Events API names "
+                "such as customer_id, email, ios_advertising_id; other spellings are "
+                "normalised), as an audience output that accepts only some identities "
+                "would. Unset: all."
             ),
         ),
         th.Property(

@@ -77,8 +77,9 @@ def iter_json_documents(stream: IO[bytes], location: str) -> Iterator[Document |
             continue
         try:
             yield lineno, _msgspec_decode(stripped)
-        except UnicodeDecodeError as exc:
-            yield _not_utf8(location, lineno, exc)
+        except UnicodeDecodeError:
+            # msgspec does not say where; the codec does (only paid on a bad line).
+            yield from _concatenated(stripped, lineno, location)
         except msgspec.DecodeError:
             yield from _concatenated(stripped, lineno, location)
 

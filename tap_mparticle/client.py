@@ -10,10 +10,14 @@ STATE message after every file.
 from __future__ import annotations
 
 import abc
+import functools
 import time
 from typing import IO, TYPE_CHECKING, Any, ClassVar, cast
 
 from singer_sdk import Stream
+from singer_sdk.helpers._util import utc_now
+from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.singerlib.messages import RecordMessage
 from typing_extensions import override
 
 from tap_mparticle.cursor import REPLICATION_KEY, FileCursor, format_timestamp
@@ -22,7 +26,7 @@ from tap_mparticle.prefetch import prefetch
 from tap_mparticle.storage import folder_date
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Generator, Iterable, Iterator
 
     from singer_sdk.helpers.types import Context
 
@@ -45,6 +49,11 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
     #: The setting that holds this stream's prefix, and its default.
     prefix_setting: ClassVar[str]
     prefix_default: ClassVar[str]
+
+    # Records are built with the declared types (see events.py) and tests validate
+    # every one against the schema, so the SDK's per-field conformance pass, the
+    # largest cost per record, has nothing to do.
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
     def __init__(self, tap: TapMParticle) -> None:
         """Attach to the tap; counters start at zero.
@@ -202,6 +211,32 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
                 self.bad_items,
                 len(self.bad_files),
             )
+
+    @functools.cached_property
+    def _deselected_properties(self) -> tuple[str, ...]:
+        """Top-level columns the catalog deselects (the free-form objects have no sub-columns)."""
+        return tuple(
+            name for name in self.schema["properties"] if not self.mask[("properties", name)]
+        )
+
+    @override
+    def _generate_record_messages(
+        self, record: dict[str, Any]
+    ) -> Generator[RecordMessage, None, None]:
+        # The SDK walks every nested dict of every record looking for deselected
+        # sub-properties; ours has none to find, so only top-level columns are popped.
+        for name in self._deselected_properties:
+            record.pop(name, None)
+        extracted = utc_now()
+        for stream_map in self.stream_maps:
+            mapped = stream_map.transform(record)
+            if mapped is not None:
+                yield RecordMessage(
+                    stream=stream_map.stream_alias,
+                    record=mapped,
+                    version=self._stream_version,
+                    time_extracted=extracted,
+                )
 
     @override
     def _increment_stream_state(

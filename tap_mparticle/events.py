@@ -61,7 +61,9 @@ def _float_or_none(value: str) -> float | None:
 def format_unix_ms(milliseconds: int) -> str:
     """Render epoch milliseconds as an RFC 3339 UTC timestamp with millisecond precision.
 
-    Integer arithmetic avoids the float rounding of `fromtimestamp(ms / 1000)`.
+    Integer arithmetic avoids the float rounding of `fromtimestamp(ms / 1000)`, and
+    the date-and-second part is cached: a batch's events share their seconds, and
+    formatting a datetime is the dearest step per event.
 
     Args:
         milliseconds: Milliseconds since the Unix epoch.
@@ -70,8 +72,17 @@ def format_unix_ms(milliseconds: int) -> str:
         A string such as `2020-07-23T22:19:23.908+00:00`.
     """
     seconds, millis = divmod(milliseconds, 1000)
-    moment = EPOCH + dt.timedelta(seconds=seconds)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{millis:03d}+00:00"
+    prefix = _SECONDS_CACHE.get(seconds)
+    if prefix is None:
+        if len(_SECONDS_CACHE) >= _SECONDS_CACHE_SIZE:
+            _SECONDS_CACHE.clear()
+        prefix = f"{EPOCH + dt.timedelta(seconds=seconds):%Y-%m-%dT%H:%M:%S}"
+        _SECONDS_CACHE[seconds] = prefix
+    return f"{prefix}.{millis:03d}+00:00"
+
+
+_SECONDS_CACHE: dict[int, str] = {}
+_SECONDS_CACHE_SIZE = 4096
 
 
 def identities_as_object(raw: Any) -> dict[str, Any]:  # noqa: ANN401  (array or object)

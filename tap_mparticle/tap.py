@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
-from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 from typing_extensions import override
 
@@ -21,6 +20,7 @@ from tap_mparticle.settings import (
 )
 from tap_mparticle.storage import StorageError, storage_for
 from tap_mparticle.streams import EventsStream
+from tap_mparticle.writer import BufferedMsgSpecWriter
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.capabilities import CapabilitiesEnum
@@ -39,8 +39,9 @@ class TapMParticle(Tap):
     """Reads mParticle's S3 event output (and audience files) incrementally."""
 
     name = "tap-mparticle"
-    # msgspec serialises RECORD messages about 1.5x faster than the default writer.
-    message_writer_class = MsgSpecWriter
+    # msgspec serialises RECORD messages about 1.5x faster than the default writer,
+    # and writing records in blocks saves a system call per record (see writer.py).
+    message_writer_class = BufferedMsgSpecWriter
     # No BATCH: its files are written after the records are read, so the STATE we
     # write after each file would run ahead of the data. No ACTIVATE_VERSION: every
     # stream is incremental, never a full-table replace.

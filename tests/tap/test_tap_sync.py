@@ -79,11 +79,14 @@ def test_state_after_each_file_lets_a_killed_run_resume_without_rereading(drop):
         (r["_sdc_source_file"], r["_sdc_source_lineno"], r["_sdc_event_index"])
         for r in full.records("events")
     )
-    # Messages up to the STATE after the second file are what a run killed then had written.
+    # Messages up to the STATE after the events stream's second file are what a run
+    # killed then had written.
     states_seen = 0
     cut = 0
+    in_events = False
     for index, message in enumerate(full.messages):
-        if message["type"] == "STATE":
+        in_events = in_events or message.get("stream") == "events"
+        if in_events and message["type"] == "STATE":
             states_seen += 1
             if states_seen == 2:
                 cut = index

@@ -1,0 +1,150 @@
+"""Bad audience input: with fail, one line naming file and line and exit 1; with skip, go on."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.tap.audience_support import assert_valid, generator
+from tests.tapsupport import run_cli
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+DELTA_NAME = "Test-Audience_1234_2024-05-01_00-00-00_721e1d63-a396-4676-bac2-3f6f31e88cc2.txt"
+FIREHOSE = json.dumps(
+    {
+        "AudienceId": 1,
+        "AudienceName": "A",
+        "IsMember": True,
+        "MembershipChangedTimestamp": 1714521600,
+        "UserIdentities": {"CustomerId": "c1", "Email": "e@x.com"},
+    }
+).encode()
+DELTA = json.dumps(
+    {"IsAddRequest": True, "IdentityValues": {"customer_id": "c", "mpid": "-5"}}
+).encode()
+CSV_HEADER = b"mpid, scanned_timestamp_ms, identity_value, identity_type\n"
+CSV_NAME = "8754_PotentialParisians_172136Nov292018.csv"
+CSV_ROW = b"-1327484737295091692, 1538596779, h.jekyll, customer_id\n"
+
+
+class Case:
+    """One bad file among good ones: where the error is, why, and what stays intact."""
+
+    def __init__(self, relative: str, lineno: int | None, reason: str, intact: int) -> None:
+        self.relative = relative
+        self.lineno = lineno
+        self.reason = reason
+        self.intact = intact
+
+    def location(self, root: Path) -> str:
+        path, _, member = self.relative.partition("!/")
+        where = str((root / "audiences" / path).resolve()) + (f"!/{member}" if member else "")
+        return f"{where}:{self.lineno}" if self.lineno is not None else where
+
+
+def manifest(rows: int) -> bytes:
+    return json.dumps({"files": [{"file_name": CSV_NAME, "total_rows": rows}]}).encode()
+
+
+def write_case(root: Path, kind: str) -> Case:  # noqa: PLR0911  (one branch per kind)
+    audiences = root / "audiences"
+    audiences.mkdir(parents=True)
+    # A good file in every drop: its 4 rows must come through in every case.
+    (audiences / "good.json").write_bytes(FIREHOSE + b"\n" + FIREHOSE + b"\n")
+    good = 4
+    if kind == "manifest_mismatch":
+        (audiences / "dl").mkdir()
+        (audiences / "dl" / CSV_NAME).write_bytes(CSV_HEADER + CSV_ROW * 3)
+        (audiences / "dl" / "manifest.json").write_bytes(manifest(5))
+        return Case(f"dl/{CSV_NAME}", None, "manifest.json says 5 rows, the CSV has 3", good + 3)
+    if kind == "zip_manifest_mismatch":
+        archive = generator.zip_bytes(
+            {CSV_NAME: CSV_HEADER + CSV_ROW * 2, "manifest.json": manifest(7)}
+        )
+        (audiences / "download.zip").write_bytes(archive)
+        return Case(
+            f"download.zip!/{CSV_NAME}", None, "manifest.json says 7 rows, the CSV has 2", good + 2
+        )
+    if kind == "csv_wrong_columns":
+        (audiences / "dl").mkdir()
+        rows = CSV_ROW + b"1, 1538596779, too, many, columns\n" + CSV_ROW
+        (audiences / "dl" / CSV_NAME).write_bytes(CSV_HEADER + rows)
+        (audiences / "dl" / "manifest.json").write_bytes(manifest(3))
+        return Case(f"dl/{CSV_NAME}", 3, "5 columns, expected 4", good + 2)
+    if kind == "not_json":
+        (audiences / "fh.json").write_bytes(
+            b"\n".join([FIREHOSE, FIREHOSE, b'{"Audience', FIREHOSE])
+        )
+        return Case("fh.json", 3, "not valid JSON", good + 6)
+    if kind == "not_utf8":
+        bad = b'{"IsAddRequest": true, "IdentityValues": {"email": "\xff\xfe"}}'
+        (audiences / DELTA_NAME).write_bytes(b"\n".join([DELTA, DELTA, bad, DELTA]))
+        return Case(DELTA_NAME, 3, "bytes that are not UTF-8 at offset 52", good + 3)
+    if kind == "not_a_shape":
+        (audiences / "fh.json").write_bytes(
+            b"\n".join([FIREHOSE, FIREHOSE, b'{"hello": 1}', FIREHOSE])
+        )
+        return Case("fh.json", 3, "not an audience message of any known shape", good + 6)
+    if kind == "truncated_gzip":
+        body = b"".join(FIREHOSE + b"\n" for _ in range(4000))
+        compressed = gzip.compress(body, mtime=0)
+        (audiences / "fh.json.gz").write_bytes(compressed[: len(compressed) // 2])
+        return Case("fh.json.gz", None, "truncated or corrupt gzip data", -1)
+    raise AssertionError(kind)
+
+
+KINDS = (
+    "manifest_mismatch",
+    "zip_manifest_mismatch",
+    "csv_wrong_columns",
+    "not_json",
+    "not_utf8",
+    "not_a_shape",
+    "truncated_gzip",
+)
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "| ERROR" in line]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fail_names_file_and_line_in_one_line_and_exits_non_zero(tmp_path, kind):
+    root = tmp_path / "drop"
+    case = write_case(root, kind)
+    out = run_cli({"bucket_url": str(root)}, tmp_path)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    # The SDK adds its own "unhandled error while syncing" line before ours.
+    errors = [line for line in error_lines(out.stderr) if case.location(root) in line]
+    assert len(errors) == 1, out.stderr
+    assert f"{case.location(root)}: {case.reason}" in errors[0] or (
+        # A truncated gzip names the first line it could not read.
+        case.lineno is None and f"{case.location(root)}:" in errors[0] and case.reason in errors[0]
+    ), errors[0]
+    assert errors[0] == error_lines(out.stderr)[-1]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_skip_warns_counts_and_keeps_every_intact_record(tmp_path, kind):
+    root = tmp_path / "drop"
+    case = write_case(root, kind)
+    out = run_cli({"bucket_url": str(root), "on_bad_record": "skip"}, tmp_path)
+    assert out.returncode == 0, out.stderr
+    records = assert_valid(out, "audience_memberships")
+    if case.intact >= 0:
+        assert len(records) == case.intact
+    else:  # truncated gzip: every line before the damage, and the good file
+        assert len(records) > 4
+    warnings = [line for line in out.stderr.splitlines() if "skipped bad input:" in line]
+    assert len(warnings) == 1, out.stderr
+    assert case.location(root) in warnings[0]
+    assert case.reason in warnings[0]
+    assert "audience_memberships: skipped 1 bad lines or events in 1 files" in out.stderr
+    # The attributes stream got these files from the same parse: no second warning.
+    assert "audience_user_attributes: skipped" not in out.stderr

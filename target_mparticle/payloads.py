@@ -195,11 +195,42 @@ def clean_event(
             del clean["custom_event_type"]
     elif event_type == "screen_view" and "screen_name" not in clean and "event_name" in clean:
         clean["screen_name"] = clean["event_name"]
+    elif event_type == "user_identity_change":
+        _fix_identity_change(clean)
     missing = [f for f in rules.REQUIRED_DATA_FIELDS.get(str(event_type), ()) if f not in clean]
     if missing:
         msg = f"{event_type} event lacks required data field(s) {', '.join(missing)}"
         raise InvalidRecordError(msg)
     return {"event_type": event_type, "data": clean}
+
+
+_IDENTITY_CHANGE_KEYS = ("identity_type", "identity", "timestamp_unixtime_ms", "created_this_batch")
+
+
+def _fix_identity_change(clean: dict[str, t.Any]) -> None:
+    for side in ("new", "old"):
+        if side in clean:
+            fixed = _identity_change_side(clean[side], clean)
+            if fixed is None:
+                del clean[side]
+            else:
+                clean[side] = fixed
+
+
+def _identity_change_side(side: object, data: dict[str, t.Any]) -> dict[str, t.Any] | None:
+    """One side of an identity change, as the schema's UserIdentity wants it.
+
+    Outbound copies leave out the side's timestamp, which inbound requires; the
+    event's own time is the moment the identity changed.
+    """
+    if not isinstance(side, dict) or side.get("identity_type") not in rules.USER_IDENTITY_TYPES:
+        return None
+    out = {k: side[k] for k in _IDENTITY_CHANGE_KEYS if side.get(k) is not None}
+    if "timestamp_unixtime_ms" not in out and "timestamp_unixtime_ms" in data:
+        out["timestamp_unixtime_ms"] = data["timestamp_unixtime_ms"]
+    if "identity" not in out or "timestamp_unixtime_ms" not in out:
+        return None
+    return out
 
 
 def clean_identities(raw: object, tally: Tally) -> dict[str, str]:

@@ -332,3 +332,21 @@ def test_mapping_errors_are_all_reported():
         }
     )
     assert len(errors) == 6
+
+
+def test_identity_change_sides_get_the_timestamp_inbound_requires():
+    event = clean_event(
+        "user_identity_change",
+        {
+            "timestamp_unixtime_ms": "1714521604233",
+            "new": {"identity_type": "email", "identity": "new@example.com"},
+            "old": {"identity_type": "email", "identity": "old@example.com", "x": 1},
+        },
+        Tally(),
+    )
+    assert event["data"]["old"] == {
+        "identity_type": "email",
+        "identity": "old@example.com",
+        "timestamp_unixtime_ms": 1714521604233,
+    }
+    assert validate({"events": [event]}) == []

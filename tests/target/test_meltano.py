@@ -1,0 +1,145 @@
+"""`meltano run ... target-mparticle` with the project's own meltano.yml settings.
+
+Meltano runs in a temp copy of the project, with the plugins pointed at this
+virtualenv's console scripts instead of being installed again, so the tests are
+quick and need no network; the settings (and their env vars) are the real ones.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import pathlib
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+import yaml
+from conftest import FIXTURES, SECRET
+
+from tests.s3support import AWS_TEST_KEY, AWS_TEST_SECRET, REPO_ROOT, upload_tree
+
+if TYPE_CHECKING:
+    from eventsapi_server import EventsApiServer
+
+pytestmark = pytest.mark.meltano
+
+BIN = pathlib.Path(sys.executable).parent
+MELTANO = str(BIN / "meltano")
+
+
+def project_copy(tmp_path: pathlib.Path) -> pathlib.Path:
+    """meltano.yml as committed, plugins run from this venv, plus a plain-records tap."""
+    project = yaml.safe_load((REPO_ROOT / "meltano.yml").read_text())
+    for kind in ("extractors", "loaders"):
+        for plugin in project["plugins"].get(kind, []):
+            if plugin["name"] in {"tap-mparticle", "target-mparticle"}:
+                plugin.pop("pip_url", None)
+                plugin["executable"] = str(BIN / plugin["name"])
+    tap = tmp_path / "tap_plain.py"
+    tap.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        f"sys.stdout.write(open({str(FIXTURES / 'users.singer')!r}, encoding='utf-8').read())\n"
+    )
+    tap.chmod(0o755)
+    project["plugins"]["extractors"].append(
+        {"name": "tap-plain", "namespace": "tap_plain", "executable": str(tap)}
+    )
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "meltano.yml").write_text(yaml.safe_dump(project, sort_keys=False))
+    return root
+
+
+def meltano_run(root: pathlib.Path, env: dict[str, str], *plugins: str):
+    full_env = {
+        **os.environ,
+        "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "MELTANO_PROJECT_ROOT": str(root),
+        "MELTANO_DATABASE_URI": f"sqlite:///{root}/meltano.db",
+        "MELTANO_ENVIRONMENT": "dev",
+        **env,
+    }
+    return subprocess.run(
+        [MELTANO, "run", *plugins],
+        cwd=root,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+def target_env(server: EventsApiServer, mappings: dict) -> dict[str, str]:
+    return {
+        "TARGET_MPARTICLE_API_KEY": "test-key",
+        "TARGET_MPARTICLE_API_SECRET": SECRET,
+        "TARGET_MPARTICLE_API_URL": server.url,
+        "TARGET_MPARTICLE_ENVIRONMENT": "production",
+        "TARGET_MPARTICLE_MAPPINGS": json.dumps(mappings),
+    }
+
+
+def test_meltano_run_plain_records_through_mappings(server, tmp_path):
+    root = project_copy(tmp_path)
+    mappings = {
+        "users": {
+            "kind": "user",
+            "identities": {"customer_id": "customer_id", "email": "email"},
+            "user_attributes": {"$FirstName": "first_name", "plan": "plan", "tags": "tags"},
+        }
+    }
+    result = meltano_run(root, target_env(server, mappings), "tap-plain", "target-mparticle")
+    assert result.returncode == 0, result.stderr[-3000:]
+    batches = server.batches()
+    assert len(batches) == 300
+    assert server.rejected == []
+    assert all(b["environment"] == "production" for b in batches)
+    assert all(set(b["user_attributes"]) <= {"$FirstName", "plan", "tags"} for b in batches)
+    assert SECRET not in result.stderr + result.stdout
+
+
+def _events_in_drop(root: pathlib.Path) -> int:
+    count = 0
+    for path in root.rglob("*.txt"):
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        for line in raw.decode("utf-8").splitlines():
+            if line.strip():
+                count += len(json.loads(line).get("events") or [])
+    return count
+
+
+def test_meltano_run_tap_mparticle_into_target_mparticle(
+    server, tmp_path, s3_client, s3_bucket, moto_endpoint
+):
+    drop = REPO_ROOT / "samples" / "drop"
+    upload_tree(s3_client, s3_bucket, drop)
+    root = project_copy(tmp_path)
+    env = {
+        **target_env(server, {}),
+        "TAP_MPARTICLE_BUCKET_URL": f"s3://{s3_bucket}",
+        "TAP_MPARTICLE_AWS_ENDPOINT_URL": moto_endpoint,
+        "TAP_MPARTICLE_AWS_ACCESS_KEY_ID": AWS_TEST_KEY,
+        "TAP_MPARTICLE_AWS_SECRET_ACCESS_KEY": AWS_TEST_SECRET,
+        "TAP_MPARTICLE_AWS_REGION": "us-east-1",
+        "TAP_MPARTICLE_START_DATE": "2024-01-01T00:00:00Z",
+    }
+    result = meltano_run(root, env, "tap-mparticle", "target-mparticle")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert server.rejected == []
+    events = server.events()
+    assert len(events) == _events_in_drop(drop)
+    assert len({e["data"]["source_message_id"] for e in events}) == len(events)
+    assert server.duplicates == []
+
+    again = meltano_run(root, env, "tap-mparticle", "target-mparticle")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(server.events()) == len(events)  # resumed from state: nothing re-sent
+    assert SECRET not in result.stderr + again.stderr
+    assert AWS_TEST_SECRET not in result.stderr + again.stderr

@@ -358,29 +358,39 @@ def write_sample_audiences(root: Path) -> None:
     generate(dest, seed=SEED, scale=3)
 
 
-def write_large_delta(path: Path, megabytes: int, *, seed: int = SEED) -> int:
+def write_large_delta(path: Path, megabytes: int, *, value_size: int = 1000) -> int:
     """Write one big cloud-storage delta file, streaming (for memory tests).
+
+    Each line carries one identity padded to `value_size` characters, so a file
+    of many megabytes stays quick to parse while still far larger than any buffer.
 
     Args:
         path: The file (name it like a delta file so the audience is known).
         megabytes: About how big.
-        seed: Random seed.
+        value_size: Characters per identity value.
 
     Returns:
         The number of membership records it holds.
     """
-    rng = random.Random(seed)
-    expected = Expected()
     target = megabytes << 20
     written = 0
-    start = 0
+    lines = 0
     with path.open("wb") as out:
         while written < target:
-            chunk = delta_lines(rng, expected, 2000, start).encode("utf-8")
+            block = []
+            for index in range(lines, lines + 1000):
+                value = f"{index:012d}-" + "é" * ((value_size - 13) // 2)
+                record = {
+                    "IsAddRequest": index % 2 == 0,
+                    "IdentityValues": {"customer_id": value, "mpid": str(index)},
+                    "MembershipChangedTimestamp": BASE_MS + index,
+                }
+                block.append(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+            chunk = ("\n".join(block) + "\n").encode("utf-8")
             out.write(chunk)
             written += len(chunk)
-            start += 2000
-    return expected.counts["audience_memberships"]
+            lines += 1000
+    return lines
 
 
 def write_long_firehose_line(path: Path, records: int, *, seed: int = SEED) -> int:

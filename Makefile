@@ -35,6 +35,7 @@ test: lint typecheck pytest
 fixtures: venv
 	rm -rf samples/drop
 	$(BIN)/python scripts/generate_drop.py samples/drop --events 600 --seed 7
+	$(BIN)/python -c 'from pathlib import Path; from scripts.generate_audiences import write_sample_audiences; write_sample_audiences(Path("samples/drop"))'
 
 bench: bench-tap bench-target
 

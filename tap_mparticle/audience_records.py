@@ -225,7 +225,7 @@ def identity_rows(
     identities: Iterable[tuple[str, Any, str]],
     file: AudienceFile,
     **common: Any,  # noqa: ANN401  (the membership() keywords shared by every row)
-) -> tuple[int | None, list[dict[str, Any]]]:
+) -> list[dict[str, Any]]:
     """Turn one message's identities into membership rows.
 
     An identity named like the MPID fills the `mpid` column instead of making a
@@ -239,7 +239,7 @@ def identity_rows(
         **common: The other `membership` fields (`mpid` may be None here).
 
     Returns:
-        The MPID found among the identities (or None), and the rows.
+        The rows; `mpid` is the one given, else the one found among the identities.
     """
     found_mpid: int | None = None
     rows = []
@@ -255,8 +255,8 @@ def identity_rows(
     if mpid is None:
         mpid = found_mpid
     if not rows:
-        return mpid, [membership(mpid=mpid, identity_type=None, identity_value=None, **common)]
-    return mpid, [
+        return [membership(mpid=mpid, identity_type=None, identity_value=None, **common)]
+    return [
         membership(
             mpid=mpid,
             identity_type=identity_type,

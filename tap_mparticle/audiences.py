@@ -167,7 +167,7 @@ def _firehose(document: dict[str, Any], file: AudienceFile) -> list[tuple[str, d
         msg = "UserIdentities is not an object"
         raise NotAudienceError(msg)
     top_mpid = next((v for k, v in document.items() if is_mpid_key(k)), None)
-    _, rows = identity_rows(
+    rows = identity_rows(
         ((name, value, "raw") for name, value in identities.items()),
         file,
         audience_id=to_audience_id(document.get("AudienceId"), "AudienceId"),
@@ -194,7 +194,7 @@ def _cloud_storage(
     if not isinstance(identities, dict):
         msg = "IdentityValues is not an object"
         raise NotAudienceError(msg)
-    _, rows = identity_rows(
+    rows = identity_rows(
         ((name, value, "raw") for name, value in identities.items()),
         file,
         audience_id=audience.audience_id,
@@ -252,7 +252,7 @@ def _partner_feed(document: dict[str, Any], file: AudienceFile) -> list[tuple[st
             if action not in PARTNER_ACTIONS:
                 msg = f"audience action {action!r} is not add, delete or attribute_update"
                 raise NotAudienceError(msg)
-            _, rows = identity_rows(
+            rows = identity_rows(
                 identities,
                 file,
                 audience_id=audience_id,

@@ -218,15 +218,23 @@ def test_late_file_inside_the_lookback_is_read_exactly_once(tmp_path):
     assert run_tap(config, state=fourth.final_state).records(MEMBERSHIPS) == []
 
 
-def test_unzipped_download_without_a_manifest_is_read_with_a_warning(tmp_path, caplog):
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_unzipped_download_without_a_manifest_is_read_with_a_warning(
+    tmp_path, caplog, request, backend
+):
     files = generator.download_files(generator.random.Random(2), generator.Expected(), rows=3)
     folder = tmp_path / "audiences" / "dl"
     folder.mkdir(parents=True)
     for name, data in files.items():
         if name.endswith(".csv"):
             (folder / name).write_bytes(data)
+    config: dict[str, Any] = {"bucket_url": str(tmp_path)}
+    if backend == "s3":
+        bucket = request.getfixturevalue("s3_bucket")
+        upload_tree(request.getfixturevalue("s3_client"), bucket, tmp_path)
+        config = s3_config(request.getfixturevalue("moto_endpoint"), bucket)
     with caplog.at_level(logging.WARNING):
-        out = run_tap({"bucket_url": str(tmp_path)})
+        out = run_tap(config)
     assert len(out.records(MEMBERSHIPS)) == 6
     assert sum("no readable manifest.json" in m for m in caplog.messages) == 1
 

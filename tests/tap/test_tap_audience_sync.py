@@ -251,3 +251,27 @@ def test_sample_audiences_for_the_demo(tmp_path):
         if path.is_file():
             twin = again / "audiences" / path.relative_to(tmp_path / "audiences")
             assert twin.read_bytes() == path.read_bytes(), "the generator is deterministic"
+
+
+def test_streams_whose_bookmarks_differ_replay_some_files_and_read_others(audience_drop):
+    first = run_selected(audience_drop.config, (MEMBERSHIPS,))
+    extra = generator.partner_files(generator.random.Random(5), generator.Expected(), 2)
+    (audience_drop.root / "audiences" / "partner" / "new.jsonl").write_bytes(
+        extra["partner/feed-0001.jsonl"]
+    )
+    audience_drop.publish()
+    both = run_selected(audience_drop.config, AUDIENCE_STREAMS, state=first.final_state)
+    # Memberships had read everything but the new file; attributes had read nothing:
+    # it gets the new file from the memberships pass and reads the other 11 itself.
+    assert {r["_sdc_source_file"].rsplit("/", 1)[-1] for r in both.records(MEMBERSHIPS)} == {
+        "new.jsonl"
+    }
+    attributes = assert_valid(both, ATTRIBUTES)
+    new = [r for r in attributes if r["_sdc_source_file"].endswith("/new.jsonl")]
+    assert new
+    assert len(attributes) - len(new) == audience_drop.expected[ATTRIBUTES]
+    assert len(set(keys(attributes))) == len(attributes)
+    files_in_order = [r["_sdc_modified_at"] for r in attributes]
+    assert files_in_order == sorted(files_in_order), "files are read in LastModified order"
+    again = run_selected(audience_drop.config, AUDIENCE_STREAMS, state=both.final_state)
+    assert all(again.records(stream) == [] for stream in AUDIENCE_STREAMS)

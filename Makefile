@@ -9,10 +9,12 @@ STAMP := $(VENV)/.installed-stamp
 venv: $(STAMP)
 
 # uv resolves and installs the dev groups in seconds; it comes from PyPI like everything else.
+# Bytecode is compiled at install: with PYTHONDONTWRITEBYTECODE set (as in CI) every
+# process would otherwise recompile singer-sdk, boto3 and meltano on start.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e . --group dev
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e . --group dev
 	touch $(STAMP)
 
 # The main job with no cloud account: tap-mparticle over the bundled sample drop, through Meltano.

@@ -80,6 +80,8 @@ def meltano_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "MELTANO_SYS_DIR_ROOT": str(sys_dir),
         "MELTANO_DATABASE_URI": f"sqlite:///{sys_dir}/meltano.db",
         "MELTANO_ENVIRONMENT": "dev",
+        # Plugin venvs with compiled bytecode start in a fraction of the time.
+        "UV_COMPILE_BYTECODE": "1",
     }
     done = subprocess.run(
         [MELTANO, "install"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import pathlib
 import sys
 import time
@@ -468,7 +469,10 @@ class TargetMParticle(Target):
                 "(the last STATE written still holds)",
                 signum,
             )
-            sys.exit(128 + signum)
+            # Exit now: a clean shutdown would wait for requests still in flight.
+            sys.stdout.flush()
+            logging.shutdown()
+            os._exit(128 + signum)
         self.logger.info("Received signal %d; delivering what is pending", signum)
         try:
             self.drain_all(is_endofpipe=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -175,3 +176,37 @@ def test_killed_mid_run_then_resumed_delivers_everything_exactly_once(  # noqa: 
         # Each duplicate is a batch accepted before the crash, re-sent with the same id.
         assert set(server.duplicates) <= set(accepted_before)
         assert server.rejected == []
+
+
+def test_sigterm_during_delivery_exits_at_once_without_a_newer_state(tmp_path):
+    with EventsApiServer(api_key="test-key", api_secret=SECRET) as server:
+        config = {
+            "api_key": "test-key",
+            "api_secret": SECRET,
+            "api_url": server.url,
+            "max_batches_per_second": 0,
+            "max_parallel_requests": 1,
+            "mappings": {"users": {"kind": "user"}},
+        }
+        config_file = tmp_path / "config.json"
+        config_file.write_text(json.dumps(config))
+        server.script(Fault("pass"), times=2)
+        server.script(Fault("accept_then_hang", delay_s=30))
+        with (FIXTURES / "users_crash.singer").open("rb") as stdin:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "target_mparticle", "--config", str(config_file)],
+                stdin=stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            try:
+                assert server.hanging.wait(timeout=60)
+                process.send_signal(signal.SIGTERM)
+                stdout, stderr = process.communicate(timeout=20)
+            finally:
+                process.kill()
+                process.wait()
+        assert process.returncode == 128 + signal.SIGTERM
+        states = [json.loads(line) for line in stdout.decode().splitlines()]
+        assert [s["bookmarks"]["users"]["id"] for s in states] == [100, 200]
+        assert b"stopping without a new STATE" in stderr

@@ -1,0 +1,54 @@
+import threading
+
+import pytest
+
+from tap_mparticle.prefetch import CHUNK_SIZE, prefetch
+from tap_mparticle.storage import LocalStorage, StorageError
+
+
+def listed(root):
+    storage = LocalStorage(root)
+    files = sorted(storage.list_files("", skip_folder=lambda _: False), key=lambda f: f.key)
+    return storage, files
+
+
+def write_files(root, sizes):
+    root.mkdir()
+    for index, size in enumerate(sizes):
+        (root / f"f{index}.txt").write_bytes(bytes([65 + index]) * size)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_files_arrive_in_order_and_whole(tmp_path, workers):
+    sizes = [10, 3 * CHUNK_SIZE + 7, 1, CHUNK_SIZE]
+    write_files(tmp_path / "d", sizes)
+    storage, files = listed(tmp_path / "d")
+    seen = [(file.key, stream.read()) for file, stream in prefetch(storage, files, workers)]
+    assert [key for key, _ in seen] == ["f0.txt", "f1.txt", "f2.txt", "f3.txt"]
+    assert [data for _, data in seen] == [bytes([65 + i]) * size for i, size in enumerate(sizes)]
+
+
+def read_all(downloads, into: list) -> None:
+    for file, stream in downloads:
+        into.append((file.key, stream.read()))
+
+
+def test_a_file_that_vanished_fails_at_its_turn_after_the_ones_before(tmp_path):
+    write_files(tmp_path / "d", [5, 5, 5])
+    storage, files = listed(tmp_path / "d")
+    (tmp_path / "d" / "f1.txt").unlink()
+    read: list = []
+    with pytest.raises(StorageError, match=r"f1\.txt"):
+        read_all(prefetch(storage, files, 3), read)
+    assert read == [("f0.txt", b"AAAAA")]
+
+
+def test_stopping_early_releases_the_download_threads(tmp_path):
+    write_files(tmp_path / "d", [20 * CHUNK_SIZE] * 6)
+    storage, files = listed(tmp_path / "d")
+    before = threading.active_count()
+    downloads = prefetch(storage, files, 4)
+    _, stream = next(downloads)
+    assert stream.read(10) == b"A" * 10
+    downloads.close()  # the consumer gives up with workers blocked on full queues
+    assert threading.active_count() == before

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 SOURCE_FORMATS = ["download", "firehose", "cloud_storage", "partner_feed"]
 MAX_MANIFEST_BYTES = 16 << 20
+DRAIN_CHUNK = 1 << 20
 
 #: Key columns after the file: see `audience_records` for why these are stable.
 AUDIENCE_KEY = [
@@ -164,6 +165,17 @@ class Inbox:
         return self._spool.tell()
 
 
+def _drain(raw: IO[bytes]) -> None:
+    """Read what is left of a file abandoned mid-way (e.g. corrupt gzip, `skip`).
+
+    A download-ahead worker blocks once its bounded queue is full and is freed only
+    when the reader takes the rest; with enough abandoned large files every worker
+    would be blocked and the run would hang waiting for the next file.
+    """
+    while raw.read(DRAIN_CHUNK):
+        pass
+
+
 def _file_id(file: RemoteFile) -> tuple[str, str]:
     return file.key, format_timestamp(file.last_modified)
 
@@ -266,6 +278,7 @@ class AudienceFileStream(MParticleFileStream):
             for file in files:
                 modified_at = format_timestamp(file.last_modified)
                 items: Iterable[ParsedItem]
+                raw: IO[bytes] | None = None
                 if self.inbox.has(file):
                     items = self.inbox.replay(file)
                 else:
@@ -282,6 +295,8 @@ class AudienceFileStream(MParticleFileStream):
                         yield item
                 except BadInputError as exc:
                     self.handle_bad_input(exc)
+                    if raw is not None:
+                        _drain(raw)
                 cursor.mark_read(file)
                 self.files_read += 1
                 # A STATE per file: a killed run resumes at the next unread file.

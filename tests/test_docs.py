@@ -18,7 +18,7 @@ PLUGINS = {
 KIND_BY_TYPE = {
     "string": {"string", "date_iso8601", "options"},
     "integer": {"integer"},
-    "number": {"integer", "string"},
+    "number": {"decimal"},
     "boolean": {"boolean"},
     "array": {"array"},
     "object": {"object"},

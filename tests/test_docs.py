@@ -18,7 +18,9 @@ PLUGINS = {
 KIND_BY_TYPE = {
     "string": {"string", "date_iso8601", "options"},
     "integer": {"integer"},
-    "number": {"decimal"},
+    # Meltano 4.4's `decimal` kind crashes serialising the config (Decimal is not JSON
+    # serialisable), so fractional settings are declared `integer` for Meltano.
+    "number": {"integer"},
     "boolean": {"boolean"},
     "array": {"array"},
     "object": {"object"},

@@ -9,8 +9,11 @@ from singer_sdk.sinks import BatchSink
 from target_mparticle._compat import override
 from target_mparticle.payloads import Converter, InvalidRecordError, Item, trailing_group
 from target_mparticle.schema_rules import MAX_BATCHES_PER_REQUEST
+from target_mparticle.validation import compiled_or_default
 
 if t.TYPE_CHECKING:
+    from singer_sdk.sinks.core import BaseJSONSchemaValidator
+
     from target_mparticle.target import TargetMParticle
 
 DEFAULT_MAX_SIZE = 2_000
@@ -44,6 +47,13 @@ class EventsSink(BatchSink):
         )
         self._carry: list[Item] = []
         self.sent_records = 0
+
+    @override
+    def get_validator(self) -> BaseJSONSchemaValidator | None:
+        """The compiled validator (see validation.py); None with validate_records off."""
+        if not self.validate_schema:
+            return None
+        return compiled_or_default(self.schema, validate_formats=self.validate_field_string_format)
 
     @property
     @override

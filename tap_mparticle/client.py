@@ -134,12 +134,12 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
                 new.append(file)
         new.sort(key=lambda f: (f.last_modified, f.key))
         self.logger.info(
-            "%s: %d new files of %d listed under %s%s",
+            "%s: %d new files of %d listed under prefix %r of %s",
             self.name,
             len(new),
             listed,
-            storage.description,
             self.prefix,
+            storage.description,
         )
         return new
 
@@ -206,7 +206,8 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
         )
         if self.bad_items:
             self.logger.warning(
-                "%s: skipped %d bad lines or events in %d files (on_bad_record=skip)",
+                "%s: skipped %d bad items (lines, rows, events or files) in %d files "
+                "(on_bad_record=skip)",
                 self.name,
                 self.bad_items,
                 len(self.bad_files),

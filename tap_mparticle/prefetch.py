@@ -40,6 +40,10 @@ class ChunkPipe(io.RawIOBase):
         """
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=MAX_CHUNKS)
         self._cancelled = cancelled
+        # Set when the reader closes this pipe before its end (a file abandoned after
+        # a bad line): its worker must stop too, or it waits on a full queue forever
+        # and, once every worker is stuck so, the next file never arrives.
+        self._abandoned = threading.Event()
         self._pending = memoryview(b"")
         self._done = False
 
@@ -53,13 +57,18 @@ class ChunkPipe(io.RawIOBase):
             _Cancelled: The reader has stopped.
         """
         while True:
-            if self._cancelled.is_set():
+            if self._cancelled.is_set() or self._abandoned.is_set():
                 raise _Cancelled
             try:
                 self._queue.put(item, timeout=_POLL_SECONDS)
             except queue.Full:
                 continue
             return
+
+    def close(self) -> None:
+        """Stop this file's download, whether or not it was read to the end."""
+        self._abandoned.set()
+        super().close()
 
     def readable(self) -> bool:
         """Say the pipe can be read, as io.BufferedReader asks."""
@@ -113,7 +122,8 @@ def prefetch(
         workers: Files downloaded at once; 0 or 1 reads each file only when reached.
 
     Yields:
-        `(file, stream)`; the stream is closed when the next file is requested.
+        `(file, stream)`; the stream is closed, and its download stopped if still
+        running, when the next file is requested.
     """
     if workers <= 1:
         for file in files:
@@ -134,7 +144,8 @@ def prefetch(
                     pipes[submitted] = pipe
                     pool.submit(_download, storage, files[submitted], pipe)
                     submitted += 1
-                pipe = pipes.pop(index)
-                yield file, io.BufferedReader(pipe, buffer_size=CHUNK_SIZE)
+                reader = io.BufferedReader(pipes.pop(index), buffer_size=CHUNK_SIZE)
+                yield file, reader
+                reader.close()
         finally:
             cancelled.set()

@@ -150,7 +150,10 @@ def test_skip_warns_counts_and_keeps_every_intact_record(tmp_path, kind, caplog)
     assert len(warnings) == 1, stderr
     assert case.location(root) in warnings[0]
     assert case.reason in warnings[0]
-    assert "audience_memberships: skipped 1 bad lines or events in 1 files" in stderr
+    assert (
+        "audience_memberships: skipped 1 bad items (lines, rows, events or files) in 1 files"
+        in (stderr)
+    )
     # The attributes stream got these files from the same parse: no second warning.
     assert "audience_user_attributes: skipped" not in stderr
 
@@ -177,5 +180,8 @@ def test_skipping_large_corrupt_gzip_files_does_not_stall_the_download_ahead(tmp
     )
     assert done.returncode == 0, done.stderr.decode()
     stderr = done.stderr.decode()
-    assert "audience_memberships: skipped 3 bad lines or events in 3 files" in stderr
+    assert (
+        "audience_memberships: skipped 3 bad items (lines, rows, events or files) in 3 files"
+        in (stderr)
+    )
     assert done.stdout.count(b'"stream":"audience_memberships"') >= 2  # SCHEMA + the good rows

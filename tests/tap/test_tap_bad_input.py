@@ -63,7 +63,8 @@ def test_skip_warns_counts_and_keeps_every_intact_event(tmp_path, kind):
     assert out.returncode == 0, out.stderr
     assert [r["_sdc_source_lineno"] for r in out.records("events")] == [1, 2, 4]
     assert f"skipped bad input: {path.resolve()}:3: {EXPECTED_REASON[kind]}" in out.stderr
-    assert "skipped 1 bad lines or events in 1 files (on_bad_record=skip)" in out.stderr
+    summary = "skipped 1 bad items (lines, rows, events or files) in 1 files (on_bad_record=skip)"
+    assert summary in out.stderr
 
 
 def truncated_gzip_drop(tmp_path):
@@ -99,7 +100,7 @@ def test_truncated_gzip_with_skip_keeps_intact_lines_and_goes_on(tmp_path):
     assert len(from_truncated) > 1000
     assert [r["data"]["n"] for r in from_truncated] == list(range(len(from_truncated)))
     assert any(r["event_name"] == "Good" for r in records), "the next file is still read"
-    assert "skipped 1 bad lines or events in 1 files" in out.stderr
+    assert "skipped 1 bad items (lines, rows, events or files) in 1 files" in out.stderr
 
 
 def test_missing_bucket_is_one_line_naming_bucket_and_endpoint(tmp_path, moto_endpoint):

@@ -1,3 +1,5 @@
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -52,3 +54,30 @@ def test_stopping_early_releases_the_download_threads(tmp_path):
     assert stream.read(10) == b"A" * 10
     downloads.close()  # the consumer gives up with workers blocked on full queues
     assert threading.active_count() == before
+
+
+ABANDONING_READER = """
+import sys
+from pathlib import Path
+from tap_mparticle.prefetch import prefetch
+from tap_mparticle.storage import LocalStorage
+storage = LocalStorage(Path(sys.argv[1]))
+files = sorted(storage.list_files("", skip_folder=lambda _: False), key=lambda f: f.key)
+for _, stream in prefetch(storage, files, 2):
+    sys.stdout.write(stream.read(3).decode())
+"""
+
+
+def test_files_abandoned_part_way_do_not_stall_the_next_ones(tmp_path):
+    # Each file is far larger than what a worker may buffer; the reader gives up on
+    # each after a few bytes, as the skip policy does after a corrupt gzip header.
+    # A child process, so a regression fails on the timeout instead of hanging pytest.
+    write_files(tmp_path / "d", [20 * CHUNK_SIZE] * 5)
+    done = subprocess.run(
+        [sys.executable, "-c", ABANDONING_READER, str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout == "AAABBBCCCDDDEEE"

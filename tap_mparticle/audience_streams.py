@@ -38,7 +38,7 @@ from tap_mparticle.audience_download import MANIFEST_NAME, Manifest, read_manife
 from tap_mparticle.audience_records import MEMBERSHIPS, USER_ATTRIBUTES, AudienceFile
 from tap_mparticle.audiences import is_validation_file, parse_audience_file
 from tap_mparticle.client import MParticleFileStream, ParsedItem
-from tap_mparticle.cursor import FileCursor, format_timestamp
+from tap_mparticle.cursor import format_timestamp
 from tap_mparticle.identities import IdentityNormalizer
 from tap_mparticle.parsers import BadInputError
 from tap_mparticle.prefetch import prefetch
@@ -54,7 +54,6 @@ if TYPE_CHECKING:
 
 SOURCE_FORMATS = ["download", "firehose", "cloud_storage", "partner_feed"]
 MAX_MANIFEST_BYTES = 16 << 20
-DRAIN_CHUNK = 1 << 20
 
 #: Key columns after the file: see `audience_records` for why these are stable.
 AUDIENCE_KEY = [
@@ -165,17 +164,6 @@ class Inbox:
         return self._spool.tell()
 
 
-def _drain(raw: IO[bytes]) -> None:
-    """Read what is left of a file abandoned mid-way (e.g. corrupt gzip, `skip`).
-
-    A download-ahead worker blocks once its bounded queue is full and is freed only
-    when the reader takes the rest; with enough abandoned large files every worker
-    would be blocked and the run would hang waiting for the next file.
-    """
-    while raw.read(DRAIN_CHUNK):
-        pass
-
-
 def _file_id(file: RemoteFile) -> tuple[str, str]:
     return file.key, format_timestamp(file.last_modified)
 
@@ -256,11 +244,7 @@ class AudienceFileStream(MParticleFileStream):
             self._hand_over_to = None
 
     def _read_files(self) -> Iterator[dict[str, Any]]:
-        cursor = FileCursor(
-            self.stream_state,
-            start_date=self.settings.start_date,
-            lookback=self.settings.lookback,
-        )
+        cursor = self.new_cursor()
         files = self.list_new_files(cursor)
         to_parse = [file for file in files if not self.inbox.has(file)]
         if len(to_parse) < len(files):
@@ -273,38 +257,18 @@ class AudienceFileStream(MParticleFileStream):
             )
         downloads = prefetch(self.tap.storage, to_parse, self.settings.download_concurrency)
         started = time.monotonic()
-        records = 0
         try:
             for file in files:
-                modified_at = format_timestamp(file.last_modified)
                 items: Iterable[ParsedItem]
-                raw: IO[bytes] | None = None
                 if self.inbox.has(file):
                     items = self.inbox.replay(file)
                 else:
                     _, raw = next(downloads)
                     items = self.parse_file(file, raw)
-                try:
-                    for item in items:
-                        if isinstance(item, BadInputError):
-                            self.handle_bad_input(item)
-                            continue
-                        item["_sdc_source_file"] = file.uri
-                        item["_sdc_modified_at"] = modified_at
-                        records += 1
-                        yield item
-                except BadInputError as exc:
-                    self.handle_bad_input(exc)
-                    if raw is not None:
-                        _drain(raw)
-                cursor.mark_read(file)
-                self.files_read += 1
-                # A STATE per file: a killed run resumes at the next unread file.
-                self.state_manager.is_flushed = False
-                self._write_state_message()
+                yield from self.emit_file(file, items, cursor)
         finally:
             downloads.close()  # type: ignore[attr-defined]  # a generator
-        self.log_summary(records, time.monotonic() - started)
+        self.log_summary(time.monotonic() - started)
 
     def _manifest(self, file: RemoteFile) -> Manifest | None:
         """Read (once per folder) the `manifest.json` next to an unzipped download CSV."""

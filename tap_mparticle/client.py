@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
     from tap_mparticle.settings import TapSettings
-    from tap_mparticle.storage import RemoteFile, Storage
+    from tap_mparticle.storage import RemoteFile
     from tap_mparticle.tap import TapMParticle
 
 ParsedItem = dict[str, Any] | BadInputError
@@ -63,6 +63,7 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
         """
         super().__init__(tap)
         self.files_read = 0
+        self.records_emitted = 0
         self.bad_items = 0
         self.bad_files: set[str] = set()
 
@@ -143,37 +144,59 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
         )
         return new
 
-    @override
-    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        state = self.stream_state
-        cursor = FileCursor(
-            state,
+    def new_cursor(self) -> FileCursor:
+        """The read-once cursor over this stream's state (see `cursor`)."""
+        return FileCursor(
+            self.stream_state,
             start_date=self.settings.start_date,
             lookback=self.settings.lookback,
         )
+
+    @override
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        cursor = self.new_cursor()
         files = self.list_new_files(cursor)
-        storage: Storage = self.tap.storage
         started = time.monotonic()
-        records = 0
-        for file, raw in prefetch(storage, files, self.settings.download_concurrency):
-            modified_at = format_timestamp(file.last_modified)
-            try:
-                for item in self.parse_file(file, raw):
-                    if isinstance(item, BadInputError):
-                        self.handle_bad_input(item)
-                        continue
-                    item["_sdc_source_file"] = file.uri
-                    item["_sdc_modified_at"] = modified_at
-                    records += 1
-                    yield item
-            except BadInputError as exc:
-                self.handle_bad_input(exc)
-            cursor.mark_read(file)
-            self.files_read += 1
-            # A STATE per file: a killed run resumes at the next unread file.
-            self.state_manager.is_flushed = False
-            self._write_state_message()
-        self.log_summary(records, time.monotonic() - started)
+        for file, raw in prefetch(self.tap.storage, files, self.settings.download_concurrency):
+            yield from self.emit_file(file, self.parse_file(file, raw), cursor)
+        self.log_summary(time.monotonic() - started)
+
+    def emit_file(
+        self,
+        file: RemoteFile,
+        items: Iterable[ParsedItem],
+        cursor: FileCursor,
+    ) -> Iterator[dict[str, Any]]:
+        """Yield one file's records with provenance, then count the file as read.
+
+        Bad items go through `on_bad_record`; with `skip`, a file whose rest cannot
+        be read still counts as read (its intact records were emitted). A STATE
+        message follows each file, so a killed run resumes at the next unread one.
+
+        Args:
+            file: The file.
+            items: What `parse_file` (or a replay of it) yields for the file.
+            cursor: The stream's cursor, moved past the file at the end.
+
+        Yields:
+            The file's records.
+        """
+        modified_at = format_timestamp(file.last_modified)
+        try:
+            for item in items:
+                if isinstance(item, BadInputError):
+                    self.handle_bad_input(item)
+                    continue
+                item["_sdc_source_file"] = file.uri
+                item["_sdc_modified_at"] = modified_at
+                self.records_emitted += 1
+                yield item
+        except BadInputError as exc:
+            self.handle_bad_input(exc)
+        cursor.mark_read(file)
+        self.files_read += 1
+        self.state_manager.is_flushed = False
+        self._write_state_message()
 
     def handle_bad_input(self, error: BadInputError) -> None:
         """Apply `on_bad_record`: raise with `fail`, log and count with `skip`.
@@ -190,18 +213,17 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
         self.bad_files.add(error.location)
         self.logger.warning("%s: skipped bad input: %s", self.name, error)
 
-    def log_summary(self, records: int, seconds: float) -> None:
+    def log_summary(self, seconds: float) -> None:
         """Log what the run did, and loudly what it skipped.
 
         Args:
-            records: Records emitted.
             seconds: Wall time spent reading.
         """
         self.logger.info(
             "%s: read %d files, emitted %d records in %.1fs",
             self.name,
             self.files_read,
-            records,
+            self.records_emitted,
             seconds,
         )
         if self.bad_items:

@@ -487,7 +487,10 @@ class Converter:
                 )
         if not user_ids and not device and mpid is None:
             looked = ", ".join(sorted(identity_fields.values())) or "no identity-named field"
-            msg = f"has no identity (looked in: {looked})"
+            msg = (
+                f"has no identity (looked in: {looked}); name the stream's identity "
+                "fields in mappings.<stream>.identities, or leave the stream out of the run"
+            )
             raise InvalidRecordError(msg)
 
         used.update(

@@ -2,13 +2,13 @@
 
 Parsing runs on the main thread; downloads are network waits. Overlapping them is
 most of the speed of reading many small files from S3. Each file in flight gets a
-bounded queue of chunks, so memory is `workers x MAX_CHUNKS x CHUNK_SIZE` however
-large the files are: a worker whose queue is full simply waits.
+thread and a bounded queue of chunks, so memory is `workers x MAX_CHUNKS x
+CHUNK_SIZE` however large the files are: a worker whose queue is full simply waits,
+and gives up when its file is closed early or the whole prefetch is stopped.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import io
 import queue
 import threading
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 CHUNK_SIZE = 1 << 20
 MAX_CHUNKS = 8
 _POLL_SECONDS = 0.5
+# A worker sees the cancel within _POLL_SECONDS unless it is inside a storage read.
+_JOIN_SECONDS = 30.0
 _END = b""
 
 
@@ -133,19 +135,29 @@ def prefetch(
 
     cancelled = threading.Event()
     pipes: dict[int, ChunkPipe] = {}
-    with concurrent.futures.ThreadPoolExecutor(
-        max_workers=workers, thread_name_prefix="download"
-    ) as pool:
-        try:
-            submitted = 0
-            for index, file in enumerate(files):
-                while submitted < len(files) and submitted < index + workers:
-                    pipe = ChunkPipe(cancelled)
-                    pipes[submitted] = pipe
-                    pool.submit(_download, storage, files[submitted], pipe)
-                    submitted += 1
-                reader = io.BufferedReader(pipes.pop(index), buffer_size=CHUNK_SIZE)
-                yield file, reader
-                reader.close()
-        finally:
-            cancelled.set()
+    threads: list[threading.Thread] = []
+    try:
+        started = 0
+        for index, file in enumerate(files):
+            while started < len(files) and started < index + workers:
+                pipe = ChunkPipe(cancelled)
+                pipes[started] = pipe
+                # Daemon threads: a run that fails part-way must still be able to exit,
+                # even with downloads waiting on full queues nobody will read.
+                thread = threading.Thread(
+                    target=_download,
+                    args=(storage, files[started], pipe),
+                    name=f"download_{started}",
+                    daemon=True,
+                )
+                thread.start()
+                threads.append(thread)
+                started += 1
+            reader = io.BufferedReader(pipes.pop(index), buffer_size=CHUNK_SIZE)
+            yield file, reader
+            reader.close()
+            threads = [thread for thread in threads if thread.is_alive()]
+    finally:
+        cancelled.set()
+        for thread in threads:
+            thread.join(timeout=_JOIN_SECONDS)

@@ -178,3 +178,28 @@ def test_refused_credentials_are_one_line_naming_bucket_and_endpoint(
     assert strict_moto_endpoint in last
     assert "InvalidAccessKeyId" in last
     assert AWS_TEST_SECRET not in out.stderr
+
+
+def test_failing_part_way_exits_even_with_large_downloads_in_flight(tmp_path):
+    # The first file is bad; the next ones are far larger than what the download
+    # threads may buffer, so at the failure they wait on full queues nobody reads.
+    root = tmp_path / "drop"
+    root.mkdir()
+    bad = root / "a_bad.txt"
+    bad.write_bytes(b"not json\n")
+    os.utime(bad, (1_700_000_000, 1_700_000_000))
+    line = GOOD[:-1] + b', "pad": "' + os.urandom(6000).hex().encode() + b'"}\n'
+    for index in range(3):
+        big = root / f"b_{index}.txt"
+        big.write_bytes(line * 1500)  # about 18 MB each
+        os.utime(big, (1_700_000_100 + index, 1_700_000_100 + index))
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"bucket_url": str(root), "download_concurrency": 3}))
+    done = subprocess.run(
+        [sys.executable, "-m", "tap_mparticle", "--config", str(config)],
+        capture_output=True,
+        timeout=120,  # a hang at exit fails here
+        check=False,
+    )
+    assert done.returncode == 1
+    assert f"{bad.resolve()}:1: not valid JSON" in done.stderr.decode()

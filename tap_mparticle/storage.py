@@ -353,7 +353,7 @@ def _boto_session(aws: AwsSettings) -> boto3.Session:
     )
     botocore_session = session._session  # noqa: SLF001  (boto3 exposes no public setter)
     botocore_session._credentials = credentials  # type: ignore[attr-defined]  # noqa: SLF001
-    return boto3.Session(botocore_session=botocore_session, region_name=aws.region)
+    return session
 
 
 def _sts_endpoint(aws: AwsSettings) -> str | None:

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 AWS_TEST_KEY = "AKIATESTKEY0000000001"
@@ -30,3 +39,36 @@ def s3_config(moto_endpoint: str, bucket: str, **extra: object) -> dict[str, obj
         "aws_region": "us-east-1",
         **extra,
     }
+
+
+@contextlib.contextmanager
+def strict_moto(no_auth_actions: int = 0) -> Iterator[str]:
+    """A moto server in its own process that checks credentials and IAM policies.
+
+    The first `no_auth_actions` requests are let through unsigned, to set up users,
+    roles and buckets; every request after that needs credentials IAM allows.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(no_auth_actions)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.1)  # waiting for the server to listen, not timing anything
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from scripts.generate_drop import DropSummary, generate_drop
-from tests.s3support import s3_config, upload_tree
+from tests.s3support import s3_config, strict_moto, upload_tree
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
 
@@ -50,3 +50,10 @@ def drop(request, tmp_path: Path) -> Drop:
                 uploaded.add(key)
 
     return Drop(root, s3_config(endpoint, bucket), summary, publish)
+
+
+@pytest.fixture
+def strict_moto_endpoint() -> Iterator[str]:
+    """A credential-checking moto server where nothing has been set up."""
+    with strict_moto() as endpoint:
+        yield endpoint

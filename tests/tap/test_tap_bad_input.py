@@ -1,10 +1,8 @@
 import gzip
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -135,35 +133,6 @@ def test_secrets_never_reach_stdout_stderr_or_state(tmp_path, drop):
     everything = out.stderr + json.dumps(out.messages)
     assert AWS_TEST_SECRET not in everything
     assert "tok-SECRET-123" not in everything
-
-
-@pytest.fixture
-def strict_moto_endpoint():
-    """A moto S3 server in its own process that checks credentials (IAM auth on)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_refused_credentials_are_one_line_naming_bucket_and_endpoint(

@@ -1,0 +1,59 @@
+"""aws_role_arn: the tap assumes the role and reads with its credentials, not the user's."""
+
+import json
+
+import boto3
+
+from tests.s3support import strict_moto
+from tests.tapsupport import run_cli
+
+ALLOW_ASSUME = {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}
+TRUST_ANYONE = {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}
+ALLOW_S3 = {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}
+
+
+def policy(statement: dict) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+def test_reads_through_the_assumed_role_where_the_user_alone_is_denied(tmp_path):
+    # Eight unsigned set-up calls, then IAM is enforced on every request.
+    with strict_moto(no_auth_actions=8) as endpoint:
+        setup = {
+            "endpoint_url": endpoint,
+            "region_name": "us-east-1",
+            "aws_access_key_id": "AKIASETUP00000000000",
+            "aws_secret_access_key": "setup",
+        }
+        iam = boto3.client("iam", **setup)
+        s3 = boto3.client("s3", **setup)
+        iam.create_user(UserName="reader")
+        key = iam.create_access_key(UserName="reader")["AccessKey"]
+        iam.put_user_policy(
+            UserName="reader", PolicyName="assume", PolicyDocument=policy(ALLOW_ASSUME)
+        )
+        role = iam.create_role(RoleName="mp-reader", AssumeRolePolicyDocument=policy(TRUST_ANYONE))
+        iam.put_role_policy(RoleName="mp-reader", PolicyName="s3", PolicyDocument=policy(ALLOW_S3))
+        s3.create_bucket(Bucket="mp-forwarding-role")
+        s3.put_object(
+            Bucket="mp-forwarding-role",
+            Key="2024-05-01/app_1.txt",
+            Body=b'{"events": [{"event_type": "uninstall", "data": {}}], "mpid": "7"}\n',
+        )
+        config = {
+            "bucket_url": "s3://mp-forwarding-role",
+            "aws_endpoint_url": endpoint,
+            "aws_region": "us-east-1",
+            "aws_access_key_id": key["AccessKeyId"],
+            "aws_secret_access_key": key["SecretAccessKey"],
+        }
+
+        as_user = run_cli(config, tmp_path)
+        assert as_user.returncode == 1
+        assert "AccessDenied" in as_user.stderr
+
+        with_role = {**config, "aws_role_arn": role["Role"]["Arn"], "aws_external_id": "ext-1"}
+        as_role = run_cli(with_role, tmp_path)
+        assert as_role.returncode == 0, as_role.stderr[-2000:]
+        assert [r["mpid"] for r in as_role.records("events")] == [7]
+        assert key["SecretAccessKey"] not in as_role.stderr

@@ -1,11 +1,13 @@
-"""aws_role_arn: the tap assumes the role and reads with its credentials, not the user's."""
+"""Credentials from each source the tap offers, against moto with IAM enforced."""
 
 import json
 
 import boto3
+import pytest
 
+from tap_mparticle.storage import StorageError
 from tests.s3support import strict_moto
-from tests.tapsupport import run_cli
+from tests.tapsupport import run_cli, run_tap
 
 ALLOW_ASSUME = {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}
 TRUST_ANYONE = {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}
@@ -57,3 +59,60 @@ def test_reads_through_the_assumed_role_where_the_user_alone_is_denied(tmp_path)
         assert as_role.returncode == 0, as_role.stderr[-2000:]
         assert [r["mpid"] for r in as_role.records("events")] == [7]
         assert key["SecretAccessKey"] not in as_role.stderr
+
+
+def test_profile_and_session_token_supply_credentials(tmp_path, monkeypatch):
+    with strict_moto(no_auth_actions=7) as endpoint:
+        setup = {
+            "endpoint_url": endpoint,
+            "region_name": "us-east-1",
+            "aws_access_key_id": "AKIASETUP00000000000",
+            "aws_secret_access_key": "setup",
+        }
+        iam = boto3.client("iam", **setup)
+        s3 = boto3.client("s3", **setup)
+        iam.create_user(UserName="reader")
+        key = iam.create_access_key(UserName="reader")["AccessKey"]
+        reader = {"Effect": "Allow", "Action": ["s3:*", "sts:AssumeRole"], "Resource": "*"}
+        iam.put_user_policy(UserName="reader", PolicyName="read", PolicyDocument=policy(reader))
+        role = iam.create_role(RoleName="mp-reader", AssumeRolePolicyDocument=policy(TRUST_ANYONE))
+        iam.put_role_policy(RoleName="mp-reader", PolicyName="s3", PolicyDocument=policy(ALLOW_S3))
+        s3.create_bucket(Bucket="mp-forwarding-profile")
+        s3.put_object(
+            Bucket="mp-forwarding-profile",
+            Key="app_1.txt",
+            Body=b'{"events": [{"event_type": "uninstall", "data": {}}], "mpid": "9"}\n',
+        )
+        base = {"bucket_url": "s3://mp-forwarding-profile", "aws_endpoint_url": endpoint}
+
+        credentials = tmp_path / "credentials"
+        credentials.write_text(
+            "[mparticle]\n"
+            f"aws_access_key_id = {key['AccessKeyId']}\n"
+            f"aws_secret_access_key = {key['SecretAccessKey']}\n"
+            "region = us-east-1\n"
+        )
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+        by_profile = run_tap({**base, "aws_profile": "mparticle"})
+        assert [r["mpid"] for r in by_profile.records("events")] == [9]
+
+        # Temporary credentials work only with their session token.
+        sts = boto3.client(
+            "sts",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=key["AccessKeyId"],
+            aws_secret_access_key=key["SecretAccessKey"],
+        )
+        temporary = sts.assume_role(RoleArn=role["Role"]["Arn"], RoleSessionName="token-test")
+        with_token = {
+            **base,
+            "aws_region": "us-east-1",
+            "aws_access_key_id": temporary["Credentials"]["AccessKeyId"],
+            "aws_secret_access_key": temporary["Credentials"]["SecretAccessKey"],
+            "aws_session_token": temporary["Credentials"]["SessionToken"],
+        }
+        assert [r["mpid"] for r in run_tap(with_token).records("events")] == [9]
+        without = {k: v for k, v in with_token.items() if k != "aws_session_token"}
+        with pytest.raises(StorageError, match="mp-forwarding-profile"):
+            run_tap(without)

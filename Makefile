@@ -4,9 +4,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test lint typecheck pytest fixtures bench bench-tap bench-target docs clean
+PLUGINS_STAMP := .meltano/.installed-stamp
+
+.PHONY: venv plugins demo test lint typecheck pytest fixtures bench bench-tap bench-target docs clean
 
 venv: $(STAMP)
+
+# Meltano's plugin virtualenvs (tap-mparticle from this checkout, target-jsonl from PyPI),
+# installed here so the tests that run the real meltano CLI need no network.
+plugins: $(PLUGINS_STAMP)
+
+$(PLUGINS_STAMP): $(STAMP) meltano.yml
+	MELTANO_SEND_ANONYMOUS_USAGE_STATS=false UV_COMPILE_BYTECODE=1 $(BIN)/meltano install
+	touch $(PLUGINS_STAMP)
 
 # uv resolves and installs the dev groups in seconds; it comes from PyPI like everything else.
 # Bytecode is compiled at install: with PYTHONDONTWRITEBYTECODE set (as in CI) every
@@ -18,7 +28,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The main job with no cloud account: tap-mparticle over the bundled sample drop, through Meltano.
-demo: venv
+demo: venv plugins
 	$(BIN)/python scripts/demo.py
 
 lint: venv
@@ -28,7 +38,7 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-pytest: venv
+pytest: venv plugins
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck pytest

@@ -109,14 +109,24 @@ class TapSettings:
         identity_types, identity_errors = read_identity_types(config.get("identity_types"))
         errors.extend(identity_errors)
 
-        if errors:
-            msg = "Invalid tap-mparticle config: " + "; ".join(errors)
-            raise ConfigValidationError(msg, errors=errors)
-
         prefixes = {
             name: normalize_prefix(str(config.get(name, default)))
             for name, default in prefix_settings.items()
         }
+        # Each stream reads its own files; one folder for two kinds of file would feed
+        # audience files to the events parser and the other way round.
+        by_prefix: dict[str, list[str]] = {}
+        for name, prefix in prefixes.items():
+            by_prefix.setdefault(prefix, []).append(name)
+        errors.extend(
+            f"{' and '.join(names)} are both {prefix!r}: each kind of file needs its own folder"
+            for prefix, names in by_prefix.items()
+            if len(names) > 1
+        )
+
+        if errors:
+            msg = "Invalid tap-mparticle config: " + "; ".join(errors)
+            raise ConfigValidationError(msg, errors=errors)
         return cls(
             bucket_url=bucket_url,
             prefixes=prefixes,

@@ -29,6 +29,10 @@ def make_tap(**config):
         ({"download_concurrency": 0}, "download_concurrency must be 1 or more"),
         ({"lookback_window_minutes": -5}, "lookback_window_minutes must be"),
         ({"start_date": "yesterday"}, "start_date"),
+        (
+            {"events_prefix": "mparticle", "audiences_prefix": "/mparticle/"},
+            "events_prefix and audiences_prefix are both 'mparticle/'",
+        ),
     ],
 )
 def test_bad_settings_are_named(config, message):

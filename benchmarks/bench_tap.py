@@ -38,15 +38,20 @@ KEY, SECRET = "AKIABENCH", "bench-secret"
 BUCKET = "mp-forwarding-bench"
 
 
-def bare_loop(endpoint: str) -> int:
-    """What someone would write with boto3 and the json module; returns events written."""
-    s3 = boto3.client(
+def s3_client(endpoint: str):  # noqa: ANN201  (boto3 client types are stubs-only)
+    """A client for the benchmark bucket on the local endpoint."""
+    return boto3.client(
         "s3",
         endpoint_url=endpoint,
         aws_access_key_id=KEY,
         aws_secret_access_key=SECRET,
         region_name="us-east-1",
     )
+
+
+def bare_loop(endpoint: str) -> int:
+    """What someone would write with boto3 and the json module; returns events written."""
+    s3 = s3_client(endpoint)
     count = 0
     with Path(os.devnull).open("w") as sink:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
@@ -130,13 +135,7 @@ def main() -> None:
         try:
             host, port = server.get_host_and_port()
             endpoint = f"http://{host}:{port}"
-            s3 = boto3.client(
-                "s3",
-                endpoint_url=endpoint,
-                aws_access_key_id=KEY,
-                aws_secret_access_key=SECRET,
-                region_name="us-east-1",
-            )
+            s3 = s3_client(endpoint)
             s3.create_bucket(Bucket=BUCKET)
             size = 0
             for path in sorted(p for p in (workdir / "drop").rglob("*") if p.is_file()):

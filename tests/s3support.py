@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 AWS_TEST_KEY = "AKIATESTKEY0000000001"
@@ -72,3 +72,26 @@ def strict_moto(no_auth_actions: int = 0) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def serve_drop(request: Any, root: Path) -> tuple[dict[str, Any], Callable[[], None]]:
+    """Serve a drop directory as the parametrised backend asks ("local" or "s3").
+
+    Returns the tap config reaching it and a `publish()` that makes files added under
+    `root` since the last call visible (a no-op for the local directory).
+    """
+    if request.param == "local":
+        return {"bucket_url": str(root)}, lambda: None
+    s3_client = request.getfixturevalue("s3_client")
+    bucket = request.getfixturevalue("s3_bucket")
+    endpoint = request.getfixturevalue("moto_endpoint")
+    uploaded = set(upload_tree(s3_client, bucket, root))
+
+    def publish() -> None:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            key = path.relative_to(root).as_posix()
+            if key not in uploaded:
+                s3_client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+                uploaded.add(key)
+
+    return s3_config(endpoint, bucket), publish

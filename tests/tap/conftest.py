@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from scripts.generate_drop import DropSummary, generate_drop
-from tests.s3support import s3_config, strict_moto, upload_tree
+from tests.s3support import serve_drop, strict_moto
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -35,21 +35,8 @@ def drop(request, tmp_path: Path) -> Drop:
     """The generated sample drop, read from a local directory or from a moto bucket."""
     root = tmp_path / "drop"
     summary = generate_drop(root, events=600, seed=11)
-    if request.param == "local":
-        return Drop(root, {"bucket_url": str(root)}, summary, lambda: None)
-    s3_client = request.getfixturevalue("s3_client")
-    bucket = request.getfixturevalue("s3_bucket")
-    endpoint = request.getfixturevalue("moto_endpoint")
-    uploaded: set[str] = set(upload_tree(s3_client, bucket, root))
-
-    def publish() -> None:
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            key = path.relative_to(root).as_posix()
-            if key not in uploaded:
-                s3_client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
-                uploaded.add(key)
-
-    return Drop(root, s3_config(endpoint, bucket), summary, publish)
+    config, publish = serve_drop(request, root)
+    return Drop(root, config, summary, publish)
 
 
 @pytest.fixture

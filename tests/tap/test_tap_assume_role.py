@@ -18,30 +18,34 @@ def policy(statement: dict) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
 
+SETUP_ACTIONS = 7  # the unsigned calls `reader_and_role` makes; IAM is enforced after them
+
+
+def reader_and_role(endpoint: str, bucket: str, user_statement: dict, mpid: int):
+    """Set up a user `reader` (allowed `user_statement`), a role `mp-reader` allowed S3,
+    and a bucket holding one event; return the user's access key and the role's ARN."""
+    setup = {
+        "endpoint_url": endpoint,
+        "region_name": "us-east-1",
+        "aws_access_key_id": "AKIASETUP00000000000",
+        "aws_secret_access_key": "setup",
+    }
+    iam = boto3.client("iam", **setup)
+    s3 = boto3.client("s3", **setup)
+    iam.create_user(UserName="reader")
+    key = iam.create_access_key(UserName="reader")["AccessKey"]
+    iam.put_user_policy(UserName="reader", PolicyName="user", PolicyDocument=policy(user_statement))
+    role = iam.create_role(RoleName="mp-reader", AssumeRolePolicyDocument=policy(TRUST_ANYONE))
+    iam.put_role_policy(RoleName="mp-reader", PolicyName="s3", PolicyDocument=policy(ALLOW_S3))
+    s3.create_bucket(Bucket=bucket)
+    event = {"events": [{"event_type": "uninstall", "data": {}}], "mpid": str(mpid)}
+    s3.put_object(Bucket=bucket, Key="2024-05-01/app_1.txt", Body=json.dumps(event).encode())
+    return key, role["Role"]["Arn"]
+
+
 def test_reads_through_the_assumed_role_where_the_user_alone_is_denied(tmp_path):
-    # Eight unsigned set-up calls, then IAM is enforced on every request.
-    with strict_moto(no_auth_actions=8) as endpoint:
-        setup = {
-            "endpoint_url": endpoint,
-            "region_name": "us-east-1",
-            "aws_access_key_id": "AKIASETUP00000000000",
-            "aws_secret_access_key": "setup",
-        }
-        iam = boto3.client("iam", **setup)
-        s3 = boto3.client("s3", **setup)
-        iam.create_user(UserName="reader")
-        key = iam.create_access_key(UserName="reader")["AccessKey"]
-        iam.put_user_policy(
-            UserName="reader", PolicyName="assume", PolicyDocument=policy(ALLOW_ASSUME)
-        )
-        role = iam.create_role(RoleName="mp-reader", AssumeRolePolicyDocument=policy(TRUST_ANYONE))
-        iam.put_role_policy(RoleName="mp-reader", PolicyName="s3", PolicyDocument=policy(ALLOW_S3))
-        s3.create_bucket(Bucket="mp-forwarding-role")
-        s3.put_object(
-            Bucket="mp-forwarding-role",
-            Key="2024-05-01/app_1.txt",
-            Body=b'{"events": [{"event_type": "uninstall", "data": {}}], "mpid": "7"}\n',
-        )
+    with strict_moto(no_auth_actions=SETUP_ACTIONS) as endpoint:
+        key, role_arn = reader_and_role(endpoint, "mp-forwarding-role", ALLOW_ASSUME, mpid=7)
         config = {
             "bucket_url": "s3://mp-forwarding-role",
             "aws_endpoint_url": endpoint,
@@ -54,7 +58,7 @@ def test_reads_through_the_assumed_role_where_the_user_alone_is_denied(tmp_path)
         assert as_user.returncode == 1
         assert "AccessDenied" in as_user.stderr
 
-        with_role = {**config, "aws_role_arn": role["Role"]["Arn"], "aws_external_id": "ext-1"}
+        with_role = {**config, "aws_role_arn": role_arn, "aws_external_id": "ext-1"}
         as_role = run_cli(with_role, tmp_path)
         assert as_role.returncode == 0, as_role.stderr[-2000:]
         assert [r["mpid"] for r in as_role.records("events")] == [7]
@@ -62,27 +66,9 @@ def test_reads_through_the_assumed_role_where_the_user_alone_is_denied(tmp_path)
 
 
 def test_profile_and_session_token_supply_credentials(tmp_path, monkeypatch):
-    with strict_moto(no_auth_actions=7) as endpoint:
-        setup = {
-            "endpoint_url": endpoint,
-            "region_name": "us-east-1",
-            "aws_access_key_id": "AKIASETUP00000000000",
-            "aws_secret_access_key": "setup",
-        }
-        iam = boto3.client("iam", **setup)
-        s3 = boto3.client("s3", **setup)
-        iam.create_user(UserName="reader")
-        key = iam.create_access_key(UserName="reader")["AccessKey"]
+    with strict_moto(no_auth_actions=SETUP_ACTIONS) as endpoint:
         reader = {"Effect": "Allow", "Action": ["s3:*", "sts:AssumeRole"], "Resource": "*"}
-        iam.put_user_policy(UserName="reader", PolicyName="read", PolicyDocument=policy(reader))
-        role = iam.create_role(RoleName="mp-reader", AssumeRolePolicyDocument=policy(TRUST_ANYONE))
-        iam.put_role_policy(RoleName="mp-reader", PolicyName="s3", PolicyDocument=policy(ALLOW_S3))
-        s3.create_bucket(Bucket="mp-forwarding-profile")
-        s3.put_object(
-            Bucket="mp-forwarding-profile",
-            Key="app_1.txt",
-            Body=b'{"events": [{"event_type": "uninstall", "data": {}}], "mpid": "9"}\n',
-        )
+        key, role_arn = reader_and_role(endpoint, "mp-forwarding-profile", reader, mpid=9)
         base = {"bucket_url": "s3://mp-forwarding-profile", "aws_endpoint_url": endpoint}
 
         credentials = tmp_path / "credentials"
@@ -104,7 +90,7 @@ def test_profile_and_session_token_supply_credentials(tmp_path, monkeypatch):
             aws_access_key_id=key["AccessKeyId"],
             aws_secret_access_key=key["SecretAccessKey"],
         )
-        temporary = sts.assume_role(RoleArn=role["Role"]["Arn"], RoleSessionName="token-test")
+        temporary = sts.assume_role(RoleArn=role_arn, RoleSessionName="token-test")
         with_token = {
             **base,
             "aws_region": "us-east-1",

@@ -13,7 +13,7 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from scripts.generate_drop import generate_drop
 from tap_mparticle.tap import TapMParticle
-from tests.s3support import s3_config, upload_tree
+from tests.s3support import s3_config, serve_drop, upload_tree
 from tests.tap.audience_support import (
     AUDIENCE_STREAMS,
     assert_valid,
@@ -43,21 +43,8 @@ class AudienceDrop:
 def audience_drop(request, tmp_path) -> AudienceDrop:
     root = tmp_path / "drop"
     expected = generator.generate(root / "audiences")
-    if request.param == "local":
-        return AudienceDrop(root, {"bucket_url": str(root)}, expected, lambda: None)
-    s3_client = request.getfixturevalue("s3_client")
-    bucket = request.getfixturevalue("s3_bucket")
-    endpoint = request.getfixturevalue("moto_endpoint")
-    uploaded = set(upload_tree(s3_client, bucket, root))
-
-    def publish() -> None:
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            key = path.relative_to(root).as_posix()
-            if key not in uploaded:
-                s3_client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
-                uploaded.add(key)
-
-    return AudienceDrop(root, s3_config(endpoint, bucket), expected, publish)
+    config, publish = serve_drop(request, root)
+    return AudienceDrop(root, config, expected, publish)
 
 
 def test_every_shape_is_read_and_every_record_matches_its_schema(audience_drop):

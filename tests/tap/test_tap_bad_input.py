@@ -101,27 +101,27 @@ def test_truncated_gzip_with_skip_keeps_intact_lines_and_goes_on(tmp_path):
     assert "skipped 1 bad items (lines, rows, events or files) in 1 files" in out.stderr
 
 
-def test_missing_bucket_is_one_line_naming_bucket_and_endpoint(tmp_path, moto_endpoint):
-    config = s3_config(moto_endpoint, "mp-forwarding-does-not-exist")
-    out = run_cli(config, tmp_path)
+def assert_one_storage_error(out, bucket: str, endpoint: str, reason: str = "") -> None:
+    """Exit 1 with a last error line naming bucket, endpoint and reason, and no secret."""
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
     last = error_lines(out.stderr)[-1]
-    assert "s3://mp-forwarding-does-not-exist/" in last
-    assert moto_endpoint in last
-    assert "NoSuchBucket" in last
-    assert AWS_TEST_SECRET not in out.stderr
+    assert f"s3://{bucket}/" in last
+    assert endpoint in last
+    assert reason in last
+    assert AWS_TEST_SECRET not in out.stderr + json.dumps(out.messages)
+
+
+def test_missing_bucket_is_one_line_naming_bucket_and_endpoint(tmp_path, moto_endpoint):
+    bucket = "mp-forwarding-does-not-exist"
+    out = run_cli(s3_config(moto_endpoint, bucket), tmp_path)
+    assert_one_storage_error(out, bucket, moto_endpoint, "NoSuchBucket")
 
 
 def test_unreachable_endpoint_is_one_line_and_never_the_secret(tmp_path):
-    config = s3_config("http://127.0.0.1:9", "mp-forwarding-x")
-    out = run_cli(config, tmp_path)
-    assert out.returncode == 1
-    assert "Traceback" not in out.stderr
-    last = error_lines(out.stderr)[-1]
-    assert "s3://mp-forwarding-x/" in last
-    assert "http://127.0.0.1:9" in last
-    assert AWS_TEST_SECRET not in out.stderr + json.dumps(out.messages)
+    endpoint = "http://127.0.0.1:9"
+    out = run_cli(s3_config(endpoint, "mp-forwarding-x"), tmp_path)
+    assert_one_storage_error(out, "mp-forwarding-x", endpoint)
 
 
 def test_secrets_never_reach_stdout_stderr_or_state(tmp_path, drop):
@@ -138,15 +138,10 @@ def test_secrets_never_reach_stdout_stderr_or_state(tmp_path, drop):
 def test_refused_credentials_are_one_line_naming_bucket_and_endpoint(
     tmp_path, strict_moto_endpoint
 ):
-    config = s3_config(strict_moto_endpoint, "mp-forwarding-locked")
-    out = run_cli(config, tmp_path)
-    assert out.returncode == 1
-    assert "Traceback" not in out.stderr
-    last = error_lines(out.stderr)[-1]
-    assert "s3://mp-forwarding-locked/" in last
-    assert strict_moto_endpoint in last
-    assert "InvalidAccessKeyId" in last
-    assert AWS_TEST_SECRET not in out.stderr
+    out = run_cli(s3_config(strict_moto_endpoint, "mp-forwarding-locked"), tmp_path)
+    assert_one_storage_error(
+        out, "mp-forwarding-locked", strict_moto_endpoint, "InvalidAccessKeyId"
+    )
 
 
 def test_failing_part_way_exits_even_with_large_downloads_in_flight(tmp_path):

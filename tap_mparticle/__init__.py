@@ -1,1 +1,1 @@
-"""Singer tap for the event batches and audience files mParticle drops into Amazon S3."""
+"""tap-mparticle: mParticle's event and audience drops as Singer streams."""

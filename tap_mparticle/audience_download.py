@@ -31,6 +31,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import msgspec
 
+from mparticle_facts.identities import is_mpid_key
 from tap_mparticle.audience_records import (
     MEMBERSHIPS,
     AudienceFile,
@@ -41,7 +42,6 @@ from tap_mparticle.audience_records import (
     to_mpid,
     to_timestamp,
 )
-from tap_mparticle.identities import is_mpid_key
 from tap_mparticle.parsers import BadInputError, iter_lines
 
 if TYPE_CHECKING:

@@ -17,9 +17,9 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from mparticle_facts.identities import is_mpid_key
+from mparticle_facts.numbers import format_unix_ms, to_int
 from tap_mparticle.cursor import parse_timestamp
-from tap_mparticle.events import format_unix_ms, to_int
-from tap_mparticle.identities import is_mpid_key
 from tap_mparticle.parsers import BadInputError
 
 if TYPE_CHECKING:

@@ -34,12 +34,12 @@ import msgspec
 from singer_sdk import typing as th
 from typing_extensions import override
 
+from mparticle_facts.identities import IdentityNormalizer
 from tap_mparticle.audience_download import MANIFEST_NAME, Manifest, read_manifest
 from tap_mparticle.audience_records import MEMBERSHIPS, USER_ATTRIBUTES, AudienceFile
 from tap_mparticle.audiences import is_validation_file, parse_audience_file
 from tap_mparticle.client import MParticleFileStream, ParsedItem
 from tap_mparticle.cursor import format_timestamp
-from tap_mparticle.identities import IdentityNormalizer
 from tap_mparticle.parsers import BadInputError
 from tap_mparticle.prefetch import prefetch
 from tap_mparticle.schema_objects import PROVENANCE

@@ -33,6 +33,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import msgspec
 
+from mparticle_facts.identities import is_mpid_key
 from tap_mparticle.audience_download import (
     ZIP_MAGIC,
     Manifest,
@@ -54,7 +55,6 @@ from tap_mparticle.audience_records import (
     to_mpid,
     to_timestamp,
 )
-from tap_mparticle.identities import is_mpid_key
 from tap_mparticle.jsondocs import iter_json_documents
 from tap_mparticle.parsers import BadInputError, open_decompressed
 
@@ -63,6 +63,8 @@ if TYPE_CHECKING:
 
 PARTNER_MESSAGE_TYPE = "audience_membership_change_request"
 PARTNER_ACTIONS = {"add": "add", "delete": "remove"}
+#: Firehose messages before 2.0 list audiences by what happened to them.
+LEGACY_AUDIENCE_KEYS = {"added_audiences": "add", "removed_audiences": "delete"}
 ATTRIBUTE_ACTIONS = frozenset({"upsert", "delete"})
 ENCODINGS = frozenset({"raw", "md5", "sha1", "sha256"})
 VALIDATION_FILE = re.compile(r"^mparticle-validation-.*\.txt(\.gz)?$", re.IGNORECASE)
@@ -234,10 +236,7 @@ def _partner_feed(document: dict[str, Any], file: AudienceFile) -> list[tuple[st
             raise NotAudienceError(msg)
         identities = _partner_identities(profile)
         mpid = to_mpid(profile.get("mpid"))
-        for audience in profile.get("audiences") or ():
-            if not isinstance(audience, dict):
-                msg = "an entry of audiences is not an object"
-                raise NotAudienceError(msg)
+        for audience in _profile_audiences(profile):
             audience_id = to_audience_id(audience.get("audience_id"), "audience_id")
             name = text_value(audience.get("audience_name"))
             action = audience.get("action")
@@ -264,6 +263,53 @@ def _partner_feed(document: dict[str, Any], file: AudienceFile) -> list[tuple[st
             )
             out.extend((MEMBERSHIPS, row) for row in rows)
     return out
+
+
+def _profile_audiences(profile: dict[str, Any]) -> list[dict[str, Any]]:
+    """A profile's audience entries, each with its `action`, in either message version.
+
+    Firehose 2.x lists `audiences[]` each with an `action`; earlier versions list
+    `added_audiences[]` and `removed_audiences[]`, and carry the user's attributes as a
+    plain `user_attributes` map, which becomes one `attribute_update` per audience so
+    the attributes are not lost.
+
+    Raises:
+        NotAudienceError: The profile has no audience list at all, or an entry is
+            not an object.
+    """
+    keys = [key for key in ("audiences", *LEGACY_AUDIENCE_KEYS) if key in profile]
+    if not keys:
+        msg = "a user profile with no audiences, added_audiences or removed_audiences"
+        raise NotAudienceError(msg)
+    entries: list[dict[str, Any]] = []
+    for key in keys:
+        listed = profile.get(key) or []
+        if not isinstance(listed, list):
+            msg = f"{key} is not an array"
+            raise NotAudienceError(msg)
+        for entry in listed:
+            if not isinstance(entry, dict):
+                msg = f"an entry of {key} is not an object"
+                raise NotAudienceError(msg)
+            if key == "audiences":
+                entries.append(entry)
+                continue
+            entries.append({**entry, "action": LEGACY_AUDIENCE_KEYS[key]})
+            attributes = profile.get("user_attributes")
+            if isinstance(attributes, dict) and attributes:
+                entries.append(
+                    {
+                        **entry,
+                        "action": "attribute_update",
+                        "user_attributes": [
+                            {"key": k, "value": v, "action": "upsert"}
+                            if not isinstance(v, list)
+                            else {"key": k, "list_value": v, "action": "upsert"}
+                            for k, v in attributes.items()
+                        ],
+                    }
+                )
+    return entries
 
 
 def _attribute_updates(

@@ -1,88 +1,70 @@
-"""One outbound mParticle batch in, one flat record per event out.
+"""One outbound mParticle batch in: one record per event, or one record for the batch.
 
 mParticle's S3 output writes the *outbound* JSON format: `user_identities` is an
-array of `{identity_type, identity}` objects and numbers may be written as strings
-(`"timestamp_unixtime_ms": "1595542763908"`). The record shape here is what a
-warehouse wants: the batch context copied onto every event, identities as an
-object keyed by type, the event's `data` kept whole so nothing mParticle sent is
-lost, and the few columns people filter and join on lifted out and typed.
+array of `{identity_type, identity, timestamp_unixtime_ms}` objects and numbers may
+be written as strings (`"timestamp_unixtime_ms": "1595542763908"`). Two shapes come
+out of it:
+
+- `explode_batch`: one flat record per event, the shape a warehouse wants for event
+  analytics: the batch context copied onto every event, identities as an object keyed
+  by type, the event's `data` kept whole, and the columns people filter and join on
+  lifted out and typed.
+- `batch_record`: the batch itself, every top-level field as written (typed where the
+  schema can say so, `events` and `user_identities` as mParticle's arrays), so nothing
+  a batch carries is lost, batches without events included.
+
+A JSON object none of whose keys is a batch field is not a batch, and says so,
+rather than passing as an empty one.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import TYPE_CHECKING, Any
+
+from mparticle_facts.numbers import format_unix_ms, in_date_range, to_int
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-UTC = dt.timezone.utc
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
-
 # Event types whose `data.event_name` is the event's name; a screen view names its screen.
 _NAMED_EVENT_TYPES = frozenset({"custom_event", "commerce_event"})
+
+#: Batch fields declared as integers (mParticle may write them as strings).
+INTEGER_FIELDS = ("mpid", "batch_id", "timestamp_unixtime_ms", "origin_mpid", "schema_version")
+#: Batch fields declared as strings.
+STRING_FIELDS = (
+    "environment",
+    "source_request_id",
+    "mp_deviceid",
+    "ip",
+    "sdk_version",
+    "api_key",
+    "partner_identity",
+    "job_id",
+    "message_type",
+    "message_id",
+    "unique_id",
+)
+#: Batch fields declared as objects.
+OBJECT_FIELDS = (
+    "user_attributes",
+    "device_info",
+    "application_info",
+    "context",
+    "consent_state",
+    "partner_identities",
+    "integration_attributes",
+    "source_info",
+    "attribution_info",
+)
+#: Batch fields declared as arrays.
+ARRAY_FIELDS = ("events", "user_identities", "deleted_user_attributes", "api_keys")
+#: Every top-level field the batches stream has a column for.
+BATCH_FIELDS = frozenset(INTEGER_FIELDS + STRING_FIELDS + OBJECT_FIELDS + ARRAY_FIELDS)
 
 
 class NotABatchError(ValueError):
     """A JSON document that is not an mParticle batch, or an event that is not an event."""
-
-
-def to_int(value: Any) -> int | None:  # noqa: ANN401  (any JSON scalar)
-    """Read an integer that mParticle may have written as a number or a string.
-
-    Args:
-        value: A JSON scalar.
-
-    Returns:
-        The integer, or None for null, "" and values that are not whole numbers.
-    """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    number: float | None = None
-    if isinstance(value, float):
-        number = value
-    elif isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            number = _float_or_none(value)
-    return int(number) if number is not None and number.is_integer() else None
-
-
-def _float_or_none(value: str) -> float | None:
-    try:
-        return float(value)
-    except ValueError:
-        return None
-
-
-def format_unix_ms(milliseconds: int) -> str:
-    """Render epoch milliseconds as an RFC 3339 UTC timestamp with millisecond precision.
-
-    Integer arithmetic avoids the float rounding of `fromtimestamp(ms / 1000)`, and
-    the date-and-second part is cached: a batch's events share their seconds, and
-    formatting a datetime is the dearest step per event.
-
-    Args:
-        milliseconds: Milliseconds since the Unix epoch.
-
-    Returns:
-        A string such as `2020-07-23T22:19:23.908+00:00`.
-    """
-    seconds, millis = divmod(milliseconds, 1000)
-    prefix = _SECONDS_CACHE.get(seconds)
-    if prefix is None:
-        if len(_SECONDS_CACHE) >= _SECONDS_CACHE_SIZE:
-            _SECONDS_CACHE.clear()
-        prefix = f"{EPOCH + dt.timedelta(seconds=seconds):%Y-%m-%dT%H:%M:%S}"
-        _SECONDS_CACHE[seconds] = prefix
-    return f"{prefix}.{millis:03d}+00:00"
-
-
-_SECONDS_CACHE: dict[int, str] = {}
-_SECONDS_CACHE_SIZE = 4096
 
 
 def identities_as_object(raw: Any) -> dict[str, Any]:  # noqa: ANN401  (array or object)
@@ -107,6 +89,52 @@ def identities_as_object(raw: Any) -> dict[str, Any]:  # noqa: ANN401  (array or
     return result
 
 
+def identities_as_array(raw: Any) -> list[Any]:  # noqa: ANN401  (array or object)
+    """Keep outbound identities as mParticle's array; turn the inbound object into one.
+
+    The array keeps each identity's own timestamp; an object (the Raw Data Feed's
+    inbound shape) has none to keep, so it becomes `[{identity_type, identity}]`.
+
+    Args:
+        raw: The batch's `user_identities` value.
+
+    Returns:
+        The array (the same list object when it already was one).
+    """
+    if isinstance(raw, list):
+        return raw
+    if isinstance(raw, dict):
+        return [{"identity_type": key, "identity": value} for key, value in raw.items()]
+    return []
+
+
+def check_batch(batch: Any) -> dict[str, Any]:  # noqa: ANN401  (any JSON value)
+    """Make sure a decoded document is a batch before anything reads it.
+
+    Args:
+        batch: A decoded JSON document from a drop file.
+
+    Returns:
+        The batch, as a dict.
+
+    Raises:
+        NotABatchError: It is not an object, holds no batch field, or `events` is
+            not an array.
+    """
+    if not isinstance(batch, dict):
+        msg = f"not an mParticle batch (a JSON {type(batch).__name__}, not an object)"
+        raise NotABatchError(msg)
+    if batch and BATCH_FIELDS.isdisjoint(batch):
+        keys = ", ".join(sorted(map(str, batch))[:6])
+        msg = f"not an mParticle batch (none of its keys is a batch field: {keys})"
+        raise NotABatchError(msg)
+    events = batch.get("events")
+    if events is not None and not isinstance(events, list):
+        msg = f"not an mParticle batch ('events' is a {type(events).__name__}, not an array)"
+        raise NotABatchError(msg)
+    return batch
+
+
 def _object(value: Any) -> dict[str, Any]:  # noqa: ANN401
     return value if isinstance(value, dict) else {}
 
@@ -128,18 +156,9 @@ def explode_batch(batch: Any) -> Iterator[dict[str, Any] | NotABatchError]:  # n
     Raises:
         NotABatchError: The document is not a batch at all.
     """
-    if not isinstance(batch, dict):
-        msg = f"not an mParticle batch (a JSON {type(batch).__name__}, not an object)"
-        raise NotABatchError(msg)
-    events = batch.get("events")
-    if events is None:
-        return
-    if not isinstance(events, list):
-        msg = f"not an mParticle batch ('events' is a {type(events).__name__}, not an array)"
-        raise NotABatchError(msg)
+    events = check_batch(batch).get("events")
     if not events:
         return
-
     environment = batch.get("environment")
     context = {
         "mpid": to_int(batch.get("mpid")),
@@ -174,6 +193,10 @@ def _event_record(
     else:
         name = None
     ts_ms = to_int(data.get("timestamp_unixtime_ms"))
+    if ts_ms is not None and not in_date_range(ts_ms):
+        return NotABatchError(
+            f"event {index} timestamp_unixtime_ms {ts_ms} is outside the years 1 to 9999"
+        )
     return {
         "event_type": event_type,
         "event_name": name if isinstance(name, str) else None,
@@ -188,7 +211,72 @@ def _event_record(
     }
 
 
+def batch_record(batch: Any) -> dict[str, Any]:  # noqa: ANN401  (any JSON value)
+    """Build the `batches` record of one batch: every top-level field, typed.
+
+    Args:
+        batch: A decoded JSON document from one line of a drop file.
+
+    Returns:
+        The record, without provenance columns. Fields the schema does not name
+        are kept, as written, in `other_fields`.
+
+    Raises:
+        NotABatchError: The document is not a batch, or a typed field holds a value
+            of another type (an `mpid` that is no integer, `user_attributes` that
+            are no object, ...).
+    """
+    check_batch(batch)
+    record: dict[str, Any] = {}
+    for name in INTEGER_FIELDS:
+        value = batch.get(name)
+        number = to_int(value)
+        if number is None and value not in (None, ""):
+            msg = f"batch field {name} is {value!r}, not an integer"
+            raise NotABatchError(msg)
+        record[name] = number
+    for name in STRING_FIELDS:
+        value = batch.get(name)
+        if isinstance(value, (dict, list)):
+            msg = f"batch field {name} is a JSON {type(value).__name__}, not a string"
+            raise NotABatchError(msg)
+        record[name] = _string_or_none(value)
+    for name in OBJECT_FIELDS:
+        value = batch.get(name)
+        if value is not None and not isinstance(value, dict):
+            msg = f"batch field {name} is a JSON {type(value).__name__}, not an object"
+            raise NotABatchError(msg)
+        record[name] = value
+    record["events"] = _array_of("events", batch.get("events"), dict)
+    record["user_identities"] = (
+        _array_of("user_identities", identities_as_array(batch["user_identities"]), dict)
+        if "user_identities" in batch
+        else None
+    )
+    for name in ("deleted_user_attributes", "api_keys"):
+        record[name] = _array_of(name, batch.get(name), str)
+    record["other_fields"] = {k: v for k, v in batch.items() if k not in BATCH_FIELDS}
+    return record
+
+
+def _array_of(name: str, value: Any, item_type: type) -> list[Any] | None:  # noqa: ANN401
+    """Check an array field holds what its column declares, so the record validates."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        msg = f"batch field {name} is a JSON {type(value).__name__}, not an array"
+        raise NotABatchError(msg)
+    for index, item in enumerate(value):
+        if not isinstance(item, item_type):
+            kind = "an object" if item_type is dict else "a string"
+            msg = f"batch field {name}[{index}] is not {kind}"
+            raise NotABatchError(msg)
+    return value
+
+
 def _string_or_none(value: Any) -> str | None:  # noqa: ANN401
     if value is None or isinstance(value, str):
         return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return str(value)

@@ -78,6 +78,7 @@ class _Gunzip(io.RawIOBase):
         self._source = source
         self._decompressor = zlib.decompressobj(wbits=31)
         self._pending = b""
+        self._finished = False  # the source ended cleanly after a whole member
 
     def readable(self) -> bool:
         """Say the stream can be read, as io.BufferedReader asks."""
@@ -87,6 +88,8 @@ class _Gunzip(io.RawIOBase):
         """Decompress into `buffer`, at most its size at a time; 0 at the end."""
         view = memoryview(buffer)
         while not self._pending:
+            if self._finished:
+                return 0
             if self._decompressor.unconsumed_tail:
                 compressed = self._decompressor.unconsumed_tail
             else:
@@ -108,6 +111,7 @@ class _Gunzip(io.RawIOBase):
                 return leftover
             chunk = self._source.read(READ_BUFFER_SIZE)
             if not chunk:
+                self._finished = True  # reads past the end keep answering "end"
                 return b""
             return chunk
         chunk = self._source.read(READ_BUFFER_SIZE)

@@ -15,8 +15,8 @@ from urllib.parse import urlparse
 
 from singer_sdk.exceptions import ConfigValidationError
 
+from mparticle_facts.identities import read_identity_types
 from tap_mparticle.cursor import parse_timestamp
-from tap_mparticle.identities import read_identity_types
 from tap_mparticle.storage import AwsSettings
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from tap_mparticle.settings import (
     TapSettings,
 )
 from tap_mparticle.storage import StorageError, storage_for
-from tap_mparticle.streams import EventsStream
+from tap_mparticle.streams import BatchesStream, EventsStream
 from tap_mparticle.writer import BufferedMsgSpecWriter
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 STREAM_TYPES: tuple[type[MParticleFileStream], ...] = (
     EventsStream,
+    BatchesStream,
     AudienceMembershipsStream,
     AudienceUserAttributesStream,
 )

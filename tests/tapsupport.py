@@ -45,12 +45,29 @@ def _parse(raw: bytes) -> list[dict[str, Any]]:
     return [json.loads(line) for line in raw.splitlines() if line.strip()]
 
 
-def run_tap(config: dict[str, Any], state: dict[str, Any] | None = None) -> TapOutput:
-    """Sync in this process (fast), capturing what the tap writes to stdout."""
+def catalog_selecting(config: dict[str, Any], streams: set[str]) -> dict[str, Any]:
+    """The tap's catalog with exactly `streams` selected (every property of each)."""
+    catalog = TapMParticle(config=config, validate_config=False).catalog_dict
+    for entry in catalog["streams"]:
+        for metadata in entry["metadata"]:
+            metadata["metadata"]["selected"] = entry["tap_stream_id"] in streams
+    return catalog
+
+
+def run_tap(
+    config: dict[str, Any],
+    state: dict[str, Any] | None = None,
+    streams: set[str] | None = None,
+) -> TapOutput:
+    """Sync in this process (fast), capturing what the tap writes to stdout.
+
+    `streams` selects exactly those streams; None keeps the default selection.
+    """
+    catalog = None if streams is None else catalog_selecting(config, streams)
     buffer = io.BytesIO()
     wrapper = io.TextIOWrapper(buffer, encoding="utf-8")
     with contextlib.redirect_stdout(wrapper):
-        TapMParticle(config=config, state=state).sync_all()
+        TapMParticle(config=config, state=state, catalog=catalog).sync_all()
         wrapper.flush()
     return TapOutput(_parse(buffer.getvalue()))
 

@@ -9,10 +9,7 @@ import json
 
 import pytest
 
-from tap_mparticle.audience_download import read_manifest
-from tap_mparticle.audience_records import AudienceFile, NotAudienceError, to_timestamp
-from tap_mparticle.audiences import delta_audience, parse_audience_file
-from tap_mparticle.identities import (
+from mparticle_facts.identities import (
     ALIASES,
     IDENTITY_TYPES,
     IdentityNormalizer,
@@ -20,6 +17,9 @@ from tap_mparticle.identities import (
     read_identity_types,
     snake_case,
 )
+from tap_mparticle.audience_download import read_manifest
+from tap_mparticle.audience_records import AudienceFile, NotAudienceError, to_timestamp
+from tap_mparticle.audiences import delta_audience, parse_audience_file
 from tap_mparticle.jsondocs import MAX_LINE
 from tap_mparticle.parsers import BadInputError
 from tests.s3support import REPO_ROOT
@@ -456,3 +456,50 @@ def test_truncated_gzip_keeps_the_lines_before_and_raises():
     assert "truncated or corrupt gzip" in raised.value.reason
     assert raised.value.lineno is not None
     assert got
+
+
+# Firehose messages before 2.0 list `added_audiences` / `removed_audiences` per profile
+# (the shape of the Java Firehose SDK's 1.x UserProfile), with plain user attributes.
+LEGACY_PARTNER_DOC = {
+    "type": "audience_membership_change_request",
+    "id": "7c1e5a44-8f7a-4a0e-9a61-3f2b1c0d9e8f",
+    "timestamp_ms": 1714592744065,
+    "firehose_version": "1.3",
+    "user_profiles": [
+        {
+            "mpid": "77",
+            "user_identities": [{"type": "customer", "encoding": "raw", "value": "c-77"}],
+            "device_identities": [{"type": "ios_idfa", "encoding": "raw", "value": "idfa-1"}],
+            "user_attributes": {"tier": "gold"},
+            "added_audiences": [{"audience_id": 11, "audience_name": "Big spenders"}],
+            "removed_audiences": [{"audience_id": 12, "audience_name": "Lapsed"}],
+        }
+    ],
+}
+
+
+def test_pre_2_partner_feed_messages_yield_their_rows():
+    items = parse(json.dumps(LEGACY_PARTNER_DOC).encode())
+    assert not errors(items)
+    rows = records(items)
+    assert [(r["audience_id"], r["action"], r["identity_type"]) for r in rows] == [
+        (11, "add", "customer_id"),
+        (11, "add", "ios_advertising_id"),
+        (12, "remove", "customer_id"),
+        (12, "remove", "ios_advertising_id"),
+    ]
+    assert {r["mpid"] for r in rows} == {77}
+    attributes = records(items, "audience_user_attributes")
+    assert [(a["audience_id"], a["key"], a["value"], a["action"]) for a in attributes] == [
+        (11, "tier", "gold", "upsert"),
+        (12, "tier", "gold", "upsert"),
+    ]
+
+
+def test_a_profile_that_lists_no_audiences_is_bad_input_not_silence():
+    doc = json.loads(json.dumps(LEGACY_PARTNER_DOC))
+    profile = doc["user_profiles"][0]
+    del profile["added_audiences"], profile["removed_audiences"]
+    (error,) = errors(parse(json.dumps(doc).encode()))
+    assert "no audiences, added_audiences or removed_audiences" in str(error)
+    assert str(error).startswith("s3://bucket/audiences/file.txt:1: ")

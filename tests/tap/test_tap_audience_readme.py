@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from mparticle_facts.identities import ALIASES, IDENTITY_TYPES
 from tap_mparticle.audience_streams import (
     AUDIENCE_KEY,
     AudienceMembershipsStream,
     AudienceUserAttributesStream,
 )
-from tap_mparticle.identities import ALIASES, IDENTITY_TYPES
 from tests.s3support import REPO_ROOT
 
 

@@ -68,3 +68,11 @@ def test_not_utf8_and_not_json_name_file_and_line():
 
 def test_huge_and_negative_integers_survive_decoding():
     assert decode_json(b'{"mpid":-9223372036854775807}', LOC, 1) == {"mpid": -9223372036854775807}
+
+
+def test_reading_past_the_end_of_a_gzip_stream_keeps_answering_end():
+    # A last line with no newline makes a line reader ask again after the end.
+    stream = open_decompressed(io.BytesIO(gzip.compress(b'{"a":1}{"b":2}', mtime=0)))
+    assert stream.readline() == b'{"a":1}{"b":2}'
+    assert stream.readline() == b""
+    assert stream.read() == b""

@@ -1,11 +1,16 @@
-"""One spelling per identity type, whatever the audience source called it.
+"""One spelling per identity type, whatever the source called it.
+
+Both plugins use this table: the tap to normalise what audience files and event
+batches call an identity, the target to read identity columns and replayed
+batches. One table means the two can never disagree about a name.
 
 mParticle spells the same identity differently on every surface: Kinesis audience
 messages say `CustomerId`, `Other3` and `GoogleAdvertisingIdentifier`, partner feed
-messages say `customer`, `other3` and `google_advertising_id`, IDSync says
-`customerid` and `android_aaid`, and the Events API says `customer_id`,
-`other_id_3` and `android_advertising_id`. A warehouse joining audiences to events
-needs one spelling, so every name is mapped to the Events API's.
+messages say `customer`, `other3` and `google_advertising_id`, IDSync and the Python
+and Node server SDKs say `customerid` (or `customerId`) and `android_aaid`, and the
+Events API says `customer_id`, `other_id_3` and `android_advertising_id`. A warehouse
+joining audiences to events needs one spelling, so every name is mapped to the Events
+API's.
 
 Names are looked up after *squashing* (lower case, no `_`, `-`, `.` or spaces), so
 `CustomerId`, `customer_id` and `Customer ID` all hit the same entry without the
@@ -40,6 +45,7 @@ USER_IDENTITY_TYPES = (
     "google",
     "microsoft",
     "yahoo",
+    "alias",
     "facebook_custom_audience_id",
 )
 DEVICE_IDENTITY_TYPES = (
@@ -52,9 +58,13 @@ DEVICE_IDENTITY_TYPES = (
     "microsoft_advertising_id",
     "microsoft_publisher_id",
     "fire_advertising_id",
+    "amp_id",
     "push_token",
 )
 IDENTITY_TYPES = USER_IDENTITY_TYPES + DEVICE_IDENTITY_TYPES
+#: The same names as sets, for membership tests on the hot path.
+USER_IDENTITIES = frozenset(USER_IDENTITY_TYPES)
+DEVICE_IDENTITIES = frozenset(DEVICE_IDENTITY_TYPES)
 
 #: Other spellings, by source, of each type (the type's own name always matches too).
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -132,6 +142,7 @@ def _build_table() -> dict[str, str]:
 
 #: Squashed spelling -> Events API name.
 LOOKUP = _build_table()
+_CANONICAL_BY_SQUASHED = {squash(name): name for name in IDENTITY_TYPES}
 
 
 def snake_case(name: str) -> str:
@@ -157,6 +168,26 @@ def canonical_identity_type(name: str) -> str | None:
         The Events API's name, or None when the table does not know it.
     """
     return LOOKUP.get(squash(name))
+
+
+def field_identity_type(name: str) -> str | None:
+    """Say which identity a record field holds by its name alone, if it is named for one.
+
+    Unlike `canonical_identity_type`, only the Events API's own names count (in any
+    case or separator: `customer_id`, `customerId`, `CustomerID`), plus the MPID: a
+    column called `customer` or `Email Address` in someone's table is not taken for
+    an identity unless a mapping says so.
+
+    Args:
+        name: A record field's name.
+
+    Returns:
+        The Events API name, `mpid`, or None.
+    """
+    key = squash(name)
+    if key in MPID_KEYS:
+        return "mpid"
+    return _CANONICAL_BY_SQUASHED.get(key)
 
 
 def is_mpid_key(name: str) -> bool:

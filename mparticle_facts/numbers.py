@@ -1,0 +1,197 @@
+"""Numbers and times as mParticle writes them, read the same way by both plugins.
+
+mParticle's outbound JSON writes integers as numbers or as strings
+(`"timestamp_unixtime_ms": "1595542763908"`, `"mpid": "-8203932131457467343"`), and a
+Singer message reader may hand the target a `Decimal`. MPIDs are 64-bit: a float
+holds only 53 bits, so any path through `float` silently changes the last digits of
+a real id. Every reader here goes from text or `Decimal` straight to `int`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import math
+
+UTC = dt.timezone.utc
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+#: The largest magnitude a float represents exactly; beyond it a float id is already wrong.
+_FLOAT_EXACT = 2**53
+#: Epoch values below this are seconds, at or above it milliseconds. 1e11 seconds
+#: is the year 5138; 1e11 milliseconds is March 1973, before any mParticle data.
+SECONDS_LIMIT = 100_000_000_000
+#: Milliseconds of the first and last instants a date-time column can hold (years 1 and 9999).
+MIN_UNIX_MS = int((dt.datetime(1, 1, 1, tzinfo=UTC) - EPOCH).total_seconds()) * 1000
+MAX_UNIX_MS = (
+    int((dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC) - EPOCH).total_seconds()) * 1000
+)
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no"})
+
+
+def to_int(value: object) -> int | None:
+    """Read a whole number written as a JSON number, a string or a Decimal.
+
+    Args:
+        value: A JSON scalar (or a Decimal from a Singer reader).
+
+    Returns:
+        The integer, exactly; None for null, booleans, "" and values that are not
+        whole numbers (or are floats too large to be exact).
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        exact = value.is_integer() and abs(value) <= _FLOAT_EXACT
+        return int(value) if exact else None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("+-").isdigit():
+            return int(text)
+    number = _decimal(value)
+    if number is None or number != number.to_integral_value():
+        return None
+    return int(number)
+
+
+def _decimal(value: object) -> decimal.Decimal | None:
+    """A finite Decimal from a Decimal or a numeric string, else None."""
+    if isinstance(value, str):
+        try:
+            value = decimal.Decimal(value.strip())
+        except decimal.InvalidOperation:
+            return None
+    if isinstance(value, decimal.Decimal) and value.is_finite():
+        return value
+    return None
+
+
+def to_number(value: object) -> int | float | None:
+    """Read a JSON number that may have arrived as a string or a Decimal.
+
+    Whole numbers come back as exact ints, others as floats.
+
+    Args:
+        value: A JSON scalar.
+
+    Returns:
+        The number, or None when it is not a finite number.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    number = _decimal(value)
+    if number is None:
+        return None
+    return int(number) if number == number.to_integral_value() else float(number)
+
+
+def to_bool(value: object) -> bool | None:
+    """Read a flag written as a boolean, a string (`"true"`, `"0"`, ...) or 0/1.
+
+    Args:
+        value: A JSON scalar.
+
+    Returns:
+        The flag, or None when the value is not one.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        return None
+    if isinstance(value, int):
+        return bool(value) if value in {0, 1} else None
+    return None
+
+
+def in_date_range(milliseconds: int) -> bool:
+    """Say whether epoch milliseconds fall in the years 1 to 9999.
+
+    Args:
+        milliseconds: Milliseconds since the Unix epoch.
+
+    Returns:
+        True when a date-time column (and Python) can represent the instant.
+    """
+    return MIN_UNIX_MS <= milliseconds <= MAX_UNIX_MS
+
+
+def format_unix_ms(milliseconds: int) -> str:
+    """Render epoch milliseconds as an RFC 3339 UTC timestamp with millisecond precision.
+
+    Integer arithmetic avoids the float rounding of `fromtimestamp(ms / 1000)`, and
+    the date-and-second part is cached: a batch's events share their seconds, and
+    formatting a datetime is the dearest step per event.
+
+    Args:
+        milliseconds: Milliseconds since the Unix epoch, within `in_date_range`.
+
+    Returns:
+        A string such as `2020-07-23T22:19:23.908+00:00`.
+
+    Raises:
+        ValueError: The instant is outside the years 1 to 9999.
+    """
+    seconds, millis = divmod(milliseconds, 1000)
+    prefix = _SECONDS_CACHE.get(seconds)
+    if prefix is None:
+        if not in_date_range(milliseconds):
+            msg = f"timestamp {milliseconds} ms is outside the years 1 to 9999"
+            raise ValueError(msg)
+        if len(_SECONDS_CACHE) >= _SECONDS_CACHE_SIZE:
+            _SECONDS_CACHE.clear()
+        moment = EPOCH + dt.timedelta(seconds=seconds)
+        prefix = f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}"
+        _SECONDS_CACHE[seconds] = prefix
+    return f"{prefix}.{millis:03d}+00:00"
+
+
+_SECONDS_CACHE: dict[int, str] = {}
+_SECONDS_CACHE_SIZE = 4096
+
+
+def epoch_ms(value: object) -> int | None:
+    """Read a moment given as epoch seconds or milliseconds (number or string) or ISO 8601.
+
+    Seconds and milliseconds are told apart by magnitude (see `SECONDS_LIMIT`).
+
+    Args:
+        value: A JSON scalar, a datetime or a date.
+
+    Returns:
+        Epoch milliseconds, or None when the value names no moment.
+    """
+    if isinstance(value, str) and to_number(value) is None:
+        value = _iso_datetime(value)
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        value = dt.datetime.combine(value, dt.time(), tzinfo=UTC)
+    if isinstance(value, dt.datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        delta = moment - EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    number = to_number(value)
+    if number is None:
+        return None
+    if abs(number) < SECONDS_LIMIT:
+        return int(decimal.Decimal(str(number)) * 1000)
+    return int(number)
+
+
+def _iso_datetime(text: str) -> dt.datetime | None:
+    stripped = text.strip()
+    if stripped.endswith(("Z", "z")):
+        stripped = stripped[:-1] + "+00:00"
+    try:
+        return dt.datetime.fromisoformat(stripped)
+    except ValueError:
+        return None

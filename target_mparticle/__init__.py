@@ -1,1 +1,1 @@
-"""Placeholder."""
+"""target-mparticle: Singer records into mParticle's Events API."""

@@ -26,7 +26,7 @@ from target_mparticle.schema_rules import MAX_BATCHES_PER_REQUEST, MAX_REQUEST_B
 if t.TYPE_CHECKING:
     import pathlib
 
-    from target_mparticle.payloads import PreparedBatch
+    from target_mparticle.assemble import PreparedBatch
 
 LOGGER = logging.getLogger("target-mparticle")
 BULK_PATH = "/bulkevents"

@@ -5,15 +5,10 @@ from __future__ import annotations
 import dataclasses
 import typing as t
 
-from target_mparticle.schema_rules import (
-    COMMERCE_EVENT_TYPES,
-    CUSTOM_EVENT_TYPES,
-    DEVICE_IDENTITY_TYPES,
-    USER_IDENTITY_TYPES,
-)
+from mparticle_facts.identities import canonical_identity_type, is_mpid_key
+from target_mparticle.schema_rules import COMMERCE_EVENT_TYPES, CUSTOM_EVENT_TYPES
 
 KINDS = ("custom_event", "screen_view", "commerce_event", "user")
-IDENTITY_KEYS = USER_IDENTITY_TYPES | DEVICE_IDENTITY_TYPES | {"mpid"}
 MAPPING_KEYS = frozenset(
     {
         "kind",
@@ -53,7 +48,11 @@ class StreamMapping:
             event_name_field=raw.get("event_name_field"),
             custom_event_type=raw.get("custom_event_type"),
             timestamp_field=raw.get("timestamp_field"),
-            identities=dict(raw["identities"]) if raw.get("identities") else None,
+            identities=(
+                {identity_key(str(k)) or str(k): str(v) for k, v in raw["identities"].items()}
+                if raw.get("identities")
+                else None
+            ),
             user_attributes=_as_name_map(raw.get("user_attributes")),
             event_attributes=_as_name_map(raw.get("event_attributes")),
             source_message_id_field=raw.get("source_message_id_field"),
@@ -116,5 +115,15 @@ def _identity_errors(where: str, identities: object) -> list[str]:
     return [
         f"{where}.identities: {name!r} is not an mParticle identity type"
         for name in identities
-        if name not in IDENTITY_KEYS
+        if identity_key(str(name)) is None
     ]
+
+
+def identity_key(name: str) -> str | None:
+    """The Events API name of an identity as a mapping spells it (any known spelling).
+
+    `customerid`, `CustomerId` and `customer_id` are one type; `mpid` stands for itself.
+    """
+    if is_mpid_key(name):
+        return "mpid"
+    return canonical_identity_type(name)

@@ -1,8 +1,9 @@
-"""Facts about mParticle's inbound batch schema that the payload builders rely on.
+"""Limits and field types of mParticle's inbound batches, as sets the cleaners read by name.
 
-The published JSON Schema is not shipped with the package (it is large and
-vendor-owned), so the handful of rules that decide whether a batch is accepted
-live here as plain sets.  Field names come from the schema's definitions.
+The published schema (`schema/`, see `inbound`) is the final word on what is valid;
+these sets let `clean` coerce values to the right type by field name first (a
+string `"1595542763908"` where an integer belongs), which the schema cannot do. A
+test checks the sets against the schema, so they cannot drift from it.
 """
 
 from __future__ import annotations
@@ -24,49 +25,6 @@ MAX_REQUEST_BYTES = 255_000
 # server-side data costs nothing and keeps every batch well inside a request.
 MAX_BATCH_BYTES = 128_000
 MAX_EVENTS_PER_BATCH = 100
-
-USER_IDENTITY_TYPES = frozenset(
-    {
-        "customer_id",
-        "email",
-        "other",
-        "other_id_2",
-        "other_id_3",
-        "other_id_4",
-        "other_id_5",
-        "other_id_6",
-        "other_id_7",
-        "other_id_8",
-        "other_id_9",
-        "other_id_10",
-        "facebook",
-        "twitter",
-        "google",
-        "microsoft",
-        "yahoo",
-        "mobile_number",
-        "phone_number_2",
-        "phone_number_3",
-        "alias",
-        "facebook_custom_audience_id",
-    }
-)
-
-DEVICE_IDENTITY_TYPES = frozenset(
-    {
-        "ios_advertising_id",
-        "ios_idfv",
-        "android_advertising_id",
-        "android_uuid",
-        "roku_advertising_id",
-        "roku_publisher_id",
-        "microsoft_advertising_id",
-        "microsoft_publisher_id",
-        "fire_advertising_id",
-        "amp_id",
-        "push_token",
-    }
-)
 
 # device_info fields the schema constrains to the UUID pattern.
 UUID_DEVICE_FIELDS = frozenset(
@@ -183,28 +141,6 @@ APPLICATION_OS_VALUES = frozenset(
     }
 )
 
-EVENT_TYPES = frozenset(
-    {
-        "session_start",
-        "session_end",
-        "screen_view",
-        "custom_event",
-        "crash_report",
-        "opt_out",
-        "first_run",
-        "push_registration",
-        "application_state_transition",
-        "push_message",
-        "network_performance",
-        "breadcrumb",
-        "profile",
-        "commerce_event",
-        "user_attribute_change",
-        "user_identity_change",
-        "uninstall",
-    }
-)
-
 CUSTOM_EVENT_TYPES = frozenset(
     {
         "navigation",
@@ -255,33 +191,17 @@ COMMERCE_EVENT_TYPES = CUSTOM_EVENT_TYPES | frozenset(
     }
 )
 
-# Fields each event type's data must carry, else the schema rejects the batch.
-REQUIRED_DATA_FIELDS: dict[str, tuple[str, ...]] = {
-    "custom_event": ("event_name", "custom_event_type"),
-    "screen_view": ("screen_name",),
-    "session_end": ("session_duration_ms",),
-    "push_registration": ("register", "registration_token"),
-    "push_message": ("push_message_token", "push_message_type", "push_notification_payload"),
-    "crash_report": ("severity", "message"),
-    "opt_out": ("is_opted_out",),
-    "network_performance": ("url", "response_code"),
-    "breadcrumb": ("label",),
-    "profile": ("previous_mpid", "current_mpid", "profile_event_type"),
-    "application_state_transition": ("application_transition_type",),
-    "user_attribute_change": ("user_attribute_name",),
-    "user_identity_change": ("new", "old"),
-}
-
-# Event data the Events API fills in itself; outbound copies carry them, inbound
-# batches must not (they are read-only or not in the inbound schema at all).
-OUTBOUND_ONLY_DATA_FIELDS = frozenset(
-    {"event_id", "session_id", "message_id", "message_type", "unique_id"}
-)
+# Event data mParticle stamps for its own processing (de-duplication among it): a
+# replay into another workspace must not claim the original's. `event_id` and
+# `session_id` stay: the inbound schema takes them, and SDKs tie sessions by them.
+OUTBOUND_ONLY_DATA_FIELDS = frozenset({"message_id", "message_type"})
 
 # Keys typed integer anywhere inside event data (products, locations, ...).
 INTEGER_FIELDS = frozenset(
     {
         "timestamp_unixtime_ms",
+        "event_id",
+        "session_id",
         "session_start_unixtime_ms",
         "event_start_unixtime_ms",
         "event_num",
@@ -368,25 +288,3 @@ STRICT_STRING_FIELDS = frozenset(
 SCALAR_MAP_FIELDS = frozenset({"custom_attributes", "custom_flags"})
 
 UUID_DATA_FIELDS = frozenset({"session_uuid"})
-
-# Batch fields an inbound request may carry.  Everything else in an outbound
-# copy (batch_id, message_type, schema_version, source_info, the receive
-# timestamp, ...) is stamped by mParticle and is dropped on the way back in.
-PASSTHROUGH_BATCH_FIELDS = frozenset(
-    {
-        "source_request_id",
-        "events",
-        "device_info",
-        "application_info",
-        "user_attributes",
-        "deleted_user_attributes",
-        "user_identities",
-        "ip",
-        "context",
-        "consent_state",
-        "partner_identities",
-        "mpid",
-        "mp_deviceid",
-        "integration_attributes",
-    }
-)

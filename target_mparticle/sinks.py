@@ -7,7 +7,9 @@ import typing as t
 from singer_sdk.sinks import BatchSink
 
 from target_mparticle._compat import override
-from target_mparticle.payloads import Converter, InvalidRecordError, Item, trailing_group
+from target_mparticle.assemble import trailing_group
+from target_mparticle.convert import Converter, Item
+from target_mparticle.inbound import InvalidRecordError
 from target_mparticle.schema_rules import MAX_BATCHES_PER_REQUEST
 from target_mparticle.validation import compiled_or_default
 
@@ -79,6 +81,11 @@ class EventsSink(BatchSink):
         except InvalidRecordError as exc:
             self.owner.invalid.handle(self.stream_name, record, str(exc))
             return
+        for alone, reason in item.refused:
+            # One event of a whole batch: handled alone, the rest of its batch is sent.
+            self.owner.invalid.handle(
+                self.stream_name, alone, f"{self.converter.describe(record)}: {reason}"
+            )
         context.setdefault("records", []).append(item)
 
     @override

@@ -16,6 +16,7 @@ from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.exceptions import ConfigValidationError
 
 from target_mparticle._compat import override
+from target_mparticle.assemble import assemble, now_ms
 from target_mparticle.client import (
     AuthError,
     ClientSettings,
@@ -26,13 +27,14 @@ from target_mparticle.client import (
 )
 from target_mparticle.invalid import InvalidRecordFatalError, InvalidRecords
 from target_mparticle.mapping import KINDS, StreamMapping, mapping_errors
-from target_mparticle.payloads import Item, assemble, now_ms
 from target_mparticle.schema_rules import COMMERCE_EVENT_TYPES, MAX_BATCHES_PER_REQUEST
 from target_mparticle.sinks import EventsSink
 from target_mparticle.values import Tally
 
 if t.TYPE_CHECKING:
     from types import FrameType
+
+    from target_mparticle.convert import Item
 
 POD_URLS = {
     "us1": "https://s2s.us1.mparticle.com/v2",

@@ -7,12 +7,13 @@ coerce) can be tested on their own and shared by mapped and replayed records.
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import typing as t
 from collections import Counter
 
 import msgspec
 
+from mparticle_facts.numbers import epoch_ms as to_epoch_ms
+from mparticle_facts.numbers import to_bool, to_int, to_number
 from target_mparticle.schema_rules import (
     API_LIMIT_ATTRIBUTES_PER_EVENT,
     API_LIMIT_NAME,
@@ -22,8 +23,21 @@ from target_mparticle.schema_rules import (
     API_LIMIT_VALUE,
 )
 
-_EPOCH_MS_THRESHOLD = 100_000_000_000  # below: seconds (until year 5138); above: ms
 _JSON = msgspec.json.Encoder(decimal_format="number")
+# Readers of numbers and times live with the other mParticle facts; re-exported here
+# for the converters that import their value helpers from one place.
+__all__ = [
+    "Tally",
+    "event_attributes",
+    "flatten",
+    "to_attribute_string",
+    "to_bool",
+    "to_epoch_ms",
+    "to_int",
+    "to_number",
+    "truncate",
+    "user_attributes",
+]
 
 
 class Tally(Counter[str]):
@@ -127,80 +141,3 @@ def user_attributes(
                 to_attribute_string(value), API_LIMIT_VALUE, "values truncated to 4096", tally
             )
     return result
-
-
-def to_int(value: object) -> int | None:
-    """Read an integer that may have arrived as a string or decimal; None if not one."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, (float, decimal.Decimal)):
-        return int(value) if value == int(value) else None
-    if isinstance(value, str):
-        number = to_number(value)
-        return number if isinstance(number, int) else None
-    return None
-
-
-def to_number(value: object) -> int | float | None:
-    """Read a JSON number that may have arrived as a string or decimal."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return value
-    if isinstance(value, (decimal.Decimal, str)):
-        try:
-            number = decimal.Decimal(value.strip() if isinstance(value, str) else value)
-        except decimal.InvalidOperation:
-            return None
-        if not number.is_finite():
-            return None
-        return int(number) if number == int(number) else float(number)
-    return None
-
-
-def to_bool(value: object) -> bool | None:
-    """Read a boolean that may have arrived as a string or 0/1."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in {"true", "1", "yes"}:
-            return True
-        if lowered in {"false", "0", "no"}:
-            return False
-        return None
-    if isinstance(value, int):
-        return bool(value) if value in {0, 1} else None
-    return None
-
-
-def to_epoch_ms(value: object) -> int | None:
-    """Read a timestamp given as a date-time, epoch seconds or epoch milliseconds.
-
-    Seconds and milliseconds are told apart by magnitude: any epoch second count
-    below 1e11 is before the year 5138, any millisecond count above it is after 1973.
-    """
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, dt.datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-        return int(moment.timestamp() * 1000)
-    if isinstance(value, dt.date):
-        return to_epoch_ms(dt.datetime.combine(value, dt.time()))
-    number = to_number(value)
-    if number is not None:
-        return int(number * 1000) if abs(number) < _EPOCH_MS_THRESHOLD else int(number)
-    if isinstance(value, str):
-        return _parse_iso(value.strip())
-    return None
-
-
-def _parse_iso(text: str) -> int | None:
-    normalized = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
-    try:
-        moment = dt.datetime.fromisoformat(normalized)
-    except ValueError:
-        return None
-    return to_epoch_ms(moment)

@@ -47,9 +47,14 @@ def test_tap_mparticle_events_replay_is_accepted_and_grouped_per_user(server, co
     sent_ids = sorted(e["data"]["source_message_id"] for e in server.events())
     assert sent_ids == sorted(r["source_message_id"] for r in records)
     assert server.rejected == []
+    by_id = {r["source_message_id"]: r["data"] for r in records}
     for event in server.events():
-        assert "event_id" not in event["data"]
-        assert "session_id" not in event["data"]
+        source = by_id[event["data"]["source_message_id"]]
+        # The inbound schema takes session_id and event_id (SDKs tie sessions by them);
+        # mParticle's own processing ids are not claimed in another workspace.
+        assert event["data"]["session_id"] == int(source["session_id"])
+        assert event["data"]["event_id"] == int(source["event_id"])
+        assert "message_id" not in event["data"]
         assert isinstance(event["data"]["timestamp_unixtime_ms"], int)
     # STATE after each file, passed on once 100+ records were delivered (and at the end).
     assert run.states[-1]["bookmarks"]["events"]["file"].endswith("_12345.txt")

@@ -7,17 +7,12 @@ import json
 import pytest
 from eventsapi_server import load_validator
 
+from target_mparticle.assemble import THIRTY_DAYS_MS, assemble, trailing_group
+from target_mparticle.clean import clean_event, clean_identities
 from target_mparticle.client import BULK_PATH, HISTORICAL_PATH, pack
+from target_mparticle.convert import Converter
+from target_mparticle.inbound import InvalidRecordError
 from target_mparticle.mapping import StreamMapping, mapping_errors
-from target_mparticle.payloads import (
-    THIRTY_DAYS_MS,
-    Converter,
-    InvalidRecordError,
-    assemble,
-    clean_event,
-    clean_identities,
-    trailing_group,
-)
 from target_mparticle.schema_rules import MAX_REQUEST_BYTES
 from target_mparticle.values import Tally, event_attributes, to_epoch_ms, user_attributes
 
@@ -193,11 +188,20 @@ def test_outbound_event_is_made_inbound():
         "event_type": "custom_event",
         "data": {
             "event_name": "E",
+            # attribution is documented but not in the schema's enum: sent as allowed,
+            # the original kept beside the event's own attributes, and counted
             "custom_event_type": "other",
             "timestamp_unixtime_ms": 1595542763908,
-            "custom_attributes": {"a": "1", "nested.b": "true"},
+            "event_id": 1234,
+            "session_id": 5,
+            "custom_attributes": {
+                "a": "1",
+                "nested.b": "true",
+                "original_custom_event_type": "attribution",
+            },
         },
     }
+    assert tally["custom_event_type values outside the schema kept in original_custom_event_type"]
     assert validate({"events": [event]}) == []
     with pytest.raises(InvalidRecordError, match="session_duration_ms"):
         clean_event("session_end", {}, tally)
@@ -214,8 +218,19 @@ def test_outbound_identity_array_becomes_object():
         ],
         tally,
     )
-    assert ids == {"customer_id": "h.jekyll"}
+    assert ids.user == {"customer_id": "h.jekyll"}
     assert tally["identities of unknown type 'made_up' dropped"] == 1
+
+
+def test_identity_spellings_of_the_sdks_are_one_identity():
+    # mParticle's Python SDK writes `customerid`, its Node SDK `customerId`.
+    ids = clean_identities(
+        {"customerid": "c1", "customerId": "c1", "Email": "a@b.c", "ios_idfa": "x", "MPID": "-7"},
+        Tally(),
+    )
+    assert ids.user == {"customer_id": "c1", "email": "a@b.c"}
+    assert ids.device == {"ios_advertising_id": "x"}
+    assert ids.mpid == -7
 
 
 def _tap_event(lineno: int, index: int, stamp: int = NOW - 1000) -> dict:

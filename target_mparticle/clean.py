@@ -1,0 +1,313 @@
+"""mParticle data read back from an output (or written by an SDK) made fit for the Events API.
+
+Outbound copies and other producers write what the inbound schema refuses: numbers
+as strings, `user_identities` as an array, identity names in another spelling
+(`customerid`), empty objects, fields only mParticle may set. Each field is coerced
+by name here, then `inbound.fit_event` / `inbound.fit_shell` check the result against
+the published schema and drop only what still cannot be valid.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from mparticle_facts.identities import (
+    DEVICE_IDENTITIES,
+    USER_IDENTITIES,
+    canonical_identity_type,
+    is_mpid_key,
+)
+from mparticle_facts.numbers import to_bool, to_int, to_number
+from target_mparticle import schema_rules as rules
+from target_mparticle.inbound import InvalidRecordError, data_enum, fit_event
+from target_mparticle.values import (
+    Tally,
+    event_attributes,
+    to_attribute_string,
+    truncate,
+    user_attributes,
+)
+
+_DROP = object()
+#: Where the original of an enum value the schema lacks is kept, in custom_attributes.
+ORIGINAL_TYPE_ATTRIBUTE = "original_custom_event_type"
+#: Batch fields a replay carries over as they are (after `fit_shell`). Left out on
+#: purpose: what mParticle stamps on receipt and what names the original input
+#: (`batch_id`, the batch `timestamp_unixtime_ms`, `api_key(s)`, `source_info`,
+#: `job_id`), which the receiving workspace sets for itself.
+REPLAYED_BATCH_FIELDS = (
+    "deleted_user_attributes",
+    "context",
+    "consent_state",
+    "partner_identities",
+    "partner_identity",
+    "integration_attributes",
+    "attribution_info",
+    "sdk_version",
+    "ip",
+)
+ENVIRONMENTS = frozenset({"production", "development"})
+
+
+def _clean_value(key: str, value: object, tally: Tally) -> object:  # noqa: PLR0911, C901
+    """Coerce one field to the type the inbound schema gives fields of that name."""
+    if value is None:
+        return _DROP
+    if key in rules.INTEGER_FIELDS:
+        number = to_int(value)
+        return _DROP if number is None else number
+    if key in rules.NUMBER_FIELDS:
+        real = to_number(value)
+        return _DROP if real is None else real
+    if key in rules.BOOLEAN_FIELDS:
+        flag = to_bool(value)
+        return _DROP if flag is None else flag
+    if key in rules.UUID_DATA_FIELDS:
+        return value if isinstance(value, str) and rules.UUID_PATTERN.match(value) else _DROP
+    if key in rules.STRICT_STRING_FIELDS:
+        if isinstance(value, (dict, list)):
+            return _DROP
+        text = to_attribute_string(value)
+        if key in {"event_name", "screen_name"}:
+            text = truncate(text, rules.API_LIMIT_NAME, "event names truncated to 256", tally)
+        return text
+    if key in rules.SCALAR_MAP_FIELDS:
+        if not isinstance(value, dict):
+            return _DROP
+        return event_attributes(value.items(), tally)
+    if isinstance(value, dict):
+        return clean_object(value, tally)
+    if isinstance(value, list):
+        return [
+            clean_object(v, tally) if isinstance(v, dict) else _scalar(v)
+            for v in value
+            if v is not None
+        ]
+    return _scalar(value)
+
+
+def _scalar(value: object) -> object:
+    if isinstance(value, (str, bool, int, float)):
+        return value
+    real = to_number(value)
+    return real if real is not None else to_attribute_string(value)
+
+
+def clean_object(data: t.Mapping[str, t.Any], tally: Tally) -> dict[str, t.Any]:
+    """Coerce every field of an object by name; nulls are left out."""
+    out: dict[str, t.Any] = {}
+    for key, value in data.items():
+        cleaned = _clean_value(str(key), value, tally)
+        if cleaned is not _DROP:
+            out[str(key)] = cleaned
+    return out
+
+
+def clean_event(event_type: object, data: object, tally: Tally) -> dict[str, t.Any]:
+    """An event from any producer made acceptable to the inbound schema.
+
+    Raises:
+        InvalidRecordError: The event cannot be made valid (see `inbound.fit_event`).
+    """
+    if not isinstance(event_type, str):
+        msg = f"event_type {event_type!r} is not one the Events API accepts"
+        raise InvalidRecordError(msg)
+    raw = data if isinstance(data, dict) else {}
+    clean = clean_object(
+        {k: v for k, v in raw.items() if k not in rules.OUTBOUND_ONLY_DATA_FIELDS}, tally
+    )
+    if event_type in {"custom_event", "commerce_event"}:
+        _fit_custom_event_type(event_type, clean, tally)
+    if event_type == "screen_view" and "screen_name" not in clean and "event_name" in clean:
+        clean["screen_name"] = clean["event_name"]
+    elif event_type == "user_identity_change":
+        _fix_identity_change(clean)
+    return fit_event({"event_type": event_type, "data": clean}, tally)
+
+
+def _fit_custom_event_type(event_type: str, clean: dict[str, t.Any], tally: Tally) -> None:
+    """Send a type the schema's enum lacks (e.g. mParticle's own `attribution`) as it allows.
+
+    The original value is kept in a custom attribute, so nothing is lost.
+    """
+    allowed = data_enum(event_type, "custom_event_type") or frozenset()
+    given = clean.get("custom_event_type")
+    if given is None and event_type == "commerce_event":
+        return
+    if given in allowed:
+        return
+    if given is not None:
+        attributes = clean.setdefault("custom_attributes", {})
+        attributes.setdefault(ORIGINAL_TYPE_ATTRIBUTE, to_attribute_string(given))
+        tally[f"custom_event_type values outside the schema kept in {ORIGINAL_TYPE_ATTRIBUTE}"] += 1
+    if event_type == "custom_event":
+        clean["custom_event_type"] = "other"
+    else:
+        del clean["custom_event_type"]
+
+
+_IDENTITY_CHANGE_KEYS = ("identity_type", "identity", "timestamp_unixtime_ms", "created_this_batch")
+
+
+def _fix_identity_change(clean: dict[str, t.Any]) -> None:
+    for side in ("new", "old"):
+        if side in clean:
+            fixed = _identity_change_side(clean[side], clean)
+            if fixed is None:
+                del clean[side]
+            else:
+                clean[side] = fixed
+
+
+def _identity_change_side(side: object, data: dict[str, t.Any]) -> dict[str, t.Any] | None:
+    """One side of an identity change, as the schema's UserIdentity wants it.
+
+    Outbound copies leave out the side's timestamp, which inbound requires; the
+    event's own time is the moment the identity changed.
+    """
+    if not isinstance(side, dict):
+        return None
+    kind = canonical_identity_type(str(side.get("identity_type", "")))
+    if kind not in USER_IDENTITIES:
+        return None
+    out = {k: side[k] for k in _IDENTITY_CHANGE_KEYS if side.get(k) is not None}
+    out["identity_type"] = kind
+    if "timestamp_unixtime_ms" not in out and "timestamp_unixtime_ms" in data:
+        out["timestamp_unixtime_ms"] = data["timestamp_unixtime_ms"]
+    if "identity" not in out or "timestamp_unixtime_ms" not in out:
+        return None
+    return out
+
+
+class Identities(t.NamedTuple):
+    """A batch's identities, sorted by where the inbound schema wants them."""
+
+    user: dict[str, str]
+    device: dict[str, str]
+    mpid: int | None
+
+
+def clean_identities(raw: object, tally: Tally) -> Identities:
+    """Identities from the inbound object or the outbound array, in any spelling.
+
+    `customerid`, `CustomerId` and `customer_id` are one identity; device identities
+    found among them (`ios_idfa`) go to `device_info`, an MPID key to `mpid`.
+    """
+    pairs: list[tuple[object, object]] = []
+    if isinstance(raw, dict):
+        pairs = list(raw.items())
+    elif isinstance(raw, list):
+        pairs = [
+            (entry.get("identity_type"), entry.get("identity"))
+            for entry in raw
+            if isinstance(entry, dict)
+        ]
+    user: dict[str, str] = {}
+    device: dict[str, str] = {}
+    mpid: int | None = None
+    for name, value in pairs:
+        if value is None or value == "":
+            continue
+        spelled = str(name)
+        if is_mpid_key(spelled):
+            mpid = to_int(value)
+            continue
+        kind = canonical_identity_type(spelled)
+        if kind in USER_IDENTITIES:
+            user[kind] = truncate(
+                to_attribute_string(value),
+                rules.API_LIMIT_VALUE,
+                "identity values truncated to 4096",
+                tally,
+            )
+        elif kind in DEVICE_IDENTITIES:
+            device[kind] = to_attribute_string(value)
+        else:
+            tally[f"identities of unknown type {spelled!r} dropped"] += 1
+    return Identities(user, device, mpid)
+
+
+def clean_device_info(raw: object, tally: Tally) -> dict[str, t.Any]:
+    """device_info restricted to what the schema allows (it forbids extra keys)."""
+    if not isinstance(raw, dict):
+        return {}
+    out: dict[str, t.Any] = {}
+    for key, value in raw.items():
+        if key not in rules.DEVICE_INFO_FIELDS or value is None or value == "":
+            continue
+        if key in rules.UUID_DEVICE_FIELDS:
+            if isinstance(value, str) and rules.UUID_PATTERN.match(value):
+                out[key] = value
+            else:
+                tally[f"{key} values that are not UUIDs dropped"] += 1
+            continue
+        allowed = rules.DEVICE_INFO_ENUMS.get(key)
+        if allowed is not None:
+            if value in allowed:
+                out[key] = value
+            continue
+        cleaned = _clean_value(key, value, tally)
+        if cleaned is not _DROP and not isinstance(cleaned, (dict, list)):
+            out[key] = cleaned
+    return out
+
+
+def clean_application_info(raw: object, tally: Tally) -> dict[str, t.Any]:
+    """application_info restricted to the schema's keys and its ``os`` values."""
+    if not isinstance(raw, dict):
+        return {}
+    out: dict[str, t.Any] = {}
+    for key, value in raw.items():
+        if key not in rules.APPLICATION_INFO_FIELDS or value is None:
+            continue
+        if key == "os":
+            if value in rules.APPLICATION_OS_VALUES:
+                out[key] = value
+        elif key == "apple_search_ads_attributes":
+            if isinstance(value, dict):
+                out[key] = {
+                    str(k): event_attributes(v.items(), tally)
+                    for k, v in value.items()
+                    if isinstance(v, dict)
+                }
+        elif not isinstance(value, (dict, list)):
+            out[key] = to_attribute_string(value)
+    return out
+
+
+def clean_user_attributes(raw: object, tally: Tally) -> dict[str, str | list[str]]:
+    """User attributes within mParticle's limits; lists stay lists."""
+    return user_attributes(raw.items(), tally) if isinstance(raw, dict) else {}
+
+
+def replayed_fields(record: t.Mapping[str, t.Any], tally: Tally) -> dict[str, t.Any]:
+    """The batch-level fields of a replayed batch that inbound batches may carry.
+
+    Args:
+        record: A whole batch (tap-mparticle `batches` record, or an SDK's body).
+        tally: Counts repairs.
+
+    Returns:
+        The fields that hold something, coerced by name (`fit_shell` checks them).
+    """
+    out: dict[str, t.Any] = {}
+    for key in REPLAYED_BATCH_FIELDS:
+        value = record.get(key)
+        if value is None or value in ({}, [], ""):
+            continue
+        if isinstance(value, dict):
+            value = clean_object(value, tally)
+        out[key] = value
+    origin = to_int(record.get("origin_mpid"))
+    if origin is not None:
+        out["origin_mpid"] = origin
+    device_id = record.get("mp_deviceid")
+    if isinstance(device_id, str) and rules.UUID_PATTERN.match(device_id):
+        out["mp_deviceid"] = device_id
+    return out
+
+
+def environment_of(record: t.Mapping[str, t.Any], default: str) -> str:
+    """The record's own environment when it names a valid one, else the configured one."""
+    given = record.get("environment")
+    return given if isinstance(given, str) and given in ENVIRONMENTS else default

@@ -1,0 +1,168 @@
+"""mParticle's published inbound schema, compiled, and the fitting of events and batches to it.
+
+The target promises that every body it sends is one mParticle accepts. Hand-written
+rules cover the common cases (see `schema_rules`), but only the schema itself covers
+every case, so each event and each batch shell is checked against mParticle's
+published JSON Schema (vendored in `schema/`, compiled once with `fastjsonschema`)
+before it is sent, and fitted when it fails:
+
+- An optional part of an event that cannot be valid (an empty `location`, an empty
+  `product_action`, `product_impressions: [{}]`, breadcrumbs that are not objects)
+  is dropped, never the event, and counted.
+- An event still invalid after that (a required field missing or wrong) is refused
+  alone, with the schema's reason; its batch's other events are still sent.
+- A batch-level field that cannot be valid is dropped and counted.
+
+Each event type has its own compiled validator, so a failure names the field at
+fault (`data.location`), not "matches none of 17 event types".
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import typing as t
+from importlib import resources
+
+import fastjsonschema
+
+SCHEMA_FILE = "mparticle.inbound.eventsapi.schema.json"
+#: Fitting stops after this many dropped parts; a pathological event is refused instead.
+MAX_FIXES = 32
+
+
+class InvalidRecordError(ValueError):
+    """A record (or one of its events) that cannot become data mParticle would accept."""
+
+
+@functools.cache
+def schema() -> dict[str, t.Any]:
+    """The published batch schema, parsed once."""
+    text = (resources.files("target_mparticle") / "schema" / SCHEMA_FILE).read_text("utf-8")
+    loaded: dict[str, t.Any] = json.loads(text)
+    return loaded
+
+
+@functools.cache
+def event_definitions() -> dict[str, str]:
+    """Event type -> the name of its definition (`custom_event` -> `CustomEvent`)."""
+    found: dict[str, str] = {}
+    for name, definition in schema()["definitions"].items():
+        enum = definition.get("properties", {}).get("event_type", {}).get("enum")
+        if isinstance(enum, list) and len(enum) == 1:
+            found[str(enum[0])] = name
+    return found
+
+
+def _data_parts(event_type: str) -> list[dict[str, t.Any]]:
+    definition = schema()["definitions"][event_definitions()[event_type]]
+    data = definition.get("properties", {}).get("data", {})
+    return [part for part in data.get("allOf", [data]) if isinstance(part, dict)]
+
+
+@functools.cache
+def required_data_fields(event_type: str) -> frozenset[str]:
+    """The `data` fields the schema requires for an event type."""
+    return frozenset(f for part in _data_parts(event_type) for f in part.get("required", ()))
+
+
+@functools.cache
+def data_enum(event_type: str, field: str) -> frozenset[str] | None:
+    """The values the schema allows for a string field of an event type's data, if it lists them."""
+    for part in _data_parts(event_type):
+        enum = part.get("properties", {}).get(field, {}).get("enum")
+        if isinstance(enum, list):
+            return frozenset(str(v) for v in enum)
+    return None
+
+
+@functools.cache
+def _event_check(event_type: str) -> t.Callable[[t.Any], t.Any]:
+    definitions = schema()["definitions"]
+    ref = {
+        "$schema": schema()["$schema"],
+        "definitions": definitions,
+        "$ref": f"#/definitions/{event_definitions()[event_type]}",
+    }
+    return fastjsonschema.compile(ref, use_default=False)
+
+
+@functools.cache
+def _shell_check() -> t.Callable[[t.Any], t.Any]:
+    # No `$id`: the validator must resolve every reference inside this document,
+    # never try to fetch the published URL.
+    shell = {k: v for k, v in schema().items() if k != "$id"}
+    shell["properties"] = {k: v for k, v in shell["properties"].items() if k != "events"}
+    return fastjsonschema.compile(shell, use_default=False)
+
+
+def _failure(check: t.Callable[[t.Any], t.Any], value: t.Any) -> tuple[list[str], str] | None:  # noqa: ANN401
+    """Where and why `value` fails (path without the root), or None when it is valid."""
+    try:
+        check(value)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        return [str(part) for part in exc.path[1:]], exc.message.replace("data.", "", 1)
+    return None
+
+
+def fit_event(event: dict[str, t.Any], tally: t.Counter[str]) -> dict[str, t.Any]:
+    """Return the event once it validates, dropping optional parts that cannot.
+
+    Args:
+        event: `{"event_type", "data"}`, already coerced field by field (mutated).
+        tally: Counts what was dropped, for the run summary.
+
+    Returns:
+        The event, valid against its type's definition.
+
+    Raises:
+        InvalidRecordError: The event type is unknown, or a required part is missing
+            or cannot be valid.
+    """
+    event_type = event.get("event_type")
+    if not isinstance(event_type, str) or event_type not in event_definitions():
+        msg = f"event_type {event_type!r} is not one the Events API accepts"
+        raise InvalidRecordError(msg)
+    check = _event_check(event_type)
+    required = required_data_fields(event_type)
+    data = event["data"]
+    for _ in range(MAX_FIXES):
+        failure = _failure(check, event)
+        if failure is None:
+            return event
+        path, reason = failure
+        if len(path) < 2 or path[0] != "data" or path[1] in required:  # noqa: PLR2004
+            msg = f"{event_type} event is not valid for the Events API: {reason}"
+            raise InvalidRecordError(msg)
+        del data[path[1]]
+        tally[f"optional event fields that could not be valid dropped ({path[1]})"] += 1
+    msg = f"{event_type} event has more than {MAX_FIXES} fields that cannot be valid"
+    raise InvalidRecordError(msg)
+
+
+def fit_shell(batch: dict[str, t.Any], tally: t.Counter[str]) -> dict[str, t.Any]:
+    """Return a batch (without its events) once it validates, dropping fields that cannot.
+
+    Args:
+        batch: The batch's top-level fields (mutated).
+        tally: Counts what was dropped.
+
+    Returns:
+        The batch.
+
+    Raises:
+        InvalidRecordError: Nothing can be dropped to make it valid.
+    """
+    check = _shell_check()
+    for _ in range(MAX_FIXES):
+        failure = _failure(check, batch)
+        if failure is None:
+            return batch
+        path, reason = failure
+        if not path or path[0] not in batch or path[0] in {"environment", "source_request_id"}:
+            msg = f"batch is not valid for the Events API: {reason}"
+            raise InvalidRecordError(msg)
+        del batch[path[0]]
+        tally[f"batch fields that could not be valid dropped ({path[0]})"] += 1
+    msg = f"batch has more than {MAX_FIXES} fields that cannot be valid"
+    raise InvalidRecordError(msg)

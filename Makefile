@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 PLUGINS_STAMP := .meltano/.installed-stamp
 
-.PHONY: venv plugins demo test lint typecheck pytest fixtures bench bench-tap bench-target docs clean
+.PHONY: venv plugins demo test lint typecheck pytest fixtures corpus bench bench-tap bench-target docs clean
 
 venv: $(STAMP)
 
@@ -48,6 +48,12 @@ fixtures: venv
 	rm -rf samples/drop
 	$(BIN)/python scripts/generate_drop.py samples/drop --events 600 --seed 7
 	$(BIN)/python -c 'from pathlib import Path; from scripts.generate_audiences import write_sample_audiences; write_sample_audiences(Path("samples/drop"))'
+
+# Recapture the Python SDK's request bodies and rebuild the real-data drop
+# (tests/fixtures/real; both deterministic, and a test checks the committed bytes).
+corpus: venv
+	$(BIN)/python scripts/capture_sdk_bodies.py
+	$(BIN)/python scripts/build_real_corpus.py
 
 bench: bench-tap bench-target
 

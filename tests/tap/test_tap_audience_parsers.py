@@ -26,7 +26,8 @@ from tests.s3support import REPO_ROOT
 from tests.tap.audience_support import generator
 
 DELTA_NAME = "Test-Audience_1234_2020-01-01_00-00-00_721e1d63-a396-4676-bac2-3f6f31e88cc2.txt"
-EXAMPLES = REPO_ROOT.parent / "shared" / "reference" / "mparticle" / "examples"
+# mParticle/mparticle-firehose-java-sdk examples/json, vendored (see the README there).
+FIREHOSE_SDK_EXAMPLES = REPO_ROOT / "tests" / "fixtures" / "real" / "firehose-java-sdk"
 FIREHOSE_DOC = {
     "MembershipChangedTimestamp": "1234565788",
     "AudienceId": 123123,
@@ -339,7 +340,7 @@ def test_partner_feed_add_delete_and_attribute_update():
 
 
 def test_mparticles_own_partner_example_parses():
-    data = (EXAMPLES / "partner-AudienceMembershipChangeRequest.json").read_bytes()
+    data = (FIREHOSE_SDK_EXAMPLES / "AudienceMembershipChangeRequest.json").read_bytes()
     one_line = json.dumps(json.loads(data)).encode()
     warnings = []
     items = parse(one_line, warnings=warnings)

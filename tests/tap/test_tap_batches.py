@@ -241,3 +241,14 @@ def _catalog(tmp_path: Path, root: Path, stream: str) -> Path:
     path = tmp_path / f"catalog-{stream}.json"
     path.write_text(json.dumps(catalog_selecting({"bucket_url": str(root)}, {stream})))
     return path
+
+
+def test_readme_names_every_batches_field_and_its_key():
+    from tap_mparticle.streams import BatchesStream  # noqa: PLC0415
+    from tests.s3support import REPO_ROOT  # noqa: PLC0415
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### The `batches` stream", 1)[1].split("\n### ", 1)[0]
+    for field in BatchesStream.schema["properties"]:
+        assert f"`{field}`" in section, field
+    assert "`_sdc_source_file`, `_sdc_source_lineno`, `_sdc_batch_index`" in section

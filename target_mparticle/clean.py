@@ -134,7 +134,7 @@ def _fit_custom_event_type(event_type: str, clean: dict[str, t.Any], tally: Tall
     given = clean.get("custom_event_type")
     if given is None and event_type == "commerce_event":
         return
-    if given in allowed:
+    if isinstance(given, str) and given in allowed:
         return
     if given is not None:
         attributes = clean.setdefault("custom_attributes", {})

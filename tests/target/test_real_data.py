@@ -8,10 +8,12 @@ the published schema accepts (the stand-in checks each), sending each batch once
 from __future__ import annotations
 
 import json
+import random
 import typing as t
 
 import pytest
-from conftest import run_target
+from conftest import run_target, singer_lines
+from eventsapi_server import load_validator
 
 from mparticle_facts.numbers import to_int
 from tap_mparticle.events import BATCH_FIELDS, INTEGER_FIELDS, identities_as_array
@@ -131,3 +133,50 @@ def test_the_target_checks_against_the_same_published_schema_the_stand_in_enforc
         REPO_ROOT / "tests" / "fixtures" / "mparticle_schema" / "mparticle-eventsapi-schema.json"
     )
     assert json.loads(shipped.read_bytes()) == json.loads(vendored.read_bytes())
+
+
+# Values that break a field in the ways real producers do: empty, wrong type, null.
+_MANGLED: tuple[t.Any, ...] = ({}, [], [{}], "", "x", -1, 1.5, None, True, {"k": {}}, ["a", 3])
+
+
+def test_mangled_real_events_still_give_only_valid_bodies(tmp_path):
+    """Every body is valid for any input: real events with fields broken at random.
+
+    Each of the corpus's events gets fields replaced by mangled values (seeded, so
+    the same every run); whatever the target sends must validate, and every event
+    must be either sent or refused with a reason.
+    """
+    rng = random.Random(7)  # noqa: S311 - reproducible mutations, not security
+    events = [e for b in source_batches("events/") for e in b.get("events") or []]
+    batches = []
+    for round_ in range(8):
+        for index, original in enumerate(events):
+            data = json.loads(json.dumps(original.get("data") or {}))
+            for key in rng.sample(sorted(data), k=min(len(data), 2)):
+                data[key] = rng.choice(_MANGLED)
+            data[rng.choice(["location", "product_action", "breadcrumbs", "custom_flags"])] = (
+                rng.choice(_MANGLED)
+            )
+            batches.append(
+                {
+                    "user_identities": {"customer_id": f"c-{round_}-{index}"},
+                    "events": [{"event_type": original.get("event_type"), "data": data}],
+                }
+            )
+    config = {
+        "dry_run": True,
+        "dry_run_path": str(tmp_path / "dry.jsonl"),
+        "on_invalid_record": "dead_letter",
+        "dead_letter_path": str(tmp_path / "dead.jsonl"),
+    }
+    run = run_target(config, singer_lines("mangled", batches))
+    assert run.error is None
+    validate = load_validator()
+    sent = 0
+    for line in (tmp_path / "dry.jsonl").read_text(encoding="utf-8").splitlines():
+        for batch in json.loads(line)["body"]:
+            assert validate(batch) == [], batch
+            sent += len(batch.get("events") or [])
+    refused = dead_letters(config)
+    assert sent + len(refused) == len(batches) == 400
+    assert sent > 200

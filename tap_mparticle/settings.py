@@ -17,6 +17,7 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from mparticle_facts.identities import read_identity_types
 from tap_mparticle.cursor import parse_timestamp
+from tap_mparticle.sharding import Shard
 from tap_mparticle.storage import AwsSettings
 
 if TYPE_CHECKING:
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 ON_BAD_RECORD_VALUES = ("fail", "skip")
 DEFAULT_LOOKBACK_MINUTES = 120
 DEFAULT_DOWNLOAD_CONCURRENCY = 4
+#: mParticle's "Store Data In Folders By Date" options, as `date_folders_by` names them.
+DATE_FOLDERS_BY_VALUES = ("event_time", "upload_time", "none")
 
 
 def normalize_prefix(value: str) -> str:
@@ -53,6 +56,10 @@ class TapSettings:
     aws: AwsSettings = dataclasses.field(repr=False)
     #: Identity types the audience streams emit (Events API names); None for all.
     identity_types: frozenset[str] | None = None
+    #: Which files of the drop this run reads (see `sharding`).
+    shard: Shard = dataclasses.field(default_factory=Shard)
+    #: How date folders were laid out (see `folders`).
+    date_folders_by: str = "event_time"
 
     @property
     def skip_bad_records(self) -> bool:
@@ -108,6 +115,12 @@ class TapSettings:
 
         identity_types, identity_errors = read_identity_types(config.get("identity_types"))
         errors.extend(identity_errors)
+        shard, shard_errors = _read_shard(config)
+        errors.extend(shard_errors)
+        date_folders_by = str(config.get("date_folders_by") or "event_time")
+        if date_folders_by not in DATE_FOLDERS_BY_VALUES:
+            allowed = ", ".join(DATE_FOLDERS_BY_VALUES)
+            errors.append(f"date_folders_by must be one of {allowed}, not {date_folders_by!r}")
 
         prefixes = {
             name: normalize_prefix(str(config.get(name, default)))
@@ -146,6 +159,8 @@ class TapSettings:
                 max_connections=concurrency + 4,
             ),
             identity_types=identity_types,
+            shard=shard,
+            date_folders_by=date_folders_by,
         )
 
 
@@ -160,6 +175,18 @@ def _bucket_url_errors(bucket_url: str) -> list[str]:
         reason = f"has unsupported scheme {parsed.scheme!r} (use s3://, file:// or a path)"
         return [f"bucket_url {bucket_url!r} {reason}"]
     return []
+
+
+def _read_shard(config: Mapping[str, Any]) -> tuple[Shard, list[str]]:
+    count = config.get("shard_count", 1)
+    index = config.get("shard_index", 0)
+    # bool is an int to Python, but `shard_count: true` is a typo, not a count.
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        return Shard(), [f"shard_count must be a whole number, 1 or more, not {count!r}"]
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < count:
+        reason = f"shard_index must be 0 to {count - 1} (0-based) with shard_count {count}"
+        return Shard(), [f"{reason}, not {index!r}"]
+    return Shard(count, index), []
 
 
 def _aws_errors(config: Mapping[str, Any]) -> list[str]:

@@ -13,11 +13,13 @@ from typing_extensions import override
 from tap_mparticle.audience_streams import AudienceMembershipsStream, AudienceUserAttributesStream
 from tap_mparticle.parsers import BadInputError
 from tap_mparticle.settings import (
+    DATE_FOLDERS_BY_VALUES,
     DEFAULT_DOWNLOAD_CONCURRENCY,
     DEFAULT_LOOKBACK_MINUTES,
     ON_BAD_RECORD_VALUES,
     TapSettings,
 )
+from tap_mparticle.sharding import ShardStateError
 from tap_mparticle.storage import StorageError, storage_for
 from tap_mparticle.streams import BatchesStream, EventsStream
 from tap_mparticle.writer import BufferedMsgSpecWriter
@@ -144,6 +146,40 @@ class TapMParticle(Tap):
             ),
         ),
         th.Property(
+            "date_folders_by",
+            th.StringType(),
+            default="event_time",
+            allowed_values=list(DATE_FOLDERS_BY_VALUES),
+            title="Date folders by",
+            description=(
+                "mParticle's 'Store Data In Folders By Date' option. event_time (by event "
+                "time, or by first event time or upload time): a late batch can land in an "
+                "old folder, so only folders before start_date are skipped. upload_time "
+                "(by upload time; Kinesis Firehose folders): folders before the bookmark "
+                "minus the look-back window (and one day) are not listed, so an incremental "
+                "run lists a day or two of folders. none: no folder is a date folder."
+            ),
+        ),
+        th.Property(
+            "shard_count",
+            th.IntegerType(),
+            default=1,
+            title="Shard count",
+            description=(
+                "Split the drop between this many taps run side by side with the same "
+                "settings, each with its own shard_index and its own state. Each file "
+                "belongs to one shard by a stable hash of its key. A state written with "
+                "another shard_count is refused."
+            ),
+        ),
+        th.Property(
+            "shard_index",
+            th.IntegerType(),
+            default=0,
+            title="Shard index",
+            description="Which shard this tap reads: 0 to shard_count - 1.",
+        ),
+        th.Property(
             "aws_access_key_id",
             th.StringType(),
             title="AWS access key ID",
@@ -204,6 +240,18 @@ class TapMParticle(Tap):
         super().__init__(*args, **kwargs)
         if kwargs.get("validate_config", True):
             _ = self.settings  # cross-field rules fail here, as a ConfigValidationError
+            self.check_shard_state()
+
+    def check_shard_state(self) -> None:
+        """Refuse, before any message, a state that another shard wrote (see `sharding`).
+
+        Raises:
+            ShardStateError: A selected stream's state belongs to another shard.
+        """
+        bookmarks = self.state.get("bookmarks") or {}
+        for name, stream in self.streams.items():
+            if stream.selected:
+                self.settings.shard.check_state(name, bookmarks.get(name) or {})
 
     @functools.cached_property
     def settings(self) -> TapSettings:
@@ -246,7 +294,7 @@ class TapMParticle(Tap):
     def invoke(cls, *args: Any, **kwargs: Any) -> None:
         try:
             super().invoke(*args, **kwargs)
-        except (BadInputError, StorageError) as exc:
+        except (BadInputError, StorageError, ShardStateError) as exc:
             # One line naming the file and line, or the bucket and endpoint; a
             # traceback would only repeat it. The exit code tells the orchestrator.
             cls.logger.error("%s", exc)  # noqa: TRY400

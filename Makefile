@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 PLUGINS_STAMP := .meltano/.installed-stamp
 
-.PHONY: venv plugins demo test lint typecheck pytest fixtures corpus bench bench-tap bench-target docs clean
+.PHONY: venv plugins demo test lint typecheck pytest fixtures corpus bench bench-tap bench-target bench-shards docs clean
 
 venv: $(STAMP)
 
@@ -55,13 +55,17 @@ corpus: venv
 	$(BIN)/python scripts/capture_sdk_bodies.py
 	$(BIN)/python scripts/build_real_corpus.py
 
-bench: bench-tap bench-target
+bench: bench-tap bench-target bench-shards
 
 bench-tap: venv
 	$(BIN)/python benchmarks/bench_tap.py
 
 bench-target: venv
 	$(BIN)/python benchmarks/bench_target.py
+
+# 1, 2 and 4 shards over one drop (add ARGS="--backend s3" to read it through moto).
+bench-shards: venv
+	$(BIN)/python benchmarks/bench_shards.py $(ARGS)
 
 # Rewrite the README settings tables from --about --format=markdown.
 docs: venv

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import time_machine
 
@@ -59,3 +60,26 @@ def test_upload_time_lists_only_the_folders_of_the_window(s3_client, s3_bucket, 
         third = run_tap(event_time, state=first.final_state, streams={"events"})
         assert names(third) == ["New", "New"]
         assert len(log.list_prefixes(s3_bucket)) == DAYS + 2
+
+
+def test_upload_time_trusts_the_folder_date_and_event_time_does_not(tmp_path):
+    # A file that arrives late in an old folder (as "by event time" allows) is read
+    # by event_time and, as upload_time promises it cannot happen, not listed there.
+    root = tmp_path / "drop"
+    config = {"bucket_url": str(root), "lookback_window_minutes": 60}
+    recent = root / "2024-06-10" / "App_1.txt"
+    recent.parent.mkdir(parents=True)
+    recent.write_text(batch_line(1, "Recent"))
+    stamp = dt.datetime(2024, 6, 10, 12, tzinfo=UTC).timestamp()
+    os.utime(recent, (stamp, stamp))
+    first = run_tap({**config, "date_folders_by": "upload_time"})
+    assert names(first) == ["Recent"]
+
+    late = root / "2024-06-01" / "App_2.txt"
+    late.parent.mkdir()
+    late.write_text(batch_line(1, "LateInOldFolder"))
+    os.utime(late, (stamp, stamp))  # stamped inside the window, filed in an old folder
+    upload = run_tap({**config, "date_folders_by": "upload_time"}, state=first.final_state)
+    assert names(upload) == []
+    event = run_tap({**config, "date_folders_by": "event_time"}, state=first.final_state)
+    assert names(event) == ["LateInOldFolder"]

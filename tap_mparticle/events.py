@@ -174,10 +174,14 @@ def _event_record(
     else:
         name = None
     ts_ms = to_int(data.get("timestamp_unixtime_ms"))
+    try:
+        timestamp = None if ts_ms is None else format_unix_ms(ts_ms)
+    except (OverflowError, ValueError):  # beyond the years 1 to 9999
+        return NotABatchError(f"event {index} timestamp_unixtime_ms {ts_ms} is out of range")
     return {
         "event_type": event_type,
         "event_name": name if isinstance(name, str) else None,
-        "timestamp": None if ts_ms is None else format_unix_ms(ts_ms),
+        "timestamp": timestamp,
         "timestamp_unixtime_ms": ts_ms,
         "source_message_id": _string_or_none(data.get("source_message_id")),
         "session_uuid": _string_or_none(data.get("session_uuid")),

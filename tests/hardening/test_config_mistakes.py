@@ -147,7 +147,7 @@ def test_target_output_path_mistakes_are_named(tmp_path: Path):
         assert why in error
 
 
-def test_target_unknown_settings_are_warned_by_name(tmp_path: Path, caplog):
+def test_target_unknown_settings_are_warned_by_name(caplog):
     caplog.set_level(logging.WARNING)
     TargetMParticle(config=target_config(mapings={}, api_secrett="x"))
     warnings = [r.getMessage() for r in caplog.records if "unknown setting" in r.getMessage()]

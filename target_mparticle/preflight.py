@@ -22,7 +22,11 @@ import typing as t
 
 import msgspec
 from singer_sdk.contrib.msgspec import MsgSpecReader
-from singer_sdk.exceptions import ConfigValidationError, RecordsWithoutSchemaException
+from singer_sdk.exceptions import (
+    ConfigValidationError,
+    MissingKeyPropertiesError,
+    RecordsWithoutSchemaException,
+)
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
 if t.TYPE_CHECKING:
@@ -39,7 +43,8 @@ MIN_SECRET_LENGTH = 4
 
 #: What `exit_with_one_line` reports: config mistakes and malformed Singer input
 #: (the SDK raises a plain ValueError for an unknown message type).
-INPUT_ERRORS = (ConfigValidationError, InvalidInputLine, RecordsWithoutSchemaException, ValueError)
+_MALFORMED = (InvalidInputLine, RecordsWithoutSchemaException, MissingKeyPropertiesError)
+INPUT_ERRORS = (ConfigValidationError, *_MALFORMED, ValueError)
 
 
 def exit_with_one_line(exc: Exception, lines: NumberedLines, logger: logging.Logger) -> t.NoReturn:
@@ -57,9 +62,7 @@ def exit_with_one_line(exc: Exception, lines: NumberedLines, logger: logging.Log
     if isinstance(exc, ConfigValidationError):
         for error in exc.errors or [str(exc)]:
             logger.error("%s", error)
-    elif isinstance(exc, (InvalidInputLine, RecordsWithoutSchemaException)) or str(exc).startswith(
-        "Unknown message type"
-    ):
+    elif isinstance(exc, _MALFORMED) or str(exc).startswith("Unknown message type"):
         logger.error("Malformed Singer input at line %d: %s", lines.lineno, exc)
     else:
         raise exc

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
 from typing import TYPE_CHECKING
 
 import pytest
@@ -191,6 +192,8 @@ def test_a_bad_document_in_a_back_to_back_line_costs_only_itself(
 def test_fail_mode_stops_with_one_error_line_naming_file_and_line(tmp_path: Path):
     drop = tmp_path / "drop"
     drop.mkdir()
+    (drop / "0-good.txt").write_bytes(batch_line(event("good")))
+    os.utime(drop / "0-good.txt", (1_714_521_600, 1_714_521_600))
     lines = batch_line(event("ok")) + batch_line(event("bad", OUT_OF_RANGE_TS[0]))
     (drop / "a.txt").write_bytes(lines)
     run = run_cli({"bucket_url": str(drop)}, tmp_path)
@@ -199,3 +202,5 @@ def test_fail_mode_stops_with_one_error_line_naming_file_and_line(tmp_path: Path
     assert len(errors) == 1, run.stderr
     assert "a.txt:2: event 0 timestamp_unixtime_ms" in errors[0]
     assert "Traceback" not in run.stderr
+    # STATE is spaced out, but the file wholly read before the failure is covered.
+    assert list(run.final_state["bookmarks"]["events"]["files_read"]) == ["0-good.txt"]

@@ -68,7 +68,7 @@ _AUDIENCE_KEY_COLUMNS = (
         "_sdc_source_member",
         th.StringType(nullable=False),
         required=True,
-        description='The CSV inside a downloaded ZIP the row came from; "" for other files.',
+        description='The CSV inside a downloaded ZIP the row came from; "-" for other files.',
     ),
     th.Property(
         "_sdc_record_index",

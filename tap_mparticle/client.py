@@ -82,6 +82,17 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
         """This stream's prefix, relative to `bucket_url`."""
         return self.settings.prefixes[self.prefix_setting]
 
+    def relative_key(self, file: RemoteFile) -> str:
+        """The file's key relative to `bucket_url` + this stream's prefix (`_sdc_source_file`).
+
+        Args:
+            file: A listed file (always under the prefix).
+
+        Returns:
+            e.g. `2024-05-01/App_20240501060000000000_29467.txt`.
+        """
+        return file.key.removeprefix(self.prefix)
+
     def accepts(self, file: RemoteFile) -> bool:  # noqa: ARG002  (a hook)
         """Say whether a listed file is one of this stream's (a hook; default: all).
 
@@ -182,12 +193,14 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
             The file's records.
         """
         modified_at = format_timestamp(file.last_modified)
+        source_file = self.relative_key(file)
         try:
             for item in items:
                 if isinstance(item, BadInputError):
                     self.handle_bad_input(item)
                     continue
-                item["_sdc_source_file"] = file.uri
+                item["_sdc_source_file"] = source_file
+                item["_sdc_source_uri"] = file.uri
                 item["_sdc_modified_at"] = modified_at
                 self.records_emitted += 1
                 yield item

@@ -268,6 +268,7 @@ class AudienceFileStream(MParticleFileStream):
                 yield from self.emit_file(file, items, cursor)
         finally:
             downloads.close()  # type: ignore[attr-defined]  # a generator
+        self.finish_files(cursor)
         self.log_summary(time.monotonic() - started)
 
     def _manifest(self, file: RemoteFile) -> Manifest | None:

@@ -53,11 +53,17 @@ def free_object(name: str, description: str) -> th.Property[dict[str, object]]:
         description: What it holds.
 
     Returns:
-        A property typed as an object with any properties, never null (`{}` when absent).
+        A property typed as an object with any keys, never null (`{}` when absent).
     """
+    # No "properties" key at all (th.ObjectType would write `"properties": {}`): the
+    # SDK's schema flattener turns an object *with* properties into its (here: no)
+    # sub-columns, while its record flattener spreads the keys each record happens to
+    # have, so with `flattening_enabled` the announced schema and the records would
+    # disagree. Without "properties", both sides keep the object whole as one JSON
+    # string column, which every target can load.
     return th.Property(
         name,
-        th.ObjectType(additional_properties=True, nullable=False),
+        th.CustomType({"type": ["object"], "additionalProperties": True}),
         required=True,
         description=description,
     )

@@ -47,6 +47,7 @@ class EventsSink(BatchSink):
         )
         self._carry: list[Item] = []
         self.sent_records = 0
+        target.ignored.schema_arrived(stream_name, schema, target.mapping_for(stream_name))
 
     @override
     def get_validator(self) -> BaseJSONSchemaValidator | None:
@@ -74,6 +75,7 @@ class EventsSink(BatchSink):
     @override
     def process_record(self, record: dict[str, t.Any], context: dict[str, t.Any]) -> None:
         """Convert on arrival, so invalid records are handled before any STATE moves."""
+        self.owner.ignored.record_seen(self.stream_name, record)
         try:
             item = self.converter.convert(record)
         except InvalidRecordError as exc:

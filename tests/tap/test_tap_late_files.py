@@ -83,3 +83,15 @@ def test_deleting_old_files_is_not_a_late_arrival(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         run_tap(config, state=first.final_state)
     assert _late_warnings(caplog) == []
+
+
+def test_one_file_is_said_in_the_singular(tmp_path, caplog):
+    root = tmp_path / "drop"
+    root.mkdir()
+    shutil.copyfile(EVENTS_FILE, root / "App_20240503120000000000_55555.txt")
+    with caplog.at_level(logging.INFO):
+        run_tap({"bucket_url": str(root)})
+    said = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("events: 1 new file of 1 listed") for m in said)
+    assert any(m.startswith("events: read 1 file, emitted") for m in said)
+    assert any(m.startswith("audience_memberships: 0 new files of 0 listed") for m in said)

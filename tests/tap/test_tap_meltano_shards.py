@@ -35,8 +35,14 @@ def run_in_parallel(env: dict[str, str], suffix: str, out_dirs: list) -> None:
         )
         for i in range(SHARDS)
     ]
-    for proc in procs:
-        _, stderr = proc.communicate(timeout=600)
+    try:
+        results = [proc.communicate(timeout=600)[1] for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    for proc, stderr in zip(procs, results, strict=True):
         assert proc.returncode == 0, stderr[-3000:]
 
 
@@ -47,6 +53,12 @@ def test_meltano_runs_the_shard_plugins_in_parallel(meltano_env, tmp_path):
     for out in out_dirs:
         out.mkdir()
     suffix = uuid.uuid4().hex[:8]
+    # Meltano creates its system database on first use; three first uses at once would
+    # race to create it, as they would on a fresh deployment (run one command first).
+    first = subprocess.run(
+        [MELTANO, "state", "list"], cwd=REPO_ROOT, env=env, capture_output=True, check=False
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
 
     run_in_parallel(env, suffix, out_dirs)
     shards = [

@@ -13,14 +13,11 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from tap_mparticle.tap import TapMParticle
 from target_mparticle.target import TargetMParticle
-from tests.tapsupport import run_cli
+from tests.support.files import error_lines
+from tests.support.tap import run_cli
 
 if t.TYPE_CHECKING:
     from pathlib import Path
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if "| ERROR" in line]
 
 
 TAP_MISTAKES = [

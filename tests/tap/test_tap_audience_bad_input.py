@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.tap.audience_support import assert_valid, generator
-from tests.tapsupport import run_cli, run_tap
+from tests.support.files import error_lines
+from tests.support.tap import assert_valid, generator, run_cli, run_tap
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -110,10 +110,6 @@ KINDS = (
     "not_a_shape",
     "truncated_gzip",
 )
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if "| ERROR" in line]
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from tests.s3support import AWS_TEST_SECRET, s3_config
-from tests.tapsupport import run_cli
+from tests.support.files import error_lines
+from tests.support.s3 import AWS_TEST_SECRET, s3_config
+from tests.support.tap import run_cli
 
 GOOD = json.dumps(
     {"events": [{"event_type": "custom_event", "data": {"event_name": "Good"}}], "mpid": 1}
@@ -35,10 +36,6 @@ def write_drop(tmp_path, bad: bytes):
     path = root / "2024-05-01" / "app_1.txt"
     path.write_bytes(b"\n".join([GOOD, GOOD, bad, GOOD]) + b"\n")
     return root, path
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if "| ERROR" in line]
 
 
 @pytest.mark.parametrize("kind", sorted(BAD_LINES))

@@ -10,8 +10,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import FIXTURES, SECRET
-from eventsapi_server import EventsApiServer, Fault
+
+from tests.support.eventsapi import EventsApiServer, Fault
+from tests.support.target import FIXTURES, SECRET
 
 
 def _env() -> dict[str, str]:

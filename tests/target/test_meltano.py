@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 import yaml
-from conftest import FIXTURES, SECRET
 
-from tests.s3support import AWS_TEST_KEY, AWS_TEST_SECRET, REPO_ROOT, upload_tree
+from tests.support.files import REPO_ROOT
+from tests.support.s3 import AWS_TEST_KEY, AWS_TEST_SECRET, upload_tree
+from tests.support.target import FIXTURES, SECRET
 
 if TYPE_CHECKING:
-    from eventsapi_server import EventsApiServer
+    from tests.support.eventsapi import EventsApiServer
 
 pytestmark = pytest.mark.meltano
 

@@ -1,16 +1,25 @@
-"""Singer input of tap-mparticle `events` lines, generated, and an in-process target run."""
+"""Run target-mparticle in-process, and build its Singer input.
+
+`run_target` takes a fixture name, a file, lines, or an `Input` whose hook fires as the
+target reads; the tap-shaped `events` helpers (`event_record`, `line_messages`, ...)
+generate what tap-mparticle emits, line by line, for the exactly-once tests.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+import pathlib
 import typing as t
 
 from target_mparticle.target import TargetMParticle
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
+
+FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "target" / "fixtures"
+SECRET = "s3cr3t-never-logged"
 
 FILE = "s3://drop/2024-05-01/app_20240501000000000000_1.txt"
 NOW_MS = 1_714_521_600_000
@@ -75,13 +84,67 @@ class Input:
             yield line + "\n"
 
 
-def run(config: dict[str, t.Any], lines: Input) -> list[dict[str, t.Any]]:
-    """Run the target in-process; the STATEs it wrote (a target writes the bare value)."""
+class Run(t.NamedTuple):
+    """What an in-process target run left: its STATE lines, the error it stopped on, itself."""
+
+    states: list[dict[str, t.Any]]
+    error: BaseException | None
+    target: TargetMParticle
+
+
+def run_target(
+    config: dict[str, t.Any],
+    lines: Input | t.Iterable[str] | str | pathlib.Path,
+) -> Run:
+    """Run the target in-process; STATE lines are what it printed to stdout.
+
+    `lines` is a file, the name of a file in tests/target/fixtures, an `Input` (read
+    lazily, so its hook fires mid-run), or Singer lines without their newlines.
+    """
+    source: t.Iterable[str]
+    if isinstance(lines, pathlib.Path):
+        source = io.StringIO(lines.read_text(encoding="utf-8"))
+    elif isinstance(lines, str):
+        source = io.StringIO((FIXTURES / lines).read_text(encoding="utf-8"))
+    elif isinstance(lines, Input):
+        source = lines
+    else:
+        source = io.StringIO("\n".join(lines) + "\n")
     out = io.StringIO()
+    error: BaseException | None = None
     target = TargetMParticle(config=config)
     with contextlib.redirect_stdout(out):
-        target.listen(lines)  # type: ignore[arg-type]
-    return [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
+        try:
+            target.listen(source)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - returned for the test to inspect
+            error = exc
+    states = [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
+    return Run(states, error, target)
+
+
+def target_states(config: dict[str, t.Any], lines: Input) -> list[dict[str, t.Any]]:
+    """Run the target in-process and re-raise what stopped it; the STATEs it wrote."""
+    run = run_target(config, lines)
+    if run.error is not None:
+        raise run.error
+    return run.states
+
+
+def singer_lines(
+    stream: str, records: list[dict[str, t.Any]], key: list[str] | None = None
+) -> Iterator[str]:
+    """A SCHEMA message taking every field of `records`, then one RECORD each."""
+    properties = {k: {} for r in records for k in r}
+    yield json.dumps(
+        {
+            "type": "SCHEMA",
+            "stream": stream,
+            "schema": {"type": "object", "properties": properties},
+            "key_properties": key or [],
+        }
+    )
+    for record in records:
+        yield json.dumps({"type": "RECORD", "stream": stream, "record": record})
 
 
 def lines_sent(batches: list[dict[str, t.Any]]) -> dict[int, list[list[str]]]:

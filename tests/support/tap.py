@@ -89,6 +89,23 @@ def run_tap(
     return TapOutput(_parse(buffer.getvalue()))
 
 
+def tap_error(config: dict[str, Any], state: dict[str, Any] | None = None) -> str:
+    """Sync in-process where the tap must stop; the message it stops with.
+
+    The console script logs exactly this text as its last ERROR line and exits 1
+    (TapMParticle.invoke); tests of that path itself use `run_cli`.
+    """
+    try:
+        run_tap(config, state)
+    except Exception as exc:  # noqa: BLE001 - the message is what the test inspects
+        message = str(exc)
+    else:
+        msg = "the tap finished; an error was expected"
+        raise AssertionError(msg)
+    assert "\n" not in message, f"not one line: {message!r}"
+    return message
+
+
 def run_cli(
     config: dict[str, Any],
     tmp_path: Path,

@@ -51,7 +51,7 @@ def test_meltano_run_over_moto_is_incremental(
 
 
 def test_meltano_invoke_about_lists_every_setting(meltano_env):
-    done = meltano(meltano_env, "invoke", "tap-mparticle", "--about", "--format=json")
+    done = meltano(REPO_ROOT, meltano_env, "invoke", "tap-mparticle", "--about", "--format=json")
     assert done.returncode == 0, done.stderr[-2000:]
     about = json.loads(done.stdout)
     assert {"bucket_url", "events_prefix", "audiences_prefix", "on_bad_record"} <= set(

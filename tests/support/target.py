@@ -10,7 +10,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import pathlib
+import subprocess
+import sys
 import typing as t
 
 from target_mparticle.target import TargetMParticle
@@ -128,6 +131,35 @@ def target_states(config: dict[str, t.Any], lines: Input) -> list[dict[str, t.An
     if run.error is not None:
         raise run.error
     return run.states
+
+
+def run_target_cli(
+    tmp_path: pathlib.Path,
+    config: dict[str, t.Any] | str,
+    stdin: str | pathlib.Path = "",
+    *,
+    loglevel: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run the console entry point in a subprocess: real exit codes and stderr.
+
+    `config` is written as JSON (a string is written as is, for malformed files);
+    `stdin` is Singer text or a file to pipe in; `loglevel` sets TARGET_MPARTICLE_LOGLEVEL.
+    """
+    config_file = tmp_path / "target-config.json"
+    config_file.write_text(config if isinstance(config, str) else json.dumps(config))
+    env = dict(os.environ)
+    if loglevel is not None:
+        env["TARGET_MPARTICLE_LOGLEVEL"] = loglevel
+    text = stdin.read_text(encoding="utf-8") if isinstance(stdin, pathlib.Path) else stdin
+    return subprocess.run(
+        [sys.executable, "-m", "target_mparticle", "--config", str(config_file)],
+        input=text,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
 
 
 def singer_lines(

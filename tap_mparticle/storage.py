@@ -24,6 +24,7 @@ import boto3
 import botocore.config
 import botocore.credentials
 import botocore.exceptions
+import botocore.session
 import smart_open
 
 if TYPE_CHECKING:
@@ -416,9 +417,26 @@ def _boto_session(aws: AwsSettings) -> boto3.Session:
         refresh_using=refresh,
         method="sts-assume-role",
     )
-    botocore_session = session._session  # noqa: SLF001  (boto3 exposes no public setter)
-    botocore_session._credentials = credentials  # type: ignore[attr-defined]  # noqa: SLF001
-    return session
+    # A fresh botocore session whose credential chain starts with the role: only
+    # public botocore API (no private attribute of the session is set).
+    botocore_session = botocore.session.get_session()
+    resolver = botocore_session.get_component("credential_provider")
+    resolver.insert_before("env", _AssumedRole(credentials))
+    return boto3.Session(botocore_session=botocore_session, region_name=aws.region)
+
+
+class _AssumedRole(botocore.credentials.CredentialProvider):
+    """A credential provider that hands out the assumed role's refreshable credentials."""
+
+    METHOD = "sts-assume-role"
+    CANONICAL_NAME = "tap-mparticle-assume-role"
+
+    def __init__(self, credentials: botocore.credentials.RefreshableCredentials) -> None:
+        super().__init__()
+        self._assumed = credentials
+
+    def load(self) -> botocore.credentials.RefreshableCredentials:
+        return self._assumed
 
 
 def _sts_endpoint(aws: AwsSettings) -> str | None:

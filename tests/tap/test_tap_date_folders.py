@@ -7,10 +7,10 @@ import os
 
 import time_machine
 
-from tests.countingproxy import counting_proxy
-from tests.s3support import s3_config
+from tests.support.proxy import counting_proxy
+from tests.support.s3 import s3_config
+from tests.support.tap import run_tap
 from tests.tap.test_tap_sync import batch_line
-from tests.tapsupport import run_tap
 
 UTC = dt.timezone.utc
 FIRST_DAY = dt.date(2025, 1, 1)

@@ -9,8 +9,8 @@ import uuid
 import pytest
 
 from scripts.generate_drop import generate_drop
-from tests.conftest import MELTANO
-from tests.s3support import REPO_ROOT
+from tests.support.files import REPO_ROOT
+from tests.support.meltano import MELTANO
 
 pytestmark = pytest.mark.meltano
 SHARDS = 3

@@ -10,8 +10,8 @@ import sys
 
 from scripts.generate_drop import generate_drop
 from tap_mparticle.reshard import main as reshard
+from tests.support.tap import run_tap
 from tests.tap.test_tap_sync import batch_line
-from tests.tapsupport import run_tap
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2024, 6, 1, tzinfo=UTC)

@@ -16,9 +16,10 @@ from singer_sdk.exceptions import ConfigValidationError
 from scripts.generate_drop import generate_drop
 from tap_mparticle.sharding import ShardStateError, shard_of
 from tap_mparticle.tap import TapMParticle
-from tests.s3support import REPO_ROOT, s3_config
+from tests.support.files import REPO_ROOT
+from tests.support.s3 import s3_config
+from tests.support.tap import TapOutput, _parse, run_cli, run_tap
 from tests.tap.test_tap_sync import batch_line
-from tests.tapsupport import TapOutput, _parse, run_cli, run_tap
 
 if TYPE_CHECKING:
     from pathlib import Path

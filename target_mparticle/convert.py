@@ -22,7 +22,12 @@ import typing as t
 
 import msgspec
 
-from mparticle_facts.identities import DEVICE_IDENTITIES, field_identity_type
+from mparticle_facts.identities import (
+    DEVICE_IDENTITIES,
+    USER_IDENTITIES,
+    canonical_identity_type,
+    field_identity_type,
+)
 from mparticle_facts.numbers import to_int
 from target_mparticle import schema_rules as rules
 from target_mparticle.clean import (
@@ -35,7 +40,9 @@ from target_mparticle.clean import (
     environment_of,
     replayed_fields,
 )
+from target_mparticle.clock import now_ms
 from target_mparticle.inbound import InvalidRecordError, fit_event, fit_shell
+from target_mparticle.mapping import DEFAULT_AUDIENCE_ATTRIBUTE
 from target_mparticle.values import (
     Tally,
     event_attributes,
@@ -126,6 +133,24 @@ def line_group(record: t.Mapping[str, t.Any]) -> str | None:
     )
 
 
+def is_audience_membership(record: t.Mapping[str, t.Any]) -> bool:
+    """Whether ``record`` is a tap-mparticle ``audience_memberships`` row."""
+    return (
+        "audience_id" in record
+        and record.get("action") in {"add", "remove"}
+        and "identity_type" in record
+    )
+
+
+def is_audience_attribute(record: t.Mapping[str, t.Any]) -> bool:
+    """Whether ``record`` is a tap-mparticle ``audience_user_attributes`` row."""
+    return (
+        "audience_id" in record
+        and record.get("action") in {"upsert", "delete"}
+        and isinstance(record.get("key"), str)
+    )
+
+
 def default_identity_fields(record: t.Mapping[str, t.Any]) -> dict[str, str]:
     """Identity type -> field, for the fields of a record named like an identity type."""
     found: dict[str, str] = {}
@@ -142,6 +167,16 @@ def _with_fields(batch: dict[str, t.Any], **fields: object) -> dict[str, t.Any]:
     return batch
 
 
+@dataclasses.dataclass(frozen=True)
+class BatchDefaults:
+    """What every batch gets from the settings unless the record or its mapping says more."""
+
+    environment: str = "development"
+    data_plan_id: str | None = None
+    data_plan_version: int | None = None
+    audience_attribute_name: str = DEFAULT_AUDIENCE_ATTRIBUTE
+
+
 class Converter:
     """Turns the records of one stream into :class:`Item` objects."""
 
@@ -150,14 +185,18 @@ class Converter:
         stream: str,
         key_properties: t.Sequence[str],
         mapping: StreamMapping,
-        environment: str,
+        defaults: BatchDefaults,
         tally: Tally,
     ) -> None:
         """Bind the stream's mapping and key so per-record work stays small."""
         self.stream = stream
         self.key_properties = list(key_properties)
         self.mapping = mapping
-        self.environment = environment
+        self.environment = defaults.environment
+        self.data_plan = (defaults.data_plan_id, defaults.data_plan_version)
+        self.audience_attribute_name = (
+            mapping.audience_attribute_name or defaults.audience_attribute_name
+        )
         self.tally = tally
         self._last_line: tuple[t.Any, ...] | None = None
         self._last_shell: tuple[dict[str, t.Any], str] = ({}, "")
@@ -184,6 +223,11 @@ class Converter:
     def convert(self, record: dict[str, t.Any]) -> Item:
         """Pick the record's shape and build its item; raises InvalidRecordError."""
         try:
+            if not self.mapping.explicit or self.mapping.audience_only:
+                if is_audience_membership(record):
+                    return self._audience_membership(record)
+                if is_audience_attribute(record):
+                    return self._audience_attribute(record)
             if not self.mapping.explicit:
                 if is_tap_event(self.stream, record):
                     return self._tap_event(record)
@@ -280,18 +324,134 @@ class Converter:
         """A refused event with its batch context, as the dead letter keeps it."""
         return {**record, "events": [event]}
 
+    # -- tap-mparticle audience streams ---------------------------------------
+
+    def _audience_user(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
+        """Who an audience row is about: its raw identity where one can be sent, and MPID."""
+        mpid = to_int(record.get("mpid"))
+        shell: dict[str, t.Any] = {"environment": self.environment}
+        kind = canonical_identity_type(str(record.get("identity_type") or ""))
+        value = record.get("identity_value")
+        usable = value not in (None, "") and record.get("identity_encoding", "raw") == "raw"
+        if usable and kind in USER_IDENTITIES:
+            shell["user_identities"] = {kind: to_attribute_string(value)}
+        elif (
+            usable
+            and kind in DEVICE_IDENTITIES
+            and (kind not in rules.UUID_DEVICE_FIELDS or rules.UUID_PATTERN.match(str(value)))
+        ):
+            shell["device_info"] = {kind: to_attribute_string(value)}
+        elif mpid is None:
+            why = (
+                f"its identity is hashed ({record.get('identity_encoding')})"
+                if value not in (None, "") and kind is not None
+                else "it has no identity mParticle can resolve"
+            )
+            msg = f"audience row cannot be sent: {why} and it has no mpid"
+            raise InvalidRecordError(msg)
+        if mpid is not None:
+            shell["mpid"] = mpid
+        context = self.data_plan_context()
+        if context is not None:
+            shell["context"] = context
+        return shell
+
+    def _audience_item(self, record: dict[str, t.Any], shell: dict[str, t.Any]) -> Item:
+        fit_shell(shell, self.tally)
+        user = digest_id(
+            "user", shell.get("mpid"), shell.get("user_identities"), shell.get("device_info")
+        )
+        request_id = digest_id("audience", self.stream, _public(record))
+        return Item(self.stream, record, shell, [], user, request_id)
+
+    def _audience_membership(self, record: dict[str, t.Any]) -> Item:
+        """An add sets the audience's user attribute to true; a remove deletes it."""
+        shell = self._audience_user(record)
+        name = self.audience_attribute_name.format(
+            audience_id=record.get("audience_id"),
+            audience_name=record.get("audience_name") or "",
+            variant=record.get("variant") or "",
+        )
+        name = truncate(name, rules.API_LIMIT_NAME, "attribute names truncated to 256", self.tally)
+        if record.get("action") == "remove":
+            shell["deleted_user_attributes"] = [name]
+        else:
+            shell["user_attributes"] = {name: True}
+        return self._audience_item(record, shell)
+
+    def _audience_attribute(self, record: dict[str, t.Any]) -> Item:
+        """An upsert sets the attribute (lists as lists); a delete deletes it."""
+        shell = self._audience_user(record)
+        key = str(record["key"])
+        value = record.get("list_value")
+        if value is None:
+            value = record.get("value")
+        if record.get("action") == "delete" or value is None:
+            shell["deleted_user_attributes"] = [key]
+        else:
+            shell["user_attributes"] = user_attributes([(key, value)], self.tally)
+        return self._audience_item(record, shell)
+
     # -- mapped records -------------------------------------------------------
 
-    def _mapped(self, record: dict[str, t.Any]) -> Item:  # noqa: C901, PLR0912
+    def _mapped(self, record: dict[str, t.Any]) -> Item:
+        mapping = self.mapping
+        used: set[str] = set()
+        user_ids, device, mpid = self._mapped_identities(record, used)
+        used.update(
+            f
+            for f in (
+                mapping.timestamp_field,
+                mapping.event_name_field,
+                mapping.source_message_id_field,
+                mapping.ip_field,
+                mapping.device_id_field,
+                *(mapping.consent.fields() if mapping.consent else ()),
+            )
+            if f
+        )
+        attr_map = mapping.user_attributes
+        if attr_map is None and mapping.kind == "user":
+            attr_map = {
+                name: name for name in record if name not in used and not name.startswith("_sdc_")
+            }
+        attrs: dict[str, str | list[str]] = {}
+        deleted: list[str] = []
+        if attr_map:
+            used.update(attr_map.values())
+            attrs = user_attributes(((n, record.get(f)) for n, f in attr_map.items()), self.tally)
+            if mapping.null_user_attributes == "delete":
+                # A column that turned null: the attribute goes away in mParticle too.
+                deleted = [n for n, f in attr_map.items() if record.get(f) is None]
+        batch = _with_fields(
+            {"environment": self.environment},
+            user_identities=user_ids,
+            mpid=mpid,
+            device_info=device,
+            user_attributes=attrs,
+            deleted_user_attributes=deleted,
+            **self._mapped_batch_fields(record),
+        )
+        fit_shell(batch, self.tally)
+        if mapping.kind == "user":
+            request_id = digest_id("user", self.stream, _public(record))
+            return Item(self.stream, record, batch, [], None, request_id)
+
+        event = self._mapped_event(record, used)
+        request_id = digest_id("event", self.stream, event["data"]["source_message_id"])
+        return Item(self.stream, record, batch, [event], None, request_id)
+
+    def _mapped_identities(
+        self, record: dict[str, t.Any], used: set[str]
+    ) -> tuple[dict[str, str], dict[str, str], int | None]:
+        """User identities, device identities and MPID from the mapped fields."""
         mapping = self.mapping
         tally = self.tally
-        used: set[str] = set()
-
         identity_fields = mapping.identities
         if identity_fields is None:
             identity_fields = default_identity_fields(record)
         user_ids: dict[str, str] = {}
-        device: dict[str, t.Any] = {}
+        device: dict[str, str] = {}
         mpid: int | None = None
         for identity_type, field in identity_fields.items():
             used.add(field)
@@ -325,41 +485,41 @@ class Converter:
                 "fields in mappings.<stream>.identities, or leave the stream out of the run"
             )
             raise InvalidRecordError(msg)
+        return user_ids, device, mpid
 
-        used.update(
-            f
-            for f in (
-                mapping.timestamp_field,
-                mapping.event_name_field,
-                mapping.source_message_id_field,
-            )
-            if f
-        )
+    def _mapped_batch_fields(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
+        """Consent, ip, mp_deviceid and the data plan of a mapped record's batch."""
+        mapping = self.mapping
+        fields: dict[str, t.Any] = {}
+        if mapping.consent is not None:
+            fields["consent_state"] = mapping.consent.build(record, self._event_time(record))
+        if mapping.ip_field and record.get(mapping.ip_field) not in (None, ""):
+            fields["ip"] = to_attribute_string(record[mapping.ip_field])
+        if mapping.device_id_field and record.get(mapping.device_id_field) not in (None, ""):
+            device_id = to_attribute_string(record[mapping.device_id_field])
+            if rules.UUID_PATTERN.match(device_id):
+                fields["mp_deviceid"] = device_id
+            else:
+                self.tally["mp_deviceid values that are not UUIDs dropped"] += 1
+        fields["context"] = self.data_plan_context()
+        return fields
 
-        attr_map = mapping.user_attributes
-        if attr_map is None and mapping.kind == "user":
-            attr_map = {
-                name: name for name in record if name not in used and not name.startswith("_sdc_")
-            }
-        attrs: dict[str, str | list[str]] = {}
-        if attr_map:
-            used.update(attr_map.values())
-            attrs = user_attributes(((n, record.get(f)) for n, f in attr_map.items()), tally)
+    def data_plan_context(self) -> dict[str, t.Any] | None:
+        """`context.data_plan` from the mapping, else the settings; None without a plan."""
+        plan_id = self.mapping.data_plan_id or self.data_plan[0]
+        if plan_id is None:
+            return None
+        version = self.mapping.data_plan_version if self.mapping.data_plan_id else self.data_plan[1]
+        plan: dict[str, t.Any] = {"plan_id": plan_id}
+        if version is not None:
+            plan["plan_version"] = version
+        return {"data_plan": plan}
 
-        batch = _with_fields(
-            {"environment": self.environment},
-            user_identities=user_ids,
-            mpid=mpid,
-            device_info=device,
-            user_attributes=attrs,
-        )
-        if mapping.kind == "user":
-            request_id = digest_id("user", self.stream, _public(record))
-            return Item(self.stream, record, batch, [], None, request_id)
-
-        event = self._mapped_event(record, used)
-        request_id = digest_id("event", self.stream, event["data"]["source_message_id"])
-        return Item(self.stream, record, batch, [event], None, request_id)
+    def _event_time(self, record: dict[str, t.Any]) -> int:
+        """The record's event time (its timestamp field), else now: consent's default time."""
+        field = self.mapping.timestamp_field
+        stamp = to_epoch_ms(record.get(field)) if field else None
+        return stamp if stamp is not None else now_ms()
 
     def _mapped_event(  # noqa: C901, PLR0912 - one branch per documented option
         self, record: dict[str, t.Any], used: set[str]

@@ -44,7 +44,7 @@ class EventsSink(BatchSink):
             stream_name,
             key_properties or [],
             target.mapping_for(stream_name),
-            target.environment,
+            target.batch_defaults,
             target.tally,
         )
         self._carry: list[Item] = []

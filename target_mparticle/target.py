@@ -16,7 +16,7 @@ from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.exceptions import ConfigValidationError
 
 from target_mparticle._compat import override
-from target_mparticle.assemble import assemble, now_ms
+from target_mparticle.assemble import assemble
 from target_mparticle.client import (
     AuthError,
     ClientSettings,
@@ -25,8 +25,17 @@ from target_mparticle.client import (
     EventsApiClient,
     pack,
 )
+from target_mparticle.clock import now_ms
+from target_mparticle.convert import BatchDefaults
 from target_mparticle.invalid import InvalidRecordFatalError, InvalidRecords
-from target_mparticle.mapping import KINDS, StreamMapping, mapping_errors
+from target_mparticle.mapping import (
+    DEFAULT_AUDIENCE_ATTRIBUTE,
+    KINDS,
+    StreamMapping,
+    audience_attribute_errors,
+    data_plan_errors,
+    mapping_errors,
+)
 from target_mparticle.schema_rules import COMMERCE_EVENT_TYPES, MAX_BATCHES_PER_REQUEST
 from target_mparticle.sinks import EventsSink
 from target_mparticle.values import Tally
@@ -113,6 +122,53 @@ _MAPPING_SCHEMA = th.ObjectType(
         description="Record field holding a unique event id. Default: a "
         "deterministic UUID from the stream, key properties and record.",
     ),
+    th.Property(
+        "consent",
+        th.ObjectType(additional_properties=True),
+        title="Consent",
+        description='{"gdpr": {"<purpose>": "<boolean field>" | {"consented", "document", '
+        '"timestamp", "location", "hardware_id": "<field>"}}, "ccpa": "<boolean field>" | '
+        "{...}}: the batch's consent_state from record fields.",
+    ),
+    th.Property(
+        "null_user_attributes",
+        th.StringType,
+        allowed_values=["drop", "delete"],
+        title="Null user attributes",
+        description="drop (default): a null attribute is not sent; delete: its name goes "
+        "in deleted_user_attributes, so mParticle removes it.",
+    ),
+    th.Property(
+        "ip_field",
+        th.StringType,
+        title="IP field",
+        description="Record field holding the user's IP address (the batch's ip).",
+    ),
+    th.Property(
+        "device_id_field",
+        th.StringType,
+        title="Device ID field",
+        description="Record field holding mParticle's device id (mp_deviceid, a UUID).",
+    ),
+    th.Property(
+        "data_plan_id",
+        th.StringType,
+        title="Data plan ID",
+        description="This stream's data plan, overriding the data_plan_id setting.",
+    ),
+    th.Property(
+        "data_plan_version",
+        th.IntegerType,
+        title="Data plan version",
+        description="Version of this stream's data plan.",
+    ),
+    th.Property(
+        "audience_attribute_name",
+        th.StringType,
+        title="Audience attribute name",
+        description="For tap-mparticle audience memberships: the user attribute name, "
+        "overriding the audience_attribute_name setting.",
+    ),
     additional_properties=False,
 )
 
@@ -122,6 +178,9 @@ class TargetMParticle(Target):
 
     name = "target-mparticle"
     default_sink_class = EventsSink
+    # Sinks drain one after another: a user's changes from two streams (an audience
+    # membership and an attribute) must never be in flight at once, or the earlier
+    # could land after the later. Each drain still sends its requests in parallel.
     message_reader_class = MsgSpecReader
 
     config_jsonschema = th.PropertiesList(
@@ -161,6 +220,28 @@ class TargetMParticle(Target):
             allowed_values=["development", "production"],
             title="Environment",
             description="mParticle environment every batch is sent to.",
+        ),
+        th.Property(
+            "data_plan_id",
+            th.StringType,
+            title="Data plan ID",
+            description="mParticle data plan every batch is validated against "
+            "(context.data_plan.plan_id); a mapping may name its own.",
+        ),
+        th.Property(
+            "data_plan_version",
+            th.IntegerType,
+            title="Data plan version",
+            description="Version of data_plan_id; unset: the plan's active version.",
+        ),
+        th.Property(
+            "audience_attribute_name",
+            th.StringType,
+            default=DEFAULT_AUDIENCE_ATTRIBUTE,
+            title="Audience attribute name",
+            description="User attribute a tap-mparticle audience membership sets to true "
+            "(add) or deletes (remove); placeholders {audience_id}, {audience_name}, "
+            "{variant}.",
         ),
         th.Property(
             "mappings",
@@ -268,6 +349,7 @@ class TargetMParticle(Target):
             msg = "Invalid target-mparticle configuration"
             raise ConfigValidationError(msg, errors=errors, schema=self.config_jsonschema)
         self.tally = Tally()
+        self.max_parallelism = 1  # see the class comment: per-user order across streams
         self._started = time.monotonic()
         self._delivering = 0
         self._last_written_state: dict[str, t.Any] | None = None
@@ -288,6 +370,17 @@ class TargetMParticle(Target):
         ):
             errors.append(f"api_url must be an http(s) URL ending in /v2, not {api_url!r}")
         errors.extend(mapping_errors(config.get("mappings") or {}))
+        errors.extend(
+            data_plan_errors(
+                "settings", config.get("data_plan_id"), config.get("data_plan_version")
+            )
+        )
+        errors.extend(
+            audience_attribute_errors(
+                "audience_attribute_name",
+                config.get("audience_attribute_name", DEFAULT_AUDIENCE_ATTRIBUTE),
+            )
+        )
         for key, low in (
             ("max_retries", 0),
             ("max_batches_per_second", 0),
@@ -313,6 +406,19 @@ class TargetMParticle(Target):
     def environment(self) -> str:
         """The mParticle environment stamped on every batch."""
         return str(self.config.get("environment", "development"))
+
+    @cached_property
+    def batch_defaults(self) -> BatchDefaults:
+        """Environment, data plan and audience attribute name every converter starts from."""
+        version = self.config.get("data_plan_version")
+        return BatchDefaults(
+            environment=self.environment,
+            data_plan_id=self.config.get("data_plan_id") or None,
+            data_plan_version=None if version is None else int(version),
+            audience_attribute_name=str(
+                self.config.get("audience_attribute_name") or DEFAULT_AUDIENCE_ATTRIBUTE
+            ),
+        )
 
     @cached_property
     def historical_mode(self) -> str:

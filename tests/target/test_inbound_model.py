@@ -26,9 +26,7 @@ def dead_letters(config: dict[str, t.Any]) -> list[dict[str, t.Any]]:
 
 
 def users_config(config: dict[str, t.Any], **mapping: t.Any) -> dict[str, t.Any]:
-    config["mappings"] = {
-        "users": {"kind": "user", "identities": {"customer_id": "id"}, **mapping}
-    }
+    config["mappings"] = {"users": {"kind": "user", "identities": {"customer_id": "id"}, **mapping}}
     return config
 
 
@@ -268,9 +266,7 @@ def test_audience_rows_become_user_attribute_updates_without_a_mapping(server, c
         for b in server.batches()
     }
     assert by_user['[{"customer_id": "c-1"}, null]']["user_attributes"] == {"audience_11": True}
-    assert by_user['[{"email": "b@example.com"}, null]']["user_attributes"] == {
-        "audience_12": True
-    }
+    assert by_user['[{"email": "b@example.com"}, null]']["user_attributes"] == {"audience_12": True}
     assert by_user["[null, 42]"]["deleted_user_attributes"] == ["audience_13"]
     assert by_user["[null, 43]"]["user_attributes"] == {"audience_14": True}
     assert by_user["[null, 77]"]["user_attributes"] == {"tier": "gold"}
@@ -309,9 +305,7 @@ def test_a_later_change_for_a_user_is_never_overtaken(server, config):
     for user in range(users):
         rows.append(membership(1, "remove", identity_value=f"c-{user}"))
         rows.append(membership(2, "add", identity_value=f"c-{user}"))
-    rows.extend(
-        membership(2, "remove", identity_value=f"c-{user}") for user in range(0, users, 3)
-    )
+    rows.extend(membership(2, "remove", identity_value=f"c-{user}") for user in range(0, users, 3))
     run = run_target(config, singer_lines("audience_memberships", rows))
     assert run.error is None
     assert server.rejected == []

@@ -3,17 +3,37 @@
 A subclass says which prefix it reads, which keys it ignores, and how one file's
 bytes become records (`parse_file`). This class does the rest the same way for all
 of them: listing with date-folder pruning, the read-once cursor (see `cursor`),
-download-ahead, the `_sdc_*` provenance columns, the `on_bad_record` policy, and a
-STATE message after every file.
+download-ahead, the `_sdc_*` provenance columns, the `on_bad_record` policy, and
+STATE messages between files.
+
+STATE is written after a file only when enough files (`STATE_EVERY_FILES`, or a
+tenth of the remembered history, whichever is more) or seconds
+(`STATE_EVERY_SECONDS`) have passed, at the end, and before a failure propagates:
+each STATE carries the look-back history, so one per file would make state volume
+grow with the square of the files in the window. It never runs ahead of the
+records: it is written only between files, and counts only files wholly emitted.
+
+Every exception a parser can raise on data (value ranges, nesting depth, archive
+methods and encryption, CSV limits, decoding) ends as a `BadInputError` naming the
+file, handled by `on_bad_record`; a read that fails mid-file is a `StorageError`.
 """
 
 from __future__ import annotations
 
 import abc
+import csv
 import functools
+import logging
+import math
+import sys
 import time
-from typing import IO, TYPE_CHECKING, Any, ClassVar, cast
+import zipfile
+import zlib
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol, cast
 
+import botocore.exceptions
+import msgspec
+import urllib3.exceptions
 from singer_sdk import Stream
 from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
@@ -21,20 +41,55 @@ from singer_sdk.singerlib.messages import RecordMessage
 from typing_extensions import override
 
 from tap_mparticle.cursor import REPLICATION_KEY, FileCursor, format_timestamp
+from tap_mparticle.late_files import LateFiles
 from tap_mparticle.parsers import BadInputError
 from tap_mparticle.prefetch import prefetch
-from tap_mparticle.storage import folder_date
+from tap_mparticle.storage import StorageError, folder_date, read_error
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterable, Iterator
 
+    from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
 
     from tap_mparticle.settings import TapSettings
-    from tap_mparticle.storage import RemoteFile
-    from tap_mparticle.tap import TapMParticle
+    from tap_mparticle.storage import RemoteFile, Storage
 
 ParsedItem = dict[str, Any] | BadInputError
+
+#: STATE after at least this many files (or a tenth of the history, if more) ...
+STATE_EVERY_FILES = 100
+#: ... or once this many seconds have passed since the last one.
+STATE_EVERY_SECONDS = 10.0
+_HISTORY_PER_STATE = 10
+
+#: What parsing can raise on bad data when a parser did not name it itself.
+DATA_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,  # also UnicodeError, JSONDecodeError, int() over 4,300 digits
+    OverflowError,
+    RecursionError,
+    NotImplementedError,  # zipfile: an unsupported compression method
+    RuntimeError,  # zipfile: an encrypted member
+    EOFError,
+    csv.Error,
+    zlib.error,
+    zipfile.BadZipFile,
+    msgspec.MsgspecError,
+)
+#: What reading the bytes can raise when the storage fails mid-file.
+READ_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    botocore.exceptions.BotoCoreError,
+    botocore.exceptions.ClientError,
+    urllib3.exceptions.HTTPError,
+)
+
+
+class StreamHost(Protocol):
+    """What a stream needs from its tap (the tap module sits above this one)."""
+
+    settings: TapSettings
+    storage: Storage
 
 
 class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
@@ -55,7 +110,7 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
     # largest cost per record, has nothing to do.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
-    def __init__(self, tap: TapMParticle) -> None:
+    def __init__(self, tap: Tap) -> None:
         """Attach to the tap; counters start at zero.
 
         Args:
@@ -66,21 +121,41 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
         self.records_emitted = 0
         self.bad_items = 0
         self.bad_files: set[str] = set()
+        self._cursor: FileCursor | None = None
+        self._files_since_state = 0
+        self._last_state_at = time.monotonic()
+        self._late: LateFiles | None = None
 
     @property
-    def tap(self) -> TapMParticle:
-        """The tap, typed."""
-        return cast("TapMParticle", self._tap)
+    def host(self) -> StreamHost:
+        """What the stream needs from its tap: the settings and the storage client."""
+        return cast("StreamHost", self._tap)
 
     @property
     def settings(self) -> TapSettings:
         """The tap's checked settings."""
-        return self.tap.settings
+        return self.host.settings
+
+    @property
+    def storage(self) -> Storage:
+        """The one storage client every stream of the run shares."""
+        return self.host.storage
 
     @property
     def prefix(self) -> str:
         """This stream's prefix, relative to `bucket_url`."""
         return self.settings.prefixes[self.prefix_setting]
+
+    def relative_key(self, file: RemoteFile) -> str:
+        """The file's key relative to `bucket_url` + this stream's prefix (`_sdc_source_file`).
+
+        Args:
+            file: A listed file (always under the prefix).
+
+        Returns:
+            e.g. `2024-05-01/App_20240501060000000000_29467.txt`.
+        """
+        return file.key.removeprefix(self.prefix)
 
     def accepts(self, file: RemoteFile) -> bool:  # noqa: ARG002  (a hook)
         """Say whether a listed file is one of this stream's (a hook; default: all).
@@ -116,8 +191,8 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
         Returns:
             Files sorted by `(last_modified, key)`.
         """
-        storage = self.tap.storage
-        excluded = self.tap.prefixes_inside(self.prefix_setting)
+        storage = self.storage
+        excluded = self.settings.prefixes_inside(self.prefix_setting)
         start = self.settings.start_date
         min_date = start.date() if start is not None else None
 
@@ -129,36 +204,89 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
 
         listed = 0
         new: list[RemoteFile] = []
+        late = LateFiles.begin(self.stream_state, start, cursor.window_start)
         for file in storage.list_files(self.prefix, skip_folder=skip_folder):
             listed += 1
-            if self.accepts(file) and cursor.should_read(file):
-                new.append(file)
+            if self.accepts(file):
+                late.listed(file)
+                if cursor.should_read(file):
+                    new.append(file)
         new.sort(key=lambda f: (f.last_modified, f.key))
         self.logger.info(
-            "%s: %d new files of %d listed under prefix %r of %s",
+            "%s: %d new %s of %d listed under prefix %r of %s",
             self.name,
             len(new),
+            "file" if len(new) == 1 else "files",
             listed,
             self.prefix,
             storage.description,
         )
+        self._late = late
+        self.warn_late_files(late)
         return new
+
+    def warn_late_files(self, late: LateFiles) -> None:
+        """Warn about files that arrived after the last run, stamped before its window.
+
+        Args:
+            late: This run's check (see `late_files`).
+        """
+        count, named = late.late_arrivals()
+        if not count or late.previous_until is None:
+            return
+        minutes = self.settings.lookback.total_seconds() / 60
+        if named is None:
+            self.logger.warning(
+                "%s: %d files arrived since the last run stamped before its look-back "
+                "window (%s) and were NOT read; raise lookback_window_minutes (now %d) "
+                "to cover how late files land, and re-run from an earlier state to read them",
+                self.name,
+                count,
+                format_timestamp(late.previous_until),
+                minutes,
+            )
+            return
+        late_by = (late.previous_until - named.last_modified).total_seconds() / 60
+        self.logger.warning(
+            "%s: %s arrived late and was NOT read: stamped %s, %.1f minutes before the "
+            "look-back window began (%s). Set lookback_window_minutes (now %d) to at "
+            "least %d to read files this late, and re-run from an earlier state to read it",
+            self.name,
+            named.uri,
+            format_timestamp(named.last_modified),
+            late_by,
+            format_timestamp(late.previous_until),
+            minutes,
+            math.ceil(minutes + late_by),
+        )
+
+    def finish_files(self, cursor: FileCursor) -> None:
+        """Remember what was listed before the window, for the next run's late-file check.
+
+        Args:
+            cursor: The stream's cursor after its files were read.
+        """
+        if self._late is not None and self._late.finish(cursor.window_start):
+            self.state_manager.is_flushed = False
+            self._write_state_message()
 
     def new_cursor(self) -> FileCursor:
         """The read-once cursor over this stream's state (see `cursor`)."""
-        return FileCursor(
+        self._cursor = FileCursor(
             self.stream_state,
             start_date=self.settings.start_date,
             lookback=self.settings.lookback,
         )
+        return self._cursor
 
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         cursor = self.new_cursor()
         files = self.list_new_files(cursor)
         started = time.monotonic()
-        for file, raw in prefetch(self.tap.storage, files, self.settings.download_concurrency):
+        for file, raw in prefetch(self.storage, files, self.settings.download_concurrency):
             yield from self.emit_file(file, self.parse_file(file, raw), cursor)
+        self.finish_files(cursor)
         self.log_summary(time.monotonic() - started)
 
     def emit_file(
@@ -170,8 +298,9 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
         """Yield one file's records with provenance, then count the file as read.
 
         Bad items go through `on_bad_record`; with `skip`, a file whose rest cannot
-        be read still counts as read (its intact records were emitted). A STATE
-        message follows each file, so a killed run resumes at the next unread one.
+        be read still counts as read (its intact records were emitted). STATE
+        follows when due (see the module docstring), and before any failure
+        propagates, so a stopped run resumes at the first file not wholly emitted.
 
         Args:
             file: The file.
@@ -180,23 +309,61 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
 
         Yields:
             The file's records.
+
+        Raises:
+            StorageError: The file's bytes stopped coming (a dropped endpoint).
         """
         modified_at = format_timestamp(file.last_modified)
+        source_file = self.relative_key(file)
         try:
-            for item in items:
-                if isinstance(item, BadInputError):
-                    self.handle_bad_input(item)
-                    continue
-                item["_sdc_source_file"] = file.uri
-                item["_sdc_modified_at"] = modified_at
-                self.records_emitted += 1
-                yield item
-        except BadInputError as exc:
-            self.handle_bad_input(exc)
+            try:
+                for item in items:
+                    if isinstance(item, BadInputError):
+                        self.handle_bad_input(item)
+                        continue
+                    item["_sdc_source_file"] = source_file
+                    item["_sdc_source_uri"] = file.uri
+                    item["_sdc_modified_at"] = modified_at
+                    self.records_emitted += 1
+                    yield item
+            except BadInputError as exc:
+                self.handle_bad_input(exc)
+            except READ_ERRORS as exc:
+                raise read_error(file, exc) from None
+            except DATA_ERRORS as exc:
+                reason = f"unreadable ({type(exc).__name__}: {exc})"
+                self.handle_bad_input(BadInputError(file.uri, reason))
+        except (BadInputError, StorageError):
+            self._write_state_message()  # what was read before this file still counts
+            raise
         cursor.mark_read(file)
         self.files_read += 1
         self.state_manager.is_flushed = False
-        self._write_state_message()
+        self._files_since_state += 1
+        due = max(STATE_EVERY_FILES, cursor.history_size // _HISTORY_PER_STATE)
+        if (
+            self._files_since_state >= due
+            or time.monotonic() - self._last_state_at >= STATE_EVERY_SECONDS
+        ):
+            self._write_state_message()
+
+    @override
+    def _write_state_message(self) -> None:
+        if self.state_manager.is_flushed:
+            return
+        if self._cursor is not None:
+            self._cursor.compact()
+        super()._write_state_message()
+        self._files_since_state = 0
+        self._last_state_at = time.monotonic()
+
+    @override
+    def log(self, message: str, *args: Any, level: int = logging.INFO, **kwargs: Any) -> None:
+        # The SDK logs a generic "unhandled error" line before re-raising; for our
+        # own errors the tap logs one line that says it all (TapMParticle.invoke).
+        if level >= logging.ERROR and isinstance(sys.exc_info()[1], (BadInputError, StorageError)):
+            return
+        super().log(message, *args, level=level, **kwargs)
 
     def handle_bad_input(self, error: BadInputError) -> None:
         """Apply `on_bad_record`: raise with `fail`, log and count with `skip`.
@@ -220,10 +387,12 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
             seconds: Wall time spent reading.
         """
         self.logger.info(
-            "%s: read %d files, emitted %d records in %.1fs",
+            "%s: read %d %s, emitted %d %s in %.1fs",
             self.name,
             self.files_read,
+            "file" if self.files_read == 1 else "files",
             self.records_emitted,
+            "record" if self.records_emitted == 1 else "records",
             seconds,
         )
         if self.bad_items:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import typing as t
 
+from singer_sdk import typing as th
+
 from mparticle_facts.identities import canonical_identity_type, is_mpid_key
 from target_mparticle.consent import ConsentSpec, consent_errors
 from target_mparticle.schema_rules import COMMERCE_EVENT_TYPES, CUSTOM_EVENT_TYPES
@@ -35,6 +37,123 @@ AUDIENCE_ONLY_KEYS = frozenset({"audience_attribute_name", "data_plan_id", "data
 #: The user attribute an audience membership sets, unless a mapping says otherwise.
 DEFAULT_AUDIENCE_ATTRIBUTE = "audience_{audience_id}"
 AUDIENCE_PLACEHOLDERS = frozenset({"audience_id", "audience_name", "variant"})
+
+
+#: The JSON Schema of one `mappings` entry, for the target's config schema and --about.
+MAPPING_SCHEMA = th.ObjectType(
+    th.Property(
+        "kind",
+        th.StringType,
+        allowed_values=list(KINDS),
+        title="Kind",
+        description="custom_event (default), screen_view, commerce_event, or user "
+        "(identities and user attributes, no event).",
+    ),
+    th.Property(
+        "event_name",
+        th.StringType,
+        title="Event name",
+        description="Literal event (or screen) name. Default: the stream name.",
+    ),
+    th.Property(
+        "event_name_field",
+        th.StringType,
+        title="Event name field",
+        description="Record field holding the event (or screen) name.",
+    ),
+    th.Property(
+        "custom_event_type",
+        th.StringType,
+        allowed_values=sorted(COMMERCE_EVENT_TYPES),
+        title="Custom event type",
+        description="mParticle custom_event_type; default other. For commerce events, "
+        "a product action such as purchase also sets the product action.",
+    ),
+    th.Property(
+        "timestamp_field",
+        th.StringType,
+        title="Timestamp field",
+        description="Record field with the event time: a date-time string, or epoch "
+        "seconds or milliseconds.",
+    ),
+    th.Property(
+        "identities",
+        th.ObjectType(additional_properties=th.StringType),
+        title="Identities",
+        description="Identity type (user or device identity, or mpid) -> record field. "
+        "Default: record fields named like identity types.",
+    ),
+    th.Property(
+        "user_attributes",
+        th.CustomType({"type": ["array", "object"]}),
+        title="User attributes",
+        description="List of fields, or object attribute name -> field "
+        '(e.g. {"$FirstName": "first_name"}); only these are forwarded. '
+        "Default: none, or every unused field for kind user.",
+    ),
+    th.Property(
+        "event_attributes",
+        th.CustomType({"type": ["array", "object"]}),
+        title="Event attributes",
+        description="List of fields, or object attribute name -> field. "
+        "Default: every field not used above.",
+    ),
+    th.Property(
+        "source_message_id_field",
+        th.StringType,
+        title="Source message id field",
+        description="Record field holding a unique event id. Default: a "
+        "deterministic UUID from the stream, key properties and record.",
+    ),
+    th.Property(
+        "consent",
+        th.ObjectType(additional_properties=True),
+        title="Consent",
+        description='{"gdpr": {"<purpose>": "<boolean field>" | {"consented", "document", '
+        '"timestamp", "location", "hardware_id": "<field>"}}, "ccpa": "<boolean field>" | '
+        "{...}}: the batch's consent_state from record fields.",
+    ),
+    th.Property(
+        "null_user_attributes",
+        th.StringType,
+        allowed_values=["drop", "delete"],
+        title="Null user attributes",
+        description="drop (default): a null attribute is not sent; delete: its name goes "
+        "in deleted_user_attributes, so mParticle removes it.",
+    ),
+    th.Property(
+        "ip_field",
+        th.StringType,
+        title="IP field",
+        description="Record field holding the user's IP address (the batch's ip).",
+    ),
+    th.Property(
+        "device_id_field",
+        th.StringType,
+        title="Device ID field",
+        description="Record field holding mParticle's device id (mp_deviceid, a UUID).",
+    ),
+    th.Property(
+        "data_plan_id",
+        th.StringType,
+        title="Data plan ID",
+        description="This stream's data plan, overriding the data_plan_id setting.",
+    ),
+    th.Property(
+        "data_plan_version",
+        th.IntegerType,
+        title="Data plan version",
+        description="Version of this stream's data plan.",
+    ),
+    th.Property(
+        "audience_attribute_name",
+        th.StringType,
+        title="Audience attribute name",
+        description="For tap-mparticle audience memberships: the user attribute name, "
+        "overriding the audience_attribute_name setting.",
+    ),
+    additional_properties=False,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +207,17 @@ class StreamMapping:
             explicit=explicit,
             audience_only=bool(raw) and set(raw) <= AUDIENCE_ONLY_KEYS,
         )
+
+    def fields(self) -> list[str]:
+        """Record fields this mapping names, in a stable order (for "ignored" reports)."""
+        named: list[str | None] = [
+            self.event_name_field,
+            self.timestamp_field,
+            self.source_message_id_field,
+        ]
+        for group in (self.identities, self.user_attributes, self.event_attributes):
+            named.extend((group or {}).values())
+        return list(dict.fromkeys(name for name in named if name))
 
 
 def _as_name_map(value: object) -> dict[str, str] | None:

@@ -1,509 +1,94 @@
-"""target-mparticle: Singer records into mParticle's Events API."""
+"""target-mparticle: Singer records into mParticle's Events API.
+
+This module is the Singer SDK side only: when STATE may be passed on, what a signal
+does, and how a failure ends the run (one line, exit 1). The settings are in
+`settings`, the sending in `delivery`, the per-stream work in `sinks`.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-import pathlib
 import sys
-import time
 import typing as t
 from functools import cached_property
 
 from singer_sdk import Target
-from singer_sdk import typing as th
-from singer_sdk.contrib.msgspec import MsgSpecReader
-from singer_sdk.exceptions import ConfigValidationError
 
+from target_mparticle import sdk_hooks
 from target_mparticle._compat import override
-from target_mparticle.assemble import assemble
-from target_mparticle.client import (
-    AuthError,
-    ClientSettings,
-    DeliveryError,
-    DryRunClient,
-    EventsApiClient,
-    pack,
+from target_mparticle.client import AuthError, DeliveryError
+from target_mparticle.delivery import Delivery
+from target_mparticle.invalid import InvalidRecordFatalError
+from target_mparticle.preflight import (
+    INPUT_ERRORS,
+    NumberedLines,
+    SingerInputReader,
+    check_config_files,
+    exit_with_one_line,
+    guard_logs,
+    warn_unknown_settings,
 )
-from target_mparticle.clock import now_ms
-from target_mparticle.convert import BatchDefaults
-from target_mparticle.invalid import InvalidRecordFatalError, InvalidRecords
-from target_mparticle.mapping import (
-    DEFAULT_AUDIENCE_ATTRIBUTE,
-    KINDS,
-    StreamMapping,
-    audience_attribute_errors,
-    data_plan_errors,
-    mapping_errors,
-)
-from target_mparticle.schema_rules import COMMERCE_EVENT_TYPES, MAX_BATCHES_PER_REQUEST
+from target_mparticle.schema_rules import MAX_BATCHES_PER_REQUEST
+from target_mparticle.settings import CONFIG_SCHEMA, MEANINGLESS_SDK_SETTINGS, TargetSettings
 from target_mparticle.sinks import EventsSink
-from target_mparticle.values import Tally
 
 if t.TYPE_CHECKING:
     from types import FrameType
 
-    from target_mparticle.convert import Item
+    import click
 
-POD_URLS = {
-    "us1": "https://s2s.us1.mparticle.com/v2",
-    "us2": "https://s2s.us2.mparticle.com/v2",
-    "eu1": "https://s2s.eu1.mparticle.com/v2",
-    "au1": "https://s2s.au1.mparticle.com/v2",
-}
 # A STATE message drains the sinks (and so can be passed on) once this many
 # records wait, or once the oldest waiting record is this old: often enough to
 # keep a crash's re-send small, rarely enough that requests stay full.
 STATE_DRAIN_MIN_RECORDS = MAX_BATCHES_PER_REQUEST
 STATE_DRAIN_MAX_AGE_S = 60.0
 
-_MAPPING_SCHEMA = th.ObjectType(
-    th.Property(
-        "kind",
-        th.StringType,
-        allowed_values=list(KINDS),
-        title="Kind",
-        description="custom_event (default), screen_view, commerce_event, or user "
-        "(identities and user attributes, no event).",
-    ),
-    th.Property(
-        "event_name",
-        th.StringType,
-        title="Event name",
-        description="Literal event (or screen) name. Default: the stream name.",
-    ),
-    th.Property(
-        "event_name_field",
-        th.StringType,
-        title="Event name field",
-        description="Record field holding the event (or screen) name.",
-    ),
-    th.Property(
-        "custom_event_type",
-        th.StringType,
-        allowed_values=sorted(COMMERCE_EVENT_TYPES),
-        title="Custom event type",
-        description="mParticle custom_event_type; default other. For commerce events, "
-        "a product action such as purchase also sets the product action.",
-    ),
-    th.Property(
-        "timestamp_field",
-        th.StringType,
-        title="Timestamp field",
-        description="Record field with the event time: a date-time string, or epoch "
-        "seconds or milliseconds.",
-    ),
-    th.Property(
-        "identities",
-        th.ObjectType(additional_properties=th.StringType),
-        title="Identities",
-        description="Identity type (user or device identity, or mpid) -> record field. "
-        "Default: record fields named like identity types.",
-    ),
-    th.Property(
-        "user_attributes",
-        th.CustomType({"type": ["array", "object"]}),
-        title="User attributes",
-        description="List of fields, or object attribute name -> field "
-        '(e.g. {"$FirstName": "first_name"}); only these are forwarded. '
-        "Default: none, or every unused field for kind user.",
-    ),
-    th.Property(
-        "event_attributes",
-        th.CustomType({"type": ["array", "object"]}),
-        title="Event attributes",
-        description="List of fields, or object attribute name -> field. "
-        "Default: every field not used above.",
-    ),
-    th.Property(
-        "source_message_id_field",
-        th.StringType,
-        title="Source message id field",
-        description="Record field holding a unique event id. Default: a "
-        "deterministic UUID from the stream, key properties and record.",
-    ),
-    th.Property(
-        "consent",
-        th.ObjectType(additional_properties=True),
-        title="Consent",
-        description='{"gdpr": {"<purpose>": "<boolean field>" | {"consented", "document", '
-        '"timestamp", "location", "hardware_id": "<field>"}}, "ccpa": "<boolean field>" | '
-        "{...}}: the batch's consent_state from record fields.",
-    ),
-    th.Property(
-        "null_user_attributes",
-        th.StringType,
-        allowed_values=["drop", "delete"],
-        title="Null user attributes",
-        description="drop (default): a null attribute is not sent; delete: its name goes "
-        "in deleted_user_attributes, so mParticle removes it.",
-    ),
-    th.Property(
-        "ip_field",
-        th.StringType,
-        title="IP field",
-        description="Record field holding the user's IP address (the batch's ip).",
-    ),
-    th.Property(
-        "device_id_field",
-        th.StringType,
-        title="Device ID field",
-        description="Record field holding mParticle's device id (mp_deviceid, a UUID).",
-    ),
-    th.Property(
-        "data_plan_id",
-        th.StringType,
-        title="Data plan ID",
-        description="This stream's data plan, overriding the data_plan_id setting.",
-    ),
-    th.Property(
-        "data_plan_version",
-        th.IntegerType,
-        title="Data plan version",
-        description="Version of this stream's data plan.",
-    ),
-    th.Property(
-        "audience_attribute_name",
-        th.StringType,
-        title="Audience attribute name",
-        description="For tap-mparticle audience memberships: the user attribute name, "
-        "overriding the audience_attribute_name setting.",
-    ),
-    additional_properties=False,
-)
-
 
 class TargetMParticle(Target):
     """Loads records into mParticle; STATE only follows accepted records."""
 
     name = "target-mparticle"
+    # Both console scripts ship in one distribution, named after the tap: this is
+    # where --version and --about find the version and the supported Pythons.
+    package_name = "tap-mparticle"
     default_sink_class = EventsSink
     # Sinks drain one after another: a user's changes from two streams (an audience
     # membership and an attribute) must never be in flight at once, or the earlier
     # could land after the later. Each drain still sends its requests in parallel.
-    message_reader_class = MsgSpecReader
+    message_reader_class = SingerInputReader
+    config_jsonschema = CONFIG_SCHEMA
 
-    config_jsonschema = th.PropertiesList(
-        th.Property(
-            "api_key",
-            th.StringType,
-            secret=True,
-            title="API key",
-            description="Events API key of the mParticle input (feed or platform). "
-            "Required unless dry_run.",
-        ),
-        th.Property(
-            "api_secret",
-            th.StringType,
-            secret=True,
-            title="API secret",
-            description="Events API secret paired with the key. Required unless dry_run.",
-        ),
-        th.Property(
-            "pod",
-            th.StringType,
-            default="us1",
-            allowed_values=list(POD_URLS),
-            title="Pod",
-            description="mParticle pod hosting the workspace: us1, us2, eu1 or au1.",
-        ),
-        th.Property(
-            "api_url",
-            th.StringType,
-            title="API URL",
-            description="Base URL ending in /v2, overriding the pod's (proxies, tests).",
-        ),
-        th.Property(
-            "environment",
-            th.StringType,
-            default="development",
-            allowed_values=["development", "production"],
-            title="Environment",
-            description="mParticle environment every batch is sent to.",
-        ),
-        th.Property(
-            "data_plan_id",
-            th.StringType,
-            title="Data plan ID",
-            description="mParticle data plan every batch is validated against "
-            "(context.data_plan.plan_id); a mapping may name its own.",
-        ),
-        th.Property(
-            "data_plan_version",
-            th.IntegerType,
-            title="Data plan version",
-            description="Version of data_plan_id; unset: the plan's active version.",
-        ),
-        th.Property(
-            "audience_attribute_name",
-            th.StringType,
-            default=DEFAULT_AUDIENCE_ATTRIBUTE,
-            title="Audience attribute name",
-            description="User attribute a tap-mparticle audience membership sets to true "
-            "(add) or deletes (remove); placeholders {audience_id}, {audience_name}, "
-            "{variant}.",
-        ),
-        th.Property(
-            "mappings",
-            th.ObjectType(additional_properties=_MAPPING_SCHEMA),
-            title="Mappings",
-            description='Per stream name ("*" for every other stream): how records '
-            "become events or user updates. tap-mparticle events and whole "
-            "mParticle batches pass through without one.",
-        ),
-        th.Property(
-            "historical",
-            th.StringType,
-            default="auto",
-            allowed_values=["auto", "never", "always"],
-            title="Historical endpoint",
-            description="auto: batches whose events are all older than 30 days go to "
-            "/bulkevents/historical; never; always (event batches only).",
-        ),
-        th.Property(
-            "max_retries",
-            th.IntegerType,
-            default=8,
-            title="Max retries",
-            description="Retries per request on 429, 5xx, timeouts and dropped "
-            "connections before the run fails (without a newer STATE).",
-        ),
-        th.Property(
-            "max_batches_per_second",
-            th.NumberType,
-            default=270,
-            title="Max batches per second",
-            description="Client-side pacing (the account's default limit is 270); "
-            "0 turns pacing off. Slows further as mParticle reports usage near 100%.",
-        ),
-        th.Property(
-            "on_invalid_record",
-            th.StringType,
-            default="fail",
-            allowed_values=["fail", "skip", "dead_letter"],
-            title="On invalid record",
-            description="What to do with records mParticle would refuse (or refused "
-            "with HTTP 400): fail the run, skip with a warning, or dead_letter.",
-        ),
-        th.Property(
-            "dead_letter_path",
-            th.StringType,
-            default="output/target-mparticle-dead-letters.jsonl",
-            title="Dead letter path",
-            description="JSON lines file that invalid records are appended to when "
-            "on_invalid_record is dead_letter.",
-        ),
-        th.Property(
-            "dry_run",
-            th.BooleanType,
-            default=False,
-            title="Dry run",
-            description="Write the request bodies to dry_run_path instead of sending; "
-            "no credentials needed.",
-        ),
-        th.Property(
-            "dry_run_path",
-            th.StringType,
-            default="output/target-mparticle-dry-run.jsonl",
-            title="Dry run path",
-            description='JSON lines file of {"url", "body"} per request, written by a '
-            "dry run (replaced on each run).",
-        ),
-        th.Property(
-            "max_parallel_requests",
-            th.IntegerType,
-            default=4,
-            title="Max parallel requests",
-            description="Requests in flight at once (pacing still applies).",
-        ),
-        th.Property(
-            "request_timeout",
-            th.NumberType,
-            default=60,
-            title="Request timeout",
-            description="Seconds to wait for mParticle to answer one request.",
-        ),
-        th.Property(
-            "backoff_base_seconds",
-            th.NumberType,
-            default=1,
-            title="Backoff base seconds",
-            description="First retry delay when no Retry-After is given; doubles "
-            "with each retry, with jitter.",
-        ),
-        th.Property(
-            "backoff_max_seconds",
-            th.NumberType,
-            default=60,
-            title="Backoff max seconds",
-            description="Longest delay between two retries without Retry-After.",
-        ),
-    ).to_dict()
+    @classmethod
+    @override
+    def append_builtin_config(cls, config_jsonschema: dict[str, t.Any]) -> None:
+        """Offer the SDK's built-in settings, less those that mean nothing here."""
+        super().append_builtin_config(config_jsonschema)
+        for name in MEANINGLESS_SDK_SETTINGS:
+            config_jsonschema["properties"].pop(name, None)
 
     @override
     def __init__(self, **kwargs: t.Any) -> None:  # noqa: ANN401 - passed on to the SDK
-        """Validate the cross-field rules JSON Schema cannot express."""
+        """Read the settings once; every mistake is one line naming its setting."""
         super().__init__(**kwargs)
-        errors = self._config_errors()
-        if errors:
-            msg = "Invalid target-mparticle configuration"
-            raise ConfigValidationError(msg, errors=errors, schema=self.config_jsonschema)
-        self.tally = Tally()
+        guard_logs((self.config.get("api_key"), self.config.get("api_secret")))
+        warn_unknown_settings(self)
+        self.settings = TargetSettings.from_config(self.config)
         self.max_parallelism = 1  # see the class comment: per-user order across streams
-        self._started = time.monotonic()
-        self._delivering = 0
+        self._states_held_back = 0
         self._last_written_state: dict[str, t.Any] | None = None
 
-    def _config_errors(self) -> list[str]:
-        config = self.config
-        errors: list[str] = []
-        if not config.get("dry_run"):
-            errors.extend(
-                f"{key} is required unless dry_run is true"
-                for key in ("api_key", "api_secret")
-                if not config.get(key)
-            )
-        api_url = config.get("api_url")
-        if api_url and (
-            not api_url.startswith(("http://", "https://"))
-            or not api_url.rstrip("/").endswith("/v2")
-        ):
-            errors.append(f"api_url must be an http(s) URL ending in /v2, not {api_url!r}")
-        errors.extend(mapping_errors(config.get("mappings") or {}))
-        errors.extend(
-            data_plan_errors(
-                "settings", config.get("data_plan_id"), config.get("data_plan_version")
-            )
-        )
-        errors.extend(
-            audience_attribute_errors(
-                "audience_attribute_name",
-                config.get("audience_attribute_name", DEFAULT_AUDIENCE_ATTRIBUTE),
-            )
-        )
-        for key, low in (
-            ("max_retries", 0),
-            ("max_batches_per_second", 0),
-            ("max_parallel_requests", 1),
-            ("request_timeout", 0.001),
-            ("backoff_base_seconds", 0),
-            ("backoff_max_seconds", 0),
-        ):
-            value = config.get(key)
-            if value is not None and value < low:
-                errors.append(f"{key} must be at least {low}, not {value!r}")
-        return errors
-
-    # -- typed settings ---------------------------------------------------------
-
     @cached_property
-    def base_url(self) -> str:
-        """The Events API base URL: api_url if set, else the pod's."""
-        url = self.config.get("api_url") or POD_URLS[self.config.get("pod", "us1")]
-        return str(url).rstrip("/")
+    def delivery(self) -> Delivery:
+        """The run's delivery (client, dead letters, counters), shared by every sink."""
+        return Delivery(self.settings)
 
-    @cached_property
-    def environment(self) -> str:
-        """The mParticle environment stamped on every batch."""
-        return str(self.config.get("environment", "development"))
-
-    @cached_property
-    def batch_defaults(self) -> BatchDefaults:
-        """Environment, data plan and audience attribute name every converter starts from."""
-        version = self.config.get("data_plan_version")
-        return BatchDefaults(
-            environment=self.environment,
-            data_plan_id=self.config.get("data_plan_id") or None,
-            data_plan_version=None if version is None else int(version),
-            audience_attribute_name=str(
-                self.config.get("audience_attribute_name") or DEFAULT_AUDIENCE_ATTRIBUTE
-            ),
-        )
-
-    @cached_property
-    def historical_mode(self) -> str:
-        """auto, never or always."""
-        return str(self.config.get("historical", "auto"))
-
-    @cached_property
-    def on_invalid_record(self) -> str:
-        """fail, skip or dead_letter."""
-        return str(self.config.get("on_invalid_record", "fail"))
-
-    @cached_property
-    def mappings(self) -> dict[str, StreamMapping]:
-        """Parsed mappings by stream name, "*" included."""
-        raw = self.config.get("mappings") or {}
-        return {
-            stream: StreamMapping.from_config(entry, explicit=stream != "*")
-            for stream, entry in raw.items()
-        }
-
-    def mapping_for(self, stream: str) -> StreamMapping:
-        """The stream's own mapping, else "*", else the defaults."""
-        return self.mappings.get(stream) or self.mappings.get("*") or StreamMapping()
-
-    @cached_property
-    def invalid(self) -> InvalidRecords:
-        """The on_invalid_record policy with its dead-letter file."""
-        path = self.config.get("dead_letter_path")
-        return InvalidRecords(self.on_invalid_record, pathlib.Path(path) if path else None)
-
-    @cached_property
-    def client(self) -> EventsApiClient | DryRunClient:
-        """The real client, or the dry-run writer; created on first delivery."""
-        if self.config.get("dry_run"):
-            return DryRunClient(pathlib.Path(self.config["dry_run_path"]), self.base_url)
-        return EventsApiClient(
-            ClientSettings(
-                base_url=self.base_url,
-                api_key=str(self.config["api_key"]),
-                api_secret=str(self.config["api_secret"]),
-                max_retries=int(self.config.get("max_retries", 8)),
-                max_batches_per_second=float(self.config.get("max_batches_per_second", 270)),
-                timeout_s=float(self.config.get("request_timeout", 60)),
-                parallel_requests=int(self.config.get("max_parallel_requests", 4)),
-                backoff_base_s=float(self.config.get("backoff_base_seconds", 1)),
-                backoff_max_s=float(self.config.get("backoff_max_seconds", 60)),
-            )
-        )
-
-    # -- delivery -----------------------------------------------------------------
-
-    def deliver(self, stream: str, items: t.Sequence[Item]) -> None:
-        """Send one drain's items; return only when each is accepted or dead-lettered."""
-        self._delivering += 1
-        try:
-            prepared, rejected = assemble(items, self.historical_mode, now_ms())
-            for item, reason in rejected:
-                self.invalid.handle(stream, item.record, f"{stream!r}: {reason}")
-            requests_ = pack(prepared)
-            refused = self.client.deliver(requests_, isolate_bad=self.on_invalid_record != "fail")
-            for batch, reason in refused:
-                for item in batch.items:
-                    self.invalid.handle(stream, item.record, f"{stream!r}: {reason}")
-            self.invalid.sync()
-        finally:
-            self._delivering -= 1
-        stats = self.client.stats
-        self.logger.info(
-            "Stream '%s': %d records sent as %d batches in %d requests "
-            "(run totals: %d requests, %d batches, %d events, %d retries, "
-            "%d throttled, %.1fs paced/throttled)",
-            stream,
-            len(items),
-            len(prepared),
-            len(requests_),
-            stats.requests,
-            stats.batches,
-            stats.events,
-            stats.retries,
-            stats.throttled,
-            stats.throttle_wait_s,
-        )
+    def latest_state(self) -> object:
+        """The last STATE received; a new object each time a new one arrives."""
+        return sdk_hooks.latest_state(self)
 
     def _pending_records(self) -> int:
-        return sum(sink.current_size for sink in self._sinks_active.values())
+        return sum(sink.current_size for sink in sdk_hooks.active_sinks(self))
 
     @override
     def _process_state_message(self, message_dict: dict[str, t.Any]) -> None:
@@ -512,15 +97,29 @@ class TargetMParticle(Target):
         if (
             pending == 0
             or pending >= STATE_DRAIN_MIN_RECORDS
-            or self._max_record_age_in_minutes * 60 >= STATE_DRAIN_MAX_AGE_S
+            or sdk_hooks.max_record_age_s(self) >= STATE_DRAIN_MAX_AGE_S
         ):
             # drain_all writes the STATE only after every sink drained cleanly.
             self.drain_all()
 
     @override
     def _write_state_message(self, state: dict[str, t.Any]) -> None:
-        """Pass each distinct STATE on once; drains with nothing new repeat it."""
+        """Pass each distinct STATE on once; drains with nothing new repeat it.
+
+        A dry run passes none on: Meltano would save it, and the real run after the
+        dry run would then start where the dry run ended and send nothing.
+        """
         if state == self._last_written_state:
+            return
+        if self.settings.dry_run:
+            if not self._states_held_back:
+                self.logger.info(
+                    "Dry run: STATE is not passed on, so a real run afterwards sends "
+                    "everything this run only wrote to %s",
+                    self.settings.dry_run_path,
+                )
+            self._states_held_back += 1
+            self._last_written_state = state
             return
         super()._write_state_message(state)
         self._last_written_state = state
@@ -529,36 +128,15 @@ class TargetMParticle(Target):
     def process_endofpipe(self) -> None:
         """Drain, then log the run's summary and close files and connections."""
         super().process_endofpipe()
-        self._summary()
-        self._close()
-
-    def _summary(self) -> None:
-        stats = self.client.stats if "client" in self.__dict__ else None
-        records = sum(getattr(sink, "sent_records", 0) for sink in self._sinks_active.values())
-        self.logger.info(
-            "Summary: %d records delivered to %s in %.1fs: %d requests, %d batches, "
-            "%d events, %d retries, %d rate-limited answers, %.1fs paced/throttled; "
-            "%d invalid records (%s)",
-            records,
-            self.client.describe() if stats else self.base_url,
-            time.monotonic() - self._started,
-            stats.requests if stats else 0,
-            stats.batches if stats else 0,
-            stats.events if stats else 0,
-            stats.retries if stats else 0,
-            stats.throttled if stats else 0,
-            stats.throttle_wait_s if stats else 0.0,
-            self.invalid.count,
-            self.on_invalid_record,
-        )
-        for what, count in sorted(self.tally.items()):
-            self.logger.warning("Repaired to fit mParticle's limits: %d %s", count, what)
-
-    def _close(self) -> None:
-        if "client" in self.__dict__:
-            self.client.close()
-        if "invalid" in self.__dict__:
-            self.invalid.close()
+        records = sum(getattr(s, "sent_records", 0) for s in sdk_hooks.active_sinks(self))
+        self.delivery.report(records)
+        if self._states_held_back:
+            self.logger.info(
+                "Dry run: %d STATE message%s held back (none passed on)",
+                self._states_held_back,
+                "" if self._states_held_back == 1 else "s",
+            )
+        self.delivery.close()
 
     @override
     def _handle_termination(
@@ -571,7 +149,7 @@ class TargetMParticle(Target):
         The SDK's handler drains and exits 0 even when the drain fails; and a
         signal landing mid-drain would let it write STATE for a half-sent batch.
         """
-        if self._delivering:
+        if "delivery" in self.__dict__ and self.delivery.delivering:
             self.logger.error(
                 "Received signal %d while delivering; stopping without a new STATE "
                 "(the last STATE written still holds)",
@@ -591,6 +169,13 @@ class TargetMParticle(Target):
 
     @classmethod
     @override
+    def cb_config(cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]) -> t.Any:  # noqa: ANN401 - the SDK's private _ConfigInput
+        """Read the config files; one that is not a JSON object is one line and exit 1."""
+        check_config_files(ctx, value, logging.getLogger(cls.name))
+        return super().cb_config(ctx, param, value)
+
+    @classmethod
+    @override
     def invoke(  # type: ignore[override]
         cls,
         *,
@@ -600,10 +185,16 @@ class TargetMParticle(Target):
         file_input: t.IO[str] | None = None,
     ) -> None:
         """Run the target; known failures end with one clear line and exit 1."""
+        lines = NumberedLines(file_input or sys.stdin)
         try:
             super().invoke(
-                about=about, about_format=about_format, config=config, file_input=file_input
+                about=about,
+                about_format=about_format,
+                config=config,
+                file_input=t.cast("t.IO[str]", lines),
             )
+        except INPUT_ERRORS as exc:
+            exit_with_one_line(exc, lines, logging.getLogger(cls.name))
         except AuthError as exc:
             logging.getLogger(cls.name).error("%s", exc)  # noqa: TRY400
             sys.exit(1)

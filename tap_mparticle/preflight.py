@@ -1,0 +1,105 @@
+"""Checks that run before any data moves, and the guards on what the tap prints.
+
+A config mistake should cost one line naming the setting and what is wrong, and
+a non-zero exit, before the first request: not a botocore traceback from deep
+inside the first listing, and not a silent default. Reading the config files and
+`--state` ourselves (instead of letting the SDK's CLI callbacks raise) gives the
+same one line for a config file that is not a JSON object or a corrupt state file.
+
+Secrets: botocore's DEBUG log dumps every request, headers and body included, so
+under `--log-level=debug` it would print the session token and the external id
+(and the assumed role's temporary credentials). Its loggers are capped at INFO,
+and every handler gets a filter that masks the configured secret values, so no
+log level prints a secret.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import botocore.session
+
+# Shared with target-mparticle; re-exported so the tap imports its guards from one place.
+from mparticle_facts.plugin_guards import (
+    ConfigFileError,
+    parse_json_object,
+    read_json_object,
+    unknown_settings,
+)
+from mparticle_facts.plugin_guards import guard_logs as _guard_logs
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+#: Longest look-back window accepted: a year. Longer ones only make every run list
+#: and compare more, and values near 10^12 overflow date arithmetic.
+MAX_LOOKBACK_MINUTES = 525_600
+#: Most files downloaded at once (each holds up to 8 MiB in flight).
+MAX_DOWNLOAD_CONCURRENCY = 64
+#: Loggers that dump request headers or bodies at DEBUG.
+CHATTY_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "smart_open")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+_CUSTOM_REGION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+
+
+def aws_setting_errors(config: Mapping[str, Any]) -> list[str]:
+    """Problems with the AWS settings that can be seen without a request.
+
+    Args:
+        config: The tap's config.
+
+    Returns:
+        One message per problem, each naming its setting.
+    """
+    errors: list[str] = []
+    endpoint = config.get("aws_endpoint_url")
+    if endpoint:
+        parsed = urlparse(str(endpoint))
+        if parsed.scheme not in {"http", "https"} or not parsed.hostname:
+            errors.append(
+                f"aws_endpoint_url {endpoint!r} is not an http(s) URL (e.g. http://localhost:9000)"
+            )
+    region = config.get("aws_region")
+    if region:
+        # Any AWS region looks like us-east-1; S3-compatible stores may name their own.
+        pattern = _CUSTOM_REGION if endpoint else _REGION
+        if not pattern.match(str(region)):
+            errors.append(f"aws_region {region!r} is not a region name (e.g. us-east-1)")
+    role = config.get("aws_role_arn")
+    if role and not _ROLE_ARN.match(str(role)):
+        errors.append(
+            f"aws_role_arn {role!r} is not an IAM role ARN "
+            "(arn:aws:iam::<12-digit account>:role/<name>)"
+        )
+    profile = config.get("aws_profile")
+    if profile:
+        available = botocore.session.Session().available_profiles
+        if profile not in available:
+            known = ", ".join(sorted(available)) or "none"
+            errors.append(
+                f"aws_profile {profile!r} is not in the AWS config or credentials files "
+                f"(profiles found: {known})"
+            )
+    return errors
+
+
+def guard_logs(secrets: Iterable[object]) -> None:
+    """Cap botocore's and smart_open's DEBUG dumps at INFO and mask `secrets` everywhere.
+
+    Args:
+        secrets: The configured secret values.
+    """
+    _guard_logs(secrets, CHATTY_LOGGERS)
+
+
+__all__ = [
+    "ConfigFileError",
+    "aws_setting_errors",
+    "guard_logs",
+    "parse_json_object",
+    "read_json_object",
+    "unknown_settings",
+]

@@ -11,18 +11,14 @@ import typing as t
 
 import pytest
 import time_machine
-from conftest import run_target, singer_lines
 from singer_sdk.exceptions import ConfigValidationError
 
 from target_mparticle.target import TargetMParticle
+from tests.support.files import dead_letters
+from tests.support.target import run_target, singer_lines
 
 NOW = "2026-01-02T03:04:05+00:00"
 NOW_MS = 1_767_323_045_000
-
-
-def dead_letters(config: dict[str, t.Any]) -> list[dict[str, t.Any]]:
-    with open(config["dead_letter_path"], encoding="utf-8") as handle:  # noqa: PTH123
-        return [json.loads(line) for line in handle]
 
 
 def users_config(config: dict[str, t.Any], **mapping: t.Any) -> dict[str, t.Any]:

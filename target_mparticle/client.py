@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 from requests.adapters import HTTPAdapter
 
+from target_mparticle.pacing import Pacer
 from target_mparticle.schema_rules import MAX_BATCHES_PER_REQUEST, MAX_REQUEST_BYTES
 
 if t.TYPE_CHECKING:
@@ -33,8 +34,7 @@ BULK_PATH = "/bulkevents"
 HISTORICAL_PATH = "/bulkevents/historical"
 MAX_RETRY_AFTER_SECONDS = 900.0
 RATE_HEADER = "X-mp-rate-limit-percentage-used"
-# Above this share of the account's limit (as mParticle reports it), slow down.
-SLOWDOWN_FROM_PERCENT = 80.0
+LIMIT_HEADER = "X-mp-rate-limit-exceeded"
 HTTP_ACCEPTED = 202
 HTTP_BAD_REQUEST = 400
 HTTP_UNAUTHORIZED = 401
@@ -106,57 +106,6 @@ class Stats:
         with self.lock:
             for name, delta in deltas.items():
                 setattr(self, name, getattr(self, name) + delta)
-
-
-class Pacer:
-    """Client-side pacing to a batches-per-second budget, shared by all threads.
-
-    Each request books a slot ``n / rate`` seconds long; the rate shrinks when
-    mParticle reports the account close to its limit or answers 429, and grows
-    back as requests succeed, so a long run settles just under the limit.
-    """
-
-    def __init__(
-        self,
-        batches_per_second: float,
-        clock: t.Callable[[], float] = time.monotonic,
-        sleep: t.Callable[[float], None] = time.sleep,
-    ) -> None:
-        """Start at the full budget; ``0`` disables pacing (429s still back off)."""
-        self.limit = batches_per_second
-        self.factor = 1.0
-        self.clock = clock
-        self.sleep = sleep
-        self._next = 0.0
-        self._paused_until = 0.0
-        self._lock = threading.Lock()
-
-    def acquire(self, n_batches: int) -> float:
-        """Block until ``n_batches`` may be sent; return the seconds waited."""
-        with self._lock:
-            now = self.clock()
-            start = max(now, self._next, self._paused_until)
-            if self.limit > 0:
-                self._next = start + n_batches / (self.limit * self.factor)
-        wait = start - now
-        if wait > 0:
-            self.sleep(wait)
-        return max(wait, 0.0)
-
-    def pause(self, seconds: float) -> None:
-        """Hold every sender back, as a 429 with Retry-After asks."""
-        with self._lock:
-            self._paused_until = max(self._paused_until, self.clock() + seconds)
-            self.factor = max(0.1, self.factor * 0.5)
-
-    def observe_usage(self, percent_used: float) -> None:
-        """Adjust the rate from ``X-mp-rate-limit-percentage-used``."""
-        with self._lock:
-            if percent_used >= SLOWDOWN_FROM_PERCENT:
-                target = max(0.1, (100.0 - percent_used) / (100.0 - SLOWDOWN_FROM_PERCENT))
-                self.factor = min(self.factor, target)
-            else:
-                self.factor = min(1.0, self.factor + 0.05)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,10 +224,10 @@ class EventsApiClient:
         n = len(request.batches)
         attempt = 0
         while True:
-            waited = self.pacer.acquire(n)
+            sent_at, waited = self.pacer.acquire(n)
             if waited > 0:
                 self.stats.add(throttle_wait_s=waited)
-            problem, retry_after = self._post_once(url, body)
+            problem, retry_after = self._post_once(url, body, n, sent_at)
             if problem is None:
                 events = sum(b.n_events for b in request.batches)
                 self.stats.add(requests=1, batches=n, events=events)
@@ -304,8 +253,13 @@ class EventsApiClient:
             if retry_after is None:
                 self._sleep(delay)
 
-    def _post_once(self, url: str, body: bytes) -> tuple[str | None, float | None]:
-        """One attempt: (None, None) on 202, else (problem, Retry-After seconds)."""
+    def _post_once(
+        self, url: str, body: bytes, n: int, sent_at: float
+    ) -> tuple[str | None, float | None]:
+        """One attempt: (None, None) on 202, else (problem, Retry-After seconds).
+
+        The pacer hears of every 202 (with the usage header) and every 429.
+        """
         session = self._sessions.get()
         try:
             response = session.post(url, data=body, timeout=self.settings.timeout_s)
@@ -317,10 +271,7 @@ class EventsApiClient:
             self._sessions.put(session)
         status = response.status_code
         if status == HTTP_ACCEPTED:
-            used = response.headers.get(RATE_HEADER)
-            if used is not None:
-                with contextlib.suppress(ValueError):
-                    self.pacer.observe_usage(float(used))
+            self.pacer.accepted(n, _percent(response.headers.get(RATE_HEADER)))
             return None, None
         if status in {HTTP_UNAUTHORIZED, HTTP_FORBIDDEN}:
             msg = (
@@ -331,10 +282,17 @@ class EventsApiClient:
         if status == HTTP_TOO_MANY:
             self.stats.add(throttled=1)
             retry_after = _retry_after(response.headers.get("Retry-After"))
-            wait = retry_after if retry_after is not None else None
-            self.pacer.pause(wait if wait is not None else self.settings.backoff_base_s)
-            limit = response.headers.get("X-mp-rate-limit-exceeded", "unspecified")
-            return f"HTTP 429 rate limited ({limit} limit)", wait if wait is not None else None
+            cut = self.pacer.throttled(sent_at, retry_after)
+            limit = response.headers.get(LIMIT_HEADER, "").strip().strip('"') or "unnamed"
+            return (
+                f"HTTP 429: the {limit} rate limit was exceeded ({LIMIT_HEADER}: {limit}); "
+                + (
+                    f"pacing cut to {self.pacer.rate:.0f} batches/s"
+                    if cut
+                    else f"pacing already at {self.pacer.rate:.0f} batches/s"
+                ),
+                retry_after,
+            )
         if status == HTTP_BAD_REQUEST:
             msg = f"HTTP 400 from {url}: {_api_message(response)}"
             raise BadRequestError(msg)
@@ -346,6 +304,15 @@ class EventsApiClient:
     def describe(self) -> str:
         """Where data goes, for log lines (never the secret)."""
         return f"{self.base_url} with API key {self.settings.api_key!r}"
+
+
+def _percent(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value.strip().rstrip("%"))
+    except ValueError:
+        return None
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 PLUGINS_STAMP := .meltano/.installed-stamp
 
-.PHONY: venv plugins demo test lint typecheck pytest fixtures corpus bench bench-tap bench-target docs clean
+.PHONY: venv plugins demo test lint typecheck pytest fixtures corpus bench bench-tap bench-target bench-pacing docs clean
 
 venv: $(STAMP)
 
@@ -55,13 +55,17 @@ corpus: venv
 	$(BIN)/python scripts/capture_sdk_bodies.py
 	$(BIN)/python scripts/build_real_corpus.py
 
-bench: bench-tap bench-target
+bench: bench-tap bench-target bench-pacing
 
 bench-tap: venv
 	$(BIN)/python benchmarks/bench_tap.py
 
 bench-target: venv
 	$(BIN)/python benchmarks/bench_target.py
+
+# Pacing against token-bucket accounts: six scenarios of about 25 s each.
+bench-pacing: venv
+	$(BIN)/python benchmarks/bench_pacing.py
 
 # Rewrite the README settings tables from --about --format=markdown.
 docs: venv

@@ -10,8 +10,12 @@ believes the limit to be. The pacer works out the real one and stays just under 
 1. **Spacing.** Each request books a slot ``n / rate`` seconds after the previous
    one (a virtual clock, as in GCRA), whatever thread sends it, so requests are
    spread evenly and parallel senders never burst: a server-side bucket that holds
-   a single request's worth of batches is never overrun. A sender that wakes late
-   moves the schedule on by its lateness instead of letting the next one catch up.
+   a single request's worth of batches is never overrun. Each gap has a couple of
+   milliseconds more (``JITTER_S``) for the jitter of arrival times, which at 100
+   batches a request costs 0.5% of 270/s. A request goes out no sooner than its
+   gap after the one before actually went out, so one sender's lateness (a slow
+   wake, the GIL) never lets the next catch up; a sender whose slot a 429's pause
+   overtook books anew.
 2. **Measuring the limit.** On each 202 the pacer divides the batches it had
    accepted in the last second by the reported share used. That is the real limit
    (or, when others share the account, the part of it left to us); a smoothed
@@ -23,8 +27,8 @@ believes the limit to be. The pacer works out the real one and stays just under 
 4. **AIMD.** The rate drops to the goal at once and climbs towards it additively
    (``CLIMB_PER_SECOND`` of the configured rate per second), so a lowered limit or
    an acceleration limit is approached, not jumped at. A 429 cuts the rate to
-   ``BACKOFF`` times the rate the account accepted over the last second, once per
-   round (429s for requests sent before the cut are echoes of the same excess),
+   ``BACKOFF`` times the measured limit (or, without one, the rate in force),
+   once per round (429s for requests sent before the cut are echoes of the same excess),
    and remembers that rate: the climb stops ``MARGIN`` under it and probes above it
    only slowly (``PROBE_PER_SECOND``), because each 429 costs a ``Retry-After``
    pause of every sender, far more than the few percent a probe could win.
@@ -59,6 +63,11 @@ MIN_SIGNAL_PERCENT = 20.0
 WINDOW_S = 1.0
 #: The rate never falls below this share of the configured rate.
 FLOOR_SHARE = 0.02
+#: Extra gap between two slots for the jitter of arrival times (a request may reach
+#: mParticle a millisecond or two later or earlier than it left), at most
+#: ``JITTER_SHARE`` of the gap.
+JITTER_S = 0.002
+JITTER_SHARE = 0.02
 #: Lateness a sender may have before the schedule moves on by it.
 LATE_TOLERANCE_S = 0.001
 
@@ -91,7 +100,8 @@ class Pacer:
         self._fault_rate: float | None = None  # accepted rate when the last 429 came
         self._next = 0.0
         self._paused_until = 0.0
-        self._paused_since = -1e18
+        self._last_out = -1e18  # when the last request actually went out
+        self._last_gap = 0.0
         self._last_cut = -1e18
         self._last_update = clock()
         self._started: float | None = None  # first slot: the usage window starts filling
@@ -110,25 +120,42 @@ class Pacer:
         Returns:
             The slot's time on the clock (pass it to `throttled`) and the seconds waited.
         """
+        waited = 0.0
         with self._lock:
             now = self.clock()
             if self._started is None:
                 self._started = now
             self._update(now)
-            start = max(now, self._next, self._paused_until)
-            if self.enabled:
-                self._next = start + n_batches / self.rate
-        wait = start - now
-        if wait <= 0:
-            return start, 0.0
-        self.sleep(wait)
-        woke = self.clock()
-        late = woke - start
-        if late > LATE_TOLERANCE_S and self.enabled:
+            start, gap = self._book(now, n_batches)
+        while True:
+            if start > now:
+                self.sleep(start - now)
+                waited += start - now
             with self._lock:
-                # The request goes out `late` after its slot: keep the gap to the next one.
-                self._next += late
-        return start, wait
+                now = self.clock()
+                if self._paused_until > start:
+                    # A 429 paused every sender while this one slept: book anew after it.
+                    start, gap = self._book(now, n_batches)
+                    continue
+                earliest = self._last_out + self._last_gap
+                if self.enabled and now < earliest:
+                    # The request before went out late (its slot was booked ahead of
+                    # this one): keep the full gap after it, not after its slot.
+                    start = earliest
+                    continue
+                if self.enabled and now - start > LATE_TOLERANCE_S:
+                    self._next += now - start
+                self._last_out, self._last_gap = now, gap
+                return start, waited
+
+    def _book(self, now: float, n_batches: int) -> tuple[float, float]:
+        start = max(now, self._next, self._paused_until)
+        gap = 0.0
+        if self.enabled:
+            gap = n_batches / self.rate
+            gap += min(JITTER_S, gap * JITTER_SHARE)
+            self._next = start + gap
+        return start, gap
 
     def accepted(self, n_batches: int, percent_used: float | None) -> None:
         """Record a 202, with ``X-mp-rate-limit-percentage-used`` when it was sent."""
@@ -160,14 +187,12 @@ class Pacer:
             if not self.enabled or sent_at < self._last_cut:
                 return False
             self._trim(now)
-            # What the account took over the last second, unless a pause falls in it.
-            clean = self._warm(now) and self._paused_since <= now - WINDOW_S
-            measured = self._accepted_sum / WINDOW_S if clean else None
-            basis = min(self.rate, measured) if measured else self.rate
-            self._fault_rate = min(self.rate, self.estimate) if self.estimate else self.rate
+            # The limit as measured (the estimate), else the rate that proved too fast.
+            # Not the batches accepted in the last second: at 100 batches a request
+            # that count is too coarse to cut by.
+            basis = min(self.rate, self.estimate) if self.estimate else self.rate
+            self._fault_rate = basis
             self.rate = max(self.ceiling * FLOOR_SHARE, basis * BACKOFF)
-            if retry_after is not None:
-                self._paused_since = now
             self._last_cut = now
             self._last_update = now
             return True

@@ -164,6 +164,7 @@ class Received:
     n_batches: int
     n_bytes: int
     status: int
+    at: float = 0.0  # monotonic seconds when answered
 
 
 class EventsApiServer:
@@ -314,7 +315,9 @@ class EventsApiServer:
             except (BrokenPipeError, ConnectionResetError):
                 handler.close_connection = True  # the client gave up waiting
             with self.lock:
-                self.requests.append(Received(path, len(batches or []), len(raw), status))
+                self.requests.append(
+                    Received(path, len(batches or []), len(raw), status, time.monotonic())
+                )
 
         batches: list[dict[str, t.Any]] | None = None
         if fault is not None and fault.kind == "drop":
@@ -410,6 +413,9 @@ class EventsApiServer:
                         "requests": len(server.requests),
                         "rejected": len(server.rejected),
                         "throttled": sum(r.status == 429 for r in server.requests),
+                        "answered": [
+                            (r.at, r.n_batches) for r in server.requests if r.status == 202
+                        ],
                     }
                 body = json.dumps(stats).encode()
                 self.send_response(200)

@@ -61,6 +61,20 @@ _COMMERCE_ACTION_FIELDS = (
 )
 
 
+#: Distinct sets of field names a converter remembers what its mapping makes of.
+MAX_CACHED_SHAPES = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class _Shape:
+    """A mapping applied to one set of field names (see `Converter._shape`)."""
+
+    identity_fields: t.Mapping[str, str]
+    attr_map: t.Mapping[str, str] | None
+    used: frozenset[str]
+    has_sdc: bool
+
+
 @dataclasses.dataclass
 class Item:
     """One record, converted: a batch shell plus the events it contributes.
@@ -161,6 +175,7 @@ class Converter:
         self.tally = tally
         self._last_line: tuple[t.Any, ...] | None = None
         self._last_shell: tuple[dict[str, t.Any], str] = ({}, "")
+        self._shapes: dict[tuple[str, ...], _Shape] = {}
 
     def describe(self, record: t.Mapping[str, t.Any]) -> str:
         """Name a record by stream and key for error messages and dead letters."""
@@ -282,19 +297,52 @@ class Converter:
 
     # -- mapped records -------------------------------------------------------
 
-    def _mapped(self, record: dict[str, t.Any]) -> Item:  # noqa: C901, PLR0912
-        mapping = self.mapping
-        tally = self.tally
-        used: set[str] = set()
+    def _shape(self, record: t.Mapping[str, t.Any]) -> _Shape:
+        """What a mapping makes of a record's field names, worked out once per set of names.
 
+        Tables send the same columns in every record, so the identity fields found by
+        name, the fields used, and the default attribute list are cached by the names.
+        """
+        names = tuple(record)
+        shape = self._shapes.get(names)
+        if shape is not None:
+            return shape
+        mapping = self.mapping
         identity_fields = mapping.identities
         if identity_fields is None:
             identity_fields = default_identity_fields(record)
+        used = set(identity_fields.values())
+        used.update(
+            f
+            for f in (
+                mapping.timestamp_field,
+                mapping.event_name_field,
+                mapping.source_message_id_field,
+            )
+            if f
+        )
+        attr_map = mapping.user_attributes
+        if attr_map is None and mapping.kind == "user":
+            attr_map = {
+                name: name for name in record if name not in used and not name.startswith("_sdc_")
+            }
+        if attr_map:
+            used.update(attr_map.values())
+        has_sdc = any(name.startswith("_sdc_") for name in record)
+        shape = _Shape(identity_fields, attr_map, frozenset(used), has_sdc=has_sdc)
+        if len(self._shapes) >= MAX_CACHED_SHAPES:
+            self._shapes.clear()  # a producer varying its fields per record: stay bounded
+        self._shapes[names] = shape
+        return shape
+
+    def _mapped(self, record: dict[str, t.Any]) -> Item:  # noqa: C901
+        tally = self.tally
+        shape = self._shape(record)
+        identity_fields = shape.identity_fields
         user_ids: dict[str, str] = {}
         device: dict[str, t.Any] = {}
         mpid: int | None = None
         for identity_type, field in identity_fields.items():
-            used.add(field)
             value = record.get(field)
             if value is None or value == "":
                 continue
@@ -326,25 +374,9 @@ class Converter:
             )
             raise InvalidRecordError(msg)
 
-        used.update(
-            f
-            for f in (
-                mapping.timestamp_field,
-                mapping.event_name_field,
-                mapping.source_message_id_field,
-            )
-            if f
-        )
-
-        attr_map = mapping.user_attributes
-        if attr_map is None and mapping.kind == "user":
-            attr_map = {
-                name: name for name in record if name not in used and not name.startswith("_sdc_")
-            }
         attrs: dict[str, str | list[str]] = {}
-        if attr_map:
-            used.update(attr_map.values())
-            attrs = user_attributes(((n, record.get(f)) for n, f in attr_map.items()), tally)
+        if shape.attr_map:
+            attrs = user_attributes(((n, record.get(f)) for n, f in shape.attr_map.items()), tally)
 
         batch = _with_fields(
             {"environment": self.environment},
@@ -353,11 +385,12 @@ class Converter:
             device_info=device,
             user_attributes=attrs,
         )
-        if mapping.kind == "user":
-            request_id = digest_id("user", self.stream, _public(record))
+        if self.mapping.kind == "user":
+            public = _public(record) if shape.has_sdc else record
+            request_id = digest_id("user", self.stream, public)
             return Item(self.stream, record, batch, [], None, request_id)
 
-        event = self._mapped_event(record, used)
+        event = self._mapped_event(record, set(shape.used))
         request_id = digest_id("event", self.stream, event["data"]["source_message_id"])
         return Item(self.stream, record, batch, [event], None, request_id)
 

@@ -17,6 +17,11 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from mparticle_facts.identities import read_identity_types
 from tap_mparticle.cursor import parse_timestamp
+from tap_mparticle.preflight import (
+    MAX_DOWNLOAD_CONCURRENCY,
+    MAX_LOOKBACK_MINUTES,
+    aws_setting_errors,
+)
 from tap_mparticle.storage import AwsSettings
 
 if TYPE_CHECKING:
@@ -79,6 +84,7 @@ class TapSettings:
         bucket_url = str(config.get("bucket_url") or "").strip()
         errors.extend(_bucket_url_errors(bucket_url))
         errors.extend(_aws_errors(config))
+        errors.extend(aws_setting_errors(config))
         if config.get("batch_config"):
             errors.append(
                 "batch_config is not supported: tap-mparticle writes STATE after each file, "
@@ -93,8 +99,14 @@ class TapSettings:
                 errors.append(f"start_date {config['start_date']!r} is not an ISO 8601 date-time")
 
         lookback_minutes = config.get("lookback_window_minutes", DEFAULT_LOOKBACK_MINUTES)
-        if not isinstance(lookback_minutes, int) or lookback_minutes < 0:
-            errors.append("lookback_window_minutes must be a whole number of minutes, 0 or more")
+        if (
+            not isinstance(lookback_minutes, int)
+            or not 0 <= lookback_minutes <= MAX_LOOKBACK_MINUTES
+        ):
+            errors.append(
+                "lookback_window_minutes must be a whole number of minutes from 0 to "
+                f"{MAX_LOOKBACK_MINUTES} (a year), not {lookback_minutes!r}"
+            )
             lookback_minutes = DEFAULT_LOOKBACK_MINUTES
 
         on_bad_record = str(config.get("on_bad_record") or "fail")
@@ -102,8 +114,11 @@ class TapSettings:
             errors.append(f"on_bad_record must be 'fail' or 'skip', not {on_bad_record!r}")
 
         concurrency = config.get("download_concurrency", DEFAULT_DOWNLOAD_CONCURRENCY)
-        if not isinstance(concurrency, int) or concurrency < 1:
-            errors.append("download_concurrency must be 1 or more")
+        if not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_DOWNLOAD_CONCURRENCY:
+            errors.append(
+                f"download_concurrency must be from 1 to {MAX_DOWNLOAD_CONCURRENCY}, "
+                f"not {concurrency!r}"
+            )
             concurrency = DEFAULT_DOWNLOAD_CONCURRENCY
 
         identity_types, identity_errors = read_identity_types(config.get("identity_types"))
@@ -155,6 +170,9 @@ def _bucket_url_errors(bucket_url: str) -> list[str]:
         return ["bucket_url is required: s3://bucket[/prefix] or a local directory"]
     if parsed.scheme == "s3" and not parsed.netloc:
         return [f"bucket_url {bucket_url!r} names no bucket (expected s3://bucket)"]
+    if parsed.scheme == "file" and not parsed.path.strip("/"):
+        # file:// alone would read the working directory (and file:/// the whole disk).
+        return [f"bucket_url {bucket_url!r} names no directory (expected file:///path/to/drop)"]
     # One-letter schemes are Windows drive letters, i.e. local paths.
     if parsed.scheme not in {"", "s3", "file"} and len(parsed.scheme) > 1:
         reason = f"has unsupported scheme {parsed.scheme!r} (use s3://, file:// or a path)"

@@ -26,7 +26,7 @@ def make_tap(**config):
         ),
         ({"bucket_url": "s3://"}, "names no bucket"),
         ({"bucket_url": "gs://bucket"}, "unsupported scheme 'gs'"),
-        ({"download_concurrency": 0}, "download_concurrency must be 1 or more"),
+        ({"download_concurrency": 0}, "download_concurrency must be from 1 to 64"),
         ({"lookback_window_minutes": -5}, "lookback_window_minutes must be"),
         ({"start_date": "yesterday"}, "start_date"),
         (

@@ -26,6 +26,7 @@ from target_mparticle.client import (
 )
 from target_mparticle.invalid import InvalidRecordFatalError, InvalidRecords
 from target_mparticle.mapping import KINDS, StreamMapping, mapping_errors
+from target_mparticle.overlap import Overlap
 from target_mparticle.preflight import (
     INPUT_ERRORS,
     NumberedLines,
@@ -44,6 +45,7 @@ if t.TYPE_CHECKING:
     from types import FrameType
 
     import click
+    from singer_sdk.sinks import Sink
 
     from target_mparticle.convert import Item
 
@@ -284,6 +286,7 @@ class TargetMParticle(Target):
         self._started = time.monotonic()
         self._delivering = 0
         self._last_written_state: dict[str, t.Any] | None = None
+        self.overlap = Overlap()
 
     def _config_errors(self) -> list[str]:
         config = self.config
@@ -379,17 +382,36 @@ class TargetMParticle(Target):
     # -- delivery -----------------------------------------------------------------
 
     def deliver(self, stream: str, items: t.Sequence[Item]) -> None:
-        """Send one drain's items; return only when each is accepted or dead-lettered."""
+        """Assemble one drain and hand it to the sender (see overlap.py).
+
+        The drain before it is settled first: accepted, or dead-lettered, or failed.
+        """
         self._delivering += 1
         try:
             prepared, rejected = assemble(items, self.historical_mode, now_ms())
             for item, reason in rejected:
                 self.invalid.handle(stream, item.record, f"{stream!r}: {reason}")
             requests_ = pack(prepared)
-            refused = self.client.deliver(requests_, isolate_bad=self.on_invalid_record != "fail")
+            self.settle()
+            isolate = self.on_invalid_record != "fail"
+            client = self.client
+            self.overlap.start(
+                (stream, len(items), len(prepared), requests_),
+                lambda: client.deliver(requests_, isolate_bad=isolate),
+            )
+        finally:
+            self._delivering -= 1
+
+    def settle(self) -> None:
+        """Wait for the drain in flight, handle what mParticle refused, pass its STATE on."""
+        self._delivering += 1
+        try:
+            flight, refused = self.overlap.settle()
+            if flight is None:
+                return
             for batch, reason in refused:
                 for item in batch.items:
-                    self.invalid.handle(stream, item.record, f"{stream!r}: {reason}")
+                    self.invalid.handle(flight.stream, item.record, f"{flight.stream!r}: {reason}")
             self.invalid.sync()
         finally:
             self._delivering -= 1
@@ -398,10 +420,10 @@ class TargetMParticle(Target):
             "Stream '%s': %d records sent as %d batches in %d requests "
             "(run totals: %d requests, %d batches, %d events, %d retries, "
             "%d throttled, %.1fs paced/throttled)",
-            stream,
-            len(items),
-            len(prepared),
-            len(requests_),
+            flight.stream,
+            flight.n_records,
+            flight.n_batches,
+            len(flight.requests),
             stats.requests,
             stats.batches,
             stats.events,
@@ -409,6 +431,23 @@ class TargetMParticle(Target):
             stats.throttled,
             stats.throttle_wait_s,
         )
+        held = self.overlap.release()
+        if held is not None:
+            self._write_state_message(held)
+
+    @override
+    def _drain_all(self, sink_list: t.Iterable[Sink], parallelism: int) -> None:
+        """Drain one at a time when at most one sink holds records.
+
+        The SDK starts a joblib thread pool for every drain, even of one sink, and
+        polls it with sleeps; our requests already run in parallel in the client.
+        """
+        sinks = [sink for sink in sink_list if sink.current_size]
+        if len(sinks) <= 1:
+            for sink in sinks:
+                self.drain_one(sink)
+            return
+        super()._drain_all(sinks, parallelism)
 
     def _pending_records(self) -> int:
         return sum(sink.current_size for sink in self._sinks_active.values())
@@ -427,8 +466,8 @@ class TargetMParticle(Target):
 
     @override
     def _write_state_message(self, state: dict[str, t.Any]) -> None:
-        """Pass each distinct STATE on once; drains with nothing new repeat it."""
-        if state == self._last_written_state:
+        """Pass each distinct STATE on once, and only after the drain in flight settled."""
+        if self.overlap.hold_or_pass(state) is None or state == self._last_written_state:
             return
         super()._write_state_message(state)
         self._last_written_state = state
@@ -437,6 +476,7 @@ class TargetMParticle(Target):
     def process_endofpipe(self) -> None:
         """Drain, then log the run's summary and close files and connections."""
         super().process_endofpipe()
+        self.settle()
         self._summary()
         self._close()
 
@@ -463,6 +503,7 @@ class TargetMParticle(Target):
             self.logger.warning("Repaired to fit mParticle's limits: %d %s", count, what)
 
     def _close(self) -> None:
+        self.overlap.close()
         if "client" in self.__dict__:
             self.client.close()
         if "invalid" in self.__dict__:
@@ -479,7 +520,7 @@ class TargetMParticle(Target):
         The SDK's handler drains and exits 0 even when the drain fails; and a
         signal landing mid-drain would let it write STATE for a half-sent batch.
         """
-        if self._delivering:
+        if self._delivering or self.overlap.in_flight is not None:
             self.logger.error(
                 "Received signal %d while delivering; stopping without a new STATE "
                 "(the last STATE written still holds)",
@@ -492,6 +533,7 @@ class TargetMParticle(Target):
         self.logger.info("Received signal %d; delivering what is pending", signum)
         try:
             self.drain_all(is_endofpipe=True)
+            self.settle()
         except (DeliveryError, InvalidRecordFatalError) as exc:
             self.logger.error("%s", exc)  # noqa: TRY400 - one line, no traceback
             sys.exit(1)

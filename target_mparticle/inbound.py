@@ -19,6 +19,7 @@ fault (`data.location`), not "matches none of 17 event types".
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import typing as t
@@ -78,7 +79,10 @@ def data_enum(event_type: str, field: str) -> frozenset[str] | None:
 
 @functools.cache
 def _event_check(event_type: str) -> t.Callable[[t.Any], t.Any]:
-    definitions = schema()["definitions"]
+    # Each compile gets its own copy: fastjsonschema rewrites the references of the
+    # schema it compiles, and code compiled from a shared, already rewritten copy ran
+    # twice as slow (9 µs an event instead of 4.7).
+    definitions = copy.deepcopy(schema()["definitions"])
     ref = {
         "$schema": schema()["$schema"],
         "definitions": definitions,
@@ -91,7 +95,7 @@ def _event_check(event_type: str) -> t.Callable[[t.Any], t.Any]:
 def _shell_check() -> t.Callable[[t.Any], t.Any]:
     # No `$id`: the validator must resolve every reference inside this document,
     # never try to fetch the published URL.
-    shell = {k: v for k, v in schema().items() if k != "$id"}
+    shell = {k: copy.deepcopy(v) for k, v in schema().items() if k != "$id"}
     shell["properties"] = {k: v for k, v in shell["properties"].items() if k != "events"}
     return fastjsonschema.compile(shell, use_default=False)
 

@@ -22,7 +22,7 @@ import typing as t
 
 import msgspec
 
-from mparticle_facts.identities import DEVICE_IDENTITIES, field_identity_type
+from mparticle_facts.identities import DEVICE_IDENTITIES
 from mparticle_facts.numbers import to_int
 from target_mparticle import schema_rules as rules
 from target_mparticle.clean import (
@@ -36,6 +36,7 @@ from target_mparticle.clean import (
     replayed_fields,
 )
 from target_mparticle.inbound import InvalidRecordError, fit_event, fit_shell
+from target_mparticle.mapping import shape_of
 from target_mparticle.values import (
     Tally,
     event_attributes,
@@ -46,7 +47,7 @@ from target_mparticle.values import (
 )
 
 if t.TYPE_CHECKING:
-    from target_mparticle.mapping import StreamMapping
+    from target_mparticle.mapping import Shape, StreamMapping
 
 _HASH_ENCODER = msgspec.json.Encoder(order="sorted", decimal_format="number")
 _COMMERCE_ACTION_FIELDS = (
@@ -59,20 +60,6 @@ _COMMERCE_ACTION_FIELDS = (
     "checkout_step",
     "products",
 )
-
-
-#: Distinct sets of field names a converter remembers what its mapping makes of.
-MAX_CACHED_SHAPES = 256
-
-
-@dataclasses.dataclass(frozen=True)
-class _Shape:
-    """A mapping applied to one set of field names (see `Converter._shape`)."""
-
-    identity_fields: t.Mapping[str, str]
-    attr_map: t.Mapping[str, str] | None
-    used: frozenset[str]
-    has_sdc: bool
 
 
 @dataclasses.dataclass
@@ -140,16 +127,6 @@ def line_group(record: t.Mapping[str, t.Any]) -> str | None:
     )
 
 
-def default_identity_fields(record: t.Mapping[str, t.Any]) -> dict[str, str]:
-    """Identity type -> field, for the fields of a record named like an identity type."""
-    found: dict[str, str] = {}
-    for name in record:
-        kind = field_identity_type(name)
-        if kind is not None:
-            found.setdefault(kind, name)
-    return found
-
-
 def _with_fields(batch: dict[str, t.Any], **fields: object) -> dict[str, t.Any]:
     """Add only the fields that hold something: empty objects are noise."""
     batch.update({k: v for k, v in fields.items() if v is not None and v not in ({}, [])})
@@ -175,7 +152,7 @@ class Converter:
         self.tally = tally
         self._last_line: tuple[t.Any, ...] | None = None
         self._last_shell: tuple[dict[str, t.Any], str] = ({}, "")
-        self._shapes: dict[tuple[str, ...], _Shape] = {}
+        self._shapes: dict[tuple[str, ...], Shape] = {}
         self._last_where: tuple[tuple[t.Any, ...] | None, str | None] = (None, None)
 
     def _line_group(self, record: t.Mapping[str, t.Any]) -> str | None:
@@ -312,47 +289,9 @@ class Converter:
 
     # -- mapped records -------------------------------------------------------
 
-    def _shape(self, record: t.Mapping[str, t.Any]) -> _Shape:
-        """What a mapping makes of a record's field names, worked out once per set of names.
-
-        Tables send the same columns in every record, so the identity fields found by
-        name, the fields used, and the default attribute list are cached by the names.
-        """
-        names = tuple(record)
-        shape = self._shapes.get(names)
-        if shape is not None:
-            return shape
-        mapping = self.mapping
-        identity_fields = mapping.identities
-        if identity_fields is None:
-            identity_fields = default_identity_fields(record)
-        used = set(identity_fields.values())
-        used.update(
-            f
-            for f in (
-                mapping.timestamp_field,
-                mapping.event_name_field,
-                mapping.source_message_id_field,
-            )
-            if f
-        )
-        attr_map = mapping.user_attributes
-        if attr_map is None and mapping.kind == "user":
-            attr_map = {
-                name: name for name in record if name not in used and not name.startswith("_sdc_")
-            }
-        if attr_map:
-            used.update(attr_map.values())
-        has_sdc = any(name.startswith("_sdc_") for name in record)
-        shape = _Shape(identity_fields, attr_map, frozenset(used), has_sdc=has_sdc)
-        if len(self._shapes) >= MAX_CACHED_SHAPES:
-            self._shapes.clear()  # a producer varying its fields per record: stay bounded
-        self._shapes[names] = shape
-        return shape
-
     def _mapped(self, record: dict[str, t.Any]) -> Item:  # noqa: C901
         tally = self.tally
-        shape = self._shape(record)
+        shape = shape_of(self.mapping, record, self._shapes)
         identity_fields = shape.identity_fields
         user_ids: dict[str, str] = {}
         device: dict[str, t.Any] = {}

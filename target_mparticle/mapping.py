@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import typing as t
 
-from mparticle_facts.identities import canonical_identity_type, is_mpid_key
+from mparticle_facts.identities import canonical_identity_type, field_identity_type, is_mpid_key
 from target_mparticle.schema_rules import COMMERCE_EVENT_TYPES, CUSTOM_EVENT_TYPES
 
 KINDS = ("custom_event", "screen_view", "commerce_event", "user")
@@ -127,3 +127,69 @@ def identity_key(name: str) -> str | None:
     if is_mpid_key(name):
         return "mpid"
     return canonical_identity_type(name)
+
+
+def default_identity_fields(record: t.Mapping[str, t.Any]) -> dict[str, str]:
+    """Identity type -> field, for the fields of a record named like an identity type."""
+    found: dict[str, str] = {}
+    for name in record:
+        kind = field_identity_type(name)
+        if kind is not None:
+            found.setdefault(kind, name)
+    return found
+
+
+#: Distinct sets of field names a converter remembers what its mapping makes of.
+MAX_CACHED_SHAPES = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """A mapping applied to one set of field names (see `shape_of`)."""
+
+    identity_fields: t.Mapping[str, str]
+    attr_map: t.Mapping[str, str] | None
+    used: frozenset[str]
+    has_sdc: bool
+
+
+def shape_of(
+    mapping: StreamMapping,
+    record: t.Mapping[str, t.Any],
+    cache: dict[tuple[str, ...], Shape],
+) -> Shape:
+    """What a mapping makes of a record's field names, worked out once per set of names.
+
+    Tables send the same columns in every record, so the identity fields found by
+    name, the fields used, and the default attribute list are cached by the names.
+    """
+    names = tuple(record)
+    shape = cache.get(names)
+    if shape is not None:
+        return shape
+    identity_fields = mapping.identities
+    if identity_fields is None:
+        identity_fields = default_identity_fields(record)
+    used = set(identity_fields.values())
+    used.update(
+        f
+        for f in (
+            mapping.timestamp_field,
+            mapping.event_name_field,
+            mapping.source_message_id_field,
+        )
+        if f
+    )
+    attr_map = mapping.user_attributes
+    if attr_map is None and mapping.kind == "user":
+        attr_map = {
+            name: name for name in record if name not in used and not name.startswith("_sdc_")
+        }
+    if attr_map:
+        used.update(attr_map.values())
+    has_sdc = any(name.startswith("_sdc_") for name in record)
+    shape = Shape(identity_fields, attr_map, frozenset(used), has_sdc=has_sdc)
+    if len(cache) >= MAX_CACHED_SHAPES:
+        cache.clear()  # a producer varying its fields per record: stay bounded
+    cache[names] = shape
+    return shape

@@ -67,9 +67,11 @@ bench-target: venv
 bench-pacing: venv
 	$(BIN)/python benchmarks/bench_pacing.py
 
-# Rewrite the README settings tables from --about --format=markdown.
+# Rewrite the README settings tables from --about --format=markdown, and the Meltano
+# Hub definitions in plugins/ from meltano.yml.
 docs: venv
 	$(BIN)/python scripts/update_readme.py
+	$(BIN)/python scripts/hub_definitions.py
 
 clean:
 	rm -rf $(VENV) .meltano output .pytest_cache .mypy_cache .ruff_cache

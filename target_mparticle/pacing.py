@@ -100,6 +100,10 @@ class Pacer:
         self._fault_rate: float | None = None  # accepted rate when the last 429 came
         self._next = 0.0
         self._paused_until = 0.0
+        #: Wall-clock seconds during which at least one request was held back (four
+        #: threads waiting the same second held the run back one second, not four).
+        self.held_back_s = 0.0
+        self._held_until = 0.0
         self._last_out = -1e18  # when the last request actually went out
         self._last_gap = 0.0
         self._last_cut = -1e18
@@ -127,21 +131,25 @@ class Pacer:
                 self._started = now
             self._update(now)
             start, gap = self._book(now, n_batches)
+        kept_gap = False
         while True:
-            if start > now:
+            slept = start > now
+            if slept:
                 self.sleep(start - now)
                 waited += start - now
             with self._lock:
-                now = self.clock()
+                # A sleep never ends before its time; a clock that says otherwise is coarse.
+                now = max(self.clock(), start) if slept else self.clock()
                 if self._paused_until > start:
                     # A 429 paused every sender while this one slept: book anew after it.
                     start, gap = self._book(now, n_batches)
                     continue
                 earliest = self._last_out + self._last_gap
-                if self.enabled and now < earliest:
+                if self.enabled and now < earliest and not kept_gap:
                     # The request before went out late (its slot was booked ahead of
                     # this one): keep the full gap after it, not after its slot.
-                    start = earliest
+                    start, kept_gap = earliest, True
+                    self._hold(now, start)
                     continue
                 if self.enabled and now - start > LATE_TOLERANCE_S:
                     self._next += now - start
@@ -155,7 +163,13 @@ class Pacer:
             gap = n_batches / self.rate
             gap += min(JITTER_S, gap * JITTER_SHARE)
             self._next = start + gap
+        self._hold(now, start)
         return start, gap
+
+    def _hold(self, now: float, until: float) -> None:
+        """Count wall time held back: waits overlap, so only what extends the last."""
+        self.held_back_s += max(0.0, until - max(now, self._held_until))
+        self._held_until = max(self._held_until, until)
 
     def accepted(self, n_batches: int, percent_used: float | None) -> None:
         """Record a 202, with ``X-mp-rate-limit-percentage-used`` when it was sent."""

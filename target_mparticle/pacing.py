@@ -9,8 +9,9 @@ believes the limit to be. The pacer works out the real one and stays just under 
 
 1. **Spacing.** Each request books a slot ``n / rate`` seconds after the previous
    one (a virtual clock, as in GCRA), whatever thread sends it, so requests are
-   spread evenly and parallel senders never burst: a server-side bucket that holds
-   a single request's worth of batches is never overrun. Each gap has a couple of
+   spread evenly and parallel senders never burst, even into a server-side bucket
+   that holds a single request's worth of batches (there, a request delayed on a
+   busy machine can still arrive early enough for a 429). Each gap has a couple of
    milliseconds more (``JITTER_S``) for the jitter of arrival times, which at 100
    batches a request costs 0.5% of 270/s. A request goes out no sooner than its
    gap after the one before actually went out, so one sender's lateness (a slow
@@ -27,8 +28,8 @@ believes the limit to be. The pacer works out the real one and stays just under 
 4. **AIMD.** The rate drops to the goal at once and climbs towards it additively
    (``CLIMB_PER_SECOND`` of the configured rate per second), so a lowered limit or
    an acceleration limit is approached, not jumped at. A 429 cuts the rate to
-   ``BACKOFF`` times the measured limit (or, without one, the rate in force),
-   once per round (429s for requests sent before the cut are echoes of the same excess),
+   ``BACKOFF`` times the measured limit (or, without one, the rate in force), once
+   per round (429s for requests sent before the cut are echoes of the same excess),
    and remembers that rate: the climb stops ``MARGIN`` under it and probes above it
    only slowly (``PROBE_PER_SECOND``), because each 429 costs a ``Retry-After``
    pause of every sender, far more than the few percent a probe could win.
@@ -47,7 +48,7 @@ import typing as t
 
 #: Share of the measured limit kept as headroom for the jitter of arrival times.
 MARGIN = 0.03
-#: After a 429 the rate restarts at this share of the rate the account accepted.
+#: After a 429 the rate restarts at this share of the measured limit (or the rate in force).
 BACKOFF = 0.85
 #: Estimates this close under the configured rate count as reaching it.
 TOLERANCE = 0.02

@@ -29,8 +29,12 @@ import typing as t
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import fastjsonschema
-from rate_limit import TokenBucket
 from typing_extensions import Self
+
+try:
+    from rate_limit import TokenBucket
+except ImportError:  # imported as tests.target.eventsapi_server (tests outside tests/target)
+    from tests.target.rate_limit import TokenBucket
 
 SCHEMA_DIR = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "mparticle_schema"
 BATCH_SCHEMA = SCHEMA_DIR / "mparticle-eventsapi-schema.json"

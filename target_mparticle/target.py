@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import pathlib
@@ -61,6 +62,7 @@ POD_URLS = {
 # records wait, or once the oldest waiting record is this old: often enough to
 # keep a crash's re-send small, rarely enough that requests stay full.
 STATE_DRAIN_MIN_RECORDS = MAX_BATCHES_PER_REQUEST
+GC_THRESHOLDS = (50_000, 20, 100)
 STATE_DRAIN_MAX_AGE_S = 60.0
 # SDK settings that mean nothing for an API target: it writes no tables (so no load
 # method), and metadata columns would only become event attributes. Not offered in
@@ -532,6 +534,11 @@ class TargetMParticle(Target):
         file_input: t.IO[str] | None = None,
     ) -> None:
         """Run the target; known failures end with one clear line and exit 1."""
+        # Records are plain dicts freed by reference counting; the cyclic collector
+        # only re-walks every live object (the modules, the drain in memory) again and
+        # again, about a tenth of the run's CPU. Collect far less often instead.
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         lines = NumberedLines(file_input or sys.stdin)
         try:
             super().invoke(

@@ -34,12 +34,12 @@ import time
 import requests
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "target"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
 from bench_target import singer_file, user_records  # noqa: E402
-from eventsapi_server import serve_forever  # noqa: E402
+
+from tests.support.eventsapi import serve_forever  # noqa: E402
 
 SETTLE_S = 5.0
 

@@ -24,6 +24,7 @@ import boto3
 import botocore.config
 import botocore.credentials
 import botocore.exceptions
+import botocore.session
 import smart_open
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 UTC = dt.timezone.utc
 LOGGER = logging.getLogger("tap-mparticle")
 DATE_FOLDER = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+LIST_PAGE_SIZE = 1000  # S3's own maximum; a module constant so tests page over a few keys
 # smart_open reads S3 objects in ranged requests of this size and reconnects on a
 # dropped body, which boto3's plain `Body.read()` does not.
 S3_BUFFER_SIZE = 4 << 20
@@ -200,7 +202,12 @@ class S3Storage:
         while pending:
             folder = pending.pop()
             try:
-                pages = paginator.paginate(Bucket=self.bucket, Prefix=folder, Delimiter="/")
+                pages = paginator.paginate(
+                    Bucket=self.bucket,
+                    Prefix=folder,
+                    Delimiter="/",
+                    PaginationConfig={"PageSize": LIST_PAGE_SIZE},
+                )
                 for page in pages:
                     for common in page.get("CommonPrefixes", []):
                         sub = common.get("Prefix", "")
@@ -410,9 +417,26 @@ def _boto_session(aws: AwsSettings) -> boto3.Session:
         refresh_using=refresh,
         method="sts-assume-role",
     )
-    botocore_session = session._session  # noqa: SLF001  (boto3 exposes no public setter)
-    botocore_session._credentials = credentials  # type: ignore[attr-defined]  # noqa: SLF001
-    return session
+    # A fresh botocore session whose credential chain starts with the role: only
+    # public botocore API (no private attribute of the session is set).
+    botocore_session = botocore.session.get_session()
+    resolver = botocore_session.get_component("credential_provider")
+    resolver.insert_before("env", _AssumedRole(credentials))
+    return boto3.Session(botocore_session=botocore_session, region_name=aws.region)
+
+
+class _AssumedRole(botocore.credentials.CredentialProvider):
+    """A credential provider that hands out the assumed role's refreshable credentials."""
+
+    METHOD = "sts-assume-role"
+    CANONICAL_NAME = "tap-mparticle-assume-role"
+
+    def __init__(self, credentials: botocore.credentials.RefreshableCredentials) -> None:
+        super().__init__()
+        self._assumed = credentials
+
+    def load(self) -> botocore.credentials.RefreshableCredentials:
+        return self._assumed
 
 
 def _sts_endpoint(aws: AwsSettings) -> str | None:

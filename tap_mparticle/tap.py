@@ -14,7 +14,11 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 from typing_extensions import override
 
-from tap_mparticle.audience_streams import AudienceMembershipsStream, AudienceUserAttributesStream
+from tap_mparticle.audience_streams import (
+    AudienceFileStream,
+    AudienceMembershipsStream,
+    AudienceUserAttributesStream,
+)
 from tap_mparticle.parsers import BadInputError
 from tap_mparticle.preflight import (
     ConfigFileError,
@@ -262,28 +266,13 @@ class TapMParticle(Tap):
         """One storage client shared by every stream (one connection pool)."""
         return storage_for(self.settings.bucket_url, self.settings.aws)
 
-    def prefixes_inside(self, setting: str) -> list[str]:
-        """Other streams' prefixes nested in this one's, which it must not read.
-
-        With the defaults (events at the root, audiences under `audiences/`) the
-        events stream would otherwise try to read audience files as event batches.
-
-        Args:
-            setting: The prefix setting of the stream asking.
-
-        Returns:
-            The prefixes to leave out of its listing.
-        """
-        own = self.settings.prefixes[setting]
-        return [
-            other
-            for name, other in self.settings.prefixes.items()
-            if name != setting and other != own and other.startswith(own)
-        ]
-
     @override
     def discover_streams(self) -> list[MParticleFileStream]:
-        return [stream_class(self) for stream_class in STREAM_TYPES]
+        streams = [stream_class(self) for stream_class in STREAM_TYPES]
+        audience = {s.name: s for s in streams if isinstance(s, AudienceFileStream)}
+        for stream in audience.values():
+            stream.sibling = audience.get(stream.sibling_name)
+        return streams
 
     @classmethod
     @override

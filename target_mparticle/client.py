@@ -12,14 +12,15 @@ import contextlib
 import dataclasses
 import logging
 import queue
-import random
 import sys
 import threading
 import time
 import typing as t
 from concurrent.futures import ThreadPoolExecutor
 
+import backoff
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from target_mparticle.pacing import Pacer
@@ -34,6 +35,7 @@ LOGGER = logging.getLogger("target-mparticle")
 BULK_PATH = "/bulkevents"
 HISTORICAL_PATH = "/bulkevents/historical"
 MAX_RETRY_AFTER_SECONDS = 900.0
+_RETRY_AFTER = urllib3.util.Retry()  # its parser reads seconds and HTTP dates alike
 RATE_HEADER = "X-mp-rate-limit-percentage-used"
 LIMIT_HEADER = "X-mp-rate-limit-exceeded"
 PACED_SWITCH_INTERVAL_S = 0.0005
@@ -151,7 +153,6 @@ class EventsApiClient:
             max_workers=max(1, settings.parallel_requests),
             thread_name_prefix="mparticle-post",
         )
-        self._random = random.Random()  # noqa: S311 - jitter, not security
 
     def _new_session(self) -> requests.Session:
         session = requests.Session()
@@ -219,21 +220,29 @@ class EventsApiClient:
             )
         return []
 
-    def _backoff(self, attempt: int) -> float:
-        """Exponential backoff with full jitter, capped."""
-        ceiling = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2**attempt)
-        return self._random.uniform(ceiling / 2, ceiling)
-
     def _send(self, request: Request) -> None:
+        """POST one request until mParticle accepts it, retrying what a retry can fix.
+
+        Exactly one wait per failed attempt: a 429 holds every sender back (for its
+        `Retry-After`, else for the backoff delay) through the pacer, whose `acquire`
+        then does the waiting; a 5xx, a timeout or a dropped connection waits in this
+        sender only. Delays without `Retry-After` come from `backoff`'s exponential
+        generator (base `backoff_base_seconds`, capped at `backoff_max_seconds`) with
+        its full jitter: uniform between 0 and the delay.
+        """
         url = self.base_url + request.path
         body = request.body
         n = len(request.batches)
+        delays = backoff.expo(
+            factor=self.settings.backoff_base_s, max_value=self.settings.backoff_max_s
+        )
+        next(delays)  # the generator's first value primes it
         attempt = 0
         while True:
             sent_at, waited = self.pacer.acquire(n)
             if waited > 0:
                 self.stats.add(throttle_wait_s=waited)
-            problem, retry_after = self._post_once(url, body, n, sent_at)
+            problem, retry_after, throttled = self._post_once(url, body, n)
             if problem is None:
                 events = sum(b.n_events for b in request.batches)
                 self.stats.add(requests=1, batches=n, events=events)
@@ -244,7 +253,7 @@ class EventsApiClient:
                     f"{attempt + 1} attempts; last problem: {problem}"
                 )
                 raise DeliveryError(msg)
-            delay = retry_after if retry_after is not None else self._backoff(attempt)
+            delay = retry_after if retry_after is not None else backoff.full_jitter(next(delays))
             attempt += 1
             self.stats.add(retries=1)
             LOGGER.info(
@@ -256,60 +265,53 @@ class EventsApiClient:
                 self.settings.max_retries,
                 problem,
             )
-            if retry_after is None:
+            if throttled:
+                # Every sender waits, in acquire; the pacer also cuts its rate (pacing.py).
+                self.pacer.throttled(sent_at, delay)
+            else:
                 self._sleep(delay)
 
-    def _post_once(
-        self, url: str, body: bytes, n: int, sent_at: float
-    ) -> tuple[str | None, float | None]:
-        """One attempt: (None, None) on 202, else (problem, Retry-After seconds).
+    def _post_once(self, url: str, body: bytes, n: int) -> tuple[str | None, float | None, bool]:
+        """One attempt: `(problem, Retry-After seconds, rate limited)`; no problem on 202.
 
-        The pacer hears of every 202 (with the usage header) and every 429.
+        The pacer hears of every 202 with its usage header (a 429, from `_send`).
         """
         session = self._sessions.get()
         try:
             response = session.post(url, data=body, timeout=self.settings.timeout_s)
         except requests.Timeout:
-            return "timed out", None
+            return "timed out", None, False
         except requests.ConnectionError as exc:
-            return f"connection failed ({type(exc).__name__})", None
+            return f"connection failed ({type(exc).__name__})", None, False
         finally:
             self._sessions.put(session)
         status = response.status_code
         if status == HTTP_ACCEPTED:
             self.pacer.accepted(n, _percent(response.headers.get(RATE_HEADER)))
-            return None, None
+            return None, None, False
         if status in {HTTP_UNAUTHORIZED, HTTP_FORBIDDEN}:
             msg = (
-                f"mParticle refused the credentials (HTTP {status}) at {url} "
-                f"for API key {self.settings.api_key!r}; check api_key, api_secret and pod"
+                f"mParticle refused the credentials (HTTP {status}) at {url}; "
+                "check api_key, api_secret and pod"
             )
             raise AuthError(msg)
         if status == HTTP_TOO_MANY:
             self.stats.add(throttled=1)
             retry_after = _retry_after(response.headers.get("Retry-After"))
-            cut = self.pacer.throttled(sent_at, retry_after)
             limit = response.headers.get(LIMIT_HEADER, "").strip().strip('"') or "unnamed"
-            return (
-                f"HTTP 429: the {limit} rate limit was exceeded ({LIMIT_HEADER}: {limit}); "
-                + (
-                    f"pacing cut to {self.pacer.rate:.0f} batches/s"
-                    if cut
-                    else f"pacing already at {self.pacer.rate:.0f} batches/s"
-                ),
-                retry_after,
-            )
+            problem = f"HTTP 429: the {limit} rate limit was exceeded ({LIMIT_HEADER}: {limit})"
+            return problem, retry_after, True
         if status == HTTP_BAD_REQUEST:
             msg = f"HTTP 400 from {url}: {_api_message(response)}"
             raise BadRequestError(msg)
         if status >= HTTP_SERVER_ERROR:
-            return f"HTTP {status}", None
+            return f"HTTP {status}", None, False
         msg = f"unexpected HTTP {status} from {url}: {_api_message(response)}"
         raise DeliveryError(msg)
 
     def describe(self) -> str:
-        """Where data goes, for log lines (never the secret)."""
-        return f"{self.base_url} with API key {self.settings.api_key!r}"
+        """Where data goes, for log lines: the URL only (the key is a credential too)."""
+        return self.base_url
 
 
 def _percent(value: str | None) -> float | None:
@@ -322,15 +324,17 @@ def _percent(value: str | None) -> float | None:
 
 
 def _retry_after(value: str | None) -> float | None:
+    """Seconds a `Retry-After` header asks for: a number or an HTTP date (urllib3 parses both).
+
+    Capped at `MAX_RETRY_AFTER_SECONDS`; None when absent or unreadable.
+    """
     if value is None:
         return None
     try:
-        seconds = float(value.strip())
-    except ValueError:
+        seconds = _RETRY_AFTER.parse_retry_after(value.strip())
+    except urllib3.exceptions.InvalidHeader:
         return None
-    if seconds < 0:
-        return None
-    return min(seconds, MAX_RETRY_AFTER_SECONDS)
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
 def _api_message(response: requests.Response) -> str:

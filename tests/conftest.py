@@ -1,23 +1,30 @@
-"""Fixtures shared by the tap and target suites: a real S3 API on 127.0.0.1 (moto)."""
+"""The fixtures every suite shares, on the helpers of tests/support.
+
+A real S3 API on 127.0.0.1 (moto), the generated drop served from a directory or a
+bucket, the local Events API stand-in with a target config reaching it, and the
+environment for the real `meltano` CLI.
+"""
 
 from __future__ import annotations
 
 import os
-import sys
 import uuid
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from scripts.generate_drop import generate_drop
+from tests.support.eventsapi import EventsApiServer
+from tests.support.files import REPO_ROOT
+from tests.support.s3 import AWS_TEST_KEY, AWS_TEST_SECRET, serve_drop, strict_moto
+from tests.support.tap import Drop
+from tests.support.target import SECRET
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-from tests.s3support import AWS_TEST_KEY, AWS_TEST_SECRET, REPO_ROOT
-
-MELTANO = str(Path(sys.executable).with_name("meltano"))
+    from pathlib import Path
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -81,4 +88,43 @@ def meltano_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
         "MELTANO_DATABASE_URI": f"sqlite:///{db_dir}/meltano.db",
         "MELTANO_ENVIRONMENT": "dev",
+    }
+
+
+@pytest.fixture(params=["local", "s3"])
+def drop(request, tmp_path: Path) -> Drop:
+    """The generated sample drop, read from a local directory or from a moto bucket."""
+    root = tmp_path / "drop"
+    summary = generate_drop(root, events=600, seed=11)
+    config, publish = serve_drop(request, root)
+    return Drop(root, config, summary, publish)
+
+
+@pytest.fixture
+def strict_moto_endpoint() -> Iterator[str]:
+    """A credential-checking moto server where nothing has been set up."""
+    with strict_moto() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def server() -> Iterator[EventsApiServer]:
+    """The local Events API stand-in, fresh per test."""
+    with EventsApiServer(api_key="test-key", api_secret=SECRET) as running:
+        yield running
+
+
+@pytest.fixture
+def config(server: EventsApiServer, tmp_path: Path) -> dict[str, Any]:
+    """A target config reaching `server`, unpaced, with short retries and local output files."""
+    return {
+        "api_key": "test-key",
+        "api_secret": SECRET,
+        "api_url": server.url,
+        "max_batches_per_second": 0,
+        "backoff_base_seconds": 0.01,
+        "backoff_max_seconds": 0.05,
+        "max_retries": 3,
+        "dead_letter_path": str(tmp_path / "dead.jsonl"),
+        "dry_run_path": str(tmp_path / "dry.jsonl"),
     }

@@ -3,13 +3,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import FIXTURES, SECRET, run_target, singer_lines
-from eventsapi_server import EventsApiServer, Fault
 from singer_sdk.exceptions import ConfigValidationError
 
 from target_mparticle.client import AuthError, BadRequestError, DeliveryError
 from target_mparticle.invalid import InvalidRecordFatalError
 from target_mparticle.target import TargetMParticle
+from tests.support.eventsapi import EventsApiServer, Fault
+from tests.support.target import FIXTURES, SECRET, run_target, singer_lines
 
 USERS = 300
 
@@ -92,8 +92,8 @@ def test_429_with_retry_after_then_success(server, config, caplog):
         run = run_target(config, "users.singer")
     assert run.error is None
     assert len(server.batches()) == USERS
-    assert run.target.client.stats.throttled == 2
-    assert run.target.client.pacer.rate < 270
+    assert run.target.delivery.client.stats.throttled == 2
+    assert run.target.delivery.client.pacer.rate < 270
     retries = [r.getMessage() for r in caplog.records if "HTTP 429" in r.getMessage()]
     assert len(retries) == 2
     assert all("the app rate limit was exceeded" in m for m in retries)
@@ -105,7 +105,7 @@ def test_server_errors_are_retried_with_the_same_ids(server, config, status):
     run = run_target(config, "users.singer")
     assert run.error is None
     assert len(server.batches()) == USERS
-    assert run.target.client.stats.retries == 3
+    assert run.target.delivery.client.stats.retries == 3
 
 
 def test_dropped_connections_and_lost_answers_are_retried_and_deduplicated(server, config):
@@ -129,7 +129,7 @@ def test_slow_answers_time_out_and_are_retried(config):
         run = run_target(config, "users.singer")
         assert run.error is None
         assert len(server.batches()) == USERS
-        assert run.target.client.stats.retries >= 1
+        assert run.target.delivery.client.stats.retries >= 1
 
 
 def test_retries_exhausted_fails_without_a_state_past_accepted_records(server, config):
@@ -146,7 +146,9 @@ def test_retries_exhausted_fails_without_a_state_past_accepted_records(server, c
 
 
 @pytest.mark.parametrize(("key", "secret", "status"), [("test-key", "wrong", 403)])
-def test_refused_credentials_stop_at_once_naming_url_and_key(server, config, key, secret, status):
+def test_refused_credentials_stop_at_once_naming_url_not_credentials(
+    server, config, key, secret, status
+):
     config["api_key"] = key
     config["api_secret"] = secret
     run = run_target(config, "users.singer")
@@ -154,7 +156,9 @@ def test_refused_credentials_stop_at_once_naming_url_and_key(server, config, key
     message = str(run.error)
     assert f"HTTP {status}" in message
     assert server.url in message
-    assert "test-key" in message
+    assert "api_key" in message
+    # The key is a credential too (declared secret): named, never shown.
+    assert "test-key" not in message
     assert SECRET not in message
     assert "wrong" not in message
     assert run.states == []
@@ -204,7 +208,7 @@ def test_records_without_identity_skip_dead_letter_or_fail(config, tmp_path):
     config["on_invalid_record"] = "skip"
     run = run_target(config, lines)
     assert run.error is None
-    assert run.target.invalid.count == 1
+    assert run.target.delivery.invalid.count == 1
     assert run.states == [2]
 
     config["on_invalid_record"] = "dead_letter"

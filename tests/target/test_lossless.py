@@ -10,9 +10,10 @@ import json
 import typing as t
 
 import pytest
-from conftest import run_target, singer_lines
 
-from tests.tapsupport import run_tap
+from tests.support.files import dead_letters
+from tests.support.tap import run_tap
+from tests.support.target import run_target, singer_lines
 
 if t.TYPE_CHECKING:
     import pathlib
@@ -91,12 +92,6 @@ def drop(tmp_path: pathlib.Path) -> dict[str, t.Any]:
 def replay(drop: dict[str, t.Any], streams: set[str]) -> list[str]:
     """What tap-mparticle writes with these streams selected, as Singer lines."""
     return [json.dumps(m) for m in run_tap(drop, streams=streams).messages]
-
-
-def dead_letters(config: dict[str, t.Any]) -> list[dict[str, t.Any]]:
-    path = config["dead_letter_path"]
-    with open(path, encoding="utf-8") as handle:  # noqa: PTH123
-        return [json.loads(line) for line in handle]
 
 
 def test_a_batches_replay_keeps_everything_the_inbound_schema_takes(server, config, drop):
@@ -199,7 +194,7 @@ def test_optional_parts_that_cannot_be_valid_are_dropped_never_the_event(server,
     assert "breadcrumbs" not in events[2]["data"]
     assert events[3]["data"]["custom_event_type"] == "other"
     assert events[3]["data"]["custom_attributes"]["original_custom_event_type"] == "attribution"
-    tally = run.target.tally
+    tally = run.target.delivery.tally
     assert tally["optional event fields that could not be valid dropped (location)"] == 1
     assert tally["optional event fields that could not be valid dropped (breadcrumbs)"] == 1
     assert sum(v for k, v in tally.items() if k.startswith("optional event fields")) == 6

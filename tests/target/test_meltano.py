@@ -10,24 +10,23 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import pathlib
-import subprocess
 import sys
 from typing import TYPE_CHECKING
 
 import pytest
 import yaml
-from conftest import FIXTURES, SECRET
 
-from tests.s3support import AWS_TEST_KEY, AWS_TEST_SECRET, REPO_ROOT, upload_tree
+from tests.support.files import REPO_ROOT
+from tests.support.meltano import BIN, meltano
+from tests.support.s3 import AWS_TEST_KEY, AWS_TEST_SECRET, upload_tree
+from tests.support.target import FIXTURES, SECRET
 
 if TYPE_CHECKING:
-    from eventsapi_server import EventsApiServer
+    import pathlib
+
+    from tests.support.eventsapi import EventsApiServer
 
 pytestmark = pytest.mark.meltano
-
-BIN = pathlib.Path(sys.executable).parent
-MELTANO = str(BIN / "meltano")
 
 
 def project_copy(tmp_path: pathlib.Path) -> pathlib.Path:
@@ -58,20 +57,11 @@ def meltano_run(root: pathlib.Path, env: dict[str, str], *plugins: str):
     full_env = {
         **os.environ,
         "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "MELTANO_PROJECT_ROOT": str(root),
         "MELTANO_DATABASE_URI": f"sqlite:///{root}/meltano.db",
         "MELTANO_ENVIRONMENT": "dev",
         **env,
     }
-    return subprocess.run(
-        [MELTANO, "run", *plugins],
-        cwd=root,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    return meltano(root, full_env, "run", *plugins)
 
 
 def target_env(server: EventsApiServer, mappings: dict) -> dict[str, str]:

@@ -11,9 +11,9 @@ import itertools
 import threading
 
 import pytest
-from rate_limit import TokenBucket
 
 from target_mparticle.pacing import JITTER_S, MARGIN, Pacer
+from tests.support.rate_limit import TokenBucket
 
 
 class FakeClock:

@@ -5,7 +5,6 @@ import decimal
 import json
 
 import pytest
-from eventsapi_server import load_validator
 
 from target_mparticle.assemble import THIRTY_DAYS_MS, assemble, trailing_group
 from target_mparticle.clean import clean_event, clean_identities
@@ -15,6 +14,7 @@ from target_mparticle.inbound import InvalidRecordError
 from target_mparticle.mapping import StreamMapping, mapping_errors
 from target_mparticle.schema_rules import MAX_REQUEST_BYTES
 from target_mparticle.values import Tally, event_attributes, to_epoch_ms, user_attributes
+from tests.support.eventsapi import load_validator
 
 NOW = 1_763_000_000_000
 validate = load_validator()

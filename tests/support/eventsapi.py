@@ -31,10 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import fastjsonschema
 from typing_extensions import Self
 
-try:
-    from rate_limit import TokenBucket
-except ImportError:  # imported as tests.target.eventsapi_server (tests outside tests/target)
-    from tests.target.rate_limit import TokenBucket
+from tests.support.rate_limit import TokenBucket
 
 SCHEMA_DIR = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "mparticle_schema"
 BATCH_SCHEMA = SCHEMA_DIR / "mparticle-eventsapi-schema.json"
@@ -168,6 +165,7 @@ class Received:
     n_batches: int
     n_bytes: int
     status: int
+    body: bytes = b""  # the request body as it arrived, for snapshot tests
     at: float = 0.0  # monotonic seconds when answered
 
 
@@ -320,7 +318,7 @@ class EventsApiServer:
                 handler.close_connection = True  # the client gave up waiting
             with self.lock:
                 self.requests.append(
-                    Received(path, len(batches or []), len(raw), status, time.monotonic())
+                    Received(path, len(batches or []), len(raw), status, raw, time.monotonic())
                 )
 
         batches: list[dict[str, t.Any]] | None = None
@@ -458,5 +456,5 @@ def serve_forever(
         threading.Event().wait()
 
 
-if __name__ == "__main__":  # pragma: no cover - manual use: python eventsapi_server.py
+if __name__ == "__main__":  # pragma: no cover - manual use: python -m tests.support.eventsapi
     serve_forever()

@@ -1,4 +1,4 @@
-"""Run tap-mparticle in-process or as its console script and collect its messages."""
+"""Run tap-mparticle in-process or as its console script; drops, catalogs and record checks."""
 
 from __future__ import annotations
 
@@ -10,10 +10,26 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING, Any
 
+import jsonschema
+
+from scripts import generate_audiences as generator
 from tap_mparticle.tap import TapMParticle
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
     from pathlib import Path
+
+    from scripts.generate_drop import DropSummary
+
+__all__ = ["generator"]  # scripts/generate_audiences.py, for the audience tests
+
+AUDIENCE_STREAMS = ("audience_memberships", "audience_user_attributes")
+AUDIENCE_KEY = (
+    "_sdc_source_file",
+    "_sdc_source_member",
+    "_sdc_source_lineno",
+    "_sdc_record_index",
+)
 
 
 @dataclasses.dataclass
@@ -45,8 +61,9 @@ def _parse(raw: bytes) -> list[dict[str, Any]]:
     return [json.loads(line) for line in raw.splitlines() if line.strip()]
 
 
-def catalog_selecting(config: dict[str, Any], streams: set[str]) -> dict[str, Any]:
+def catalog_selecting(config: dict[str, Any], streams: Iterable[str]) -> dict[str, Any]:
     """The tap's catalog with exactly `streams` selected (every property of each)."""
+    streams = set(streams)
     catalog = TapMParticle(config=config, validate_config=False).catalog_dict
     for entry in catalog["streams"]:
         for metadata in entry["metadata"]:
@@ -57,7 +74,7 @@ def catalog_selecting(config: dict[str, Any], streams: set[str]) -> dict[str, An
 def run_tap(
     config: dict[str, Any],
     state: dict[str, Any] | None = None,
-    streams: set[str] | None = None,
+    streams: Iterable[str] | None = None,
 ) -> TapOutput:
     """Sync in this process (fast), capturing what the tap writes to stdout.
 
@@ -70,6 +87,23 @@ def run_tap(
         TapMParticle(config=config, state=state, catalog=catalog).sync_all()
         wrapper.flush()
     return TapOutput(_parse(buffer.getvalue()))
+
+
+def tap_error(config: dict[str, Any], state: dict[str, Any] | None = None) -> str:
+    """Sync in-process where the tap must stop; the message it stops with.
+
+    The console script logs exactly this text as its last ERROR line and exits 1
+    (TapMParticle.invoke); tests of that path itself use `run_cli`.
+    """
+    try:
+        run_tap(config, state)
+    except Exception as exc:  # noqa: BLE001 - the message is what the test inspects
+        message = str(exc)
+    else:
+        msg = "the tap finished; an error was expected"
+        raise AssertionError(msg)
+    assert "\n" not in message, f"not one line: {message!r}"
+    return message
 
 
 def run_cli(
@@ -88,3 +122,35 @@ def run_cli(
         args += ["--state", str(state_file)]
     done = subprocess.run(args, capture_output=True, check=False, timeout=300)
     return TapOutput(_parse(done.stdout), done.returncode, done.stderr.decode("utf-8", "replace"))
+
+
+class Drop:
+    """A drop on disk plus the config that reaches it through one backend."""
+
+    def __init__(
+        self, root: Path, config: dict[str, Any], summary: DropSummary, publish: Callable[[], None]
+    ) -> None:
+        self.root = root
+        self.config = config
+        self.summary = summary
+        self._publish = publish
+
+    def publish(self) -> None:
+        """Make files added under `root` since the last publish visible to the tap."""
+        self._publish()
+
+
+def assert_valid(output: TapOutput, stream: str) -> list[dict[str, Any]]:
+    """Validate every record of `stream` against its SCHEMA message; return the records."""
+    schema = output.schema(stream)["schema"]
+    validator = jsonschema.Draft7Validator(schema, format_checker=jsonschema.FormatChecker())
+    records = output.records(stream)
+    for record in records:
+        errors = sorted(validator.iter_errors(record), key=str)
+        assert not errors, (record, [e.message for e in errors])
+    return records
+
+
+def audience_keys(records: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """Primary keys of audience records, in order."""
+    return [tuple(r[k] for k in AUDIENCE_KEY) for r in records]

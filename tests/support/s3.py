@@ -1,4 +1,4 @@
-"""Helpers for tests that put a drop into moto's S3 server."""
+"""moto's S3 servers (threaded, or strict in a process of its own) and putting a drop into them."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 AWS_TEST_KEY = "AKIATESTKEY0000000001"
 AWS_TEST_SECRET = "test-secret-do-not-log-0123456789"
 

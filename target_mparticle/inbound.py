@@ -144,6 +144,17 @@ def fit_event(event: dict[str, t.Any], tally: t.Counter[str]) -> dict[str, t.Any
     raise InvalidRecordError(msg)
 
 
+def _plain_attributes(attributes: dict[str, t.Any]) -> bool:
+    """Whether every value is a string or a list of strings (the schema's StringOrArray)."""
+    for value in attributes.values():
+        if type(value) is str:
+            continue
+        if type(value) is list and all(type(item) is str for item in value):
+            continue
+        return False
+    return True
+
+
 def fit_shell(batch: dict[str, t.Any], tally: t.Counter[str]) -> dict[str, t.Any]:
     """Return a batch (without its events) once it validates, dropping fields that cannot.
 
@@ -159,7 +170,14 @@ def fit_shell(batch: dict[str, t.Any], tally: t.Counter[str]) -> dict[str, t.Any
     """
     check = _shell_check()
     for _ in range(MAX_FIXES):
-        failure = _failure(check, batch)
+        attributes = batch.get("user_attributes")
+        if isinstance(attributes, dict) and _plain_attributes(attributes):
+            # Strings and lists of strings are always valid user attribute values; the
+            # compiled check would spend more on formatting each one's path than on the
+            # rest of the batch. Any other value goes through the full check below.
+            failure = _failure(check, {k: v for k, v in batch.items() if k != "user_attributes"})
+        else:
+            failure = _failure(check, batch)
         if failure is None:
             return batch
         path, reason = failure

@@ -8,6 +8,7 @@ reused), so `meltano config set` never touches the repository's files.
 from __future__ import annotations
 
 import csv
+import json
 import re
 import shlex
 import subprocess
@@ -97,6 +98,10 @@ def test_a_validating_third_party_loader_takes_every_record(meltano_env, tmp_pat
         "TAP_MPARTICLE_FLATTENING_ENABLED": "true" if flattening else "false",
         "TAP_MPARTICLE_FLATTENING_MAX_DEPTH": "3",
         "TARGET_CSV_OUTPUT_PATH": str(out_dir),
+        # every stream, batches (not selected by default) included
+        "TAP_MPARTICLE__SELECT": json.dumps(
+            ["events.*", "batches.*", "audience_memberships.*", "audience_user_attributes.*"]
+        ),
     }
     done = run(REPO_ROOT, env, "run", "--full-refresh", "tap-mparticle", "target-csv")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -105,6 +110,10 @@ def test_a_validating_third_party_loader_takes_every_record(meltano_env, tmp_pat
     assert "user_identities" in events[0]
     if flattening:
         assert not any("__" in column for column in events[0])
+    batches = read_csv(out_dir / "batches.csv")
+    assert len(batches) == 121
+    assert "consent_state" in batches[0]
+    assert "other_fields" in batches[0]
     members = read_csv(out_dir / "audience_memberships.csv")
     assert members
     assert all(row["_sdc_source_member"] for row in members)  # never empty: "-" or a CSV

@@ -123,8 +123,8 @@ def _replay_env(server, s3_client, s3_bucket, moto_endpoint) -> dict[str, str]:
 def test_meltano_run_replay_into_target_mparticle_as_the_readme_gives_it(
     server, tmp_path, s3_client, s3_bucket, moto_endpoint
 ):
-    # meltano.yml as committed: tap-mparticle-replay selects what target-mparticle
-    # can send without a mapping (events), so the replay works out of the box.
+    # meltano.yml as committed: tap-mparticle-replay selects batches and the
+    # audience streams, all of which target-mparticle sends without a mapping.
     drop_events = _events_in_drop(REPO_ROOT / "samples" / "drop")
     root = project_copy(tmp_path)
     env = _replay_env(server, s3_client, s3_bucket, moto_endpoint)
@@ -167,3 +167,28 @@ def test_a_dry_run_through_meltano_leaves_the_real_run_everything_to_send(
     real = meltano_run(root, env, "tap-mparticle-replay", "target-mparticle")
     assert real.returncode == 0, real.stderr[-3000:]
     assert len(server.events()) == drop_events  # everything, not 0
+
+
+def test_meltano_run_tap_mparticle_target_mparticle_with_the_default_selection(
+    server, tmp_path, s3_client, s3_bucket, moto_endpoint
+):
+    # Events and both audience streams, no mapping: events are replayed, memberships
+    # and attribute changes become user attribute updates, nothing is dead-lettered.
+    drop_events = _events_in_drop(REPO_ROOT / "samples" / "drop")
+    root = project_copy(tmp_path)
+    env = _replay_env(server, s3_client, s3_bucket, moto_endpoint)
+    env["TARGET_MPARTICLE_ON_INVALID_RECORD"] = "dead_letter"
+    env["TARGET_MPARTICLE_DEAD_LETTER_PATH"] = str(tmp_path / "dead.jsonl")
+    result = meltano_run(root, env, "tap-mparticle", "target-mparticle")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert server.rejected == []
+    assert not (tmp_path / "dead.jsonl").exists()
+    assert len(server.events()) == drop_events
+    updates = [b for b in server.batches() if "events" not in b]
+    audience_attributes = {
+        name
+        for b in updates
+        for name in [*(b.get("user_attributes") or {}), *(b.get("deleted_user_attributes") or [])]
+    }
+    assert any(name.startswith("audience_") for name in audience_attributes)
+    assert len(audience_attributes) > 3

@@ -30,7 +30,6 @@ _DEFLATE = 8
 _FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 2, 4, 8, 16
 
 
-
 class BadInputError(Exception):
     """A file, line or document that cannot be read as what the stream expects.
 

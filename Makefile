@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 PLUGINS_STAMP := .meltano/.installed-stamp
 
-.PHONY: venv plugins demo test test-fast pytest-fast lint typecheck pytest fixtures corpus bench bench-tap bench-target bench-shards docs clean
+.PHONY: venv plugins demo test test-fast pytest-fast lint typecheck pytest fixtures corpus bench bench-tap bench-target bench-pacing bench-shards docs clean
 
 venv: $(STAMP)
 
@@ -63,13 +63,17 @@ corpus: venv
 	$(BIN)/python scripts/capture_sdk_bodies.py
 	$(BIN)/python scripts/build_real_corpus.py
 
-bench: bench-tap bench-target bench-shards
+bench: bench-tap bench-target bench-pacing bench-shards
 
 bench-tap: venv
 	$(BIN)/python benchmarks/bench_tap.py
 
 bench-target: venv
 	$(BIN)/python benchmarks/bench_target.py
+
+# Pacing against token-bucket accounts: six scenarios of about 25 s each.
+bench-pacing: venv
+	$(BIN)/python benchmarks/bench_pacing.py
 
 # 1, 2 and 4 shards over one drop (add ARGS="--backend s3" to read it through moto).
 bench-shards: venv

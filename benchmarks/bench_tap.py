@@ -7,8 +7,11 @@ generated, uploaded to moto's S3 server on 127.0.0.1, and read by:
    per event with the batch context, serialise each to JSON, write to /dev/null;
 2. the tap, as its console script, stdout to /dev/null.
 
-Each is run `--rounds` times and the best time kept (these machines are noisy); the
-figure that matters is the ratio, tap events/s over bare events/s.
+Like with like: moto's server runs in a process of its own (so neither client
+shares its interpreter lock), and the bare loop, like the tap, is a process of its
+own, start-up included. Each round runs both; the ratio is taken within the round
+(paired), with each process's CPU seconds beside its wall seconds, and the median
+over rounds is reported.
 
 Usage: python benchmarks/bench_tap.py [--events N] [--rounds R] [--concurrency C]
 """
@@ -18,8 +21,9 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import logging
 import os
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,7 +31,6 @@ import time
 from pathlib import Path
 
 import boto3
-from moto.server import ThreadedMotoServer
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -84,8 +87,8 @@ def bare_loop(endpoint: str) -> int:
     return count
 
 
-def run_tap(endpoint: str, workdir: Path, concurrency: int) -> None:
-    """Run the tap's console script over the bucket, output discarded."""
+def tap_command(endpoint: str, workdir: Path, concurrency: int) -> list[str]:
+    """The tap's console script over the bucket."""
     config = workdir / "config.json"
     config.write_text(
         json.dumps(
@@ -99,42 +102,62 @@ def run_tap(endpoint: str, workdir: Path, concurrency: int) -> None:
             }
         )
     )
+    return [sys.executable, "-m", "tap_mparticle", "--config", str(config)]
+
+
+def timed(command: list[str]) -> tuple[float, float]:
+    """Run a process, output discarded: (wall seconds, its CPU seconds)."""
+    start = time.perf_counter()
     with Path(os.devnull).open("wb") as sink:
-        subprocess.run(
-            [sys.executable, "-m", "tap_mparticle", "--config", str(config)],
-            stdout=sink,
-            stderr=subprocess.DEVNULL,
-            check=True,
-        )
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{command[:4]} failed")
+    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime
 
 
-def best_of(rounds: int, action: object) -> float:
-    """Best wall time of `rounds` calls."""
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        action()  # type: ignore[operator]
-        times.append(time.perf_counter() - start)
-    return min(times)
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_moto() -> tuple[subprocess.Popen[bytes], str]:
+    """moto's S3 server as a process of its own, once it answers."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.1):
+                return server, endpoint
+        except OSError:  # noqa: PERF203 - polled at start-up only
+            time.sleep(0.05)
+    server.kill()
+    sys.exit("moto's server did not start")
 
 
 def main() -> None:
     """Generate, serve, measure, print."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--events", type=int, default=300_000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--bare-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto logs every request
+    if args.bare_worker:
+        bare_loop(args.bare_worker)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         summary = generate_drop(workdir / "drop", events=args.events, seed=1, per_file=2500)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
+        server, endpoint = start_moto()
         try:
-            host, port = server.get_host_and_port()
-            endpoint = f"http://{host}:{port}"
             s3 = s3_client(endpoint)
             s3.create_bucket(Bucket=BUCKET)
             size = 0
@@ -144,23 +167,36 @@ def main() -> None:
                 s3.put_object(
                     Bucket=BUCKET, Key=path.relative_to(workdir / "drop").as_posix(), Body=body
                 )
-
             if bare_loop(endpoint) != summary.events:
                 sys.exit("the bare loop did not see every event")
-            bare = best_of(args.rounds, lambda: bare_loop(endpoint))
-            tap = best_of(args.rounds, lambda: run_tap(endpoint, workdir, args.concurrency))
+            bare_command = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--bare-worker",
+                endpoint,
+            ]
+            tap = tap_command(endpoint, workdir, args.concurrency)
+            rounds = [(timed(bare_command), timed(tap)) for _ in range(args.rounds)]
         finally:
-            server.stop()
+            server.terminate()
+            server.wait()
 
-    bare_rate = summary.events / bare
-    tap_rate = summary.events / tap
     print(
         f"drop: {summary.events} events, {summary.batches} batches, "
-        f"{summary.files} files, {size / 1e6:.1f} MB"
+        f"{summary.files} files, {size / 1e6:.1f} MB; moto in its own process"
     )
-    print(f"bare boto3 loop : {bare_rate:>10,.0f} events/s  ({bare:.1f} s)")
-    print(f"tap-mparticle   : {tap_rate:>10,.0f} events/s  ({tap:.1f} s, process start included)")
-    print(f"ratio tap/bare  : {tap_rate / bare_rate:.2f}")
+    print(f"{'round':>5} {'bare s':>7} {'CPU s':>6} {'tap s':>7} {'CPU s':>6} {'tap/bare':>9}")
+    for index, ((bare_s, bare_cpu), (tap_s, tap_cpu)) in enumerate(rounds, 1):
+        print(
+            f"{index:5d} {bare_s:7.2f} {bare_cpu:6.2f} {tap_s:7.2f} {tap_cpu:6.2f} "
+            f"{bare_s / tap_s:9.2f}"
+        )
+    bare_s = statistics.median(b for (b, _), _ in rounds)
+    tap_s = statistics.median(t for _, (t, _) in rounds)
+    ratio = statistics.median(b / t for (b, _), (t, _) in rounds)
+    print(f"bare boto3 loop : {summary.events / bare_s:>10,.0f} events/s (median wall)")
+    print(f"tap-mparticle   : {summary.events / tap_s:>10,.0f} events/s (process start included)")
+    print(f"tap/bare        : {ratio:.2f} (median of per-round ratios)")
 
 
 if __name__ == "__main__":

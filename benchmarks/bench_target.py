@@ -1,14 +1,22 @@
-"""target-mparticle throughput into the local Events API stand-in.
+"""target-mparticle throughput into the local Events API stand-in, like with like.
 
-Three ways to post the same data, in one run, to the same server (its own
-process, schema checks off, so the client side is what is measured):
+Three clients post the same data to the same server (its own process, schema
+checks off, so the client side is what is measured). Each is a process of its own
+reading its input from a file, start-up included, so none is timed on prebuilt
+records in memory while another parses:
 
-* target-mparticle end to end: Singer messages on stdin, as `meltano run` does;
-* the official SDK (`mparticle` 0.16.1 on PyPI): Batch/AppEvent models built
-  from the same records, posted 100 batches per call;
-* a bare `requests` loop posting the target's own request bodies, pre-built.
+* target-mparticle end to end: the Singer file on stdin, as `meltano run` runs it
+  (pacing off);
+* the official SDK (`mparticle` 0.16.1 on PyPI): reads the same Singer file, builds
+  Batch/AppEvent models from its records, posts 100 batches per call;
+* a bare `requests` loop: reads the target's own request bodies (from a dry run)
+  and posts them, the floor any client pays for HTTP.
 
-Usage: python benchmarks/bench_target.py [--users N] [--events N]
+Each round runs all three in turn; ratios are taken within a round (paired), and
+CPU seconds (user + system of the process) are shown beside wall seconds, so a
+busy machine shows up as wall time without CPU time rather than as a slower target.
+
+Usage: python benchmarks/bench_target.py [--users N] [--events N] [--rounds R]
 """
 
 from __future__ import annotations
@@ -18,12 +26,12 @@ import json
 import multiprocessing
 import os
 import pathlib
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-import warnings
 
 import requests
 
@@ -104,15 +112,40 @@ def singer_file(path: pathlib.Path, stream: str, records: list[dict], key: list[
                 out.write(json.dumps({"type": "STATE", "value": {"n": i}}) + "\n")
 
 
-def server_stats(url: str) -> dict:
-    return requests.get(url, timeout=10).json()
-
-
 def reset(url: str) -> None:
     requests.delete(url, timeout=10)
 
 
-def run_target(url: str, input_path: pathlib.Path, workdir: pathlib.Path, extra: dict) -> float:
+def server_stats(url: str) -> dict:
+    return requests.get(url, timeout=10).json()
+
+
+def timed(command: list[str], stdin_path: pathlib.Path | None = None) -> tuple[float, float]:
+    """Run a process to completion: (wall seconds, CPU seconds of that process)."""
+    start = time.perf_counter()
+    stdin = stdin_path.open("rb") if stdin_path else subprocess.DEVNULL
+    try:
+        process = subprocess.Popen(
+            command,
+            stdin=stdin,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "TARGET_MPARTICLE_LOGLEVEL": "WARNING"},
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        stderr = process.stderr.read() if process.stderr else b""
+        process.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        if stdin_path:
+            stdin.close()
+    if process.returncode != 0:
+        msg = f"{command[:4]} failed: {stderr.decode()[-2000:]}"
+        raise RuntimeError(msg)
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def target_command(url: str, workdir: pathlib.Path, extra: dict) -> list[str]:
     config = {
         "api_key": "test-key",
         "api_secret": "test-secret",
@@ -121,22 +154,18 @@ def run_target(url: str, input_path: pathlib.Path, workdir: pathlib.Path, extra:
         "mappings": {"users": {"kind": "user"}},
         **extra,
     }
-    config_path = workdir / "config.json"
+    config_path = workdir / f"config-{len(extra)}.json"
     config_path.write_text(json.dumps(config))
-    start = time.perf_counter()
-    with input_path.open("rb") as stdin:
-        subprocess.run(
-            [sys.executable, "-m", "target_mparticle", "--config", str(config_path)],
-            stdin=stdin,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=True,
-            env={**os.environ, "TARGET_MPARTICLE_LOGLEVEL": "WARNING"},
-        )
-    return time.perf_counter() - start
+    return [sys.executable, "-m", "target_mparticle", "--config", str(config_path)]
 
 
-def run_official_sdk(url: str, kind: str, records: list[dict]) -> float:
+# -- the SDK and bare loops, each run as `bench_target.py --worker ...` -------------
+
+
+def sdk_worker(url: str, kind: str, input_path: pathlib.Path) -> None:
+    """Read the Singer file, build the official SDK's models, post 100 per call."""
+    import warnings  # noqa: PLC0415
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import mparticle  # noqa: PLC0415
@@ -146,70 +175,100 @@ def run_official_sdk(url: str, kind: str, records: list[dict]) -> float:
     configuration.api_key = "test-key"
     configuration.api_secret = "test-secret"  # noqa: S105 - the local stand-in's
     api = mparticle.EventsApi(configuration)
-    start = time.perf_counter()
-    batches = []
-    if kind == "users":
-        for r in records:
-            batch = mparticle.Batch()
-            batch.environment = "development"
-            batch.user_identities = mparticle.UserIdentities(email=r["email"])
-            batch.user_attributes = {
-                k: str(v) for k, v in r.items() if k != "email" and v is not None
-            }
-            batch.source_request_id = str(uuid.uuid5(NS, f"u{r['id']}"))
-            batches.append(batch)
-    else:
-        by_line: dict[int, list[dict]] = {}
-        for r in records:
-            by_line.setdefault(r["_sdc_source_lineno"], []).append(r)
-        for group in by_line.values():
-            batch = mparticle.Batch()
-            batch.environment = "development"
-            batch.user_identities = mparticle.UserIdentities(
-                email=group[0]["user_identities"]["email"]
-            )
-            batch.mpid = group[0]["mpid"]
-            batch.user_attributes = group[0]["user_attributes"]
-            batch.events = [
-                mparticle.AppEvent(
-                    event_name=r["data"]["event_name"],
-                    custom_event_type=r["data"]["custom_event_type"],
-                    timestamp_unixtime_ms=int(r["data"]["timestamp_unixtime_ms"]),
-                    source_message_id=r["data"]["source_message_id"],
-                    custom_attributes=r["data"]["custom_attributes"],
-                )
-                for r in group
-            ]
-            batch.source_request_id = str(uuid.uuid5(NS, f"e{group[0]['_sdc_source_lineno']}"))
-            batches.append(batch)
-    for i in range(0, len(batches), 100):
-        api.bulk_upload_events(batches[i : i + 100])
-    return time.perf_counter() - start
+    pending: list = []
+
+    def flush() -> None:
+        if pending:
+            api.bulk_upload_events(list(pending))
+            pending.clear()
+
+    line_events: list[dict] = []
+    with input_path.open("rb") as lines:
+        for raw in lines:
+            message = json.loads(raw)
+            if message.get("type") != "RECORD":
+                continue
+            r = message["record"]
+            if kind == "users":
+                batch = mparticle.Batch()
+                batch.environment = "development"
+                batch.user_identities = mparticle.UserIdentities(email=r["email"])
+                batch.user_attributes = {
+                    k: str(v) for k, v in r.items() if k != "email" and v is not None
+                }
+                batch.source_request_id = str(uuid.uuid5(NS, f"u{r['id']}"))
+                pending.append(batch)
+            else:
+                if line_events and line_events[0]["_sdc_source_lineno"] != r["_sdc_source_lineno"]:
+                    pending.append(sdk_event_batch(mparticle, line_events))
+                    line_events = []
+                line_events.append(r)
+            if len(pending) >= 100:
+                flush()
+    if line_events:
+        pending.append(sdk_event_batch(mparticle, line_events))
+    flush()
 
 
-def run_bare_loop(url_base: str, dry_run_file: pathlib.Path) -> float:
-    """Post the target's own request bodies, built before the clock starts."""
-    prepared = []
-    for line in dry_run_file.read_text().splitlines():
-        parsed = json.loads(line)
-        url = parsed["url"].replace("https://s2s.us1.mparticle.com/v2", url_base)
-        prepared.append((url, json.dumps(parsed["body"]).encode()))
+def sdk_event_batch(mparticle: object, group: list[dict]) -> object:
+    batch = mparticle.Batch()
+    batch.environment = "development"
+    batch.user_identities = mparticle.UserIdentities(email=group[0]["user_identities"]["email"])
+    batch.mpid = group[0]["mpid"]
+    batch.user_attributes = group[0]["user_attributes"]
+    batch.events = [
+        mparticle.AppEvent(
+            event_name=r["data"]["event_name"],
+            custom_event_type=r["data"]["custom_event_type"],
+            timestamp_unixtime_ms=int(r["data"]["timestamp_unixtime_ms"]),
+            source_message_id=r["data"]["source_message_id"],
+            custom_attributes=r["data"]["custom_attributes"],
+        )
+        for r in group
+    ]
+    batch.source_request_id = str(uuid.uuid5(NS, f"e{group[0]['_sdc_source_lineno']}"))
+    return batch
+
+
+def bare_worker(url_base: str, dry_run_file: pathlib.Path) -> None:
+    """Post the target's own request bodies, read line by line from its dry-run file.
+
+    Each line is `{"url": ..., "body": [...]}` with the body last, so the body's
+    bytes are cut out of the line, not decoded and encoded again.
+    """
     session = requests.Session()
     session.auth = ("test-key", "test-secret")
-    start = time.perf_counter()
-    for url, body in prepared:
-        response = session.post(
-            url, data=body, headers={"Content-Type": "application/json"}, timeout=60
-        )
-        response.raise_for_status()
-    return time.perf_counter() - start
+    marker = b',"body":'
+    with dry_run_file.open("rb") as lines:
+        for line in lines:
+            cut = line.index(marker)
+            url = json.loads(line[:cut] + b"}")["url"]
+            url = url.replace("https://s2s.us1.mparticle.com/v2", url_base)
+            body = line[cut + len(marker) : line.rindex(b"}")]
+            response = session.post(
+                url, data=body, headers={"Content-Type": "application/json"}, timeout=60
+            )
+            response.raise_for_status()
 
 
-def main() -> None:
+def worker_command(*args: str) -> list[str]:
+    return [sys.executable, str(pathlib.Path(__file__).resolve()), "--worker", *args]
+
+
+def main() -> None:  # noqa: C901 - one table from one run
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=20_000)
-    parser.add_argument("--events", type=int, default=40_000)
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        kind, *rest = args.worker
+        if kind == "bare":
+            bare_worker(rest[0], pathlib.Path(rest[1]))
+        else:
+            sdk_worker(rest[0], rest[1], pathlib.Path(rest[2]))
+        return
 
     receiver, sender = multiprocessing.Pipe(duplex=False)
     server = multiprocessing.Process(
@@ -218,50 +277,63 @@ def main() -> None:
     server.start()
     url = receiver.recv()
     stats_url = url.removesuffix("/v2") + "/_stats"
-    rows = []
+    clients = ("target-mparticle", "mparticle SDK 0.16.1", "bare requests loop")
+    results: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    counts = {"users": args.users, "events": args.events}
+    batches: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="bench-target-") as tmp:
         work = pathlib.Path(tmp)
-        datasets = {
-            "users": (user_records(args.users), ["id"], args.users),
-            "events": (event_records(args.events), [], args.events),
-        }
-        for name, (records, key, count) in datasets.items():
+        inputs = {}
+        for name, records, key in (
+            ("users", user_records(args.users), ["id"]),
+            ("events", event_records(args.events), []),
+        ):
             path = work / f"{name}.singer"
             singer_file(path, name, records, key)
             dry = work / f"{name}.dry.jsonl"
-            run_target(url, path, work, {"dry_run": True, "dry_run_path": str(dry)})
-
-            reset(stats_url)
-            target_s = run_target(url, path, work, {})
-            target_stats = server_stats(stats_url)
-            reset(stats_url)
-            fast_s = run_target(url, path, work, {"validate_records": False})
-            reset(stats_url)
-            sdk_s = run_official_sdk(url, name, records)
-            sdk_stats = server_stats(stats_url)
-            reset(stats_url)
-            bare_s = run_bare_loop(url, dry)
-            bare_stats = server_stats(stats_url)
-            if target_stats["rejected"]:
-                msg = f"the server refused batches: {target_stats}"
-                raise RuntimeError(msg)
-            batches = target_stats["accepted"]
-            rows.append((name, "target-mparticle", count, target_s, batches, bare_s))
-            rows.append((name, "target (validate_records=false)", count, fast_s, batches, bare_s))
-            rows.append((name, "mparticle SDK 0.16.1", count, sdk_s, sdk_stats["accepted"], bare_s))
-            rows.append((name, "bare requests loop", count, bare_s, bare_stats["accepted"], bare_s))
+            timed(target_command(url, work, {"dry_run": True, "dry_run_path": str(dry)}), path)
+            inputs[name] = (path, dry)
+            results[name] = {c: [] for c in clients}
+        for _ in range(args.rounds):
+            for name, (path, dry) in inputs.items():
+                commands = {
+                    clients[0]: (target_command(url, work, {}), path),
+                    clients[1]: (worker_command("sdk", url, name, str(path)), None),
+                    clients[2]: (worker_command("bare", url, str(dry)), None),
+                }
+                for client, (command, stdin) in commands.items():
+                    reset(stats_url)
+                    results[name][client].append(timed(command, stdin))
+                    stats = server_stats(stats_url)
+                    if stats["rejected"]:
+                        msg = f"the server refused batches from {client}: {stats}"
+                        raise RuntimeError(msg)
+                    if client == clients[0]:
+                        batches[name] = stats["accepted"]
     server.terminate()
 
     print(
-        f"{'data':7} {'client':32} {'records':>8} {'seconds':>8} {'records/s':>10} "
-        f"{'batches/s':>10} {'vs bare':>8}"
+        f"{'data':7} {'client':22} {'records/s':>10} {'batches/s':>10} {'wall s':>7} "
+        f"{'CPU s':>6} {'rec/CPU-s':>10} {'vs bare':>8} {'per round':>18}"
     )
-    for name, client, count, seconds, batches, bare in rows:
-        print(
-            f"{name:7} {client:32} {count:8d} {seconds:8.2f} {count / seconds:10.0f} "
-            f"{batches / seconds:10.0f} {bare / seconds:8.2f}"
-        )
-    print("batches/s is what an account's 270 batches/s limit is measured against.")
+    for name, by_client in results.items():
+        count = counts[name]
+        bare = by_client[clients[2]]
+        for client, runs in by_client.items():
+            walls = [w for w, _ in runs]
+            cpus = [c for _, c in runs]
+            ratios = [b[0] / w for b, w in zip(bare, walls, strict=True)]
+            wall = statistics.median(walls)
+            cpu = statistics.median(cpus)
+            print(
+                f"{name:7} {client:22} {count / wall:10,.0f} {batches[name] / wall:10,.0f} "
+                f"{wall:7.2f} {cpu:6.2f} {count / cpu:10,.0f} {statistics.median(ratios):8.2f} "
+                f"{' '.join(f'{r:.2f}' for r in ratios):>18}"
+            )
+    print(
+        "Medians over rounds; 'vs bare' is bare wall time over the client's, paired by "
+        "round (1.00 = as fast as the bare loop); CPU s is the client process's own."
+    )
 
 
 if __name__ == "__main__":

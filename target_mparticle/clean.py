@@ -49,41 +49,70 @@ REPLAYED_BATCH_FIELDS = (
 ENVIRONMENTS = frozenset({"production", "development"})
 
 
+_INTEGER, _NUMBER, _BOOLEAN, _UUID, _STRING, _NAME, _SCALAR_MAP, _ANY = range(8)
+#: Field name -> how `_clean_value` treats it, filled as names are met (a few dozen).
+_KIND_BY_NAME: dict[str, int] = {}
+
+
+def _kind(key: str) -> int:
+    """How a field is coerced, from its name alone (looked up once per name)."""
+    kind = _KIND_BY_NAME.get(key)
+    if kind is None:
+        if key in rules.INTEGER_FIELDS:
+            kind = _INTEGER
+        elif key in rules.NUMBER_FIELDS:
+            kind = _NUMBER
+        elif key in rules.BOOLEAN_FIELDS:
+            kind = _BOOLEAN
+        elif key in rules.UUID_DATA_FIELDS:
+            kind = _UUID
+        elif key in rules.STRICT_STRING_FIELDS:
+            kind = _NAME if key in {"event_name", "screen_name"} else _STRING
+        elif key in rules.SCALAR_MAP_FIELDS:
+            kind = _SCALAR_MAP
+        else:
+            kind = _ANY
+        _KIND_BY_NAME[key] = kind
+    return kind
+
+
 def _clean_value(key: str, value: object, tally: Tally) -> object:  # noqa: PLR0911, C901
     """Coerce one field to the type the inbound schema gives fields of that name."""
     if value is None:
         return _DROP
-    if key in rules.INTEGER_FIELDS:
+    kind = _kind(key)
+    if kind == _ANY:
+        if isinstance(value, dict):
+            return clean_object(value, tally)
+        if isinstance(value, list):
+            return [
+                clean_object(v, tally) if isinstance(v, dict) else _scalar(v)
+                for v in value
+                if v is not None
+            ]
+        return _scalar(value)
+    if kind == _INTEGER:
         number = to_int(value)
         return _DROP if number is None else number
-    if key in rules.NUMBER_FIELDS:
+    if kind == _NUMBER:
         real = to_number(value)
         return _DROP if real is None else real
-    if key in rules.BOOLEAN_FIELDS:
+    if kind == _BOOLEAN:
         flag = to_bool(value)
         return _DROP if flag is None else flag
-    if key in rules.UUID_DATA_FIELDS:
+    if kind == _UUID:
         return value if isinstance(value, str) and rules.UUID_PATTERN.match(value) else _DROP
-    if key in rules.STRICT_STRING_FIELDS:
+    if kind in {_STRING, _NAME}:
         if isinstance(value, (dict, list)):
             return _DROP
         text = to_attribute_string(value)
-        if key in {"event_name", "screen_name"}:
+        if kind == _NAME:
             text = truncate(text, rules.API_LIMIT_NAME, "event names truncated to 256", tally)
         return text
-    if key in rules.SCALAR_MAP_FIELDS:
-        if not isinstance(value, dict):
-            return _DROP
-        return event_attributes(value.items(), tally)
-    if isinstance(value, dict):
-        return clean_object(value, tally)
-    if isinstance(value, list):
-        return [
-            clean_object(v, tally) if isinstance(v, dict) else _scalar(v)
-            for v in value
-            if v is not None
-        ]
-    return _scalar(value)
+    # _SCALAR_MAP
+    if not isinstance(value, dict):
+        return _DROP
+    return event_attributes(value.items(), tally)
 
 
 def _scalar(value: object) -> object:
@@ -97,9 +126,10 @@ def clean_object(data: t.Mapping[str, t.Any], tally: Tally) -> dict[str, t.Any]:
     """Coerce every field of an object by name; nulls are left out."""
     out: dict[str, t.Any] = {}
     for key, value in data.items():
-        cleaned = _clean_value(str(key), value, tally)
+        name = key if type(key) is str else str(key)
+        cleaned = _clean_value(name, value, tally)
         if cleaned is not _DROP:
-            out[str(key)] = cleaned
+            out[name] = cleaned
     return out
 
 

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import queue
+import sys
 import threading
 import time
 import typing as t
@@ -22,6 +23,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from target_mparticle.pacing import Pacer
 from target_mparticle.schema_rules import MAX_BATCHES_PER_REQUEST, MAX_REQUEST_BYTES
 
 if t.TYPE_CHECKING:
@@ -35,8 +37,8 @@ HISTORICAL_PATH = "/bulkevents/historical"
 MAX_RETRY_AFTER_SECONDS = 900.0
 _RETRY_AFTER = urllib3.util.Retry()  # its parser reads seconds and HTTP dates alike
 RATE_HEADER = "X-mp-rate-limit-percentage-used"
-# Above this share of the account's limit (as mParticle reports it), slow down.
-SLOWDOWN_FROM_PERCENT = 80.0
+LIMIT_HEADER = "X-mp-rate-limit-exceeded"
+PACED_SWITCH_INTERVAL_S = 0.0005
 HTTP_ACCEPTED = 202
 HTTP_BAD_REQUEST = 400
 HTTP_UNAUTHORIZED = 401
@@ -110,66 +112,6 @@ class Stats:
                 setattr(self, name, getattr(self, name) + delta)
 
 
-class Pacer:
-    """Client-side pacing to a batches-per-second budget, shared by all threads.
-
-    Each request books a slot ``n / rate`` seconds long; the rate shrinks when
-    mParticle reports the account close to its limit or answers 429, and grows
-    back as requests succeed, so a long run settles just under the limit.
-    """
-
-    def __init__(
-        self,
-        batches_per_second: float,
-        clock: t.Callable[[], float] = time.monotonic,
-        sleep: t.Callable[[float], None] = time.sleep,
-    ) -> None:
-        """Start at the full budget; ``0`` disables pacing (429s still back off)."""
-        self.limit = batches_per_second
-        self.factor = 1.0
-        self.clock = clock
-        self.sleep = sleep
-        self._next = 0.0
-        self._paused_until = 0.0
-        self._lock = threading.Lock()
-        #: Wall-clock seconds during which at least one request was held back. Each
-        #: thread's own wait is not added up: four threads waiting the same second
-        #: held the run back one second, not four.
-        self.held_back_s = 0.0
-        self._held_until = 0.0
-
-    def acquire(self, n_batches: int) -> float:
-        """Block until ``n_batches`` may be sent; return the seconds waited."""
-        with self._lock:
-            now = self.clock()
-            start = max(now, self._next, self._paused_until)
-            if self.limit > 0:
-                self._next = start + n_batches / (self.limit * self.factor)
-            # Waits are booked in clock order under the lock, so their union is
-            # what each adds beyond the last one's end.
-            self.held_back_s += max(0.0, start - max(now, self._held_until))
-            self._held_until = max(self._held_until, start)
-        wait = start - now
-        if wait > 0:
-            self.sleep(wait)
-        return max(wait, 0.0)
-
-    def pause(self, seconds: float) -> None:
-        """Hold every sender back, as a 429 with Retry-After asks."""
-        with self._lock:
-            self._paused_until = max(self._paused_until, self.clock() + seconds)
-            self.factor = max(0.1, self.factor * 0.5)
-
-    def observe_usage(self, percent_used: float) -> None:
-        """Adjust the rate from ``X-mp-rate-limit-percentage-used``."""
-        with self._lock:
-            if percent_used >= SLOWDOWN_FROM_PERCENT:
-                target = max(0.1, (100.0 - percent_used) / (100.0 - SLOWDOWN_FROM_PERCENT))
-                self.factor = min(self.factor, target)
-            else:
-                self.factor = min(1.0, self.factor + 0.05)
-
-
 @dataclasses.dataclass(frozen=True)
 class ClientSettings:
     """What the client needs from the target's config, already validated."""
@@ -203,6 +145,10 @@ class EventsApiClient:
         self._sessions: queue.SimpleQueue[requests.Session] = queue.SimpleQueue()
         for _ in range(max(1, settings.parallel_requests)):
             self._sessions.put(self._new_session())
+        if self.pacer.enabled:
+            # A sender waits for the GIL up to this long while the main thread converts;
+            # 5 ms by default, enough to bunch two paced requests at a strict limit.
+            sys.setswitchinterval(PACED_SWITCH_INTERVAL_S)
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, settings.parallel_requests),
             thread_name_prefix="mparticle-post",
@@ -293,10 +239,10 @@ class EventsApiClient:
         next(delays)  # the generator's first value primes it
         attempt = 0
         while True:
-            waited = self.pacer.acquire(n)
+            sent_at, waited = self.pacer.acquire(n)
             if waited > 0:
                 self.stats.add(throttle_wait_s=waited)
-            problem, retry_after, throttled = self._post_once(url, body)
+            problem, retry_after, throttled = self._post_once(url, body, n)
             if problem is None:
                 events = sum(b.n_events for b in request.batches)
                 self.stats.add(requests=1, batches=n, events=events)
@@ -320,12 +266,16 @@ class EventsApiClient:
                 problem,
             )
             if throttled:
-                self.pacer.pause(delay)  # every sender waits, in acquire
+                # Every sender waits, in acquire; the pacer also cuts its rate (pacing.py).
+                self.pacer.throttled(sent_at, delay)
             else:
                 self._sleep(delay)
 
-    def _post_once(self, url: str, body: bytes) -> tuple[str | None, float | None, bool]:
-        """One attempt: `(problem, Retry-After seconds, rate limited)`; no problem on 202."""
+    def _post_once(self, url: str, body: bytes, n: int) -> tuple[str | None, float | None, bool]:
+        """One attempt: `(problem, Retry-After seconds, rate limited)`; no problem on 202.
+
+        The pacer hears of every 202 with its usage header (a 429, from `_send`).
+        """
         session = self._sessions.get()
         try:
             response = session.post(url, data=body, timeout=self.settings.timeout_s)
@@ -337,10 +287,7 @@ class EventsApiClient:
             self._sessions.put(session)
         status = response.status_code
         if status == HTTP_ACCEPTED:
-            used = response.headers.get(RATE_HEADER)
-            if used is not None:
-                with contextlib.suppress(ValueError):
-                    self.pacer.observe_usage(float(used))
+            self.pacer.accepted(n, _percent(response.headers.get(RATE_HEADER)))
             return None, None, False
         if status in {HTTP_UNAUTHORIZED, HTTP_FORBIDDEN}:
             msg = (
@@ -351,8 +298,9 @@ class EventsApiClient:
         if status == HTTP_TOO_MANY:
             self.stats.add(throttled=1)
             retry_after = _retry_after(response.headers.get("Retry-After"))
-            limit = response.headers.get("X-mp-rate-limit-exceeded", "unspecified")
-            return f"HTTP 429 rate limited ({limit} limit)", retry_after, True
+            limit = response.headers.get(LIMIT_HEADER, "").strip().strip('"') or "unnamed"
+            problem = f"HTTP 429: the {limit} rate limit was exceeded ({LIMIT_HEADER}: {limit})"
+            return problem, retry_after, True
         if status == HTTP_BAD_REQUEST:
             msg = f"HTTP 400 from {url}: {_api_message(response)}"
             raise BadRequestError(msg)
@@ -364,6 +312,15 @@ class EventsApiClient:
     def describe(self) -> str:
         """Where data goes, for log lines: the URL only (the key is a credential too)."""
         return self.base_url
+
+
+def _percent(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value.strip().rstrip("%"))
+    except ValueError:
+        return None
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -73,6 +73,23 @@ def line_group(record: t.Mapping[str, t.Any]) -> str | None:
 class Converter(MappedRecords, AudienceRows):
     """Turns the records of one stream into :class:`Item` objects."""
 
+    #: The last line's file, number (and its type) and batch index, and its group.
+    _last_where: tuple[tuple[t.Any, ...] | None, str | None] = (None, None)
+
+    def _line_group(self, record: t.Mapping[str, t.Any]) -> str | None:
+        """`line_group`, hashed once per line: a line's events arrive one after another."""
+        lineno = record.get("_sdc_source_lineno")
+        # The type too: 1 and 1.0 are equal keys but hash to different groups.
+        where = (
+            record.get("_sdc_source_file"),
+            lineno,
+            type(lineno),
+            record.get("_sdc_batch_index"),
+        )
+        if where != self._last_where[0]:
+            self._last_where = (where, line_group(record))
+        return self._last_where[1]
+
     def convert(self, record: dict[str, t.Any]) -> Item:
         """Pick the record's shape and build its item; raises InvalidRecordError."""
         try:
@@ -127,7 +144,7 @@ class Converter(MappedRecords, AudienceRows):
         if "custom_attributes" not in data and record.get("custom_attributes"):
             data["custom_attributes"] = record["custom_attributes"]
         event = clean_event(record["event_type"], data, self.tally)
-        group = line_group(record)
+        group = self._line_group(record)
         line_key = None if group is None else ("line", group)
         if line_key is None and record.get("batch_id") is not None:
             line_key = ("batch", record["batch_id"])

@@ -1,9 +1,11 @@
 """One run's delivery: items to requests, requests to mParticle, refusals to the policy.
 
-The sinks hand each drain here and get control back only once every item is accepted
-(HTTP 202) or deliberately skipped or dead-lettered, which is what lets the target
-pass a STATE on right after a drain. The run's counters, the repairs counted while
-converting, and what the target ignored are kept here too, for the summary.
+The sinks hand each drain here; it is assembled at once and sent while the next one
+is read and converted (see `overlap`), and settled (every item accepted with HTTP 202,
+or deliberately skipped or dead-lettered) before the next is handed over. A STATE that
+arrives meanwhile is held and passed on (`on_state`) only once its drain settled.
+The run's counters, the repairs counted while converting, and what the target ignored
+are kept here too, for the summary.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from target_mparticle.client import ClientSettings, DryRunClient, EventsApiClien
 from target_mparticle.clock import now_ms
 from target_mparticle.ignored import IgnoredSettings
 from target_mparticle.invalid import InvalidRecords
+from target_mparticle.overlap import Overlap
 from target_mparticle.report import progress_line, summary_line
 from target_mparticle.values import Tally
 
@@ -43,6 +46,9 @@ class Delivery:
         self.invalid = InvalidRecords(settings.on_invalid_record, settings.dead_letter_path)
         self.delivering = 0
         self._started = time.monotonic()
+        self.overlap = Overlap()
+        #: Writes a STATE held back until the drain in flight settled (set by the target).
+        self.on_state: t.Callable[[dict[str, t.Any]], None] | None = None
 
     @functools.cached_property
     def client(self) -> EventsApiClient | DryRunClient:
@@ -65,7 +71,7 @@ class Delivery:
         )
 
     def deliver(self, stream: str, items: t.Sequence[Item]) -> None:
-        """Send one drain's items; return only when each is accepted or dead-lettered.
+        """Assemble one drain and hand it to the sender, once the drain before settled.
 
         Args:
             stream: The stream the items came from.
@@ -77,26 +83,43 @@ class Delivery:
             for item, reason in rejected:
                 self.invalid.handle(stream, item.record, f"{stream!r}: {reason}")
             requests_ = pack(prepared)
-            refused = self.client.deliver(
-                requests_, isolate_bad=self.settings.on_invalid_record != "fail"
+            self.settle()
+            isolate = self.settings.on_invalid_record != "fail"
+            client = self.client
+            self.overlap.start(
+                (stream, len(items), len(prepared), requests_),
+                lambda: client.deliver(requests_, isolate_bad=isolate),
             )
+        finally:
+            self.delivering -= 1
+
+    def settle(self) -> None:
+        """Wait for the drain in flight, handle what mParticle refused, pass its STATE on."""
+        self.delivering += 1
+        try:
+            flight, refused = self.overlap.settle()
+            if flight is None:
+                return
             for batch, reason in refused:
                 for item in batch.items:
-                    self.invalid.handle(stream, item.record, f"{stream!r}: {reason}")
+                    self.invalid.handle(flight.stream, item.record, f"{flight.stream!r}: {reason}")
             self.invalid.sync()
         finally:
             self.delivering -= 1
         LOGGER.info(
             "%s",
             progress_line(
-                stream,
-                records=len(items),
-                batches=len(prepared),
-                requests=len(requests_),
+                flight.stream,
+                records=flight.n_records,
+                batches=flight.n_batches,
+                requests=len(flight.requests),
                 stats=self.client.stats,
                 held_back_s=self.held_back_s(),
             ),
         )
+        held = self.overlap.release()
+        if held is not None and self.on_state is not None:
+            self.on_state(held)
 
     def held_back_s(self) -> float:
         """Wall-clock seconds requests waited for pacing or rate limits (0 in a dry run)."""
@@ -129,6 +152,7 @@ class Delivery:
 
     def close(self) -> None:
         """Close connections and the dead-letter file."""
+        self.overlap.close()
         client = self.__dict__.get("client")
         if client is not None:
             client.close()

@@ -19,6 +19,7 @@ fault (`data.location`), not "matches none of 17 event types".
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import typing as t
@@ -78,7 +79,10 @@ def data_enum(event_type: str, field: str) -> frozenset[str] | None:
 
 @functools.cache
 def _event_check(event_type: str) -> t.Callable[[t.Any], t.Any]:
-    definitions = schema()["definitions"]
+    # Each compile gets its own copy: fastjsonschema rewrites the references of the
+    # schema it compiles, and code compiled from a shared, already rewritten copy ran
+    # twice as slow (9 µs an event instead of 4.7).
+    definitions = copy.deepcopy(schema()["definitions"])
     ref = {
         "$schema": schema()["$schema"],
         "definitions": definitions,
@@ -91,7 +95,7 @@ def _event_check(event_type: str) -> t.Callable[[t.Any], t.Any]:
 def _shell_check() -> t.Callable[[t.Any], t.Any]:
     # No `$id`: the validator must resolve every reference inside this document,
     # never try to fetch the published URL.
-    shell = {k: v for k, v in schema().items() if k != "$id"}
+    shell = {k: copy.deepcopy(v) for k, v in schema().items() if k != "$id"}
     shell["properties"] = {k: v for k, v in shell["properties"].items() if k != "events"}
     return fastjsonschema.compile(shell, use_default=False)
 
@@ -140,6 +144,17 @@ def fit_event(event: dict[str, t.Any], tally: t.Counter[str]) -> dict[str, t.Any
     raise InvalidRecordError(msg)
 
 
+def _plain_attributes(attributes: dict[str, t.Any]) -> bool:
+    """Whether every value is a string or a list of strings (the schema's StringOrArray)."""
+    for value in attributes.values():
+        if type(value) is str:
+            continue
+        if type(value) is list and all(type(item) is str for item in value):
+            continue
+        return False
+    return True
+
+
 def fit_shell(batch: dict[str, t.Any], tally: t.Counter[str]) -> dict[str, t.Any]:
     """Return a batch (without its events) once it validates, dropping fields that cannot.
 
@@ -155,7 +170,14 @@ def fit_shell(batch: dict[str, t.Any], tally: t.Counter[str]) -> dict[str, t.Any
     """
     check = _shell_check()
     for _ in range(MAX_FIXES):
-        failure = _failure(check, batch)
+        attributes = batch.get("user_attributes")
+        if isinstance(attributes, dict) and _plain_attributes(attributes):
+            # Strings and lists of strings are always valid user attribute values; the
+            # compiled check would spend more on formatting each one's path than on the
+            # rest of the batch. Any other value goes through the full check below.
+            failure = _failure(check, {k: v for k, v in batch.items() if k != "user_attributes"})
+        else:
+            failure = _failure(check, batch)
         if failure is None:
             return batch
         path, reason = failure

@@ -8,6 +8,7 @@ published schema like every other.
 
 from __future__ import annotations
 
+import functools
 import typing as t
 
 from mparticle_facts.identities import DEVICE_IDENTITIES, field_identity_type
@@ -40,12 +41,18 @@ _COMMERCE_ACTION_FIELDS = (
 
 def default_identity_fields(record: t.Mapping[str, t.Any]) -> dict[str, str]:
     """Identity type -> field, for the fields of a record named like an identity type."""
+    return dict(_identity_fields_of(tuple(record)))
+
+
+@functools.lru_cache(maxsize=256)
+def _identity_fields_of(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Worked out once per set of field names: a table sends the same columns each time."""
     found: dict[str, str] = {}
-    for name in record:
+    for name in names:
         kind = field_identity_type(name)
         if kind is not None:
             found.setdefault(kind, name)
-    return found
+    return tuple(found.items())
 
 
 class MappedRecords(ConverterBase):

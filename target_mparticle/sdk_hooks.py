@@ -29,6 +29,14 @@ OVERRIDDEN: dict[tuple[str, str], str] = {
     ("singer_sdk.target_base:Target", "_handle_termination"): (
         "a signal mid-delivery must exit without a STATE; the SDK's drains and exits 0"
     ),
+    ("singer_sdk.target_base:Target", "_drain_all"): (
+        "drain a single sink in place: the SDK starts and polls (with sleeps) a joblib "
+        "pool for every drain"
+    ),
+    ("singer_sdk.sinks.core:Sink", "_parse_timestamps_in_record"): (
+        "the same parsing on the schema's date-like fields only, found once per schema, "
+        "instead of each field's schema looked up on every record"
+    ),
     ("singer_sdk.plugin_base:PluginBase", "cb_config"): (
         "a config file that is not a JSON object is one line, not a traceback"
     ),
@@ -40,6 +48,9 @@ READ: dict[tuple[str, str], str] = {
         "replaced on every new STATE: tells a sink whether a STATE came since a record"
     ),
     ("singer_sdk.target_base:Target", "_sinks_active"): "records pending in every sink",
+    ("singer_sdk.sinks.core:Sink", "_warned_missing_fields"): (
+        "fields without a schema are warned about once, as the SDK's own parsing does"
+    ),
     ("singer_sdk.target_base:Target", "_max_record_age_in_minutes"): (
         "how old the oldest pending record is, to drain on a STATE"
     ),

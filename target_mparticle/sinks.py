@@ -16,9 +16,11 @@ sent in parts (with a warning).
 
 from __future__ import annotations
 
+import functools
 import logging
 import typing as t
 
+from singer_sdk.helpers._typing import get_datelike_property_type
 from singer_sdk.sinks import BatchSink
 
 from target_mparticle._compat import override
@@ -30,6 +32,7 @@ from target_mparticle.validation import compiled_or_default
 
 if t.TYPE_CHECKING:
     from singer_sdk import Target
+    from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
     from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
     from target_mparticle.delivery import Delivery
@@ -94,6 +97,48 @@ class EventsSink(BatchSink):
         if not self.validate_schema:
             return None
         return compiled_or_default(self.schema, validate_formats=self.validate_field_string_format)
+
+    @functools.cached_property
+    def _datelike_schema(self) -> dict[str, t.Any] | None:
+        """The schema's date, time and date-time properties alone (None if there are none)."""
+        properties = self.schema.get("properties") or {}
+        datelike = {k: v for k, v in properties.items() if get_datelike_property_type(v)}
+        if not datelike:
+            return None
+        return {"type": "object", "properties": datelike, "additionalProperties": True}
+
+    @functools.cached_property
+    def _known_fields(self) -> frozenset[str] | None:
+        """Fields the schema names; None when it allows any (no warnings to give)."""
+        if self.schema.get("additionalProperties", False):
+            return None
+        return frozenset(self.schema.get("properties") or ())
+
+    @override
+    def _parse_timestamps_in_record(
+        self,
+        record: dict[str, t.Any],
+        schema: dict[str, t.Any],
+        treatment: DatetimeErrorTreatmentEnum,
+    ) -> None:
+        """The SDK's parsing, on the date-like fields only (found once per schema).
+
+        The SDK looks up every field's schema for date-time-ness on every record;
+        the outcome (datetime values, the same repairs and warnings) is the same.
+        """
+        known = self._known_fields
+        if known is not None and not known.issuperset(record):
+            for key in record.keys() - known:
+                if record[key] is not None and key not in self._warned_missing_fields:
+                    self.logger.warning("No schema for record field '%s'", key)
+                    self._warned_missing_fields.add(key)
+        datelike = self._datelike_schema if schema is self.schema else schema
+        if datelike is None:
+            return
+        present = {k: record[k] for k in datelike["properties"] if k in record}
+        if present:
+            super()._parse_timestamps_in_record(present, datelike, treatment)
+            record.update(present)
 
     @property
     @override

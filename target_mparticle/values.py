@@ -88,23 +88,42 @@ def flatten(value: object, prefix: str, out: dict[str, object]) -> None:
     out[prefix] = value
 
 
+def _flat(pairs: t.Iterable[tuple[str, object]]) -> dict[str, object]:
+    """Name -> value with nested objects flattened and nulls left out.
+
+    Most values are flat scalars; they skip the recursive walk.
+    """
+    flat: dict[str, object] = {}
+    for name, value in pairs:
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            flatten(value, name, flat)
+        else:
+            flat[name] = value
+    return flat
+
+
+def _key(name: str, tally: Tally) -> str:
+    if len(name) > API_LIMIT_NAME:
+        return truncate(name, API_LIMIT_NAME, "attribute names truncated to 256", tally)
+    return name
+
+
 def event_attributes(
     pairs: t.Iterable[tuple[str, object]],
     tally: Tally,
 ) -> dict[str, str]:
     """Build ``custom_attributes`` within mParticle's per-event limits."""
-    flat: dict[str, object] = {}
-    for name, value in pairs:
-        flatten(value, name, flat)
     result: dict[str, str] = {}
-    for name, value in flat.items():
+    for name, value in _flat(pairs).items():
         if len(result) >= API_LIMIT_ATTRIBUTES_PER_EVENT:
             tally["event attributes over the 100 per event limit dropped"] += 1
             continue
-        key = truncate(name, API_LIMIT_NAME, "attribute names truncated to 256", tally)
-        result[key] = truncate(
-            to_attribute_string(value), API_LIMIT_VALUE, "values truncated to 4096", tally
-        )
+        text = value if type(value) is str else to_attribute_string(value)
+        if len(text) > API_LIMIT_VALUE:
+            text = truncate(text, API_LIMIT_VALUE, "values truncated to 4096", tally)
+        result[_key(name, tally)] = text
     return result
 
 
@@ -113,15 +132,12 @@ def user_attributes(
     tally: Tally,
 ) -> dict[str, str | list[str]]:
     """Build ``user_attributes``: like event attributes, but lists stay lists."""
-    flat: dict[str, object] = {}
-    for name, value in pairs:
-        flatten(value, name, flat)
     result: dict[str, str | list[str]] = {}
-    for name, value in flat.items():
+    for name, value in _flat(pairs).items():
         if len(result) >= API_LIMIT_USER_ATTRIBUTES:
             tally["user attributes over the 100 per batch limit dropped"] += 1
             continue
-        key = truncate(name, API_LIMIT_NAME, "attribute names truncated to 256", tally)
+        key = _key(name, tally)
         if isinstance(value, (list, tuple)):
             items = [v for v in value if v is not None]
             if len(items) > API_LIMIT_USER_ATTRIBUTE_LIST:
@@ -137,7 +153,8 @@ def user_attributes(
                 for v in items
             ]
         else:
-            result[key] = truncate(
-                to_attribute_string(value), API_LIMIT_VALUE, "values truncated to 4096", tally
-            )
+            text = value if type(value) is str else to_attribute_string(value)
+            if len(text) > API_LIMIT_VALUE:
+                text = truncate(text, API_LIMIT_VALUE, "values truncated to 4096", tally)
+            result[key] = text
     return result

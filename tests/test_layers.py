@@ -61,6 +61,7 @@ LAYERS: list[set[str]] = [
         "target_mparticle.schema_rules",
         "target_mparticle.inbound",
         "target_mparticle.clock",
+        "target_mparticle.pacing",
         "target_mparticle.invalid",
         "target_mparticle.preflight",
         "target_mparticle.sdk_hooks",
@@ -82,6 +83,7 @@ LAYERS: list[set[str]] = [
     {"target_mparticle.settings"},
     # target: sending.
     {"target_mparticle.client", "target_mparticle.report"},
+    {"target_mparticle.overlap"},
     {"target_mparticle.delivery"},
     {"target_mparticle.sinks"},
     {"target_mparticle.target", "target_mparticle.__main__"},

@@ -8,7 +8,10 @@ mParticle's published JSON Schema, vendored in tests/fixtures/mparticle_schema,
 and a batch that fails it is answered 400 naming the failing path.  Faults can be
 scripted for the next N requests: 429 with Retry-After, 5xx, slow answers,
 dropped connections, or "accept then drop" (the response is lost after the
-batches were recorded, as when a network fails on the way back).
+batches were recorded, as when a network fails on the way back).  With
+``rate_limit=(rate, burst)`` a token bucket (see rate_limit.py) limits batches per
+second as an account does: 429 with Retry-After and X-mp-rate-limit-exceeded when
+empty, and the last second's usage in X-mp-rate-limit-percentage-used.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import fastjsonschema
 from typing_extensions import Self
+
+from tests.support.rate_limit import TokenBucket
 
 SCHEMA_DIR = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "mparticle_schema"
 BATCH_SCHEMA = SCHEMA_DIR / "mparticle-eventsapi-schema.json"
@@ -161,6 +166,7 @@ class Received:
     n_bytes: int
     status: int
     body: bytes = b""  # the request body as it arrived, for snapshot tests
+    at: float = 0.0  # monotonic seconds when answered
 
 
 class EventsApiServer:
@@ -178,9 +184,11 @@ class EventsApiServer:
         answer_delay_s: float = 0.0,
         reject_if: t.Callable[[dict[str, t.Any]], str | None] | None = None,
         validate: bool = True,
+        rate_limit: tuple[float, float] | None = None,
     ) -> None:
         """Create the server (not yet serving)."""
         self.api_key = api_key
+        self.bucket = TokenBucket(*rate_limit) if rate_limit else None
         self.api_secret = api_secret
         self.percentage_used = percentage_used
         self.answer_delay_s = answer_delay_s
@@ -309,7 +317,9 @@ class EventsApiServer:
             except (BrokenPipeError, ConnectionResetError):
                 handler.close_connection = True  # the client gave up waiting
             with self.lock:
-                self.requests.append(Received(path, len(batches or []), len(raw), status, raw))
+                self.requests.append(
+                    Received(path, len(batches or []), len(raw), status, raw, time.monotonic())
+                )
 
         batches: list[dict[str, t.Any]] | None = None
         if fault is not None and fault.kind == "drop":
@@ -345,6 +355,17 @@ class EventsApiServer:
             message = "the body must be a JSON array of at most 100 batches"
             answer(400, {"errors": [{"code": "BAD_REQUEST", "message": message}]})
             return
+        usage = str(self.percentage_used)
+        if self.bucket is not None:
+            verdict = self.bucket.take(len(batches))
+            if not verdict.accepted:
+                headers = {
+                    "Retry-After": str(verdict.retry_after_s),
+                    "X-mp-rate-limit-exceeded": self.bucket.name,
+                }
+                answer(429, {"errors": [{"code": "TOO_MANY", "message": "slow down"}]}, headers)
+                return
+            usage = str(verdict.percent_used)
         problems: list[str] = []
         # A bulk body that passes the published bulk schema needs no batch-by-batch
         # check; one that fails is checked batch by batch to say which and where.
@@ -373,7 +394,7 @@ class EventsApiServer:
             handler.close_connection = True
             handler.connection.shutdown(2)
             return
-        answer(202, None, {"X-mp-rate-limit-percentage-used": str(self.percentage_used)})
+        answer(202, None, {"X-mp-rate-limit-percentage-used": usage})
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -393,6 +414,10 @@ class EventsApiServer:
                         "duplicates": len(server.duplicates),
                         "requests": len(server.requests),
                         "rejected": len(server.rejected),
+                        "throttled": sum(r.status == 429 for r in server.requests),
+                        "answered": [
+                            (r.at, r.n_batches) for r in server.requests if r.status == 202
+                        ],
                     }
                 body = json.dumps(stats).encode()
                 self.send_response(200)
@@ -416,9 +441,14 @@ class EventsApiServer:
         return Handler
 
 
-def serve_forever(ready: t.Any = None, *, validate: bool = True) -> None:
+def serve_forever(
+    ready: t.Any = None,
+    *,
+    validate: bool = True,
+    rate_limit: tuple[float, float] | None = None,
+) -> None:
     """Serve until killed; send the URL through ``ready`` (a pipe end) or print it."""
-    with EventsApiServer(validate=validate) as running:
+    with EventsApiServer(validate=validate, rate_limit=rate_limit) as running:
         if ready is not None:
             ready.send(running.url)
         else:

@@ -5,7 +5,7 @@ import json
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
 
-from target_mparticle.client import AuthError, BadRequestError, DeliveryError, Pacer
+from target_mparticle.client import AuthError, BadRequestError, DeliveryError
 from target_mparticle.invalid import InvalidRecordFatalError
 from target_mparticle.target import TargetMParticle
 from tests.support.eventsapi import EventsApiServer, Fault
@@ -86,13 +86,17 @@ def test_orders_as_commerce_events_and_whole_batches(server, config):
     assert len(server.events()) == 140
 
 
-def test_429_with_retry_after_then_success(server, config):
+def test_429_with_retry_after_then_success(server, config, caplog):
     server.fail_with(429, times=2, Retry_After="0", X_mp_rate_limit_exceeded="app")
-    run = run_target(config, "users.singer")
+    with caplog.at_level("INFO", logger="target-mparticle"):
+        run = run_target(config, "users.singer")
     assert run.error is None
     assert len(server.batches()) == USERS
     assert run.target.delivery.client.stats.throttled == 2
-    assert run.target.delivery.client.pacer.factor < 1
+    assert run.target.delivery.client.pacer.rate < 270
+    retries = [r.getMessage() for r in caplog.records if "HTTP 429" in r.getMessage()]
+    assert len(retries) == 2
+    assert all("the app rate limit was exceeded" in m for m in retries)
 
 
 @pytest.mark.parametrize("status", [500, 503])
@@ -233,27 +237,6 @@ def test_dry_run_needs_no_credentials_and_sends_nothing(server, tmp_path):
     # No STATE: Meltano would save it and the real run after it would send nothing.
     assert run.states == []
     assert run.target._states_held_back == 3
-
-
-def test_high_usage_header_slows_the_pacer(config):
-    with EventsApiServer(api_key="test-key", api_secret=SECRET, percentage_used=95) as busy:
-        config["api_url"] = busy.url
-        run = run_target(config, "users.singer")
-    assert run.error is None
-    assert run.target.delivery.client.pacer.factor == pytest.approx(0.25)
-
-
-def test_pacer_books_slots_at_the_configured_rate():
-    clock = [0.0]
-    waits: list[float] = []
-    pacer = Pacer(100, clock=lambda: clock[0], sleep=waits.append)
-    assert pacer.acquire(100) == 0
-    assert pacer.acquire(50) == pytest.approx(1.0)
-    pacer.observe_usage(90)
-    assert pacer.factor == pytest.approx(0.5)
-    pacer.pause(5)
-    assert pacer.acquire(1) == pytest.approx(5.0)
-    assert Pacer(0, clock=lambda: 0.0, sleep=waits.append).acquire(10**6) == 0
 
 
 @pytest.mark.parametrize(

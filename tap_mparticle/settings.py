@@ -18,6 +18,8 @@ from singer_sdk.exceptions import ConfigValidationError
 from mparticle_facts.identities import read_identity_types
 from tap_mparticle.cursor import parse_timestamp
 from tap_mparticle.storage import AwsSettings
+from tap_mparticle.storage_azure import AzureSettings
+from tap_mparticle.storage_gcs import GcsSettings
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 ON_BAD_RECORD_VALUES = ("fail", "skip")
 DEFAULT_LOOKBACK_MINUTES = 120
 DEFAULT_DOWNLOAD_CONCURRENCY = 4
+#: URL scheme -> what its host part names.
+CLOUD_SCHEMES = {"s3": "bucket", "gs": "bucket", "az": "container"}
 
 
 def normalize_prefix(value: str) -> str:
@@ -51,6 +55,8 @@ class TapSettings:
     on_bad_record: str
     download_concurrency: int
     aws: AwsSettings = dataclasses.field(repr=False)
+    gcs: GcsSettings = dataclasses.field(default_factory=GcsSettings)
+    azure: AzureSettings = dataclasses.field(default_factory=AzureSettings, repr=False)
     #: Identity types the audience streams emit (Events API names); None for all.
     identity_types: frozenset[str] | None = None
 
@@ -79,6 +85,7 @@ class TapSettings:
         bucket_url = str(config.get("bucket_url") or "").strip()
         errors.extend(_bucket_url_errors(bucket_url))
         errors.extend(_aws_errors(config))
+        errors.extend(_azure_errors(config, bucket_url))
         if config.get("batch_config"):
             errors.append(
                 "batch_config is not supported: tap-mparticle writes STATE after each file, "
@@ -146,20 +153,62 @@ class TapSettings:
                 max_connections=concurrency + 4,
             ),
             identity_types=identity_types,
+            gcs=GcsSettings(
+                credentials_file=config.get("gcs_credentials_file") or None,
+                project=config.get("gcs_project") or None,
+                endpoint_url=config.get("gcs_endpoint_url") or None,
+            ),
+            azure=AzureSettings(
+                account_name=config.get("azure_account_name") or None,
+                account_key=config.get("azure_account_key") or None,
+                sas_token=config.get("azure_sas_token") or None,
+                connection_string=config.get("azure_connection_string") or None,
+                endpoint_url=config.get("azure_endpoint_url") or None,
+            ),
         )
 
 
 def _bucket_url_errors(bucket_url: str) -> list[str]:
     parsed = urlparse(bucket_url)
     if not bucket_url:
-        return ["bucket_url is required: s3://bucket[/prefix] or a local directory"]
-    if parsed.scheme == "s3" and not parsed.netloc:
-        return [f"bucket_url {bucket_url!r} names no bucket (expected s3://bucket)"]
+        return [
+            (
+                "bucket_url is required: s3://bucket[/prefix], gs://bucket[/prefix], "
+                "az://container[/prefix] or a local directory"
+            )
+        ]
+    if parsed.scheme in CLOUD_SCHEMES and not parsed.netloc:
+        what = CLOUD_SCHEMES[parsed.scheme]
+        return [f"bucket_url {bucket_url!r} names no {what} (expected {parsed.scheme}://{what})"]
     # One-letter schemes are Windows drive letters, i.e. local paths.
-    if parsed.scheme not in {"", "s3", "file"} and len(parsed.scheme) > 1:
-        reason = f"has unsupported scheme {parsed.scheme!r} (use s3://, file:// or a path)"
+    if parsed.scheme not in {"", "file", *CLOUD_SCHEMES} and len(parsed.scheme) > 1:
+        reason = (
+            f"has unsupported scheme {parsed.scheme!r} (use s3://, gs://, az://, file:// or a path)"
+        )
         return [f"bucket_url {bucket_url!r} {reason}"]
     return []
+
+
+def _azure_errors(config: Mapping[str, Any], bucket_url: str) -> list[str]:
+    errors = []
+    key, sas = config.get("azure_account_key"), config.get("azure_sas_token")
+    connection_string = config.get("azure_connection_string")
+    if key and sas:
+        errors.append("set either azure_account_key or azure_sas_token, not both")
+    if connection_string and (key or sas or config.get("azure_account_name")):
+        errors.append(
+            "azure_connection_string already names the account and its secret: "
+            "leave azure_account_name, azure_account_key and azure_sas_token unset"
+        )
+    has_account = config.get("azure_account_name") or config.get("azure_endpoint_url")
+    if key and not config.get("azure_account_name"):
+        errors.append("azure_account_key needs azure_account_name")
+    if urlparse(bucket_url).scheme == "az" and not (has_account or connection_string):
+        errors.append(
+            "an az:// bucket_url needs azure_account_name (or azure_endpoint_url) "
+            "or azure_connection_string"
+        )
+    return errors
 
 
 def _aws_errors(config: Mapping[str, Any]) -> list[str]:

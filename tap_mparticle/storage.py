@@ -1,5 +1,8 @@
 """Where the files are: S3 (or anything that speaks its API) and local directories.
 
+Google Cloud Storage and Azure Blob Storage live in `storage_gcs` and `storage_azure`,
+behind the same `Storage` protocol; `storage_for` picks one from the URL's scheme.
+
 The streams never see boto3. They ask a `Storage` for the files under a prefix and
 for a byte stream of one file; both backends give the same answers, so every
 behaviour can be tested on a directory and on a real S3 endpoint alike.
@@ -27,6 +30,9 @@ import smart_open
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+
+    from tap_mparticle.storage_azure import AzureSettings
+    from tap_mparticle.storage_gcs import GcsSettings
 
 UTC = dt.timezone.utc
 DATE_FOLDER = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
@@ -330,20 +336,40 @@ class LocalStorage:
             raise StorageError(msg) from None
 
 
-def storage_for(bucket_url: str, aws: AwsSettings) -> Storage:
+def storage_for(
+    bucket_url: str,
+    aws: AwsSettings,
+    gcs: GcsSettings | None = None,
+    azure: AzureSettings | None = None,
+) -> Storage:
     """Pick the backend for a `bucket_url`.
 
+    The GCS and Azure modules import their client libraries only when built, so
+    an S3 user needs neither extra installed.
+
     Args:
-        bucket_url: `s3://bucket[/prefix]`, `file:///path` or a plain path.
+        bucket_url: `s3://bucket[/prefix]`, `gs://bucket[/prefix]`,
+            `az://container[/prefix]`, `file:///path` or a plain path.
         aws: Used for S3 only.
+        gcs: Used for `gs://` only.
+        azure: Used for `az://` only.
 
     Returns:
         A storage backend rooted at the URL.
     """
     parsed = urlparse(bucket_url)
+    root = parsed.path.strip("/")
+    root = f"{root}/" if root else ""
     if parsed.scheme == "s3":
-        root = parsed.path.strip("/")
-        return S3Storage(parsed.netloc, f"{root}/" if root else "", aws)
+        return S3Storage(parsed.netloc, root, aws)
+    if parsed.scheme == "gs":
+        from tap_mparticle.storage_gcs import GcsSettings, GcsStorage  # noqa: PLC0415
+
+        return GcsStorage(parsed.netloc, root, gcs or GcsSettings())
+    if parsed.scheme == "az":
+        from tap_mparticle.storage_azure import AzureSettings, AzureStorage  # noqa: PLC0415
+
+        return AzureStorage(parsed.netloc, root, azure or AzureSettings())
     if parsed.scheme == "file":
         return LocalStorage(Path(unquote(parsed.path)))
     return LocalStorage(Path(bucket_url).expanduser())

@@ -11,6 +11,7 @@ from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 from typing_extensions import override
 
 from tap_mparticle.audience_streams import AudienceMembershipsStream, AudienceUserAttributesStream
+from tap_mparticle.cloud_config import AZURE_PROPERTIES, GCS_PROPERTIES
 from tap_mparticle.parsers import BadInputError
 from tap_mparticle.settings import (
     DEFAULT_DOWNLOAD_CONCURRENCY,
@@ -63,11 +64,17 @@ class TapMParticle(Tap):
             required=True,
             title="Bucket URL",
             description=(
-                "Where mParticle drops files: s3://bucket or s3://bucket/some/prefix, or a "
+                "Where mParticle drops files: s3://bucket[/prefix], gs://bucket[/prefix] "
+                "(Google Cloud Storage), az://container[/prefix] (Azure Blob Storage), or a "
                 "local directory (path or file:// URL) holding the same layout, e.g. after "
                 "`aws s3 sync`."
             ),
-            examples=["s3://mp-forwarding-acme", "file:///data/mparticle"],
+            examples=[
+                "s3://mp-forwarding-acme",
+                "gs://acme-mparticle/audiences",
+                "az://mparticle-events",
+                "file:///data/mparticle",
+            ],
         ),
         th.Property(
             "events_prefix",
@@ -197,6 +204,8 @@ class TapMParticle(Tap):
             title="AWS external ID",
             description="External ID the role's trust policy requires, if any.",
         ),
+        *GCS_PROPERTIES,
+        *AZURE_PROPERTIES,
     ).to_dict()
 
     @override
@@ -216,7 +225,9 @@ class TapMParticle(Tap):
     @functools.cached_property
     def storage(self) -> Storage:
         """One storage client shared by every stream (one connection pool)."""
-        return storage_for(self.settings.bucket_url, self.settings.aws)
+        return storage_for(
+            self.settings.bucket_url, self.settings.aws, self.settings.gcs, self.settings.azure
+        )
 
     def prefixes_inside(self, setting: str) -> list[str]:
         """Other streams' prefixes nested in this one's, which it must not read.

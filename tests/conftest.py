@@ -1,4 +1,4 @@
-"""Fixtures shared by the tap and target suites: a real S3 API on 127.0.0.1 (moto)."""
+"""Fixtures shared by the tap and target suites: real S3 (moto), GCS and Azure APIs on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from moto.server import ThreadedMotoServer
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+from tests.cloudsupport import Azurite, FakeGcs, azurite, fake_gcs
 from tests.s3support import AWS_TEST_KEY, AWS_TEST_SECRET, REPO_ROOT
 
 MELTANO = str(Path(sys.executable).with_name("meltano"))
@@ -62,6 +63,36 @@ def s3_bucket(s3_client) -> str:
     """A new, empty bucket per test, named like mParticle's (mp-forwarding-...)."""
     name = f"mp-forwarding-{uuid.uuid4().hex[:12]}"
     s3_client.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def fake_gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGcs]:
+    """fake-gcs-server on a free port of 127.0.0.1, one for the whole session."""
+    with fake_gcs(tmp_path_factory.mktemp("fake-gcs")) as server:
+        yield server
+
+
+@pytest.fixture
+def gcs_bucket(fake_gcs_server: FakeGcs) -> str:
+    """A new, empty GCS bucket per test."""
+    name = f"mp-forwarding-{uuid.uuid4().hex[:12]}"
+    fake_gcs_server.client().create_bucket(name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def azurite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """Azurite's blob service on a free port of 127.0.0.1, one for the whole session."""
+    with azurite(tmp_path_factory.mktemp("azurite")) as server:
+        yield server
+
+
+@pytest.fixture
+def azure_container(azurite_server: Azurite) -> str:
+    """A new, empty Azure container per test."""
+    name = f"mp-forwarding-{uuid.uuid4().hex[:12]}"
+    azurite_server.service().create_container(name)
     return name
 
 

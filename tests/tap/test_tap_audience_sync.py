@@ -13,7 +13,7 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from scripts.generate_drop import generate_drop
 from tap_mparticle.tap import TapMParticle
-from tests.s3support import s3_config, serve_drop, upload_tree
+from tests.s3support import STORAGES, s3_config, serve_drop, upload_tree
 from tests.tap.audience_support import (
     AUDIENCE_STREAMS,
     assert_valid,
@@ -39,7 +39,7 @@ class AudienceDrop:
         self.publish = publish
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=STORAGES)
 def audience_drop(request, tmp_path) -> AudienceDrop:
     root = tmp_path / "drop"
     expected = generator.generate(root / "audiences")

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from tap_mparticle.events import NotABatchError, batch_record
-from tests.s3support import serve_drop
+from tests.s3support import STORAGES, serve_drop
 from tests.tapsupport import catalog_selecting, run_cli, run_tap
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def check_schema(out, stream: str) -> None:
         validator.validate(record)
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=STORAGES)
 def batch_drop(request, tmp_path: Path):
     root = tmp_path / "drop"
     write(

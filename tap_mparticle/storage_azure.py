@@ -191,14 +191,14 @@ class AzureStorage:
 
     def _reason(self, exc: BaseException) -> str:
         """Summarise an error by its service code; SDK messages can quote the request."""
+        code = getattr(exc, "error_code", None)
+        code = str(getattr(code, "value", code) or "")  # the SDK's enum or the raw header
         if isinstance(exc, self._exceptions.ResourceNotFoundError):
-            code = getattr(exc, "error_code", None) or "ResourceNotFound"
-            return f"{code} (the container or blob does not exist)"
+            return f"{code or 'ResourceNotFound'} (the container or blob does not exist)"
         if isinstance(exc, self._exceptions.ClientAuthenticationError):
-            code = getattr(exc, "error_code", None) or "AuthenticationFailed"
-            return f"{code} (the credentials were refused)"
+            return f"{code or 'AuthenticationFailed'} (the credentials were refused)"
         if isinstance(exc, self._exceptions.HttpResponseError):
-            code = getattr(exc, "error_code", None) or type(exc).__name__
+            code = code or type(exc).__name__
             if exc.status_code == 403:  # noqa: PLR2004  (HTTP Forbidden)
                 return f"{code} (HTTP 403: the credentials were refused or lack read access)"
             return f"{code} (HTTP {exc.status_code})"

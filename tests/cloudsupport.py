@@ -70,7 +70,9 @@ def _listening(port: int) -> bool:
 def stop(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:
-        process.wait(timeout=10)
+        # Azurite closes gracefully, waiting on the clients' idle keep-alive connections;
+        # both emulators hold only throw-away in-memory or temp-dir data.
+        process.wait(timeout=2)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()

@@ -69,7 +69,7 @@ corpus: venv
 
 bench: bench-tap bench-target
 
-bench-tap: venv
+bench-tap: venv azurite
 	$(BIN)/python benchmarks/bench_tap.py
 
 bench-target: venv

@@ -244,11 +244,16 @@ def test_an_unreadable_gcs_credentials_file_is_one_line(tmp_path, fake_gcs_serve
 
 @pytest.mark.parametrize(
     ("url", "blocked", "extra"),
-    [("gs://b", "google.cloud.storage", "gcs"), ("az://c", "azure.storage.blob", "azure")],
+    [
+        ("gs://b", "google.cloud.storage", "gcs"),
+        ("az://c", "azure.storage.blob", "azure"),
+        # Only an account name: the default credential chain, which needs azure-identity.
+        ("az://c", "azure.identity", "azure"),
+    ],
 )
 def test_a_missing_extra_is_one_line_naming_it(tmp_path, url, blocked, extra):
     config_file = tmp_path / "config.json"
-    config_file.write_text(json.dumps({"bucket_url": url, "azure_account_name": "a"}))
+    config_file.write_text(json.dumps({"bucket_url": url, "azure_account_name": "acme"}))
     done = subprocess.run(
         [sys.executable, "-c", WITHOUT_MODULE, blocked, "--config", str(config_file)],
         capture_output=True,

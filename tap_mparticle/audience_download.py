@@ -42,16 +42,30 @@ from tap_mparticle.audience_records import (
     to_mpid,
     to_timestamp,
 )
-from tap_mparticle.parsers import BadInputError, iter_lines
+from tap_mparticle.parsers import (
+    BadInputError,
+    OverlongLine,
+    iter_lines,
+    overlong,
+    trailer_error_of,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Generator, Iterator
 
 ZIP_MAGIC = b"PK\x03\x04"
 MANIFEST_NAME = "manifest.json"
 CSV_COLUMNS = ("mpid", "scanned_timestamp_ms", "identity_value", "identity_type")
 VARIANT_SEPARATOR = " - "
 SPOOL_CHUNK = 1 << 20
+#: Largest manifest.json read (it is read whole, so this bounds memory).
+MAX_MANIFEST_BYTES = 16 << 20
+#: Largest CSV inside a ZIP, as its directory declares it (the reader never goes past
+#: the declared size, so this bounds what one member can emit).
+MAX_MEMBER_BYTES = 8 << 30
+#: What reading an archive member can raise on bad data: unsupported compression
+#: methods (NotImplementedError), the encrypted flag (RuntimeError), bad CRCs.
+_MEMBER_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError)
 _CSV_NAME = re.compile(r"^(?P<id>-?\d+)_(?P<rest>.+?)\.csv$", re.IGNORECASE)
 _BOM = b"\xef\xbb\xbf"
 
@@ -85,9 +99,12 @@ def read_manifest(data: bytes, location: str) -> Manifest:
     Raises:
         BadInputError: It is not a JSON object with a `files` array.
     """
+    if len(data) > MAX_MANIFEST_BYTES:
+        msg = f"manifest.json is over the {MAX_MANIFEST_BYTES} byte limit"
+        raise BadInputError(location, msg)
     try:
-        document = msgspec.json.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        document = msgspec.json.decode(data.removeprefix(_BOM))
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         msg = f"manifest.json is not valid JSON ({exc})"
         raise BadInputError(location, msg) from None
     files = document.get("files") if isinstance(document, dict) else None
@@ -207,12 +224,19 @@ def parse_download_csv(  # noqa: C901, PLR0913  (one loop with its error cases s
                 raise BadInputError(location, msg, lineno)
             continue
         rows += 1
+        if isinstance(line, OverlongLine):
+            yield overlong(location, lineno)
+            continue
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
             yield BadInputError(location, f"bytes that are not UTF-8 at offset {exc.start}", lineno)
             continue
-        fields = next(csv.reader((text,), skipinitialspace=True), [])
+        try:
+            fields = next(csv.reader((text,), skipinitialspace=True), [])
+        except csv.Error as exc:  # e.g. a field over csv.field_size_limit() (131,072)
+            yield BadInputError(location, f"not a CSV row ({exc})", lineno)
+            continue
         if len(fields) != len(CSV_COLUMNS):
             yield BadInputError(
                 location, f"{len(fields)} columns, expected {len(CSV_COLUMNS)}", lineno
@@ -292,10 +316,13 @@ def parse_download_zip(stream: IO[bytes], file: AudienceFile) -> Iterator[Audien
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
             reason = f"truncated or corrupt gzip data ({exc})"
             raise BadInputError(file.location, reason) from exc
+        trailer = trailer_error_of(stream, file.location)
+        if trailer is not None:
+            yield trailer  # the archive itself may still be whole
         spool.seek(0)
         try:
             archive = zipfile.ZipFile(spool)
-        except zipfile.BadZipFile as exc:
+        except (zipfile.BadZipFile, *_MEMBER_ERRORS) as exc:
             msg = f"not a readable ZIP archive ({exc})"
             raise BadInputError(file.location, msg) from None
         with archive:
@@ -307,37 +334,65 @@ def _zip_members(archive: zipfile.ZipFile, file: AudienceFile) -> Iterator[Audie
     manifest = None
     for info in members:
         if info.filename.rsplit("/", 1)[-1] == MANIFEST_NAME:
-            location = f"{file.location}!/{info.filename}"
-            manifest = read_manifest(_read_member(archive, info, location), location)
+            manifest = yield from _zip_manifest(archive, info, file)
     seen: set[str] = set()
     for info in members:
         csv_name = info.filename.rsplit("/", 1)[-1]
         if not csv_name.lower().endswith(".csv"):
             continue
         seen.add(csv_name)
-        location = f"{file.location}!/{info.filename}"
-        try:
-            with archive.open(info) as member:
-                yield from parse_download_csv(
-                    member,
-                    file,
-                    csv_name=csv_name,
-                    location=location,
-                    manifest=manifest,
-                    member=info.filename,
-                )
-        except BadInputError as exc:
-            yield exc  # this member is unreadable; the others may be fine
-        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-            yield BadInputError(location, f"corrupt archive member ({exc})")
+        yield from _zip_csv(archive, info, file, manifest)
+    if not seen and manifest is None:
+        yield BadInputError(file.location, "the ZIP holds no CSV and no manifest.json")
     if manifest is not None:
         for missing in sorted(set(manifest.files) - seen):
             yield BadInputError(file.location, f"manifest.json lists {missing}, not in the ZIP")
 
 
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, location: str) -> bytes:
+def _zip_csv(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, file: AudienceFile, manifest: Manifest | None
+) -> Iterator[AudienceItem]:
+    """One CSV member's rows; a member that cannot be read costs only itself."""
+    location = f"{file.location}!/{info.filename}"
+    if info.file_size > MAX_MEMBER_BYTES:
+        reason = f"{info.file_size} bytes unzipped, over the {MAX_MEMBER_BYTES} limit"
+        yield BadInputError(location, reason)
+        return
     try:
-        return archive.read(info)
-    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        msg = f"corrupt archive member ({exc})"
+        with archive.open(info) as member:
+            yield from parse_download_csv(
+                member,
+                file,
+                csv_name=info.filename.rsplit("/", 1)[-1],
+                location=location,
+                manifest=manifest,
+                member=info.filename,
+            )
+    except BadInputError as exc:
+        yield exc  # this member is unreadable; the others may be fine
+    except _MEMBER_ERRORS as exc:
+        yield BadInputError(location, f"unreadable archive member ({exc})")
+
+
+def _zip_manifest(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, file: AudienceFile
+) -> Generator[AudienceItem, None, Manifest | None]:
+    """Read the archive's manifest; a bad one is one bad item, and the CSVs are still read."""
+    location = f"{file.location}!/{info.filename}"
+    try:
+        return read_manifest(_read_member(archive, info, location), location)
+    except BadInputError as exc:
+        yield exc
+        return None
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, location: str) -> bytes:
+    if info.file_size > MAX_MANIFEST_BYTES:
+        msg = f"manifest.json is {info.file_size} bytes, over the {MAX_MANIFEST_BYTES} limit"
+        raise BadInputError(location, msg)
+    try:
+        with archive.open(info) as member:
+            return member.read(MAX_MANIFEST_BYTES + 1)[:MAX_MANIFEST_BYTES]
+    except _MEMBER_ERRORS as exc:
+        msg = f"unreadable archive member ({exc})"
         raise BadInputError(location, msg) from None

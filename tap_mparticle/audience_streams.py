@@ -35,7 +35,12 @@ from singer_sdk import typing as th
 from typing_extensions import override
 
 from mparticle_facts.identities import IdentityNormalizer
-from tap_mparticle.audience_download import MANIFEST_NAME, Manifest, read_manifest
+from tap_mparticle.audience_download import (
+    MANIFEST_NAME,
+    MAX_MANIFEST_BYTES,
+    Manifest,
+    read_manifest,
+)
 from tap_mparticle.audience_records import MEMBERSHIPS, USER_ATTRIBUTES, AudienceFile
 from tap_mparticle.audiences import is_validation_file, parse_audience_file
 from tap_mparticle.client import MParticleFileStream, ParsedItem
@@ -53,7 +58,6 @@ if TYPE_CHECKING:
     from tap_mparticle.tap import TapMParticle
 
 SOURCE_FORMATS = ["download", "firehose", "cloud_storage", "partner_feed"]
-MAX_MANIFEST_BYTES = 16 << 20
 
 #: Key columns after the file: see `audience_records` for why these are stable.
 AUDIENCE_KEY = [
@@ -281,7 +285,7 @@ class AudienceFileStream(MParticleFileStream):
         manifest: Manifest | None = None
         try:
             with self.tap.storage.open(manifest_file) as stream:
-                data = stream.read(MAX_MANIFEST_BYTES)
+                data = stream.read(MAX_MANIFEST_BYTES + 1)  # one more: to tell it is over
         except (StorageError, OSError, ValueError):
             self.logger.warning(
                 "%s: no readable %s next to %s: row counts of the CSVs in %s are not checked",

@@ -3,17 +3,36 @@
 A subclass says which prefix it reads, which keys it ignores, and how one file's
 bytes become records (`parse_file`). This class does the rest the same way for all
 of them: listing with date-folder pruning, the read-once cursor (see `cursor`),
-download-ahead, the `_sdc_*` provenance columns, the `on_bad_record` policy, and a
-STATE message after every file.
+download-ahead, the `_sdc_*` provenance columns, the `on_bad_record` policy, and
+STATE messages between files.
+
+STATE is written after a file only when enough files (`STATE_EVERY_FILES`, or a
+tenth of the remembered history, whichever is more) or seconds
+(`STATE_EVERY_SECONDS`) have passed, at the end, and before a failure propagates:
+each STATE carries the look-back history, so one per file would make state volume
+grow with the square of the files in the window. It never runs ahead of the
+records: it is written only between files, and counts only files wholly emitted.
+
+Every exception a parser can raise on data (value ranges, nesting depth, archive
+methods and encryption, CSV limits, decoding) ends as a `BadInputError` naming the
+file, handled by `on_bad_record`; a read that fails mid-file is a `StorageError`.
 """
 
 from __future__ import annotations
 
 import abc
+import csv
 import functools
+import logging
+import sys
 import time
+import zipfile
+import zlib
 from typing import IO, TYPE_CHECKING, Any, ClassVar, cast
 
+import botocore.exceptions
+import msgspec
+import urllib3.exceptions
 from singer_sdk import Stream
 from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
@@ -23,7 +42,7 @@ from typing_extensions import override
 from tap_mparticle.cursor import REPLICATION_KEY, FileCursor, format_timestamp
 from tap_mparticle.parsers import BadInputError
 from tap_mparticle.prefetch import prefetch
-from tap_mparticle.storage import folder_date
+from tap_mparticle.storage import StorageError, folder_date, read_error
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterable, Iterator
@@ -35,6 +54,33 @@ if TYPE_CHECKING:
     from tap_mparticle.tap import TapMParticle
 
 ParsedItem = dict[str, Any] | BadInputError
+
+#: STATE after at least this many files (or a tenth of the history, if more) ...
+STATE_EVERY_FILES = 100
+#: ... or once this many seconds have passed since the last one.
+STATE_EVERY_SECONDS = 10.0
+_HISTORY_PER_STATE = 10
+
+#: What parsing can raise on bad data when a parser did not name it itself.
+DATA_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,  # also UnicodeError, JSONDecodeError, int() over 4,300 digits
+    OverflowError,
+    RecursionError,
+    NotImplementedError,  # zipfile: an unsupported compression method
+    RuntimeError,  # zipfile: an encrypted member
+    EOFError,
+    csv.Error,
+    zlib.error,
+    zipfile.BadZipFile,
+    msgspec.MsgspecError,
+)
+#: What reading the bytes can raise when the storage fails mid-file.
+READ_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    botocore.exceptions.BotoCoreError,
+    botocore.exceptions.ClientError,
+    urllib3.exceptions.HTTPError,
+)
 
 
 class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
@@ -66,6 +112,9 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
         self.records_emitted = 0
         self.bad_items = 0
         self.bad_files: set[str] = set()
+        self._cursor: FileCursor | None = None
+        self._files_since_state = 0
+        self._last_state_at = time.monotonic()
 
     @property
     def tap(self) -> TapMParticle:
@@ -146,11 +195,12 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
 
     def new_cursor(self) -> FileCursor:
         """The read-once cursor over this stream's state (see `cursor`)."""
-        return FileCursor(
+        self._cursor = FileCursor(
             self.stream_state,
             start_date=self.settings.start_date,
             lookback=self.settings.lookback,
         )
+        return self._cursor
 
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
@@ -170,8 +220,9 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
         """Yield one file's records with provenance, then count the file as read.
 
         Bad items go through `on_bad_record`; with `skip`, a file whose rest cannot
-        be read still counts as read (its intact records were emitted). A STATE
-        message follows each file, so a killed run resumes at the next unread one.
+        be read still counts as read (its intact records were emitted). STATE
+        follows when due (see the module docstring), and before any failure
+        propagates, so a stopped run resumes at the first file not wholly emitted.
 
         Args:
             file: The file.
@@ -180,23 +231,59 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
 
         Yields:
             The file's records.
+
+        Raises:
+            StorageError: The file's bytes stopped coming (a dropped endpoint).
         """
         modified_at = format_timestamp(file.last_modified)
         try:
-            for item in items:
-                if isinstance(item, BadInputError):
-                    self.handle_bad_input(item)
-                    continue
-                item["_sdc_source_file"] = file.uri
-                item["_sdc_modified_at"] = modified_at
-                self.records_emitted += 1
-                yield item
-        except BadInputError as exc:
-            self.handle_bad_input(exc)
+            try:
+                for item in items:
+                    if isinstance(item, BadInputError):
+                        self.handle_bad_input(item)
+                        continue
+                    item["_sdc_source_file"] = file.uri
+                    item["_sdc_modified_at"] = modified_at
+                    self.records_emitted += 1
+                    yield item
+            except BadInputError as exc:
+                self.handle_bad_input(exc)
+            except READ_ERRORS as exc:
+                raise read_error(file, exc) from None
+            except DATA_ERRORS as exc:
+                reason = f"unreadable ({type(exc).__name__}: {exc})"
+                self.handle_bad_input(BadInputError(file.uri, reason))
+        except (BadInputError, StorageError):
+            self._write_state_message()  # what was read before this file still counts
+            raise
         cursor.mark_read(file)
         self.files_read += 1
         self.state_manager.is_flushed = False
-        self._write_state_message()
+        self._files_since_state += 1
+        due = max(STATE_EVERY_FILES, cursor.history_size // _HISTORY_PER_STATE)
+        if (
+            self._files_since_state >= due
+            or time.monotonic() - self._last_state_at >= STATE_EVERY_SECONDS
+        ):
+            self._write_state_message()
+
+    @override
+    def _write_state_message(self) -> None:
+        if self.state_manager.is_flushed:
+            return
+        if self._cursor is not None:
+            self._cursor.compact()
+        super()._write_state_message()
+        self._files_since_state = 0
+        self._last_state_at = time.monotonic()
+
+    @override
+    def log(self, message: str, *args: Any, level: int = logging.INFO, **kwargs: Any) -> None:
+        # The SDK logs a generic "unhandled error" line before re-raising; for our
+        # own errors the tap logs one line that says it all (TapMParticle.invoke).
+        if level >= logging.ERROR and isinstance(sys.exc_info()[1], (BadInputError, StorageError)):
+            return
+        super().log(message, *args, level=level, **kwargs)
 
     def handle_bad_input(self, error: BadInputError) -> None:
         """Apply `on_bad_record`: raise with `fail`, log and count with `skip`.

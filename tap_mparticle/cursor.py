@@ -16,14 +16,19 @@ The design (after airbyte's file-based cursor):
   not before `start_date`) and `files_read` does not hold its key with the same
   LastModified. So a same-second file, a late file and an object overwritten under
   the same key are each read once, on the next run that sees them.
-- After each file the entry is added, the bookmark moves up, and entries that fell
-  out of the window are dropped. If a burst still leaves more than
-  `MAX_FILES_READ` entries, the oldest are dropped and `files_read_floor` records the
-  newest dropped stamp: files at or before it are taken as read (a late file there
-  would be missed, which is logged; the alternative is state without bound).
+- After each file the entry is added and the bookmark moves up. Before each STATE
+  is written (`compact`), entries that fell out of the window are dropped. If a
+  burst still leaves more than `MAX_FILES_READ` entries, the oldest are dropped and
+  `files_read_floor` records the newest dropped stamp: files at or before it are
+  taken as read (a late file there would be missed, which is logged once per run;
+  the alternative is state without bound).
 
-Files are read in `(last_modified, key)` order and STATE is written after each
-file, so a killed run resumes at the next unread file.
+Files are read in `(last_modified, key)` order. The stream writes STATE between
+files (not after every one: see `client`), so a killed run resumes at the first
+file not covered by the last STATE. Each step here costs O(1) per file; `compact`
+costs O(history) and runs once per STATE, which the stream spaces out in
+proportion to the history, so a run's work and its STATE volume grow with the
+files read, not with their square.
 """
 
 from __future__ import annotations
@@ -94,6 +99,7 @@ class FileCursor:
         self._floor: dt.datetime | None = parse_timestamp(floor) if floor else None
         raw_history = state.get("files_read") or {}
         self._history: dict[str, str] = {str(key): str(stamp) for key, stamp in raw_history.items()}
+        self._warned_floor = False
 
     @property
     def window_start(self) -> dt.datetime | None:
@@ -124,6 +130,11 @@ class FileCursor:
             return False
         return self._history.get(file.key) != format_timestamp(file.last_modified)
 
+    @property
+    def history_size(self) -> int:
+        """How many files the history remembers now."""
+        return len(self._history)
+
     def mark_read(self, file: RemoteFile) -> None:
         """Record a finished file and move the bookmark; the state dict is updated.
 
@@ -133,28 +144,35 @@ class FileCursor:
         self._history[file.key] = format_timestamp(file.last_modified)
         if self.bookmark is None or file.last_modified > self.bookmark:
             self.bookmark = file.last_modified
-        self._prune()
         self._state["replication_key"] = REPLICATION_KEY
         self._state["replication_key_value"] = format_timestamp(self.bookmark)
-        self._state["files_read"] = dict(self._history)
-        if self._floor is not None:
-            self._state["files_read_floor"] = format_timestamp(self._floor)
+        # The state holds the history itself, not a copy: no per-file copying.
+        self._state["files_read"] = self._history
 
-    def _prune(self) -> None:
+    def compact(self) -> None:
+        """Drop history entries outside the window and cap it; call before writing STATE."""
+        if "files_read" not in self._state:
+            return  # nothing read yet: the state is as it was loaded
         start = self.window_start
         if start is not None:
             cutoff = format_timestamp(start)
             # ISO strings in one format and one zone sort like the instants they name.
-            self._history = {k: v for k, v in self._history.items() if v >= cutoff}
+            for key in [k for k, v in self._history.items() if v < cutoff]:
+                del self._history[key]
         if len(self._history) > MAX_FILES_READ:
             ordered = sorted(self._history.items(), key=lambda item: (item[1], item[0]))
             dropped = ordered[: len(ordered) - MAX_FILES_READ]
             self._floor = parse_timestamp(dropped[-1][1])
-            self._history = dict(ordered[len(dropped) :])
-            LOGGER.warning(
-                "More than %d files inside the look-back window; files stamped at or "
-                "before %s are now taken as read. Shorten the look-back window if the "
-                "drop is this busy.",
-                MAX_FILES_READ,
-                format_timestamp(self._floor),
-            )
+            for key, _ in dropped:
+                del self._history[key]
+            if not self._warned_floor:
+                self._warned_floor = True
+                LOGGER.warning(
+                    "More than %d files inside the look-back window; files stamped at or "
+                    "before %s are now taken as read (logged once per run). Shorten the "
+                    "look-back window if the drop is this busy.",
+                    MAX_FILES_READ,
+                    format_timestamp(self._floor),
+                )
+        if self._floor is not None:
+            self._state["files_read_floor"] = format_timestamp(self._floor)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mparticle_facts.numbers import format_unix_ms, in_date_range, to_int
+from mparticle_facts.numbers import format_unix_ms, to_int
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -193,14 +193,16 @@ def _event_record(
     else:
         name = None
     ts_ms = to_int(data.get("timestamp_unixtime_ms"))
-    if ts_ms is not None and not in_date_range(ts_ms):
+    try:
+        timestamp = None if ts_ms is None else format_unix_ms(ts_ms)
+    except (OverflowError, ValueError):  # beyond the years 1 to 9999
         return NotABatchError(
             f"event {index} timestamp_unixtime_ms {ts_ms} is outside the years 1 to 9999"
         )
     return {
         "event_type": event_type,
         "event_name": name if isinstance(name, str) else None,
-        "timestamp": None if ts_ms is None else format_unix_ms(ts_ms),
+        "timestamp": timestamp,
         "timestamp_unixtime_ms": ts_ms,
         "source_message_id": _string_or_none(data.get("source_message_id")),
         "session_uuid": _string_or_none(data.get("session_uuid")),

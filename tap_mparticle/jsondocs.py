@@ -13,6 +13,11 @@ longer than `MAX_LINE`, one document) in memory:
 - A line longer than `MAX_LINE` is never read whole: it is decoded incrementally,
   document by document, refilling a text buffer as documents straddle chunks.
 
+A bad document inside a line of back-to-back documents costs only itself, on a
+short line and a long one alike: reading resumes at the next `}{` boundary. A
+UTF-8 byte-order mark before the first document is dropped, and a gzip trailer
+that does not match (see `parsers`) is one bad-input item after the last document.
+
 Documents are numbered by the 1-based line they start on; the caller numbers
 documents within a line. Pretty-printed (multi-line) documents are not supported:
 no mParticle surface writes them.
@@ -23,12 +28,13 @@ from __future__ import annotations
 import codecs
 import gzip
 import json
+import re
 import zlib
 from typing import IO, TYPE_CHECKING, Any
 
 import msgspec
 
-from tap_mparticle.parsers import BadInputError
+from tap_mparticle.parsers import UTF8_BOM, BadInputError, too_deep, trailer_error_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -41,6 +47,8 @@ MAX_DOCUMENT = 16 << 20
 _INCOMPLETE_MARGIN = 16
 _WHITESPACE = " \t\r\n"
 _GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+#: Where the next document of a line may start after a bad one.
+_NEXT_DOCUMENT = re.compile(r"\}\s*(?=\{)")
 
 _msgspec_decode = msgspec.json.Decoder().decode
 _raw_decode = json.JSONDecoder().raw_decode
@@ -67,9 +75,12 @@ def iter_json_documents(stream: IO[bytes], location: str) -> Iterator[Document |
     while True:
         line = _readline(stream, location, lineno + 1)
         if not line:
-            return
+            break
         lineno += 1
-        if len(line) == MAX_LINE and not line.endswith(b"\n"):
+        long_line = len(line) >= MAX_LINE and not line.endswith(b"\n")
+        if lineno == 1:
+            line = line.removeprefix(UTF8_BOM)
+        if long_line:
             yield from _long_line(stream, line, lineno, location)
             continue
         stripped = line.strip()
@@ -77,11 +88,13 @@ def iter_json_documents(stream: IO[bytes], location: str) -> Iterator[Document |
             continue
         try:
             yield lineno, _msgspec_decode(stripped)
-        except UnicodeDecodeError:
-            # msgspec does not say where; the codec does (only paid on a bad line).
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            # Several documents, a bad one among them, a 64-bit overflow or deep
+            # nesting: the slower decoder tells which part is which (only paid here).
             yield from _concatenated(stripped, lineno, location)
-        except msgspec.DecodeError:
-            yield from _concatenated(stripped, lineno, location)
+    trailer = trailer_error_of(stream, location)
+    if trailer is not None:
+        yield trailer
 
 
 def _readline(stream: IO[bytes], location: str, lineno: int) -> bytes:
@@ -97,30 +110,48 @@ def _not_utf8(location: str, lineno: int, exc: UnicodeDecodeError) -> BadInputEr
 
 
 def _concatenated(line: bytes, lineno: int, location: str) -> Iterator[Document | BadInputError]:
-    """Split one line that is not a single document into back-to-back documents."""
+    """Split one line that is not a single document into back-to-back documents.
+
+    A bad document yields one error and reading resumes at the next `}{`, so the
+    documents around it are kept.
+    """
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as exc:
         yield _not_utf8(location, lineno, exc)
         return
-    documents: list[Any] = []
-    pos = 0
+    pos = _skip_whitespace(text, 0)
     while pos < len(text):
         try:
-            value, pos = _raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            # Emit nothing from a line that is only partly JSON: it is one bad line.
-            reason = f"not valid JSON ({exc.msg} at character {exc.pos + 1})"
-            yield BadInputError(location, reason, lineno)
-            return
-        documents.append(value)
-        while pos < len(text) and text[pos] in _WHITESPACE:
-            pos += 1
-    for value in documents:
+            value, end = _raw_decode(text, pos)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+            yield _bad_document(location, lineno, exc, pos)
+            boundary = _NEXT_DOCUMENT.search(text, pos + 1)
+            if boundary is None:
+                return
+            pos = boundary.end()
+            continue
         yield lineno, value
+        pos = _skip_whitespace(text, end)
 
 
-def _long_line(
+def _skip_whitespace(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in _WHITESPACE:
+        pos += 1
+    return pos
+
+
+def _bad_document(location: str, lineno: int, exc: Exception, pos: int) -> BadInputError:
+    if isinstance(exc, RecursionError):
+        return too_deep(location, lineno)
+    if isinstance(exc, json.JSONDecodeError):
+        reason = f"not valid JSON ({exc.msg} at character {exc.pos + 1})"
+    else:  # an integer over sys.get_int_max_str_digits() digits
+        reason = f"not valid JSON ({exc}) in the document at character {pos + 1}"
+    return BadInputError(location, reason, lineno)
+
+
+def _long_line(  # noqa: C901  (one loop: refill, decode, resynchronise)
     stream: IO[bytes], first: bytes, lineno: int, location: str
 ) -> Iterator[Document | BadInputError]:
     """Decode a line too long to hold, one document at a time."""
@@ -129,6 +160,7 @@ def _long_line(
     pos = 0
     chunk: bytes | None = first
     done = False
+    resyncing = False
     while True:
         if chunk is not None:
             done = not chunk or chunk.endswith(b"\n")
@@ -140,8 +172,18 @@ def _long_line(
                 return
             pos = 0
             chunk = None
-        while pos < len(buffer) and buffer[pos] in _WHITESPACE:
-            pos += 1
+        if resyncing:
+            boundary = _NEXT_DOCUMENT.search(buffer, pos)
+            if boundary is None:
+                if done:
+                    return
+                # Keep a trailing `}` (and blanks) in case `{` starts the next chunk.
+                last = buffer.rfind("}", pos)
+                pos = last if last >= 0 else len(buffer)
+                chunk = _readline(stream, location, lineno)
+                continue
+            pos, resyncing = boundary.end(), False
+        pos = _skip_whitespace(buffer, pos)
         if pos >= len(buffer):
             if done:
                 return
@@ -149,17 +191,22 @@ def _long_line(
             continue
         try:
             value, end = _raw_decode(buffer, pos)
-        except json.JSONDecodeError as exc:
-            incomplete = exc.pos >= len(buffer) - _INCOMPLETE_MARGIN or exc.msg.startswith(
-                "Unterminated string"
+        except (ValueError, RecursionError) as exc:
+            incomplete = isinstance(exc, json.JSONDecodeError) and (
+                exc.pos >= len(buffer) - _INCOMPLETE_MARGIN
+                or exc.msg.startswith("Unterminated string")
             )
             if incomplete and not done and len(buffer) - pos < MAX_DOCUMENT:
                 chunk = _readline(stream, location, lineno)
                 continue
-            reason = f"not valid JSON ({exc.msg}); the rest of this line is skipped"
-            yield BadInputError(location, reason, lineno)
-            _skip_line(stream, location, lineno, done=done)
-            return
+            if incomplete and not done:
+                reason = f"a document longer than {MAX_DOCUMENT} characters, the limit"
+                yield BadInputError(location, reason, lineno)
+            else:
+                yield _bad_document(location, lineno, exc, pos)
+            pos += 1
+            resyncing = True
+            continue
         yield lineno, value
         pos = end
 

@@ -9,6 +9,7 @@ drops, and an `aws s3 sync` or a rename can change it anyway.
 from __future__ import annotations
 
 import io
+import json
 import zlib
 from typing import IO, TYPE_CHECKING, Any
 
@@ -19,6 +20,17 @@ if TYPE_CHECKING:
 
 GZIP_MAGIC = b"\x1f\x8b"
 READ_BUFFER_SIZE = 1 << 20
+UTF8_BOM = b"\xef\xbb\xbf"
+#: Longest line of an events file or audience CSV (a batch or a row); a longer one
+#: is bad input, skipped without being held in memory.
+MAX_LINE_BYTES = 16 << 20
+#: Longest gzip header file name or comment accepted.
+MAX_GZIP_HEADER_FIELD = 64 << 10
+#: JSON nesting the decoders accept (msgspec and the standard library both stop
+#: near Python's recursion limit); deeper documents are bad input.
+MAX_JSON_DEPTH = 1000
+_DEFLATE = 8
+_FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 2, 4, 8, 16
 
 _decode_json = msgspec.json.Decoder().decode
 
@@ -66,19 +78,31 @@ def open_decompressed(raw: IO[bytes]) -> IO[bytes]:
 
 
 class _Gunzip(io.RawIOBase):
-    """Streaming gunzip that hands out every intact byte before reporting truncation.
+    """Streaming gunzip that hands out every intact byte before reporting a problem.
 
-    `gzip.GzipFile` raises as soon as a read reaches the cut, dropping the data
-    decompressed in that same read, so the intact lines just before the cut would
-    be lost. Here a truncated stream first yields all it decompressed, and only the
-    next read raises. Concatenated members (`cat a.gz b.gz`) are read in turn.
+    `gzip.GzipFile` raises as soon as a read reaches a cut or a bad trailer,
+    dropping what it decompressed in that same read: one flipped bit in the CRC32
+    trailer loses the whole file. Here the header and trailer are parsed by hand
+    around a raw-deflate decompressor, so:
+
+    - a truncated stream first yields all it decompressed; only the next read raises;
+    - a trailer whose CRC32 or size does not match (or bytes after the last member
+      that are not gzip) ends the stream normally, and the problem is kept in
+      `trailer_error` for the reader to report as one bad-input item once it has
+      consumed every line (see `trailer_error_of`).
+
+    Concatenated members (`cat a.gz b.gz`) are read in turn.
     """
 
     def __init__(self, source: IO[bytes]) -> None:
         self._source = source
-        self._decompressor = zlib.decompressobj(wbits=31)
+        self._input = b""
+        self._decompressor: Any = None  # a zlib decompressor inside a member's body
         self._pending = b""
-        self._finished = False  # the source ended cleanly after a whole member
+        self._crc = 0
+        self._size = 0
+        self._finished = False
+        self.trailer_error: str | None = None
 
     def readable(self) -> bool:
         """Say the stream can be read, as io.BufferedReader asks."""
@@ -90,35 +114,125 @@ class _Gunzip(io.RawIOBase):
         while not self._pending:
             if self._finished:
                 return 0
-            if self._decompressor.unconsumed_tail:
-                compressed = self._decompressor.unconsumed_tail
-            else:
-                compressed = self._next_input()
-                if not compressed:
-                    return 0
-            self._pending = self._decompressor.decompress(compressed, len(view))
+            if self._decompressor is None:
+                self._start_member()
+                continue
+            self._pending = self._inflate(len(view))
         size = min(len(view), len(self._pending))
         view[:size] = self._pending[:size]
         self._pending = self._pending[size:]
         return size
 
-    def _next_input(self) -> bytes:
-        """The next compressed bytes, starting a new member where one ended; b"" at the end."""
-        if self._decompressor.eof:
-            leftover = self._decompressor.unused_data.lstrip(b"\0")  # padding between members
-            self._decompressor = zlib.decompressobj(wbits=31)
-            if leftover:
-                return leftover
+    def _fill(self, size: int) -> bool:
+        """Have at least `size` bytes of input at hand; False when the source ends first."""
+        while len(self._input) < size:
             chunk = self._source.read(READ_BUFFER_SIZE)
             if not chunk:
-                self._finished = True  # reads past the end keep answering "end"
-                return b""
-            return chunk
-        chunk = self._source.read(READ_BUFFER_SIZE)
-        if not chunk:
-            msg = "the gzip stream ends before its end-of-stream marker"
+                return False
+            self._input += chunk
+        return True
+
+    def _take(self, size: int, what: str) -> bytes:
+        if not self._fill(size):
+            msg = f"the gzip stream ends inside its {what}"
             raise EOFError(msg)
-        return chunk
+        taken, self._input = self._input[:size], self._input[size:]
+        return taken
+
+    def _take_until_nul(self, what: str) -> None:
+        while b"\0" not in self._input:
+            if len(self._input) > MAX_GZIP_HEADER_FIELD:
+                msg = f"the gzip {what} is longer than {MAX_GZIP_HEADER_FIELD} bytes"
+                raise zlib.error(msg)
+            if not self._fill(len(self._input) + 1):
+                msg = f"the gzip stream ends inside its {what}"
+                raise EOFError(msg)
+        self._input = self._input[self._input.index(b"\0") + 1 :]
+
+    def _start_member(self) -> None:
+        """Parse a member header (RFC 1952), or notice the clean end of the stream."""
+        self._input = self._input.lstrip(b"\0")  # padding between members
+        while not self._input:
+            chunk = self._source.read(READ_BUFFER_SIZE)
+            if not chunk:
+                self._finished = True
+                return
+            self._input = chunk.lstrip(b"\0")
+        if not self._fill(2) or self._input[:2] != GZIP_MAGIC:
+            self.trailer_error = "bytes after the end of the gzip data that are not gzip"
+            self._finished = True
+            return
+        header = self._take(10, "header")
+        method, flags = header[2], header[3]
+        if method != _DEFLATE:
+            msg = f"unsupported gzip compression method {method} (only 8, deflate, exists)"
+            raise zlib.error(msg)
+        if flags & _FEXTRA:
+            length = int.from_bytes(self._take(2, "header"), "little")
+            self._take(length, "header")
+        if flags & _FNAME:
+            self._take_until_nul("file name")
+        if flags & _FCOMMENT:
+            self._take_until_nul("comment")
+        if flags & _FHCRC:
+            self._take(2, "header")
+        self._decompressor = zlib.decompressobj(wbits=-zlib.MAX_WBITS)
+        self._crc = 0
+        self._size = 0
+
+    def _inflate(self, limit: int) -> bytes:
+        decompressor = self._decompressor
+        if decompressor.eof:
+            self._end_member()
+            return b""
+        if decompressor.unconsumed_tail:
+            compressed = decompressor.unconsumed_tail
+        elif self._input:
+            compressed, self._input = self._input, b""
+        else:
+            compressed = self._source.read(READ_BUFFER_SIZE)
+            if not compressed:
+                msg = "the gzip stream ends before its end-of-stream marker"
+                raise EOFError(msg)
+        out: bytes = decompressor.decompress(compressed, limit)
+        self._crc = zlib.crc32(out, self._crc)
+        self._size += len(out)
+        return out
+
+    def _end_member(self) -> None:
+        """Check the member's trailer; a mismatch is kept, not raised (see the class)."""
+        self._input = self._decompressor.unused_data + self._input
+        self._decompressor = None
+        if not self._fill(8):
+            self.trailer_error = "the gzip stream ends inside its trailer (CRC32 and size)"
+            self._finished = True
+            return
+        trailer, self._input = self._input[:8], self._input[8:]
+        crc, size = int.from_bytes(trailer[:4], "little"), int.from_bytes(trailer[4:], "little")
+        if crc != self._crc:
+            self.trailer_error = "the gzip trailer's CRC32 does not match the data"
+        elif size != self._size & 0xFFFFFFFF:
+            self.trailer_error = "the gzip trailer's size does not match the data"
+        if self.trailer_error:
+            self._finished = True
+
+
+def trailer_error_of(stream: IO[bytes], location: str) -> BadInputError | None:
+    """The bad-gzip-trailer problem of a stream read to its end, if it had one.
+
+    Args:
+        stream: A stream from `open_decompressed`, read to its end.
+        location: The file's URI, for the message.
+
+    Returns:
+        One bad-input error (everything decoded before the trailer was intact and
+        has been read), or None.
+    """
+    raw = getattr(stream, "raw", None)
+    if isinstance(raw, _Gunzip) and raw.trailer_error:
+        reason = f"{raw.trailer_error}; every line before it was read"
+        return BadInputError(location, reason)
+    return None
 
 
 class _Readable(io.RawIOBase):
@@ -142,11 +256,20 @@ class _Readable(io.RawIOBase):
         super().close()
 
 
+class OverlongLine(bytes):
+    """Stands in for a line longer than `MAX_LINE_BYTES`: its first bytes, the rest skipped.
+
+    Readers turn it into one bad-input item (`decode_json` does for events files),
+    so an endless line costs one buffer of memory and nothing around it.
+    """
+
+
 def iter_lines(stream: IO[bytes], location: str) -> Iterator[tuple[int, bytes]]:
     """Yield `(line number, line)` for every non-blank line, line numbers 1-based.
 
     Blank lines still count toward the numbering so the numbers match what an
-    editor shows.
+    editor shows. A UTF-8 byte-order mark at the start of line 1 is dropped, and a
+    line longer than `MAX_LINE_BYTES` comes out as an `OverlongLine`.
 
     Args:
         stream: A decompressed binary stream (see `open_decompressed`).
@@ -157,21 +280,57 @@ def iter_lines(stream: IO[bytes], location: str) -> Iterator[tuple[int, bytes]]:
 
     Raises:
         BadInputError: The gzip stream is truncated or corrupt; it names the first
-            line that could not be read.
+            line that could not be read. Also, after the last line, a gzip trailer
+            that does not match the (intact, already yielded) data.
     """
     lineno = 0
     try:
-        for lineno, line in enumerate(stream, start=1):
+        while line := stream.readline(MAX_LINE_BYTES + 1):
+            lineno += 1
+            if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+                skip_rest_of_line(stream)
+                yield lineno, OverlongLine(line[:64])
+                continue
+            if lineno == 1:
+                line = line.removeprefix(UTF8_BOM)
             stripped = line.strip()
             if stripped:
                 yield lineno, stripped
     except (EOFError, zlib.error) as exc:
         reason = f"truncated or corrupt gzip data ({exc})"
         raise BadInputError(location, reason, lineno + 1) from exc
+    trailer = trailer_error_of(stream, location)
+    if trailer is not None:
+        raise trailer
+
+
+def skip_rest_of_line(stream: IO[bytes]) -> None:
+    """Read past the end of the current line, one buffer at a time.
+
+    Args:
+        stream: A decompressed binary stream in the middle of a line.
+    """
+    while chunk := stream.readline(READ_BUFFER_SIZE):
+        if chunk.endswith(b"\n"):
+            return
+
+
+def overlong(location: str, lineno: int) -> BadInputError:
+    """The bad-input error for a line over `MAX_LINE_BYTES`.
+
+    Args:
+        location: The file's URI.
+        lineno: The line.
+
+    Returns:
+        The error, naming the limit.
+    """
+    reason = f"line longer than {MAX_LINE_BYTES} bytes, the limit; skipped"
+    return BadInputError(location, reason, lineno)
 
 
 def decode_json(line: bytes, location: str, lineno: int) -> Any:  # noqa: ANN401  (any JSON value)
-    """Decode one JSON document, naming the file and line when it is not valid JSON or UTF-8.
+    """Decode one JSON document, naming the file and line when it cannot be read.
 
     Args:
         line: The bytes of the document.
@@ -182,12 +341,60 @@ def decode_json(line: bytes, location: str, lineno: int) -> Any:  # noqa: ANN401
         The decoded value (numbers stay as written: ints as int, floats as float).
 
     Raises:
-        BadInputError: The bytes are not UTF-8 or not a JSON document.
+        BadInputError: The bytes are not UTF-8 or not a JSON document, the line is
+            over `MAX_LINE_BYTES`, the document is nested deeper than `MAX_JSON_DEPTH`
+            or holds an integer of more than 4,300 digits.
     """
+    if isinstance(line, OverlongLine):
+        raise overlong(location, lineno)
     try:
         return _decode_json(line)
     except UnicodeDecodeError as exc:
         msg = f"bytes that are not UTF-8 at offset {exc.start}"
         raise BadInputError(location, msg, lineno) from None
+    except msgspec.ValidationError:
+        # msgspec stops at 64-bit integers; the standard library reads larger ones.
+        return decode_json_stdlib(line, location, lineno)
     except msgspec.DecodeError as exc:
+        raise BadInputError(location, f"not valid JSON ({exc})", lineno) from None
+    except RecursionError:
+        raise too_deep(location, lineno) from None
+
+
+def too_deep(location: str, lineno: int) -> BadInputError:
+    """The bad-input error for a document nested beyond what the decoders accept.
+
+    Args:
+        location: The file's URI.
+        lineno: The line.
+
+    Returns:
+        The error, naming the limit.
+    """
+    reason = f"JSON nested deeper than about {MAX_JSON_DEPTH} levels, the limit"
+    return BadInputError(location, reason, lineno)
+
+
+def decode_json_stdlib(line: bytes | str, location: str, lineno: int) -> Any:  # noqa: ANN401
+    """Decode with the standard library, every failure a `BadInputError`.
+
+    Args:
+        line: The document.
+        location: The file's URI.
+        lineno: The line.
+
+    Returns:
+        The decoded value.
+
+    Raises:
+        BadInputError: Not JSON, too deep, or an integer over 4,300 digits.
+    """
+    try:
+        return json.loads(line)
+    except RecursionError:
+        raise too_deep(location, lineno) from None
+    except UnicodeDecodeError as exc:
+        msg = f"bytes that are not UTF-8 at offset {exc.start}"
+        raise BadInputError(location, msg, lineno) from None
+    except ValueError as exc:  # JSONDecodeError, and int() over sys.get_int_max_str_digits()
         raise BadInputError(location, f"not valid JSON ({exc})", lineno) from None

@@ -17,6 +17,11 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from mparticle_facts.identities import read_identity_types
 from tap_mparticle.cursor import parse_timestamp
+from tap_mparticle.preflight import (
+    MAX_DOWNLOAD_CONCURRENCY,
+    MAX_LOOKBACK_MINUTES,
+    aws_setting_errors,
+)
 from tap_mparticle.storage import AwsSettings
 from tap_mparticle.storage_azure import AzureSettings
 from tap_mparticle.storage_gcs import GcsSettings
@@ -85,6 +90,7 @@ class TapSettings:
         bucket_url = str(config.get("bucket_url") or "").strip()
         errors.extend(_bucket_url_errors(bucket_url))
         errors.extend(_aws_errors(config))
+        errors.extend(aws_setting_errors(config))
         errors.extend(_azure_errors(config, bucket_url))
         if config.get("batch_config"):
             errors.append(
@@ -100,8 +106,14 @@ class TapSettings:
                 errors.append(f"start_date {config['start_date']!r} is not an ISO 8601 date-time")
 
         lookback_minutes = config.get("lookback_window_minutes", DEFAULT_LOOKBACK_MINUTES)
-        if not isinstance(lookback_minutes, int) or lookback_minutes < 0:
-            errors.append("lookback_window_minutes must be a whole number of minutes, 0 or more")
+        if (
+            not isinstance(lookback_minutes, int)
+            or not 0 <= lookback_minutes <= MAX_LOOKBACK_MINUTES
+        ):
+            errors.append(
+                "lookback_window_minutes must be a whole number of minutes from 0 to "
+                f"{MAX_LOOKBACK_MINUTES} (a year), not {lookback_minutes!r}"
+            )
             lookback_minutes = DEFAULT_LOOKBACK_MINUTES
 
         on_bad_record = str(config.get("on_bad_record") or "fail")
@@ -109,8 +121,11 @@ class TapSettings:
             errors.append(f"on_bad_record must be 'fail' or 'skip', not {on_bad_record!r}")
 
         concurrency = config.get("download_concurrency", DEFAULT_DOWNLOAD_CONCURRENCY)
-        if not isinstance(concurrency, int) or concurrency < 1:
-            errors.append("download_concurrency must be 1 or more")
+        if not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_DOWNLOAD_CONCURRENCY:
+            errors.append(
+                f"download_concurrency must be from 1 to {MAX_DOWNLOAD_CONCURRENCY}, "
+                f"not {concurrency!r}"
+            )
             concurrency = DEFAULT_DOWNLOAD_CONCURRENCY
 
         identity_types, identity_errors = read_identity_types(config.get("identity_types"))
@@ -158,14 +173,31 @@ class TapSettings:
                 project=config.get("gcs_project") or None,
                 endpoint_url=config.get("gcs_endpoint_url") or None,
             ),
-            azure=AzureSettings(
-                account_name=config.get("azure_account_name") or None,
-                account_key=config.get("azure_account_key") or None,
-                sas_token=config.get("azure_sas_token") or None,
-                connection_string=config.get("azure_connection_string") or None,
-                endpoint_url=config.get("azure_endpoint_url") or None,
-            ),
+            azure=azure_settings(config),
         )
+
+
+def azure_settings(config: Mapping[str, Any]) -> AzureSettings:
+    """The Azure settings from the config (also needed before validation, to mask secrets).
+
+    Args:
+        config: The tap's config.
+
+    Returns:
+        The settings; unset ones are None.
+    """
+
+    def text(name: str) -> str | None:
+        value = config.get(name)
+        return str(value) if value else None
+
+    return AzureSettings(
+        account_name=text("azure_account_name"),
+        account_key=text("azure_account_key"),
+        sas_token=text("azure_sas_token"),
+        connection_string=text("azure_connection_string"),
+        endpoint_url=text("azure_endpoint_url"),
+    )
 
 
 def _bucket_url_errors(bucket_url: str) -> list[str]:
@@ -180,6 +212,9 @@ def _bucket_url_errors(bucket_url: str) -> list[str]:
     if parsed.scheme in CLOUD_SCHEMES and not parsed.netloc:
         what = CLOUD_SCHEMES[parsed.scheme]
         return [f"bucket_url {bucket_url!r} names no {what} (expected {parsed.scheme}://{what})"]
+    if parsed.scheme == "file" and not parsed.path.strip("/"):
+        # file:// alone would read the working directory (and file:/// the whole disk).
+        return [f"bucket_url {bucket_url!r} names no directory (expected file:///path/to/drop)"]
     # One-letter schemes are Windows drive letters, i.e. local paths.
     if parsed.scheme not in {"", "file", *CLOUD_SCHEMES} and len(parsed.scheme) > 1:
         reason = (

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import os
 import re
 from pathlib import Path
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from tap_mparticle.storage_gcs import GcsSettings
 
 UTC = dt.timezone.utc
+LOGGER = logging.getLogger("tap-mparticle")
 DATE_FOLDER = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 # smart_open reads S3 objects in ranged requests of this size and reconnects on a
 # dropped body, which boto3's plain `Body.read()` does not.
@@ -264,8 +266,21 @@ class LocalStorage:
         Args:
             root: The directory standing for `bucket_url`.
         """
-        self.root = root
+        # The root itself may be a link (e.g. to a mounted volume); links inside it
+        # are never followed (see `list_files`).
+        self.root = root.resolve() if root.exists() else root
         self.description = f"local directory {root}"
+        self.links_skipped = 0
+
+    def _skipped_link(self, path: str) -> None:
+        self.links_skipped += 1
+        if self.links_skipped == 1:
+            LOGGER.warning(
+                "Skipping symbolic link %s (and any others under %s): links are not "
+                "followed, so nothing outside the drop is read and no file is read twice",
+                path,
+                self.root,
+            )
 
     def list_files(
         self,
@@ -300,22 +315,36 @@ class LocalStorage:
                 msg = f"cannot list {folder}: {exc.strerror}"
                 raise StorageError(msg) from None
             for entry in entries:
-                if entry.name.startswith("."):
-                    continue  # .DS_Store, editor swap files, partial downloads
-                relative = Path(entry.path).relative_to(self.root).as_posix()
-                if entry.is_dir():
-                    if not skip_folder(relative + "/"):
-                        pending.append(Path(entry.path))
-                    continue
-                stat = entry.stat()
-                if stat.st_size == 0 or not entry.is_file():
-                    continue
-                yield RemoteFile(
-                    key=relative,
-                    uri=str(Path(entry.path).resolve()),
-                    last_modified=dt.datetime.fromtimestamp(stat.st_mtime, tz=UTC),
-                    size=stat.st_size,
-                )
+                file = self._entry_file(entry, skip_folder, pending)
+                if file is not None:
+                    yield file
+
+    def _entry_file(
+        self,
+        entry: os.DirEntry[str],
+        skip_folder: Callable[[str], bool],
+        pending: list[Path],
+    ) -> RemoteFile | None:
+        """The file a directory entry is, or None (a folder is queued in `pending`)."""
+        if entry.name.startswith("."):
+            return None  # .DS_Store, editor swap files, partial downloads
+        if entry.is_symlink():
+            self._skipped_link(entry.path)
+            return None
+        relative = Path(entry.path).relative_to(self.root).as_posix()
+        if entry.is_dir(follow_symlinks=False):
+            if not skip_folder(relative + "/"):
+                pending.append(Path(entry.path))
+            return None
+        stat = entry.stat(follow_symlinks=False)
+        if stat.st_size == 0 or not entry.is_file(follow_symlinks=False):
+            return None
+        return RemoteFile(
+            key=relative,
+            uri=str(Path(entry.path).resolve()),
+            last_modified=dt.datetime.fromtimestamp(stat.st_mtime, tz=UTC),
+            size=stat.st_size,
+        )
 
     def open(self, file: RemoteFile) -> IO[bytes]:
         """Open a file for binary reads.
@@ -416,6 +445,20 @@ def _sts_endpoint(aws: AwsSettings) -> str | None:
     # A local S3 stand-in (moto, LocalStack) serves STS on the same endpoint; real
     # MinIO/Ceph users do not assume roles, so reusing the endpoint is safe.
     return aws.endpoint_url
+
+
+def read_error(file: RemoteFile, exc: BaseException) -> StorageError:
+    """One line for a read that failed part-way through a file (a dropped endpoint).
+
+    Args:
+        file: The file being read.
+        exc: What the transport raised.
+
+    Returns:
+        The error to raise, naming the file; no request details, so no secret.
+    """
+    reason = _reason(exc) if isinstance(exc, Exception) else type(exc).__name__
+    return StorageError(f"cannot read {file.uri}: the read failed part-way ({reason})")
 
 
 def _reason(exc: Exception) -> str:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
 from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote
 
 from tap_mparticle.storage import RemoteFile, StorageError
 from tap_mparticle.storage_stream import chunked_stream
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 LIST_PAGE_SIZE = 5000
 #: Bytes per ranged read request of one blob.
 AZURE_CHUNK_SIZE = 4 << 20
+AZURE_HTTP_LOGGER = "azure.core.pipeline.policies.http_logging_policy"
 INSTALL_HINT = "az:// URLs need the Azure Blob Storage client: pip install 'tap-mparticle[azure]'"
 
 
@@ -48,6 +51,34 @@ class AzureSettings:
         if self.account_name:
             return f"https://{self.account_name}.blob.core.windows.net"
         return None
+
+
+def azure_secret_values(settings: AzureSettings) -> list[str]:
+    """Every secret the Azure settings hold, and the parts of them a request may show.
+
+    A SAS token travels in request URLs, its parameters reordered or re-encoded, so
+    its signature is a secret of its own; a connection string carries a key or SAS.
+
+    Args:
+        settings: The Azure settings.
+
+    Returns:
+        The values to mask in logs (possibly empty).
+    """
+    values = [v for v in (settings.account_key, settings.connection_string) if v]
+    tokens = [settings.sas_token] if settings.sas_token else []
+    for part in (settings.connection_string or "").split(";"):
+        name, _, value = part.partition("=")
+        if name.strip() == "AccountKey":
+            values.append(value)
+        elif name.strip() == "SharedAccessSignature":
+            tokens.append(value)
+    for token in tokens:
+        values.append(token)
+        for name, value in parse_qsl(token.lstrip("?")):
+            if name == "sig":
+                values.extend([value, quote(value, safe="")])
+    return [value for value in values if value]
 
 
 def _import(name: str, hint: str = INSTALL_HINT) -> ModuleType:
@@ -73,6 +104,9 @@ class AzureStorage:
         """
         blob = _import("azure.storage.blob")
         self._exceptions = _import("azure.core.exceptions")
+        # azure-core logs every request and response, headers included, at INFO: two
+        # dozen lines per file. Errors still reach the log through our own messages.
+        logging.getLogger(AZURE_HTTP_LOGGER).setLevel(logging.WARNING)
         self.container_name = container
         self.root = root
         where = azure.account_url or "the connection string's endpoint"

@@ -2,32 +2,56 @@
 
 from __future__ import annotations
 
+import copy
 import functools
+import io
+import sys
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 from typing_extensions import override
 
 from tap_mparticle.audience_streams import AudienceMembershipsStream, AudienceUserAttributesStream
 from tap_mparticle.cloud_config import AZURE_PROPERTIES, GCS_PROPERTIES
 from tap_mparticle.parsers import BadInputError
+from tap_mparticle.preflight import (
+    ConfigFileError,
+    guard_logs,
+    parse_json_object,
+    read_json_object,
+    unknown_settings,
+)
 from tap_mparticle.settings import (
     DEFAULT_DOWNLOAD_CONCURRENCY,
     DEFAULT_LOOKBACK_MINUTES,
     ON_BAD_RECORD_VALUES,
     TapSettings,
+    azure_settings,
 )
 from tap_mparticle.storage import StorageError, storage_for
+from tap_mparticle.storage_azure import azure_secret_values
 from tap_mparticle.streams import BatchesStream, EventsStream
 from tap_mparticle.writer import BufferedMsgSpecWriter
 
 if TYPE_CHECKING:
+    import click
     from singer_sdk.helpers.capabilities import CapabilitiesEnum
 
     from tap_mparticle.client import MParticleFileStream
     from tap_mparticle.storage import Storage
+
+SECRET_SETTINGS = (
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "aws_external_id",
+    "azure_account_key",
+    "azure_sas_token",
+    "azure_connection_string",
+)
 
 STREAM_TYPES: tuple[type[MParticleFileStream], ...] = (
     EventsStream,
@@ -211,8 +235,38 @@ class TapMParticle(Tap):
     @override
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        guard_logs(
+            [
+                *(self.config.get(name) for name in SECRET_SETTINGS),
+                *azure_secret_values(azure_settings(self.config)),
+            ]
+        )
+        for message in unknown_settings(self.config, self.known_settings()):
+            self.logger.warning("%s", message)
         if kwargs.get("validate_config", True):
             _ = self.settings  # cross-field rules fail here, as a ConfigValidationError
+
+    @classmethod
+    def known_settings(cls) -> list[str]:
+        """Every setting name: ours and the SDK's built-in ones (stream maps, flattening...)."""
+        schema = copy.deepcopy(cls.config_jsonschema)
+        cls.append_builtin_config(schema)
+        return list(schema.get("properties", {}))
+
+    @classmethod
+    @override
+    def cb_config(
+        cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]
+    ) -> Any:  # the SDK's private _ConfigInput
+        # The SDK's own reader raises a TypeError for a file holding `[1]`; ours says so.
+        try:
+            for path in value:
+                if path != "ENV":
+                    read_json_object(path, "config file")
+        except ConfigFileError as exc:
+            cls.logger.error("%s", exc)  # noqa: TRY400  (one line is the whole story)
+            ctx.exit(1)
+        return super().cb_config(ctx, param, value)
 
     @functools.cached_property
     def settings(self) -> TapSettings:
@@ -255,8 +309,24 @@ class TapMParticle(Tap):
     @classmethod
     @override
     def invoke(cls, *args: Any, **kwargs: Any) -> None:
+        state = kwargs.get("state")
+        if state is not None:
+            # A corrupt --state is one line, not a JSON decoder traceback.
+            where = f"state file {getattr(state, 'name', '')}".rstrip()
+            text = state.read()
+            try:
+                parse_json_object(text, where)
+            except ConfigFileError as exc:
+                cls.logger.error("%s", exc)  # noqa: TRY400
+                sys.exit(1)
+            kwargs["state"] = io.StringIO(text or "{}")
         try:
             super().invoke(*args, **kwargs)
+        except ConfigValidationError as exc:
+            # One line per mistake, each naming its setting; no summary line after them.
+            for error in exc.errors or [str(exc)]:
+                cls.logger.error("%s", error)  # noqa: TRY400
+            raise SystemExit(1) from None
         except (BadInputError, StorageError) as exc:
             # One line naming the file and line, or the bucket and endpoint; a
             # traceback would only repeat it. The exit code tells the orchestrator.

@@ -54,9 +54,16 @@ class InvalidRecords:
 
     def _write(self, stream: str, record: t.Mapping[str, t.Any], reason: str) -> None:
         if self._file is None:
-            assert self.path is not None  # noqa: S101 - the target validates this
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("ab")
+            if self.path is None:
+                msg = "dead_letter_path is empty, but on_invalid_record is dead_letter"
+                raise InvalidRecordFatalError(msg)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = self.path.open("ab")
+            except OSError as exc:
+                # Checked before the run; this is a disk that changed since.
+                msg = f"dead_letter_path {str(self.path)!r} cannot be written ({exc.strerror})"
+                raise InvalidRecordFatalError(msg) from None
         line = {
             "stream": stream,
             "reason": reason,

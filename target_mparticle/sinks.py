@@ -1,7 +1,22 @@
-"""The sink: records in, requests out, and nothing reported done before 202."""
+"""The sink: records in, requests out, and nothing reported done before 202.
+
+Exactly-once at the edges. A tap-mparticle `events` record carries the line it
+came from (`_sdc_source_file`, `_sdc_source_lineno`); that line's events form one
+mParticle batch whose `source_request_id` depends on which events it holds. Sent
+in two parts, or part now and whole on a re-run, mParticle would store some events
+twice. So the events of the line still being read (the *open* line) are held back
+from every drain, whatever triggered it (a full sink, the SDK's five-minute
+max-age drain, a STATE, the end of input), until the line is known to be whole:
+a record of another line follows it, or a STATE does (tap-mparticle writes STATE
+only between files). A line that no STATE followed when the input ends is not
+sent at all: the last STATE does not cover it, so the next run sends it whole.
+Only a line of more than `HARD_MAX_SIZE` events, more than a drain can hold, is
+sent in parts (with a warning).
+"""
 
 from __future__ import annotations
 
+import logging
 import typing as t
 
 from singer_sdk.sinks import BatchSink
@@ -18,6 +33,7 @@ if t.TYPE_CHECKING:
 
     from target_mparticle.target import TargetMParticle
 
+LOGGER = logging.getLogger("target-mparticle")
 DEFAULT_MAX_SIZE = 2_000
 # A drain holds its records, their batches and encoded bodies in memory at once;
 # this many records stays small (a few tens of MB at worst) on any machine.
@@ -49,6 +65,11 @@ class EventsSink(BatchSink):
         )
         self._carry: list[Item] = []
         self.sent_records = 0
+        # The open line: its key, how many of its events are pending, and the STATE
+        # (the target's latest, by identity) seen when its last record arrived.
+        self._open_line: tuple[t.Any, t.Any] | None = None
+        self._open_line_size = 0
+        self._state_at_last_record: object = None
 
     @override
     def get_validator(self) -> BaseJSONSchemaValidator | None:
@@ -73,9 +94,21 @@ class EventsSink(BatchSink):
         """Held-back events count too, so the final drain still sends them."""
         return super().current_size + len(self._carry)
 
+    @property
+    @override
+    def is_full(self) -> bool:
+        """Full, unless everything pending is the open line (which must stay whole)."""
+        if self.current_size and self.current_size == self._open_line_size and self._line_open():
+            return self.current_size >= HARD_MAX_SIZE
+        return super().is_full
+
     @override
     def process_record(self, record: dict[str, t.Any], context: dict[str, t.Any]) -> None:
         """Convert on arrival, so invalid records are handled before any STATE moves."""
+        self._state_at_last_record = _latest_state(self.owner)
+        line = line_of(record)
+        if line is None or line != self._open_line:
+            self._open_line, self._open_line_size = line, 0
         try:
             item = self.converter.convert(record)
         except InvalidRecordError as exc:
@@ -86,21 +119,84 @@ class EventsSink(BatchSink):
             self.owner.invalid.handle(
                 self.stream_name, alone, f"{self.converter.describe(record)}: {reason}"
             )
+        if line is not None:
+            self._open_line_size += 1
         context.setdefault("records", []).append(item)
+
+    def _line_open(self) -> bool:
+        """True while the last line read may still go on: no STATE has come since."""
+        return (
+            self._open_line is not None and _latest_state(self.owner) is self._state_at_last_record
+        )
+
+    def _sendable(self, items: list[Item], *, full: bool) -> int:
+        """How many of `items` this drain sends; the rest are carried to the next."""
+        cut = trailing_group(items)
+        if cut >= len(items):
+            return len(items)
+        if self._line_open() and line_of(items[-1].record) == self._open_line:
+            if len(items) - cut < HARD_MAX_SIZE:
+                return cut  # possibly 0: everything pending is the open line
+            LOGGER.warning(
+                "Stream '%s': line %s has more than %d events, more than a drain holds; "
+                "it is sent in parts",
+                self.stream_name,
+                self._open_line,
+                HARD_MAX_SIZE,
+            )
+            return len(items)
+        if full and cut > 0:
+            # Drained because full, not because of STATE or the end of input:
+            # keep the last user's events together for the next drain.
+            return cut
+        return len(items)
+
+    @override
+    def clean_up(self) -> None:
+        """At the end of input, say which open line was not sent, and why."""
+        if self._carry:
+            LOGGER.warning(
+                "Stream '%s': %d events of line %s were not sent: no STATE followed them "
+                "before the input ended, so the last STATE does not cover them and the "
+                "next run sends the line whole",
+                self.stream_name,
+                len(self._carry),
+                self._open_line,
+            )
+            self._carry = []
+        super().clean_up()
 
     @override
     def process_batch(self, context: dict[str, t.Any]) -> None:
         """Deliver the drain; returns only once every item is accepted or dead-lettered."""
         full = self.current_size >= self.max_size  # counts the carry, as is_full does
         items: list[Item] = self._carry + context.get("records", [])
-        self._carry = []
-        if full:
-            # Drained because full, not because of STATE or the end of input:
-            # keep the last user's events together for the next drain.
-            cut = trailing_group(items)
-            if 0 < cut < len(items):
-                items, self._carry = items[:cut], items[cut:]
+        cut = self._sendable(items, full=full)
+        items, self._carry = items[:cut], items[cut:]
         if not items:
             return
         self.owner.deliver(self.stream_name, items)
         self.sent_records += len(items)
+
+
+def line_of(record: t.Mapping[str, t.Any]) -> tuple[t.Any, t.Any] | None:
+    """The tap-mparticle events line a record came from, or None for other records.
+
+    Args:
+        record: A record as the tap wrote it.
+
+    Returns:
+        `(_sdc_source_file, _sdc_source_lineno)` for an event record.
+    """
+    if "_sdc_event_index" not in record:
+        return None
+    file, lineno = record.get("_sdc_source_file"), record.get("_sdc_source_lineno")
+    if file is None or lineno is None:
+        return None
+    return file, lineno
+
+
+def _latest_state(target: TargetMParticle) -> object:
+    # The SDK replaces this dict on every new STATE (and keeps it on a repeat), so
+    # its identity tells whether a STATE has come since a record.
+    return getattr(target, "_latest_state", None)

@@ -12,7 +12,6 @@ from functools import cached_property
 
 from singer_sdk import Target
 from singer_sdk import typing as th
-from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.exceptions import ConfigValidationError
 
 from target_mparticle._compat import override
@@ -27,12 +26,24 @@ from target_mparticle.client import (
 )
 from target_mparticle.invalid import InvalidRecordFatalError, InvalidRecords
 from target_mparticle.mapping import KINDS, StreamMapping, mapping_errors
+from target_mparticle.preflight import (
+    INPUT_ERRORS,
+    NumberedLines,
+    SingerInputReader,
+    check_config_files,
+    exit_with_one_line,
+    guard_logs,
+    output_path_errors,
+    warn_unknown_settings,
+)
 from target_mparticle.schema_rules import COMMERCE_EVENT_TYPES, MAX_BATCHES_PER_REQUEST
 from target_mparticle.sinks import EventsSink
 from target_mparticle.values import Tally
 
 if t.TYPE_CHECKING:
     from types import FrameType
+
+    import click
 
     from target_mparticle.convert import Item
 
@@ -122,7 +133,7 @@ class TargetMParticle(Target):
 
     name = "target-mparticle"
     default_sink_class = EventsSink
-    message_reader_class = MsgSpecReader
+    message_reader_class = SingerInputReader
 
     config_jsonschema = th.PropertiesList(
         th.Property(
@@ -263,6 +274,8 @@ class TargetMParticle(Target):
     def __init__(self, **kwargs: t.Any) -> None:  # noqa: ANN401 - passed on to the SDK
         """Validate the cross-field rules JSON Schema cannot express."""
         super().__init__(**kwargs)
+        guard_logs((self.config.get("api_key"), self.config.get("api_secret")))
+        warn_unknown_settings(self)
         errors = self._config_errors()
         if errors:
             msg = "Invalid target-mparticle configuration"
@@ -288,6 +301,7 @@ class TargetMParticle(Target):
         ):
             errors.append(f"api_url must be an http(s) URL ending in /v2, not {api_url!r}")
         errors.extend(mapping_errors(config.get("mappings") or {}))
+        errors.extend(output_path_errors(config))
         for key, low in (
             ("max_retries", 0),
             ("max_batches_per_second", 0),
@@ -485,6 +499,13 @@ class TargetMParticle(Target):
 
     @classmethod
     @override
+    def cb_config(cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]) -> t.Any:  # noqa: ANN401 - the SDK's private _ConfigInput
+        """Read the config files; one that is not a JSON object is one line and exit 1."""
+        check_config_files(ctx, value, logging.getLogger(cls.name))
+        return super().cb_config(ctx, param, value)
+
+    @classmethod
+    @override
     def invoke(  # type: ignore[override]
         cls,
         *,
@@ -494,10 +515,16 @@ class TargetMParticle(Target):
         file_input: t.IO[str] | None = None,
     ) -> None:
         """Run the target; known failures end with one clear line and exit 1."""
+        lines = NumberedLines(file_input or sys.stdin)
         try:
             super().invoke(
-                about=about, about_format=about_format, config=config, file_input=file_input
+                about=about,
+                about_format=about_format,
+                config=config,
+                file_input=t.cast("t.IO[str]", lines),
             )
+        except INPUT_ERRORS as exc:
+            exit_with_one_line(exc, lines, logging.getLogger(cls.name))
         except AuthError as exc:
             logging.getLogger(cls.name).error("%s", exc)  # noqa: TRY400
             sys.exit(1)

@@ -4,15 +4,19 @@ Everything else (sync, state, late files, date-folder pruning, download-ahead, b
 input) runs over every backend through the `drop`/`empty_drop` fixtures.
 """
 
+import datetime as dt
 import gzip
 import http.server
 import json
+import os
 import subprocess
 import sys
 import threading
 import uuid
+from urllib.parse import parse_qsl, quote
 
 import pytest
+from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -282,3 +286,50 @@ def test_a_local_run_needs_no_cloud_client(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count('"type":"RECORD"') + done.stdout.count('"type": "RECORD"') == 2
+
+
+def run_at_debug(config: dict, tmp_path) -> subprocess.CompletedProcess[str]:
+    config_file = tmp_path / "debug-config.json"
+    config_file.write_text(json.dumps(config))
+    return subprocess.run(
+        [sys.executable, "-m", "tap_mparticle", "--config", str(config_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "LOGLEVEL": "DEBUG"},
+        timeout=120,
+    )
+
+
+def test_azure_secrets_are_never_printed_even_at_debug(tmp_path, azurite_server, azure_container):
+    service = azurite_server.service()
+    service.get_container_client(azure_container).upload_blob("app_1.txt", batch_line(1).encode())
+    token = generate_container_sas(
+        AZURITE_ACCOUNT,
+        azure_container,
+        account_key=AZURITE_KEY,
+        permission=ContainerSasPermissions(read=True, list=True),
+        expiry=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1),
+    )
+    signature = dict(parse_qsl(token))["sig"]
+    with_sas = {
+        **azure_config(azurite_server, azure_container),
+        "azure_account_key": None,
+        "azure_sas_token": token,
+    }
+    connection_string = (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+        f"BlobEndpoint={azurite_server.account_url};SharedAccessSignature={token}"
+    )
+    with_connection_string = {
+        "bucket_url": f"az://{azure_container}",
+        "azure_connection_string": connection_string,
+    }
+    for config in (with_sas, with_connection_string, azure_config(azurite_server, azure_container)):
+        done = run_at_debug(config, tmp_path)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "| DEBUG" in done.stderr
+        assert '"type":"RECORD"' in done.stdout
+        everything = done.stdout + done.stderr
+        for secret in (token, signature, quote(signature, safe=""), AZURITE_KEY):
+            assert secret not in everything

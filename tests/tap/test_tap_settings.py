@@ -38,7 +38,7 @@ def make_tap(**config):
             {"azure_connection_string": "c", "azure_sas_token": "s"},
             "azure_connection_string already names the account",
         ),
-        ({"download_concurrency": 0}, "download_concurrency must be 1 or more"),
+        ({"download_concurrency": 0}, "download_concurrency must be from 1 to 64"),
         ({"lookback_window_minutes": -5}, "lookback_window_minutes must be"),
         ({"start_date": "yesterday"}, "start_date"),
         (

@@ -1,0 +1,243 @@
+"""Checks that run before any record is read, and the guards on what the target prints.
+
+Every config mistake is one line naming the setting and what is wrong, with exit
+code 1, before the first request: an output path that cannot be written (instead
+of a bare errno on the first dead letter), `dead_letter` with no path, a config
+file that is not a JSON object, a misspelt setting (warned about, by name, with the
+closest real one). Malformed Singer input is one line naming the input line.
+
+Secrets: the api_key and api_secret are masked in every handler's output, at
+every level, and the HTTP libraries' loggers are capped at INFO.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import os
+import pathlib
+import sys
+import typing as t
+
+import msgspec
+from singer_sdk.contrib.msgspec import MsgSpecReader
+from singer_sdk.exceptions import (
+    ConfigValidationError,
+    MissingKeyPropertiesError,
+    RecordsWithoutSchemaException,
+)
+from singer_sdk.singerlib.exceptions import InvalidInputLine
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping
+
+    import click
+    from singer_sdk import Target
+
+CHATTY_LOGGERS = ("urllib3", "requests")
+MASK = "***"
+#: Shorter values are not masked (they would mask ordinary words).
+MIN_SECRET_LENGTH = 4
+
+
+#: What `exit_with_one_line` reports: config mistakes and malformed Singer input
+#: (the SDK raises a plain ValueError for an unknown message type).
+_MALFORMED = (InvalidInputLine, RecordsWithoutSchemaException, MissingKeyPropertiesError)
+INPUT_ERRORS = (ConfigValidationError, *_MALFORMED, ValueError)
+
+
+def exit_with_one_line(exc: Exception, lines: NumberedLines, logger: logging.Logger) -> t.NoReturn:
+    """Log a config or input failure as one line per problem and exit 1.
+
+    Args:
+        exc: One of `INPUT_ERRORS`; any other ValueError is re-raised as it is.
+        lines: The input, for the line number.
+        logger: The target's logger.
+
+    Raises:
+        SystemExit: Always, with code 1.
+        ValueError: A ValueError that is not about the input.
+    """
+    if isinstance(exc, ConfigValidationError):
+        for error in exc.errors or [str(exc)]:
+            logger.error("%s", error)
+    elif isinstance(exc, _MALFORMED) or str(exc).startswith("Unknown message type"):
+        logger.error("Malformed Singer input at line %d: %s", lines.lineno, exc)
+    else:
+        raise exc
+    sys.exit(1)
+
+
+def check_config_files(ctx: click.Context, paths: Iterable[str], logger: logging.Logger) -> None:
+    """Exit 1 with one line when a config file is unreadable, not JSON or not an object."""
+    try:
+        for path in paths:
+            if path != "ENV":
+                read_json_object(path)
+    except ConfigFileError as exc:
+        logger.error("%s", exc)  # noqa: TRY400 - one line is the whole story
+        ctx.exit(1)
+
+
+def warn_unknown_settings(target: Target) -> None:
+    """Warn, by name, about each config key that is no setting (ours or the SDK's)."""
+    schema = dict(target.config_jsonschema)
+    schema["properties"] = dict(schema.get("properties", {}))
+    type(target).append_builtin_config(schema)
+    for message in unknown_settings(target.config, schema["properties"]):
+        target.logger.warning("%s", message)
+
+
+class SingerInputReader(MsgSpecReader):
+    """The SDK's msgspec reader, minus its ERROR-with-traceback that quotes the whole line.
+
+    A malformed line is reported once, by `exit_with_one_line`, with its number and
+    its first characters.
+    """
+
+    _decode = msgspec.json.Decoder().decode
+
+    def deserialize_json(self, line: str) -> dict[str, t.Any]:
+        """Decode one Singer message.
+
+        Raises:
+            InvalidInputLine: Not JSON; the message quotes its first 80 characters.
+        """
+        try:
+            value: dict[str, t.Any] = self._decode(line)
+        except (msgspec.DecodeError, RecursionError):
+            msg = f"not a JSON message: {line[:80].strip()!r}"
+            raise InvalidInputLine(msg) from None
+        return value
+
+
+class ConfigFileError(Exception):
+    """A config file that cannot be used; the message is one line."""
+
+
+def read_json_object(path: str) -> dict[str, t.Any]:
+    """Read a config file that must hold a JSON object.
+
+    Raises:
+        ConfigFileError: It cannot be read, is not JSON, or is not an object.
+    """
+    try:
+        text = pathlib.Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        msg = f"config file {path}: cannot be read ({exc.strerror})"
+        raise ConfigFileError(msg) from None
+    except UnicodeDecodeError as exc:
+        msg = f"config file {path}: not UTF-8 text (byte {exc.start})"
+        raise ConfigFileError(msg) from None
+    try:
+        value = json.loads(text) if text.strip() else {}
+    except (ValueError, RecursionError) as exc:
+        msg = f"config file {path}: not valid JSON ({exc})"
+        raise ConfigFileError(msg) from None
+    if not isinstance(value, dict):
+        msg = f"config file {path}: must hold a JSON object, not a JSON {type(value).__name__}"
+        raise ConfigFileError(msg)
+    return value
+
+
+def unknown_settings(config: Mapping[str, t.Any], known: Iterable[str]) -> list[str]:
+    """One message per config key no setting has, with the closest setting if any."""
+    names = sorted(set(known))
+    messages = []
+    for key in sorted(set(config) - set(names)):
+        close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        messages.append(f"unknown setting {key!r} is ignored{hint}")
+    return messages
+
+
+def output_path_errors(config: Mapping[str, t.Any]) -> list[str]:
+    """Problems with the files this run would write (dead letters, dry-run bodies)."""
+    errors: list[str] = []
+    if config.get("on_invalid_record") == "dead_letter":
+        path = str(config.get("dead_letter_path") or "").strip()
+        if not path:
+            errors.append("dead_letter_path is empty, but on_invalid_record is dead_letter")
+        else:
+            errors.extend(_writable("dead_letter_path", path))
+    if config.get("dry_run"):
+        path = str(config.get("dry_run_path") or "").strip()
+        if not path:
+            errors.append("dry_run_path is empty, but dry_run is true")
+        else:
+            errors.extend(_writable("dry_run_path", path))
+    return errors
+
+
+def _writable(setting: str, value: str) -> list[str]:
+    """Say why a file could not be created or appended to, without touching it."""
+    path = pathlib.Path(value).expanduser()
+    if path.exists():
+        if not path.is_file():
+            return [f"{setting} {value!r} is not a regular file"]
+        if not os.access(path, os.W_OK):
+            return [f"{setting} {value!r} is not writable"]
+        return []
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return [f"{setting} {value!r} cannot be created: {str(ancestor)!r} is not a directory"]
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return [f"{setting} {value!r} cannot be created: {str(ancestor)!r} is not writable"]
+    return []
+
+
+class NumberedLines:
+    """Iterate over input lines, remembering the number of the last one handed out."""
+
+    def __init__(self, source: Iterable[str]) -> None:
+        """Wrap `source` (stdin or any iterable of lines)."""
+        self._source = source
+        self.lineno = 0
+
+    def __iter__(self) -> Iterator[str]:
+        """Hand out the lines, counting them."""
+        for line in self._source:
+            self.lineno += 1
+            yield line
+
+
+class _MaskSecrets(logging.Filter):
+    """Replace secret values in a log record's final message."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = message
+        for secret in self.secrets:
+            masked = masked.replace(secret, MASK)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def guard_logs(secrets: Iterable[object]) -> None:
+    """Cap chatty loggers at INFO and mask `secrets` in every handler's output."""
+    for name in CHATTY_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.INFO:
+            logger.setLevel(logging.INFO)
+    values = sorted(
+        {str(s) for s in secrets if s and len(str(s)) >= MIN_SECRET_LENGTH}, key=len, reverse=True
+    )
+    if not values:
+        return
+    handlers = list(logging.getLogger().handlers)
+    for name in logging.root.manager.loggerDict:
+        handlers.extend(getattr(logging.getLogger(name), "handlers", []))
+    for handler in handlers:
+        existing = next((f for f in handler.filters if isinstance(f, _MaskSecrets)), None)
+        if existing is None:
+            handler.addFilter(_MaskSecrets(values))
+        else:
+            existing.secrets = sorted({*existing.secrets, *values}, key=len, reverse=True)

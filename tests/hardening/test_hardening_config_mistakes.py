@@ -1,0 +1,199 @@
+"""Each configuration mistake is one line naming the setting, exit 1, before data moves."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import typing as t
+
+import pytest
+from singer_sdk.exceptions import ConfigValidationError
+
+from tap_mparticle.tap import TapMParticle
+from target_mparticle.target import TargetMParticle
+from tests.tapsupport import run_cli
+
+if t.TYPE_CHECKING:
+    from pathlib import Path
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "| ERROR" in line]
+
+
+TAP_MISTAKES = [
+    ({"aws_endpoint_url": "not a url"}, "aws_endpoint_url 'not a url' is not an http(s) URL"),
+    ({"aws_profile": "no-such-profile"}, "aws_profile 'no-such-profile' is not in the AWS"),
+    ({"aws_region": "moon-base"}, "aws_region 'moon-base' is not a region name"),
+    ({"aws_role_arn": "my-role"}, "aws_role_arn 'my-role' is not an IAM role ARN"),
+    ({"lookback_window_minutes": 10**12}, "lookback_window_minutes must be a whole number"),
+    ({"bucket_url": "file://"}, "bucket_url 'file://' names no directory"),
+    ({"download_concurrency": 10**6}, "download_concurrency must be from 1 to 64"),
+]
+
+
+@pytest.mark.parametrize(("mistake", "message"), TAP_MISTAKES)
+def test_tap_config_mistakes_are_named(mistake: dict, message: str):
+    config = {"bucket_url": "s3://bucket", **mistake}
+    with pytest.raises(ConfigValidationError) as raised:
+        TapMParticle(config=config)
+    assert [e for e in raised.value.errors if message in e], raised.value.errors
+
+
+def test_tap_cli_lists_every_mistake_once_and_reads_nothing(tmp_path: Path):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    # aws_region is left out: with aws_endpoint_url set, stores may name their own regions
+    chosen = [case for case in TAP_MISTAKES if "aws_region" not in case[0]]
+    chosen = [case for case in chosen if "bucket_url" not in case[0]]
+    config = {"bucket_url": str(drop)}
+    for mistake, _ in chosen:
+        config.update(mistake)
+    run = run_cli(config, tmp_path)
+    assert run.returncode == 1
+    assert run.messages == []  # nothing moved, not even a SCHEMA
+    errors = error_lines(run.stderr)
+    assert len(errors) == len(chosen), run.stderr
+    for _, message in chosen:
+        assert sum(message in line for line in errors) == 1
+    assert "Traceback" not in run.stderr
+
+
+def test_tap_config_file_that_is_not_an_object(tmp_path: Path):
+    config_file = tmp_path / "config.json"
+    config_file.write_text("[1, 2]")
+    done = subprocess.run(
+        [sys.executable, "-m", "tap_mparticle", "--config", str(config_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    (line,) = error_lines(done.stderr)
+    assert "must hold a JSON object, not a JSON list" in line
+    assert "Traceback" not in done.stderr
+
+
+def test_tap_corrupt_state_file(tmp_path: Path):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps({"bucket_url": str(drop)}))
+    state_file = tmp_path / "state.json"
+    state_file.write_text('{"bookmarks": {')
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tap_mparticle",
+            "--config",
+            str(config_file),
+            "--state",
+            str(state_file),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    (line,) = error_lines(done.stderr)
+    assert "state file" in line
+    assert "not valid JSON" in line
+
+
+def test_tap_unknown_settings_are_warned_by_name(tmp_path: Path, caplog):
+    caplog.set_level(logging.WARNING)
+    TapMParticle(config={"bucket_url": str(tmp_path), "on_bad_recrod": "skip", "api_secrett": "x"})
+    warnings = [r.getMessage() for r in caplog.records if "unknown setting" in r.getMessage()]
+    assert "unknown setting 'on_bad_recrod' is ignored (did you mean 'on_bad_record'?)" in warnings
+    assert any("'api_secrett'" in w for w in warnings)
+    # built-in SDK settings are settings too
+    caplog.clear()
+    TapMParticle(config={"bucket_url": str(tmp_path), "flattening_enabled": False})
+    assert not [r for r in caplog.records if "unknown setting" in r.getMessage()]
+
+
+def target_config(**extra: t.Any) -> dict[str, t.Any]:
+    return {"api_key": "k", "api_secret": "s", **extra}
+
+
+def test_target_output_path_mistakes_are_named(tmp_path: Path):
+    a_file = tmp_path / "plain-file"
+    a_file.write_text("x")
+    a_dir = tmp_path / "a-dir"
+    a_dir.mkdir()
+    cases = [
+        (
+            {"on_invalid_record": "dead_letter", "dead_letter_path": str(a_file / "dead.jsonl")},
+            "dead_letter_path",
+            "is not a directory",
+        ),
+        ({"on_invalid_record": "dead_letter", "dead_letter_path": ""}, "dead_letter_path", "empty"),
+        ({"dry_run": True, "dry_run_path": str(a_dir)}, "dry_run_path", "not a regular file"),
+        (
+            {"dry_run": True, "dry_run_path": str(a_file / "x" / "y.jsonl")},
+            "dry_run_path",
+            "not a directory",
+        ),
+    ]
+    for extra, setting, why in cases:
+        with pytest.raises(ConfigValidationError) as raised:
+            TargetMParticle(config=target_config(**extra))
+        (error,) = raised.value.errors
+        assert error.startswith(setting)
+        assert why in error
+
+
+def test_target_unknown_settings_are_warned_by_name(caplog):
+    caplog.set_level(logging.WARNING)
+    TargetMParticle(config=target_config(mapings={}, api_secrett="x"))
+    warnings = [r.getMessage() for r in caplog.records if "unknown setting" in r.getMessage()]
+    assert warnings == [
+        "unknown setting 'api_secrett' is ignored (did you mean 'api_secret'?)",
+        "unknown setting 'mapings' is ignored (did you mean 'mappings'?)",
+    ]
+
+
+def run_target_cli(tmp_path: Path, config: t.Any, stdin: str) -> subprocess.CompletedProcess[str]:
+    config_file = tmp_path / "target-config.json"
+    config_file.write_text(config if isinstance(config, str) else json.dumps(config))
+    return subprocess.run(
+        [sys.executable, "-m", "target_mparticle", "--config", str(config_file)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+SCHEMA = json.dumps(
+    {"type": "SCHEMA", "stream": "s", "schema": {"properties": {}}, "key_properties": []}
+)
+
+
+@pytest.mark.parametrize(
+    ("stdin", "message"),
+    [
+        (f"{SCHEMA}\nnot json at all\n", "line 2: not a JSON message: 'not json at all'"),
+        ('{"type": "RECORD", "stream": "s", "record": {}}\n', "line 1: A record for stream 's'"),
+        (f"{SCHEMA}\n" + '{"type": "GOSSIP"}\n', "line 2: Unknown message type 'GOSSIP'"),
+        ('{"type": "SCHEMA", "stream": "s"}\n', "line 1: Line is missing required schema key"),
+    ],
+)
+def test_target_malformed_singer_input_is_one_line(tmp_path: Path, stdin: str, message: str):
+    dry_run = {"dry_run": True, "dry_run_path": str(tmp_path / "dry.jsonl")}
+    done = run_target_cli(tmp_path, dry_run, stdin)
+    assert done.returncode == 1
+    (line,) = error_lines(done.stderr)
+    assert f"Malformed Singer input at {message}" in line
+    assert "Traceback" not in done.stderr
+
+
+def test_target_config_file_that_is_not_an_object(tmp_path: Path):
+    done = run_target_cli(tmp_path, '"just a string"', "")
+    assert done.returncode == 1
+    (line,) = error_lines(done.stderr)
+    assert "must hold a JSON object, not a JSON str" in line

@@ -1,0 +1,115 @@
+"""No secret in any output, at any log level: distinctive fake values, searched everywhere.
+
+Each secret setting gets a value that appears nowhere else; the plugins run as
+console scripts at DEBUG (the level botocore dumps request headers and bodies at),
+and stdout (records and STATE), stderr and every file they write are searched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import typing as t
+
+from tests.hardening.cases import batch_line, event
+from tests.hardening.targetsupport import SCHEMA, event_record, line_messages, state_message
+from tests.target.eventsapi_server import EventsApiServer
+
+if t.TYPE_CHECKING:
+    from pathlib import Path
+
+TAP_SECRETS = {
+    "aws_access_key_id": "AKIAHARDENINGKEY0042",
+    "aws_secret_access_key": "hardening-secret-access-key-7f3a",
+    "aws_session_token": "hardening-session-token-9c1e",
+    "aws_external_id": "hardening-external-id-4b2d",
+}
+TARGET_SECRETS = {"api_key": "hardening-api-key-51d0", "api_secret": "hardening-api-secret-e8b7"}
+
+
+def run_debug(module: str, config: dict, tmp_path: Path, stdin: str = "", *args: str):
+    config_file = tmp_path / f"{module}.json"
+    config_file.write_text(json.dumps(config))
+    env = {**os.environ, "LOGLEVEL": "DEBUG"}
+    return subprocess.run(
+        [sys.executable, "-m", module, "--config", str(config_file), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=120,
+    )
+
+
+def leaks(secrets: dict[str, str], *texts: str) -> dict[str, int]:
+    return {
+        name: sum(text.count(value) for text in texts)
+        for name, value in secrets.items()
+        if any(value in text for text in texts)
+    }
+
+
+def test_tap_prints_no_secret_at_debug(tmp_path: Path, moto_endpoint: str, s3_client, s3_bucket):
+    body = batch_line(event("ok")) + batch_line(event("bad", 10**20))
+    s3_client.put_object(Bucket=s3_bucket, Key="2024-05-01/a.txt", Body=body)
+    config = {
+        "bucket_url": f"s3://{s3_bucket}",
+        "aws_endpoint_url": moto_endpoint,
+        "aws_region": "us-east-1",
+        "aws_role_arn": "arn:aws:iam::123456789012:role/hardening",
+        "on_bad_record": "skip",
+        **TAP_SECRETS,
+    }
+    done = run_debug("tap_mparticle", config, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| DEBUG" in done.stderr  # the level really was DEBUG
+    assert '"type":"STATE"' in done.stdout
+    assert leaks(TAP_SECRETS, done.stdout, done.stderr) == {}
+    # A failing run (bad line, fail mode) prints its error and STATE: still nothing.
+    failing = run_debug("tap_mparticle", {**config, "on_bad_record": "fail"}, tmp_path)
+    assert failing.returncode == 1
+    assert leaks(TAP_SECRETS, failing.stdout, failing.stderr) == {}
+
+
+def test_target_prints_and_writes_no_secret_at_debug(tmp_path: Path):
+    lines = [SCHEMA, *line_messages(1, 3), state_message(1)]
+    # A record mParticle would refuse (no identity at all) goes to the dead letters.
+    no_identity = {**event_record(2, 0), "user_identities": {}, "mpid": None}
+    refused = {"type": "RECORD", "stream": "events", "record": no_identity}
+    stdin = "\n".join([*lines, json.dumps(refused), state_message(2)]) + "\n"
+    dead = tmp_path / "dead.jsonl"
+    dry = tmp_path / "dry.jsonl"
+    with EventsApiServer(**TARGET_SECRETS) as server:
+        config = {
+            **TARGET_SECRETS,
+            "api_url": server.url,
+            "on_invalid_record": "dead_letter",
+            "dead_letter_path": str(dead),
+        }
+        sent = run_debug("target_mparticle", config, tmp_path, stdin)
+        refused_auth = run_debug(
+            "target_mparticle", {**config, "api_secret": "hardening-wrong-secret"}, tmp_path, stdin
+        )
+    assert sent.returncode == 0, sent.stderr[-2000:]
+    assert "| DEBUG" in sent.stderr
+    assert dead.read_text()  # a dead letter was written
+    assert refused_auth.returncode == 1
+    dry_run = run_debug(
+        "target_mparticle", {**config, "dry_run": True, "dry_run_path": str(dry)}, tmp_path, stdin
+    )
+    assert dry_run.returncode == 0, dry_run.stderr[-2000:]
+    outputs = [
+        sent.stdout,
+        sent.stderr,
+        refused_auth.stdout,
+        refused_auth.stderr,
+        dry_run.stdout,
+        dry_run.stderr,
+        dead.read_text(),
+        dry.read_text(),
+    ]
+    assert leaks(TARGET_SECRETS, *outputs) == {}
+    assert "hardening-wrong-secret" not in refused_auth.stderr

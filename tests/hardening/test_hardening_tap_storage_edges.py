@@ -1,0 +1,115 @@
+"""The drop's edges: symbolic links are not followed, and a read that dies is one line."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import logging
+import socket
+import threading
+from typing import TYPE_CHECKING, Any
+
+from tests.hardening.cases import batch_line, event
+from tests.tapsupport import run_cli, run_tap
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+
+def test_symbolic_links_are_never_followed(tmp_path: Path, caplog):
+    drop = tmp_path / "drop"
+    (drop / "2024-05-01").mkdir(parents=True)
+    (drop / "2024-05-01" / "a.txt").write_bytes(batch_line(event("inside")))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_bytes(batch_line(event("outside")))
+    (drop / "loop").symlink_to(drop)  # a loop back to the root
+    (drop / "dangling.txt").symlink_to(tmp_path / "nowhere")
+    (drop / "out").symlink_to(outside)  # a folder outside bucket_url
+    (drop / "out.txt").symlink_to(outside / "secret.txt")
+    (drop / "again.txt").symlink_to(drop / "2024-05-01" / "a.txt")  # one file, two keys
+    caplog.set_level(logging.WARNING)
+    records = run_tap({"bucket_url": str(drop)}).records("events")
+    assert [r["event_name"] for r in records] == ["inside"]
+    warnings = [r.getMessage() for r in caplog.records if "symbolic link" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_a_linked_bucket_url_itself_is_read(tmp_path: Path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "a.txt").write_bytes(batch_line(event("x")))
+    (tmp_path / "link").symlink_to(real)
+    records = run_tap({"bucket_url": str(tmp_path / "link")}).records("events")
+    assert [r["event_name"] for r in records] == ["x"]
+
+
+BODY = b"".join(batch_line(event(f"e{i}")) for i in range(3_000))
+CUT = 5_000
+
+
+class _DyingS3(http.server.BaseHTTPRequestHandler):
+    """Lists one object, then serves its first bytes and drops every connection after."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if "list-type" in self.path:
+            xml = (
+                '<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>b</Name>'
+                "<Prefix></Prefix><KeyCount>1</KeyCount><IsTruncated>false</IsTruncated>"
+                "<Contents><Key>a.txt</Key><LastModified>2024-05-01T00:00:00.000Z</LastModified>"
+                f'<Size>{len(BODY)}</Size><ETag>"x"</ETag></Contents></ListBucketResult>'
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(xml)))
+            self.end_headers()
+            self.wfile.write(xml)
+            return
+        start = int((self.headers.get("Range") or "bytes=0-").split("=")[1].split("-")[0])
+        if start == 0:
+            self.send_response(206)
+            self.send_header("Content-Length", str(len(BODY)))
+            self.send_header("Content-Range", f"bytes 0-{len(BODY) - 1}/{len(BODY)}")
+            self.send_header("ETag", '"x"')
+            self.end_headers()
+            self.wfile.write(BODY[:CUT])
+            self.wfile.flush()
+        # The endpoint dies mid-read, and stays dead (shutdown: rfile/wfile hold the socket).
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+
+@contextlib.contextmanager
+def dying_endpoint() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DyingS3)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_endpoint_that_dies_mid_read_is_one_error_line(tmp_path: Path):
+    with dying_endpoint() as endpoint:
+        config = {
+            "bucket_url": "s3://b",
+            "aws_endpoint_url": endpoint,
+            "aws_access_key_id": "AKIAFAKEFAKEFAKE",
+            "aws_secret_access_key": "fake-secret",
+            "aws_region": "us-east-1",
+            "on_bad_record": "skip",  # a storage failure is not bad input: it still stops
+        }
+        run = run_cli(config, tmp_path)
+    assert run.returncode == 1
+    errors = [line for line in run.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1, run.stderr
+    assert "cannot read s3://b/a.txt: the read failed part-way" in errors[0]
+    assert "Traceback" not in run.stderr

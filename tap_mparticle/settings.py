@@ -91,7 +91,7 @@ class TapSettings:
         errors.extend(_bucket_url_errors(bucket_url))
         errors.extend(_aws_errors(config))
         errors.extend(aws_setting_errors(config))
-        errors.extend(_azure_errors(config, bucket_url))
+        errors.extend(_cloud_errors(config, bucket_url))
         if config.get("batch_config"):
             errors.append(
                 "batch_config is not supported: tap-mparticle writes STATE after each file, "
@@ -224,7 +224,7 @@ def _bucket_url_errors(bucket_url: str) -> list[str]:
     return []
 
 
-def _azure_errors(config: Mapping[str, Any], bucket_url: str) -> list[str]:
+def _cloud_errors(config: Mapping[str, Any], bucket_url: str) -> list[str]:
     errors = []
     key, sas = config.get("azure_account_key"), config.get("azure_sas_token")
     connection_string = config.get("azure_connection_string")
@@ -235,6 +235,14 @@ def _azure_errors(config: Mapping[str, Any], bucket_url: str) -> list[str]:
             "azure_connection_string already names the account and its secret: "
             "leave azure_account_name, azure_account_key and azure_sas_token unset"
         )
+    for name, example in (
+        ("azure_endpoint_url", "http://127.0.0.1:10000/devstoreaccount1"),
+        ("gcs_endpoint_url", "http://127.0.0.1:4443"),
+    ):
+        endpoint = config.get(name)
+        parsed = urlparse(str(endpoint or ""))
+        if endpoint and (parsed.scheme not in {"http", "https"} or not parsed.hostname):
+            errors.append(f"{name} {endpoint!r} is not an http(s) URL (e.g. {example})")
     has_account = config.get("azure_account_name") or config.get("azure_endpoint_url")
     if key and not config.get("azure_account_name"):
         errors.append("azure_account_key needs azure_account_name")

@@ -34,6 +34,8 @@ def make_tap(**config):
             "either azure_account_key or azure_sas_token",
         ),
         ({"azure_account_key": "k"}, "azure_account_key needs azure_account_name"),
+        ({"gcs_endpoint_url": "localhost:4443"}, "gcs_endpoint_url 'localhost:4443' is not an"),
+        ({"azure_endpoint_url": "127.0.0.1"}, "azure_endpoint_url '127.0.0.1' is not an http(s)"),
         (
             {"azure_connection_string": "c", "azure_sas_token": "s"},
             "azure_connection_string already names the account",

@@ -75,9 +75,11 @@ bench-tap: venv azurite
 bench-target: venv
 	$(BIN)/python benchmarks/bench_target.py
 
-# Rewrite the README settings tables from --about --format=markdown.
+# Rewrite the README settings tables from --about --format=markdown, and the Meltano
+# Hub definitions in plugins/ from meltano.yml.
 docs: venv
 	$(BIN)/python scripts/update_readme.py
+	$(BIN)/python scripts/hub_definitions.py
 
 clean:
 	rm -rf $(VENV) .meltano .azurite output .pytest_cache .mypy_cache .ruff_cache

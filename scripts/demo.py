@@ -1,6 +1,6 @@
 """`make demo`: tap-mparticle over the bundled sample drop, through Meltano, into JSON lines.
 
-No cloud account: the `dev` environment in meltano.yml points the tap at
+No cloud account: the `demo` environment in meltano.yml points the tap at
 samples/drop (local-directory mode). Each demo run is a full refresh so it shows
 the same output every time; a plain `meltano run` would be incremental.
 """
@@ -20,7 +20,11 @@ OUTPUT = ROOT / "output"
 def main() -> int:
     """Run the job (`make plugins` installed Meltano's plugins) and report what landed where."""
     meltano = str(Path(sys.executable).with_name("meltano"))
-    env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    env = {
+        **os.environ,
+        "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "MELTANO_ENVIRONMENT": "demo",
+    }
     shutil.rmtree(OUTPUT, ignore_errors=True)
     steps = ([meltano, "run", "--full-refresh", "tap-mparticle", "target-jsonl"],)
     for step in steps:

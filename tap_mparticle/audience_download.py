@@ -34,6 +34,7 @@ import msgspec
 from mparticle_facts.identities import is_mpid_key
 from tap_mparticle.audience_records import (
     MEMBERSHIPS,
+    NOT_IN_ARCHIVE,
     AudienceFile,
     AudienceItem,
     NotAudienceError,
@@ -191,7 +192,7 @@ def parse_download_csv(  # noqa: C901, PLR0913  (one loop with its error cases s
     csv_name: str,
     location: str,
     manifest: Manifest | None,
-    member: str = "",
+    member: str = NOT_IN_ARCHIVE,
 ) -> Iterator[AudienceItem]:
     """Parse one audience CSV, then check its row count against the manifest.
 
@@ -201,7 +202,7 @@ def parse_download_csv(  # noqa: C901, PLR0913  (one loop with its error cases s
         csv_name: The CSV's own name (the manifest's `file_name`).
         location: Where the CSV is, for messages (`zip!/member` inside a ZIP).
         manifest: The manifest next to it, or None when there is none.
-        member: The archive member, "" outside a ZIP.
+        member: The archive member, `NOT_IN_ARCHIVE` ("-") outside a ZIP.
 
     Yields:
         Membership records, or a `BadInputError` per bad row and for a count mismatch.

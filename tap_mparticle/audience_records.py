@@ -6,10 +6,12 @@ numbers or strings. Each is coerced here once, and a value that cannot be read i
 `NotAudienceError` naming it, which the parsers turn into bad input for that line.
 
 Records are keyed by where they came from, which is stable across re-reads: file,
-archive member (`""` outside a ZIP), line, and `_sdc_record_index`, the 0-based
-position of the record among the same stream's records from that line (a Firehose
-line may hold many messages, each with many identities). The index is given before
-`identity_types` filters rows, so a row keeps its key whatever the filter.
+archive member (`NOT_IN_ARCHIVE`, "-", outside a ZIP: key columns are never empty,
+since some targets turn "" into NULL and then refuse it in a key), line, and
+`_sdc_record_index`, the 0-based position of the record among the same stream's
+records from that line (a Firehose line may hold many messages, each with many
+identities). The index is given before `identity_types` filters rows, so a row keeps
+its key whatever the filter.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 
 MEMBERSHIPS = "audience_memberships"
 USER_ATTRIBUTES = "audience_user_attributes"
+#: `_sdc_source_member` of rows that do not come from inside a ZIP archive.
+NOT_IN_ARCHIVE = "-"
 
 #: What a parser yields: a record for one of the two streams, or a bad line.
 AudienceItem = tuple[str, dict[str, Any]] | BadInputError
@@ -274,12 +278,12 @@ class RecordNumberer:
     Numbering happens before filtering so keys do not depend on the filter.
     """
 
-    def __init__(self, file: AudienceFile, member: str = "") -> None:
+    def __init__(self, file: AudienceFile, member: str = NOT_IN_ARCHIVE) -> None:
         """Start at the first line.
 
         Args:
             file: The file (for the filter).
-            member: The archive member the lines are in, "" outside a ZIP.
+            member: The archive member the lines are in, `NOT_IN_ARCHIVE` outside a ZIP.
         """
         self._file = file
         self._member = member

@@ -72,7 +72,7 @@ _AUDIENCE_KEY_COLUMNS = (
         "_sdc_source_member",
         th.StringType(nullable=False),
         required=True,
-        description='The CSV inside a downloaded ZIP the row came from; "" for other files.',
+        description='The CSV inside a downloaded ZIP the row came from; "-" for other files.',
     ),
     th.Property(
         "_sdc_record_index",
@@ -272,6 +272,7 @@ class AudienceFileStream(MParticleFileStream):
                 yield from self.emit_file(file, items, cursor)
         finally:
             downloads.close()  # type: ignore[attr-defined]  # a generator
+        self.finish_files(cursor)
         self.log_summary(time.monotonic() - started)
 
     def _manifest(self, file: RemoteFile) -> Manifest | None:

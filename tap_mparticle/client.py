@@ -24,6 +24,7 @@ import abc
 import csv
 import functools
 import logging
+import math
 import sys
 import time
 import zipfile
@@ -40,6 +41,7 @@ from singer_sdk.singerlib.messages import RecordMessage
 from typing_extensions import override
 
 from tap_mparticle.cursor import REPLICATION_KEY, FileCursor, format_timestamp
+from tap_mparticle.late_files import LateFiles
 from tap_mparticle.parsers import BadInputError
 from tap_mparticle.prefetch import prefetch
 from tap_mparticle.storage import StorageError, folder_date, read_error
@@ -115,6 +117,7 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
         self._cursor: FileCursor | None = None
         self._files_since_state = 0
         self._last_state_at = time.monotonic()
+        self._late: LateFiles | None = None
 
     @property
     def tap(self) -> TapMParticle:
@@ -130,6 +133,17 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
     def prefix(self) -> str:
         """This stream's prefix, relative to `bucket_url`."""
         return self.settings.prefixes[self.prefix_setting]
+
+    def relative_key(self, file: RemoteFile) -> str:
+        """The file's key relative to `bucket_url` + this stream's prefix (`_sdc_source_file`).
+
+        Args:
+            file: A listed file (always under the prefix).
+
+        Returns:
+            e.g. `2024-05-01/App_20240501060000000000_29467.txt`.
+        """
+        return file.key.removeprefix(self.prefix)
 
     def accepts(self, file: RemoteFile) -> bool:  # noqa: ARG002  (a hook)
         """Say whether a listed file is one of this stream's (a hook; default: all).
@@ -178,20 +192,71 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
 
         listed = 0
         new: list[RemoteFile] = []
+        late = LateFiles.begin(self.stream_state, start, cursor.window_start)
         for file in storage.list_files(self.prefix, skip_folder=skip_folder):
             listed += 1
-            if self.accepts(file) and cursor.should_read(file):
-                new.append(file)
+            if self.accepts(file):
+                late.listed(file)
+                if cursor.should_read(file):
+                    new.append(file)
         new.sort(key=lambda f: (f.last_modified, f.key))
         self.logger.info(
-            "%s: %d new files of %d listed under prefix %r of %s",
+            "%s: %d new %s of %d listed under prefix %r of %s",
             self.name,
             len(new),
+            "file" if len(new) == 1 else "files",
             listed,
             self.prefix,
             storage.description,
         )
+        self._late = late
+        self.warn_late_files(late)
         return new
+
+    def warn_late_files(self, late: LateFiles) -> None:
+        """Warn about files that arrived after the last run, stamped before its window.
+
+        Args:
+            late: This run's check (see `late_files`).
+        """
+        count, named = late.late_arrivals()
+        if not count or late.previous_until is None:
+            return
+        minutes = self.settings.lookback.total_seconds() / 60
+        if named is None:
+            self.logger.warning(
+                "%s: %d files arrived since the last run stamped before its look-back "
+                "window (%s) and were NOT read; raise lookback_window_minutes (now %d) "
+                "to cover how late files land, and re-run from an earlier state to read them",
+                self.name,
+                count,
+                format_timestamp(late.previous_until),
+                minutes,
+            )
+            return
+        late_by = (late.previous_until - named.last_modified).total_seconds() / 60
+        self.logger.warning(
+            "%s: %s arrived late and was NOT read: stamped %s, %.1f minutes before the "
+            "look-back window began (%s). Set lookback_window_minutes (now %d) to at "
+            "least %d to read files this late, and re-run from an earlier state to read it",
+            self.name,
+            named.uri,
+            format_timestamp(named.last_modified),
+            late_by,
+            format_timestamp(late.previous_until),
+            minutes,
+            math.ceil(minutes + late_by),
+        )
+
+    def finish_files(self, cursor: FileCursor) -> None:
+        """Remember what was listed before the window, for the next run's late-file check.
+
+        Args:
+            cursor: The stream's cursor after its files were read.
+        """
+        if self._late is not None and self._late.finish(cursor.window_start):
+            self.state_manager.is_flushed = False
+            self._write_state_message()
 
     def new_cursor(self) -> FileCursor:
         """The read-once cursor over this stream's state (see `cursor`)."""
@@ -209,6 +274,7 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
         started = time.monotonic()
         for file, raw in prefetch(self.tap.storage, files, self.settings.download_concurrency):
             yield from self.emit_file(file, self.parse_file(file, raw), cursor)
+        self.finish_files(cursor)
         self.log_summary(time.monotonic() - started)
 
     def emit_file(
@@ -236,13 +302,15 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
             StorageError: The file's bytes stopped coming (a dropped endpoint).
         """
         modified_at = format_timestamp(file.last_modified)
+        source_file = self.relative_key(file)
         try:
             try:
                 for item in items:
                     if isinstance(item, BadInputError):
                         self.handle_bad_input(item)
                         continue
-                    item["_sdc_source_file"] = file.uri
+                    item["_sdc_source_file"] = source_file
+                    item["_sdc_source_uri"] = file.uri
                     item["_sdc_modified_at"] = modified_at
                     self.records_emitted += 1
                     yield item
@@ -307,10 +375,12 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
             seconds: Wall time spent reading.
         """
         self.logger.info(
-            "%s: read %d files, emitted %d records in %.1fs",
+            "%s: read %d %s, emitted %d %s in %.1fs",
             self.name,
             self.files_read,
+            "file" if self.files_read == 1 else "files",
             self.records_emitted,
+            "record" if self.records_emitted == 1 else "records",
             seconds,
         )
         if self.bad_items:

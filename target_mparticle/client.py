@@ -130,6 +130,11 @@ class Pacer:
         self._next = 0.0
         self._paused_until = 0.0
         self._lock = threading.Lock()
+        #: Wall-clock seconds during which at least one request was held back. Each
+        #: thread's own wait is not added up: four threads waiting the same second
+        #: held the run back one second, not four.
+        self.held_back_s = 0.0
+        self._held_until = 0.0
 
     def acquire(self, n_batches: int) -> float:
         """Block until ``n_batches`` may be sent; return the seconds waited."""
@@ -138,6 +143,10 @@ class Pacer:
             start = max(now, self._next, self._paused_until)
             if self.limit > 0:
                 self._next = start + n_batches / (self.limit * self.factor)
+            # Waits are booked in clock order under the lock, so their union is
+            # what each adds beyond the last one's end.
+            self.held_back_s += max(0.0, start - max(now, self._held_until))
+            self._held_until = max(self._held_until, start)
         wait = start - now
         if wait > 0:
             self.sleep(wait)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import typing as t
 
+from singer_sdk import typing as th
+
 from mparticle_facts.identities import canonical_identity_type, is_mpid_key
 from target_mparticle.schema_rules import COMMERCE_EVENT_TYPES, CUSTOM_EVENT_TYPES
 
@@ -21,6 +23,76 @@ MAPPING_KEYS = frozenset(
         "event_attributes",
         "source_message_id_field",
     }
+)
+
+
+#: The JSON Schema of one `mappings` entry, for the target's config schema and --about.
+MAPPING_SCHEMA = th.ObjectType(
+    th.Property(
+        "kind",
+        th.StringType,
+        allowed_values=list(KINDS),
+        title="Kind",
+        description="custom_event (default), screen_view, commerce_event, or user "
+        "(identities and user attributes, no event).",
+    ),
+    th.Property(
+        "event_name",
+        th.StringType,
+        title="Event name",
+        description="Literal event (or screen) name. Default: the stream name.",
+    ),
+    th.Property(
+        "event_name_field",
+        th.StringType,
+        title="Event name field",
+        description="Record field holding the event (or screen) name.",
+    ),
+    th.Property(
+        "custom_event_type",
+        th.StringType,
+        allowed_values=sorted(COMMERCE_EVENT_TYPES),
+        title="Custom event type",
+        description="mParticle custom_event_type; default other. For commerce events, "
+        "a product action such as purchase also sets the product action.",
+    ),
+    th.Property(
+        "timestamp_field",
+        th.StringType,
+        title="Timestamp field",
+        description="Record field with the event time: a date-time string, or epoch "
+        "seconds or milliseconds.",
+    ),
+    th.Property(
+        "identities",
+        th.ObjectType(additional_properties=th.StringType),
+        title="Identities",
+        description="Identity type (user or device identity, or mpid) -> record field. "
+        "Default: record fields named like identity types.",
+    ),
+    th.Property(
+        "user_attributes",
+        th.CustomType({"type": ["array", "object"]}),
+        title="User attributes",
+        description="List of fields, or object attribute name -> field "
+        '(e.g. {"$FirstName": "first_name"}); only these are forwarded. '
+        "Default: none, or every unused field for kind user.",
+    ),
+    th.Property(
+        "event_attributes",
+        th.CustomType({"type": ["array", "object"]}),
+        title="Event attributes",
+        description="List of fields, or object attribute name -> field. "
+        "Default: every field not used above.",
+    ),
+    th.Property(
+        "source_message_id_field",
+        th.StringType,
+        title="Source message id field",
+        description="Record field holding a unique event id. Default: a "
+        "deterministic UUID from the stream, key properties and record.",
+    ),
+    additional_properties=False,
 )
 
 
@@ -58,6 +130,17 @@ class StreamMapping:
             source_message_id_field=raw.get("source_message_id_field"),
             explicit=explicit,
         )
+
+    def fields(self) -> list[str]:
+        """Record fields this mapping names, in a stable order (for "ignored" reports)."""
+        named: list[str | None] = [
+            self.event_name_field,
+            self.timestamp_field,
+            self.source_message_id_field,
+        ]
+        for group in (self.identities, self.user_attributes, self.event_attributes):
+            named.extend((group or {}).values())
+        return list(dict.fromkeys(name for name in named if name))
 
 
 def _as_name_map(value: object) -> dict[str, str] | None:

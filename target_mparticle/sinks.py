@@ -70,6 +70,7 @@ class EventsSink(BatchSink):
         self._open_line: tuple[t.Any, t.Any] | None = None
         self._open_line_size = 0
         self._state_at_last_record: object = None
+        target.ignored.schema_arrived(stream_name, schema, target.mapping_for(stream_name))
 
     @override
     def get_validator(self) -> BaseJSONSchemaValidator | None:
@@ -109,6 +110,7 @@ class EventsSink(BatchSink):
         line = line_of(record)
         if line is None or line != self._open_line:
             self._open_line, self._open_line_size = line, 0
+        self.owner.ignored.record_seen(self.stream_name, record)
         try:
             item = self.converter.convert(record)
         except InvalidRecordError as exc:

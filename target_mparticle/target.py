@@ -24,8 +24,9 @@ from target_mparticle.client import (
     EventsApiClient,
     pack,
 )
+from target_mparticle.ignored import IgnoredSettings
 from target_mparticle.invalid import InvalidRecordFatalError, InvalidRecords
-from target_mparticle.mapping import KINDS, StreamMapping, mapping_errors
+from target_mparticle.mapping import MAPPING_SCHEMA, StreamMapping, mapping_errors
 from target_mparticle.preflight import (
     INPUT_ERRORS,
     NumberedLines,
@@ -36,7 +37,8 @@ from target_mparticle.preflight import (
     output_path_errors,
     warn_unknown_settings,
 )
-from target_mparticle.schema_rules import COMMERCE_EVENT_TYPES, MAX_BATCHES_PER_REQUEST
+from target_mparticle.report import progress_line, summary_line
+from target_mparticle.schema_rules import MAX_BATCHES_PER_REQUEST
 from target_mparticle.sinks import EventsSink
 from target_mparticle.values import Tally
 
@@ -58,80 +60,19 @@ POD_URLS = {
 # keep a crash's re-send small, rarely enough that requests stay full.
 STATE_DRAIN_MIN_RECORDS = MAX_BATCHES_PER_REQUEST
 STATE_DRAIN_MAX_AGE_S = 60.0
-
-_MAPPING_SCHEMA = th.ObjectType(
-    th.Property(
-        "kind",
-        th.StringType,
-        allowed_values=list(KINDS),
-        title="Kind",
-        description="custom_event (default), screen_view, commerce_event, or user "
-        "(identities and user attributes, no event).",
-    ),
-    th.Property(
-        "event_name",
-        th.StringType,
-        title="Event name",
-        description="Literal event (or screen) name. Default: the stream name.",
-    ),
-    th.Property(
-        "event_name_field",
-        th.StringType,
-        title="Event name field",
-        description="Record field holding the event (or screen) name.",
-    ),
-    th.Property(
-        "custom_event_type",
-        th.StringType,
-        allowed_values=sorted(COMMERCE_EVENT_TYPES),
-        title="Custom event type",
-        description="mParticle custom_event_type; default other. For commerce events, "
-        "a product action such as purchase also sets the product action.",
-    ),
-    th.Property(
-        "timestamp_field",
-        th.StringType,
-        title="Timestamp field",
-        description="Record field with the event time: a date-time string, or epoch "
-        "seconds or milliseconds.",
-    ),
-    th.Property(
-        "identities",
-        th.ObjectType(additional_properties=th.StringType),
-        title="Identities",
-        description="Identity type (user or device identity, or mpid) -> record field. "
-        "Default: record fields named like identity types.",
-    ),
-    th.Property(
-        "user_attributes",
-        th.CustomType({"type": ["array", "object"]}),
-        title="User attributes",
-        description="List of fields, or object attribute name -> field "
-        '(e.g. {"$FirstName": "first_name"}); only these are forwarded. '
-        "Default: none, or every unused field for kind user.",
-    ),
-    th.Property(
-        "event_attributes",
-        th.CustomType({"type": ["array", "object"]}),
-        title="Event attributes",
-        description="List of fields, or object attribute name -> field. "
-        "Default: every field not used above.",
-    ),
-    th.Property(
-        "source_message_id_field",
-        th.StringType,
-        title="Source message id field",
-        description="Record field holding a unique event id. Default: a "
-        "deterministic UUID from the stream, key properties and record.",
-    ),
-    additional_properties=False,
-)
+# SDK settings that mean nothing for an API target: it writes no tables (so no load
+# method), and metadata columns would only become event attributes. Not offered in
+# --about; refused when set to anything but what the target does anyway.
+MEANINGLESS_SDK_SETTINGS = {"load_method": "append-only", "add_record_metadata": False}
 
 
 class TargetMParticle(Target):
     """Loads records into mParticle; STATE only follows accepted records."""
 
     name = "target-mparticle"
+    # Both console scripts ship in one distribution, named after the tap: this is
+    # where --version and --about find the version and the supported Pythons.
+    package_name = "tap-mparticle"
     default_sink_class = EventsSink
     message_reader_class = SingerInputReader
 
@@ -175,7 +116,7 @@ class TargetMParticle(Target):
         ),
         th.Property(
             "mappings",
-            th.ObjectType(additional_properties=_MAPPING_SCHEMA),
+            th.ObjectType(additional_properties=MAPPING_SCHEMA),
             title="Mappings",
             description='Per stream name ("*" for every other stream): how records '
             "become events or user updates. tap-mparticle events and whole "
@@ -270,6 +211,14 @@ class TargetMParticle(Target):
         ),
     ).to_dict()
 
+    @classmethod
+    @override
+    def append_builtin_config(cls, config_jsonschema: dict[str, t.Any]) -> None:
+        """Offer the SDK's built-in settings, less those that mean nothing here."""
+        super().append_builtin_config(config_jsonschema)
+        for name in MEANINGLESS_SDK_SETTINGS:
+            config_jsonschema["properties"].pop(name, None)
+
     @override
     def __init__(self, **kwargs: t.Any) -> None:  # noqa: ANN401 - passed on to the SDK
         """Validate the cross-field rules JSON Schema cannot express."""
@@ -281,6 +230,8 @@ class TargetMParticle(Target):
             msg = "Invalid target-mparticle configuration"
             raise ConfigValidationError(msg, errors=errors, schema=self.config_jsonschema)
         self.tally = Tally()
+        self.ignored = IgnoredSettings(self.mappings)
+        self._states_held_back = 0
         self._started = time.monotonic()
         self._delivering = 0
         self._last_written_state: dict[str, t.Any] | None = None
@@ -302,6 +253,13 @@ class TargetMParticle(Target):
             errors.append(f"api_url must be an http(s) URL ending in /v2, not {api_url!r}")
         errors.extend(mapping_errors(config.get("mappings") or {}))
         errors.extend(output_path_errors(config))
+        for key, inert in MEANINGLESS_SDK_SETTINGS.items():
+            value = config.get(key)
+            if value is not None and value != inert:
+                errors.append(
+                    f"{key} means nothing for target-mparticle (it posts events to an "
+                    f"API and writes no tables); remove it (got {value!r})"
+                )
         for key, low in (
             ("max_retries", 0),
             ("max_batches_per_second", 0),
@@ -393,22 +351,22 @@ class TargetMParticle(Target):
             self.invalid.sync()
         finally:
             self._delivering -= 1
-        stats = self.client.stats
         self.logger.info(
-            "Stream '%s': %d records sent as %d batches in %d requests "
-            "(run totals: %d requests, %d batches, %d events, %d retries, "
-            "%d throttled, %.1fs paced/throttled)",
-            stream,
-            len(items),
-            len(prepared),
-            len(requests_),
-            stats.requests,
-            stats.batches,
-            stats.events,
-            stats.retries,
-            stats.throttled,
-            stats.throttle_wait_s,
+            "%s",
+            progress_line(
+                stream,
+                records=len(items),
+                batches=len(prepared),
+                requests=len(requests_),
+                stats=self.client.stats,
+                held_back_s=self._held_back_s(),
+            ),
         )
+
+    def _held_back_s(self) -> float:
+        """Wall-clock seconds requests waited for pacing or rate limits (0 in a dry run)."""
+        client = self.__dict__.get("client")
+        return client.pacer.held_back_s if isinstance(client, EventsApiClient) else 0.0
 
     def _pending_records(self) -> int:
         return sum(sink.current_size for sink in self._sinks_active.values())
@@ -427,8 +385,22 @@ class TargetMParticle(Target):
 
     @override
     def _write_state_message(self, state: dict[str, t.Any]) -> None:
-        """Pass each distinct STATE on once; drains with nothing new repeat it."""
+        """Pass each distinct STATE on once; drains with nothing new repeat it.
+
+        A dry run passes none on: Meltano would save it, and the real run after the
+        dry run would then start where the dry run ended and send nothing.
+        """
         if state == self._last_written_state:
+            return
+        if self.config.get("dry_run"):
+            if not self._states_held_back:
+                self.logger.info(
+                    "Dry run: STATE is not passed on, so a real run afterwards sends "
+                    "everything this run only wrote to %s",
+                    self.config.get("dry_run_path"),
+                )
+            self._states_held_back += 1
+            self._last_written_state = state
             return
         super()._write_state_message(state)
         self._last_written_state = state
@@ -444,21 +416,24 @@ class TargetMParticle(Target):
         stats = self.client.stats if "client" in self.__dict__ else None
         records = sum(getattr(sink, "sent_records", 0) for sink in self._sinks_active.values())
         self.logger.info(
-            "Summary: %d records delivered to %s in %.1fs: %d requests, %d batches, "
-            "%d events, %d retries, %d rate-limited answers, %.1fs paced/throttled; "
-            "%d invalid records (%s)",
-            records,
-            self.client.describe() if stats else self.base_url,
-            time.monotonic() - self._started,
-            stats.requests if stats else 0,
-            stats.batches if stats else 0,
-            stats.events if stats else 0,
-            stats.retries if stats else 0,
-            stats.throttled if stats else 0,
-            stats.throttle_wait_s if stats else 0.0,
-            self.invalid.count,
-            self.on_invalid_record,
+            "%s",
+            summary_line(
+                records=records,
+                destination=self.client.describe() if stats else self.base_url,
+                seconds=time.monotonic() - self._started,
+                stats=stats,
+                held_back_s=self._held_back_s(),
+                invalid=self.invalid.count,
+                policy=self.on_invalid_record,
+            ),
         )
+        if self._states_held_back:
+            self.logger.info(
+                "Dry run: %d STATE message%s held back (none passed on)",
+                self._states_held_back,
+                "" if self._states_held_back == 1 else "s",
+            )
+        self.ignored.report()
         for what, count in sorted(self.tally.items()):
             self.logger.warning("Repaired to fit mParticle's limits: %d %s", count, what)
 

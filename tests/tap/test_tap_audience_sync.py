@@ -160,8 +160,8 @@ def test_events_and_audiences_side_by_side_each_read_their_own(tmp_path):
     out = run_tap({"bucket_url": str(root)})
     assert len(out.records("events")) == summary.events
     assert len(out.records(MEMBERSHIPS)) == expected[MEMBERSHIPS]
-    assert all("/audiences/" not in r["_sdc_source_file"] for r in out.records("events"))
-    assert all("/audiences/" in r["_sdc_source_file"] for r in out.records(MEMBERSHIPS))
+    assert all("/audiences/" not in r["_sdc_source_uri"] for r in out.records("events"))
+    assert all("/audiences/" in r["_sdc_source_uri"] for r in out.records(MEMBERSHIPS))
 
 
 def test_custom_audiences_prefix(tmp_path):
@@ -195,13 +195,13 @@ def test_late_file_inside_the_lookback_is_read_exactly_once(tmp_path):
     second = run_tap(config, state=first.final_state)
     for stream in AUDIENCE_STREAMS:
         files = {r["_sdc_source_file"] for r in second.records(stream)}
-        assert files == {str(late.resolve())}, stream
+        assert files == {"partner/late.jsonl"}, stream
     third = run_tap(config, state=second.final_state)
     assert all(third.records(stream) == [] for stream in AUDIENCE_STREAMS)
     # Same key, new LastModified (an overwritten object): read again, once.
     _set_mtime(late, base + dt.timedelta(minutes=1))
     fourth = run_tap(config, state=third.final_state)
-    assert {r["_sdc_source_file"] for r in fourth.records(MEMBERSHIPS)} == {str(late.resolve())}
+    assert {r["_sdc_source_uri"] for r in fourth.records(MEMBERSHIPS)} == {str(late.resolve())}
     assert run_tap(config, state=fourth.final_state).records(MEMBERSHIPS) == []
 
 

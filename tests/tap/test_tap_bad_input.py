@@ -94,7 +94,7 @@ def test_truncated_gzip_with_skip_keeps_intact_lines_and_goes_on(tmp_path):
     out = run_cli({"bucket_url": str(root), "on_bad_record": "skip"}, tmp_path)
     assert out.returncode == 0, out.stderr
     records = out.records("events")
-    from_truncated = [r for r in records if r["_sdc_source_file"] == str(path.resolve())]
+    from_truncated = [r for r in records if r["_sdc_source_uri"] == str(path.resolve())]
     assert len(from_truncated) > 1000
     assert [r["data"]["n"] for r in from_truncated] == list(range(len(from_truncated)))
     assert any(r["event_name"] == "Good" for r in records), "the next file is still read"

@@ -78,7 +78,13 @@ def test_keys_are_relative_to_a_bucket_url_with_a_prefix_on_every_storage(empty_
     url = str(empty_drop.config["bucket_url"]).rstrip("/") + "/exports/mp"
     out = run_tap({**empty_drop.config, "bucket_url": url})
     assert keys_read(out) == {"2024-05-01/app_1.txt"}
-    assert list(out.final_state["bookmarks"]["events"]["files_read"]) == ["2024-05-01/app_1.txt"]
+    [record] = out.records("events")
+    assert record["_sdc_source_file"] == "2024-05-01/app_1.txt"
+    # The URI says where the object is; for the clouds, in the URL's own scheme.
+    assert record["_sdc_source_uri"].endswith("exports/mp/2024-05-01/app_1.txt")
+    scheme = url.split("://")[0] if "://" in url else None
+    if scheme in {"s3", "gs", "az"}:
+        assert record["_sdc_source_uri"] == f"{url}/2024-05-01/app_1.txt"
 
 
 @pytest.mark.parametrize("cloud", ["gcs", "azure"])

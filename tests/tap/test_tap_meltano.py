@@ -43,7 +43,7 @@ def test_meltano_run_over_moto_is_incremental(
     assert first.returncode == 0, first.stderr[-3000:]
     events = (out_dir / "events.jsonl").read_text().splitlines()
     assert len(events) == 600
-    assert {json.loads(line)["_sdc_source_file"].split("/")[2] for line in events} == {s3_bucket}
+    assert {json.loads(line)["_sdc_source_uri"].split("/")[2] for line in events} == {s3_bucket}
     assert AWS_TEST_SECRET not in first.stderr + first.stdout
 
     second = meltano(env, "run", "--state-id-suffix", state_id, "tap-mparticle", "target-jsonl")

@@ -129,7 +129,9 @@ def test_events_prefix_reads_only_that_folder(drop):
     drop.publish()
     records = run_tap({**drop.config, "events_prefix": "/mp-events"}).records("events")
     assert [r["event_name"] for r in records] == ["InFolder", "InFolder"]
-    assert records[0]["_sdc_source_file"].endswith(
+    # The key is relative to bucket_url + events_prefix; the URI says where it was read.
+    assert records[0]["_sdc_source_file"] == "2024-05-03/app_20240503000000000000_22222.txt"
+    assert records[0]["_sdc_source_uri"].endswith(
         "mp-events/2024-05-03/app_20240503000000000000_22222.txt"
     )
 

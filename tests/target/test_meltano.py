@@ -38,9 +38,6 @@ def project_copy(tmp_path: pathlib.Path) -> pathlib.Path:
             if plugin["name"] in {"tap-mparticle", "target-mparticle"}:
                 plugin.pop("pip_url", None)
                 plugin["executable"] = str(BIN / plugin["name"])
-            if plugin["name"] == "tap-mparticle":
-                # A replay into another workspace: events only, audiences stay home.
-                plugin["select"] = ["events.*"]
     tap = tmp_path / "tap_plain.py"
     tap.write_text(
         f"#!{sys.executable}\n"
@@ -120,14 +117,9 @@ def _events_in_drop(root: pathlib.Path) -> int:
     return count
 
 
-def test_meltano_run_tap_mparticle_into_target_mparticle(
-    server, tmp_path, s3_client, s3_bucket, moto_endpoint
-):
-    drop = REPO_ROOT / "samples" / "drop"
-    upload_tree(s3_client, s3_bucket, drop)
-    drop_events = _events_in_drop(drop)
-    root = project_copy(tmp_path)
-    env = {
+def _replay_env(server, s3_client, s3_bucket, moto_endpoint) -> dict[str, str]:
+    upload_tree(s3_client, s3_bucket, REPO_ROOT / "samples" / "drop")
+    return {
         **target_env(server, {}),
         "TAP_MPARTICLE_BUCKET_URL": f"s3://{s3_bucket}",
         "TAP_MPARTICLE_AWS_ENDPOINT_URL": moto_endpoint,
@@ -136,7 +128,17 @@ def test_meltano_run_tap_mparticle_into_target_mparticle(
         "TAP_MPARTICLE_AWS_REGION": "us-east-1",
         "TAP_MPARTICLE_START_DATE": "2024-01-01T00:00:00Z",
     }
-    result = meltano_run(root, env, "tap-mparticle", "target-mparticle")
+
+
+def test_meltano_run_replay_into_target_mparticle_as_the_readme_gives_it(
+    server, tmp_path, s3_client, s3_bucket, moto_endpoint
+):
+    # meltano.yml as committed: tap-mparticle-replay selects what target-mparticle
+    # can send without a mapping (events), so the replay works out of the box.
+    drop_events = _events_in_drop(REPO_ROOT / "samples" / "drop")
+    root = project_copy(tmp_path)
+    env = _replay_env(server, s3_client, s3_bucket, moto_endpoint)
+    result = meltano_run(root, env, "tap-mparticle-replay", "target-mparticle")
     assert result.returncode == 0, result.stderr[-3000:]
     assert server.rejected == []
     events = server.events()
@@ -144,8 +146,34 @@ def test_meltano_run_tap_mparticle_into_target_mparticle(
     assert len({e["data"]["source_message_id"] for e in events}) == len(events)
     assert server.duplicates == []
 
-    again = meltano_run(root, env, "tap-mparticle", "target-mparticle")
+    again = meltano_run(root, env, "replay")  # the job: same extractor, same state
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(server.events()) == len(events)  # resumed from state: nothing re-sent
     assert SECRET not in result.stderr + again.stderr
     assert AWS_TEST_SECRET not in result.stderr + again.stderr
+
+
+def test_a_dry_run_through_meltano_leaves_the_real_run_everything_to_send(
+    server, tmp_path, s3_client, s3_bucket, moto_endpoint
+):
+    drop_events = _events_in_drop(REPO_ROOT / "samples" / "drop")
+    root = project_copy(tmp_path)
+    env = _replay_env(server, s3_client, s3_bucket, moto_endpoint)
+    dry = meltano_run(
+        root,
+        {
+            **env,
+            "TARGET_MPARTICLE_DRY_RUN": "true",
+            "TARGET_MPARTICLE_DRY_RUN_PATH": str(tmp_path / "dry.jsonl"),
+        },
+        "tap-mparticle-replay",
+        "target-mparticle",
+    )
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "Dry run: STATE is not passed on" in dry.stderr
+    assert server.events() == []
+    assert (tmp_path / "dry.jsonl").stat().st_size > 0
+
+    real = meltano_run(root, env, "tap-mparticle-replay", "target-mparticle")
+    assert real.returncode == 0, real.stderr[-3000:]
+    assert len(server.events()) == drop_events  # everything, not 0

@@ -1,0 +1,103 @@
+"""What the target was told but could not use, said out loud instead of ignored.
+
+A mapping keyed `order` for stream `orders` silently turns the stream into default
+custom events; a mapped field the records never carry silently sends nothing. So:
+
+- a mapped field the stream's SCHEMA does not declare is a warning when the SCHEMA
+  arrives (only for schemas that declare properties: a free-form schema may still
+  carry it);
+- mapped fields missing from records are counted per stream and field and reported
+  at the end of the run;
+- a mapping for a stream that never arrived is reported at the end of the run.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import typing as t
+
+if t.TYPE_CHECKING:
+    from target_mparticle.mapping import StreamMapping
+
+LOGGER = logging.getLogger("target-mparticle")
+
+
+class IgnoredSettings:
+    """Counts what the mappings name that the input does not have."""
+
+    def __init__(self, mappings: t.Mapping[str, StreamMapping]) -> None:
+        """Start with every explicitly mapped stream unseen.
+
+        Args:
+            mappings: The parsed `mappings` setting, "*" included.
+        """
+        self._mapped_streams = [name for name in mappings if name != "*"]
+        self._seen: set[str] = set()
+        self._fields: dict[str, list[str]] = {}
+        self._records: collections.Counter[str] = collections.Counter()
+        self._missing: collections.Counter[tuple[str, str]] = collections.Counter()
+
+    def schema_arrived(
+        self, stream: str, schema: t.Mapping[str, t.Any], mapping: StreamMapping
+    ) -> None:
+        """Note the stream, and warn about mapped fields its schema does not declare.
+
+        Args:
+            stream: The stream name.
+            schema: Its JSON Schema.
+            mapping: The mapping that applies to it (its own, "*", or the defaults).
+        """
+        self._seen.add(stream)
+        fields = mapping.fields()
+        self._fields[stream] = fields
+        declared = schema.get("properties") or {}
+        if not declared:
+            return
+        absent = [name for name in fields if name not in declared]
+        if absent:
+            LOGGER.warning(
+                "Stream '%s': mapped field%s %s %s not in the stream's schema; "
+                "records are unlikely to carry %s",
+                stream,
+                "s" if len(absent) > 1 else "",
+                ", ".join(repr(name) for name in absent),
+                "are" if len(absent) > 1 else "is",
+                "them" if len(absent) > 1 else "it",
+            )
+
+    def record_seen(self, stream: str, record: t.Mapping[str, t.Any]) -> None:
+        """Count the mapped fields one record lacks.
+
+        Args:
+            stream: The stream name.
+            record: The record as received.
+        """
+        fields = self._fields.get(stream)
+        if not fields:
+            return
+        self._records[stream] += 1
+        for name in fields:
+            if name not in record:
+                self._missing[stream, name] += 1
+
+    def report(self) -> None:
+        """Log, at the end of the run, what was mapped but never used."""
+        for (stream, name), count in sorted(self._missing.items()):
+            total = self._records[stream]
+            LOGGER.warning(
+                "Stream '%s': mapped field %r was absent from %d of %d record%s",
+                stream,
+                name,
+                count,
+                total,
+                "" if total == 1 else "s",
+            )
+        for stream in self._mapped_streams:
+            if stream not in self._seen:
+                LOGGER.warning(
+                    "mappings[%r] was not used: no stream named %r arrived (streams seen: %s)",
+                    stream,
+                    stream,
+                    ", ".join(sorted(self._seen)) or "none",
+                )

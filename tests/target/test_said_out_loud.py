@@ -1,0 +1,128 @@
+"""The target says what it ignored, refuses what means nothing, and counts honestly."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+import pytest
+from conftest import run_target, singer_lines
+from singer_sdk.exceptions import ConfigValidationError
+
+from target_mparticle.client import Pacer
+from target_mparticle.report import counted
+from target_mparticle.target import TargetMParticle
+from tests.s3support import REPO_ROOT
+
+ORDERS = [
+    {"order_id": f"O-{n}", "customer_id": f"C{n}", "total": n, **({"channel": "app"} if n else {})}
+    for n in range(3)
+]
+
+
+def warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_a_mapping_for_a_stream_that_never_arrived_is_reported_at_the_end(config, caplog):
+    config["mappings"] = {"order": {"identities": {"customer_id": "customer_id"}}}
+    with caplog.at_level(logging.WARNING):
+        run = run_target(config, singer_lines("orders", ORDERS, key=["order_id"]))
+    assert run.error is None
+    said = [m for m in warnings(caplog) if "mappings['order']" in m]
+    assert said == [
+        "mappings['order'] was not used: no stream named 'order' arrived (streams seen: orders)"
+    ]
+
+
+def test_mapped_fields_missing_from_schema_and_from_records_are_reported(config, caplog):
+    config["mappings"] = {
+        "orders": {
+            "identities": {"customer_id": "customer_id"},
+            "event_attributes": ["total", "channel", "coupon"],
+        }
+    }
+    lines = list(singer_lines("orders", ORDERS, key=["order_id"]))
+    with caplog.at_level(logging.WARNING):
+        run = run_target(config, lines)
+    assert run.error is None
+    said = warnings(caplog)
+    # singer_lines declares every field some record has: "coupon" is in none.
+    assert (
+        "Stream 'orders': mapped field 'coupon' is not in the stream's schema; "
+        "records are unlikely to carry it"
+    ) in said
+    assert "Stream 'orders': mapped field 'channel' was absent from 1 of 3 records" in said
+    assert "Stream 'orders': mapped field 'coupon' was absent from 3 of 3 records" in said
+    assert not any("'total'" in m for m in said)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"), [("load_method", "overwrite"), ("add_record_metadata", True)]
+)
+def test_sdk_settings_that_mean_nothing_here_are_refused(config, setting, value):
+    config[setting] = value
+    with pytest.raises(ConfigValidationError) as caught:
+        TargetMParticle(config=config)
+    assert any(e.startswith(f"{setting} means nothing") for e in caught.value.errors)
+
+
+def test_about_offers_no_meaningless_setting_and_knows_version_and_pythons():
+    about = subprocess.run(
+        [sys.executable, "-m", "target_mparticle", "--about", "--format=json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    info = json.loads(about.stdout)
+    assert "load_method" not in info["settings"]["properties"]
+    assert "add_record_metadata" not in info["settings"]["properties"]
+    assert "batch_size_rows" in info["settings"]["properties"]  # this one means something
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
+    version = pyproject.split('version = "', 1)[1].split('"', 1)[0]
+    assert info["version"] == version
+    assert "3.10" in info["supported_python_versions"]
+    for script in ("target_mparticle", "tap_mparticle"):
+        shown = subprocess.run(
+            [sys.executable, "-m", script, "--version"], capture_output=True, text=True, check=True
+        )
+        assert f"v{version}," in shown.stdout + shown.stderr, script
+
+
+def test_plurals_in_progress_and_summary_lines(config, caplog):
+    config["mappings"] = {"orders": {"identities": {"customer_id": "customer_id"}}}
+    with caplog.at_level(logging.INFO):
+        run = run_target(config, singer_lines("orders", ORDERS[:1], key=["order_id"]))
+    assert run.error is None
+    said = "\n".join(r.getMessage() for r in caplog.records)
+    assert "Stream 'orders': 1 record sent as 1 batch in 1 request" in said
+    assert "Summary: 1 record delivered" in said
+    assert "0 retries" in said
+    assert "1 requests" not in said
+    assert [counted(n, "file") for n in (0, 1, 2)] == ["0 files", "1 file", "2 files"]
+
+
+def test_time_held_back_is_wall_time_not_the_sum_of_every_thread_wait():
+    clock = [0.0]
+    pacer = Pacer(10, clock=lambda: clock[0], sleep=lambda _s: None)
+    # Four senders book one-second slots at t=0: they wait 0, 1, 2 and 3 s (6 s in
+    # all), but the run was held back 3 s of wall time.
+    waits = [pacer.acquire(10) for _ in range(4)]
+    assert waits == [0, 1.0, 2.0, 3.0]
+    assert pacer.held_back_s == pytest.approx(3.0)
+    clock[0] = 10.0  # later, no contention: nothing more held back
+    assert pacer.acquire(1) == 0
+    assert pacer.held_back_s == pytest.approx(3.0)
+
+
+def test_dry_run_says_it_passes_no_state(tmp_path, caplog):
+    config = {"dry_run": True, "dry_run_path": str(tmp_path / "dry.jsonl")}
+    with caplog.at_level(logging.INFO):
+        run = run_target(config, "tap_events.singer")
+    assert run.error is None
+    assert run.states == []
+    said = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("Dry run: STATE is not passed on") for m in said)
+    assert "Dry run: 3 STATE messages held back (none passed on)" in said

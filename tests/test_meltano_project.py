@@ -1,0 +1,133 @@
+"""The project as a user meets it: `make demo`, the README's quick start, a validating loader.
+
+Each test runs the real `meltano` CLI. Those that change configuration run in a copy
+of the project (meltano.yml, with `.meltano/` linked so the installed plugins are
+reused), so `meltano config set` never touches the repository's files.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import MELTANO
+from tests.s3support import AWS_TEST_KEY, AWS_TEST_SECRET, REPO_ROOT, upload_tree
+
+pytestmark = pytest.mark.meltano
+
+SAMPLE_DROP = REPO_ROOT / "samples" / "drop"
+
+
+def project_copy(tmp_path):
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copyfile(REPO_ROOT / "meltano.yml", root / "meltano.yml")
+    (root / ".meltano").mkdir()
+    for kind in ("extractors", "loaders"):
+        (root / ".meltano" / kind).symlink_to(REPO_ROOT / ".meltano" / kind)
+    # Editable installs resolve `-e .` to the repository, which the copy is not.
+    return root
+
+
+def run(root, env, *args, timeout=240):
+    return subprocess.run(
+        [MELTANO, *args],
+        cwd=root,
+        env={**env, "MELTANO_PROJECT_ROOT": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def quick_start_commands() -> list[list[str]]:
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("<!-- quickstart:start -->", 1)[1].split("<!-- quickstart:end -->", 1)[0]
+    return [shlex.split(line) for line in block.splitlines() if line.startswith("meltano ")]
+
+
+def test_the_readme_quick_start_commands_work_as_written(
+    meltano_env, tmp_path, s3_client, s3_bucket, moto_endpoint
+):
+    upload_tree(s3_client, s3_bucket, SAMPLE_DROP)
+    root = project_copy(tmp_path)
+    out_dir = tmp_path / "out"
+    env = {
+        **meltano_env,
+        # Only what the README cannot know: where moto listens, and where output goes.
+        "TAP_MPARTICLE_AWS_ENDPOINT_URL": moto_endpoint,
+        "TARGET_JSONL_DESTINATION_PATH": str(out_dir),
+    }
+    out_dir.mkdir()
+    placeholders = {
+        "s3://mp-forwarding-acme": f"s3://{s3_bucket}",
+        "AKIAIOSFODNN7EXAMPLE": AWS_TEST_KEY,
+        "wJalrXUtnFEMIEXAMPLEKEY": AWS_TEST_SECRET,
+    }
+    commands = quick_start_commands()
+    assert [c[:3] for c in commands if c[1] == "config"] == [["meltano", "config", "set"]] * 4
+    for command in commands:
+        if command[1] == "install":
+            continue  # `make plugins` installed them; the copy links to them
+        argv = [placeholders.get(arg, arg) for arg in command[1:]]
+        done = run(root, env, *argv)
+        assert done.returncode == 0, (argv, done.stderr[-3000:])
+    # The setting took effect in the default (dev) environment: nothing pins it there.
+    shown = run(root, env, "config", "print", "tap-mparticle")
+    assert f"s3://{s3_bucket}" in shown.stdout, shown.stderr[-2000:]
+    assert AWS_TEST_SECRET not in (root / "meltano.yml").read_text()  # secrets went to .env
+    assert AWS_TEST_SECRET in (root / ".env").read_text()
+    events = (out_dir / "events.jsonl").read_text().splitlines()
+    assert len(events) == 600
+
+
+def test_make_demo_reads_the_sample_drop_through_its_own_environment(meltano_env):
+    env = {k: v for k, v in meltano_env.items() if k != "MELTANO_ENVIRONMENT"}
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "demo.py")],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    counts = dict(re.findall(r"^\s+(\w+)\s+(\d+) records", done.stdout, flags=re.MULTILINE))
+    assert counts["events"] == "600"
+    assert int(counts["audience_memberships"]) > 0
+
+
+def read_csv(path):
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("flattening", [True, False])
+def test_a_validating_third_party_loader_takes_every_record(meltano_env, tmp_path, flattening):
+    out_dir = tmp_path / "csv"
+    env = {
+        **meltano_env,
+        "TAP_MPARTICLE_BUCKET_URL": str(SAMPLE_DROP),
+        "TAP_MPARTICLE_FLATTENING_ENABLED": "true" if flattening else "false",
+        "TAP_MPARTICLE_FLATTENING_MAX_DEPTH": "3",
+        "TARGET_CSV_OUTPUT_PATH": str(out_dir),
+    }
+    done = run(REPO_ROOT, env, "run", "--full-refresh", "tap-mparticle", "target-csv")
+    assert done.returncode == 0, done.stderr[-3000:]
+    events = read_csv(out_dir / "events.csv")
+    assert len(events) == 600
+    assert "user_identities" in events[0]
+    if flattening:
+        assert not any("__" in column for column in events[0])
+    members = read_csv(out_dir / "audience_memberships.csv")
+    assert members
+    assert all(row["_sdc_source_member"] for row in members)  # never empty: "-" or a CSV
+    assert all(not row["_sdc_source_file"].startswith(("/", "s3:")) for row in members)

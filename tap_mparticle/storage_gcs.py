@@ -82,6 +82,8 @@ class GcsStorage:
         except (self._auth_exceptions.GoogleAuthError, OSError, ValueError) as exc:
             msg = f"cannot reach {self.description}: {self._reason(exc)}"
             raise StorageError(msg) from None
+        # With gcs_project set, requests are billed to it (requester-pays buckets).
+        self._bucket = self.client.bucket(bucket, user_project=gcs.project)
 
     def _credentials(self, gcs: GcsSettings) -> Any:  # noqa: ANN401  (google-auth is untyped here)
         if gcs.credentials_file:
@@ -136,7 +138,7 @@ class GcsStorage:
             folder = pending.pop()
             try:
                 listing = self.client.list_blobs(
-                    self.bucket, prefix=folder, delimiter="/", page_size=LIST_PAGE_SIZE
+                    self._bucket, prefix=folder, delimiter="/", page_size=LIST_PAGE_SIZE
                 )
                 for page in listing.pages:
                     for blob in page:
@@ -174,7 +176,7 @@ class GcsStorage:
         Raises:
             StorageError: The object cannot be read.
         """
-        blob = self.client.bucket(self.bucket).blob(self.root + file.key)
+        blob = self._bucket.blob(self.root + file.key)
         try:
             reader = blob.open("rb", chunk_size=GCS_CHUNK_SIZE, raw_download=True)
         except self._errors() as exc:

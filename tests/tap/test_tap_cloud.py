@@ -123,7 +123,8 @@ def test_gzip_encoded_gcs_objects_are_read_as_stored(fake_gcs_server, gcs_bucket
     blob = fake_gcs_server.client().bucket(gcs_bucket).blob("2024-05-01/app_1.txt")
     blob.content_encoding = "gzip"
     blob.upload_from_string(gzip.compress(batch_line(3).encode(), mtime=0))
-    out = run_tap(gcs_config(fake_gcs_server, gcs_bucket))
+    # gcs_project bills the reads to a project (userProject), as requester-pays needs.
+    out = run_tap(gcs_config(fake_gcs_server, gcs_bucket, gcs_project="acme-billing"))
     assert len(out.records("events")) == 3
 
 

@@ -164,29 +164,23 @@ class GcsStorage:
     def open(self, file: RemoteFile) -> IO[bytes]:
         """Open an object for streaming, ranged reads of its stored bytes.
 
-        `raw_download` keeps gzip-encoded objects compressed, as stored: GCS would
-        otherwise decompress them in transit, and the parsers detect gzip themselves.
+        Reads go in `GCS_CHUNK_SIZE` ranges up to the listed size, so a file no
+        larger than one chunk costs one request. `raw_download` keeps gzip-encoded
+        objects as stored: GCS would otherwise decompress them in transit, and the
+        parsers detect gzip themselves.
 
         Args:
             file: A file from `list_files`.
 
         Returns:
-            A binary stream.
-
-        Raises:
-            StorageError: The object cannot be read.
+            A binary stream; errors surface on read, as `StorageError`.
         """
-        blob = self._bucket.blob(self.root + file.key)
-        try:
-            reader = blob.open("rb", chunk_size=GCS_CHUNK_SIZE, raw_download=True)
-        except self._errors() as exc:
-            raise StorageError(self._read_error(file, exc)) from None
+        reader = _RangedReader(self._bucket.blob(self.root + file.key), file.size, self._exceptions)
         return chunked_stream(
             reader,
             errors=self._errors(),
             describe=lambda exc: self._read_error(file, exc),
             buffer_size=GCS_CHUNK_SIZE,
-            close=reader.close,
         )
 
     def _read_error(self, file: RemoteFile, exc: BaseException) -> str:
@@ -209,3 +203,38 @@ class GcsStorage:
         if isinstance(exc, self._auth_exceptions.RefreshError):
             return "RefreshError (the credentials were refused)"
         return type(exc).__name__
+
+
+class _RangedReader:
+    """Reads one object in ranges, stopping at its end without asking past it.
+
+    The end is the size the listing gave, or (for a file built by hand, size 0) the
+    first range that comes back short.
+    """
+
+    def __init__(self, blob: Any, size: int, exceptions: ModuleType) -> None:  # noqa: ANN401
+        self._blob = blob
+        self._size: int | None = size or None
+        self._position = 0
+        self._done = False
+        self._exceptions = exceptions
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._done:
+            return b""
+        start = self._position
+        end = start + (GCS_CHUNK_SIZE if size < 0 else max(size, 1))
+        if self._size is not None:
+            end = min(end, self._size)
+        try:
+            data: bytes = self._blob.download_as_bytes(
+                start=start, end=end - 1, checksum=None, raw_download=True
+            )
+        except self._exceptions.RequestRangeNotSatisfiable:
+            # At (or, for an object overwritten with a shorter one since the listing,
+            # past) the end. A newer object has a newer `updated`: the next run reads it.
+            data = b""
+        self._position = start + len(data)
+        short = len(data) < end - start
+        self._done = short or (self._size is not None and self._position >= self._size)
+        return data

@@ -117,6 +117,27 @@ def test_listing_reads_every_page(request, monkeypatch, cloud):
     assert keys_read(out) == set(names)
 
 
+@pytest.mark.parametrize("cloud", ["gcs", "azure"])
+def test_an_object_larger_than_a_read_range_is_read_whole_and_in_order(request, monkeypatch, cloud):
+    # Ranges of 1 KiB over a ~25 KiB object: every range boundary falls inside a line.
+    monkeypatch.setattr(storage_gcs, "GCS_CHUNK_SIZE", 1024)
+    monkeypatch.setattr(storage_azure, "AZURE_CHUNK_SIZE", 1024)
+    body = "".join(batch_line(1, name=f"E{i}") for i in range(200)).encode()
+    if cloud == "gcs":
+        server = request.getfixturevalue("fake_gcs_server")
+        bucket = request.getfixturevalue("gcs_bucket")
+        server.client().bucket(bucket).blob("app_1.txt").upload_from_string(body)
+        config = gcs_config(server, bucket)
+    else:
+        server = request.getfixturevalue("azurite_server")
+        container = request.getfixturevalue("azure_container")
+        server.service().get_container_client(container).upload_blob("app_1.txt", body)
+        config = azure_config(server, container)
+    records = run_tap(config).records("events")
+    assert [r["event_name"] for r in records] == [f"E{i}" for i in range(200)]
+    assert [r["_sdc_source_lineno"] for r in records] == list(range(1, 201))
+
+
 def test_gzip_encoded_gcs_objects_are_read_as_stored(fake_gcs_server, gcs_bucket):
     # Uploaded with Content-Encoding: gzip, GCS would hand back decompressed bytes
     # unless asked for the raw ones; either way every event must come through once.

@@ -1,5 +1,6 @@
-"""Facts about mParticle's data that tap-mparticle and target-mparticle share.
+"""What tap-mparticle and target-mparticle share.
 
-Identity types and every spelling of them, MPIDs, and how numbers and times are
-written. Neither plugin keeps its own copy, so the two cannot drift apart.
+Facts about mParticle's data (identity types and every spelling of them, MPIDs, how
+numbers and times are written), and the guards both plugins put round their config
+files and logs. Neither plugin keeps its own copy, so the two cannot drift apart.
 """

@@ -53,9 +53,9 @@ from tap_mparticle.storage import RemoteFile, StorageError
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
+    from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
 
-    from tap_mparticle.tap import TapMParticle
 
 SOURCE_FORMATS = ["download", "firehose", "cloud_storage", "partner_feed"]
 
@@ -181,7 +181,7 @@ class AudienceFileStream(MParticleFileStream):
     #: The other audience stream's name.
     sibling_name: ClassVar[str]
 
-    def __init__(self, tap: TapMParticle) -> None:
+    def __init__(self, tap: Tap) -> None:
         """Set up the identity normaliser, the manifest cache and an empty inbox.
 
         Args:
@@ -193,6 +193,8 @@ class AudienceFileStream(MParticleFileStream):
         self._normalize = IdentityNormalizer(self._warn_unknown_identity)
         self._manifests: dict[str, Manifest | None] = {}
         self._hand_over_to: AudienceFileStream | None = None
+        #: The other audience stream of this tap (set by the tap, which builds both).
+        self.sibling: AudienceFileStream | None = None
 
     @override
     def accepts(self, file: RemoteFile) -> bool:
@@ -233,12 +235,10 @@ class AudienceFileStream(MParticleFileStream):
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         self.sync_started = True
-        sibling = self.tap.streams.get(self.sibling_name)
+        sibling = self.sibling
         self._hand_over_to = (
             sibling
-            if isinstance(sibling, AudienceFileStream)
-            and sibling.selected
-            and not sibling.sync_started
+            if sibling is not None and sibling.selected and not sibling.sync_started
             else None
         )
         try:
@@ -259,7 +259,7 @@ class AudienceFileStream(MParticleFileStream):
                 self.sibling_name,
                 len(to_parse),
             )
-        downloads = prefetch(self.tap.storage, to_parse, self.settings.download_concurrency)
+        downloads = prefetch(self.storage, to_parse, self.settings.download_concurrency)
         started = time.monotonic()
         try:
             for file in files:
@@ -285,7 +285,7 @@ class AudienceFileStream(MParticleFileStream):
         manifest_file = RemoteFile(key=key, uri=uri, last_modified=file.last_modified, size=0)
         manifest: Manifest | None = None
         try:
-            with self.tap.storage.open(manifest_file) as stream:
+            with self.storage.open(manifest_file) as stream:
                 data = stream.read(MAX_MANIFEST_BYTES + 1)  # one more: to tell it is over
         except (StorageError, OSError, ValueError):
             self.logger.warning(

@@ -29,7 +29,7 @@ import sys
 import time
 import zipfile
 import zlib
-from typing import IO, TYPE_CHECKING, Any, ClassVar, cast
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol, cast
 
 import botocore.exceptions
 import msgspec
@@ -49,11 +49,11 @@ from tap_mparticle.storage import StorageError, folder_date, read_error
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterable, Iterator
 
+    from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
 
     from tap_mparticle.settings import TapSettings
-    from tap_mparticle.storage import RemoteFile
-    from tap_mparticle.tap import TapMParticle
+    from tap_mparticle.storage import RemoteFile, Storage
 
 ParsedItem = dict[str, Any] | BadInputError
 
@@ -85,6 +85,13 @@ READ_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+class StreamHost(Protocol):
+    """What a stream needs from its tap (the tap module sits above this one)."""
+
+    settings: TapSettings
+    storage: Storage
+
+
 class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
     """Records from the files under one prefix of the drop, read once each."""
 
@@ -103,7 +110,7 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
     # largest cost per record, has nothing to do.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
-    def __init__(self, tap: TapMParticle) -> None:
+    def __init__(self, tap: Tap) -> None:
         """Attach to the tap; counters start at zero.
 
         Args:
@@ -120,14 +127,19 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
         self._late: LateFiles | None = None
 
     @property
-    def tap(self) -> TapMParticle:
-        """The tap, typed."""
-        return cast("TapMParticle", self._tap)
+    def host(self) -> StreamHost:
+        """What the stream needs from its tap: the settings and the storage client."""
+        return cast("StreamHost", self._tap)
 
     @property
     def settings(self) -> TapSettings:
         """The tap's checked settings."""
-        return self.tap.settings
+        return self.host.settings
+
+    @property
+    def storage(self) -> Storage:
+        """The one storage client every stream of the run shares."""
+        return self.host.storage
 
     @property
     def prefix(self) -> str:
@@ -179,8 +191,8 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
         Returns:
             Files sorted by `(last_modified, key)`.
         """
-        storage = self.tap.storage
-        excluded = self.tap.prefixes_inside(self.prefix_setting)
+        storage = self.storage
+        excluded = self.settings.prefixes_inside(self.prefix_setting)
         start = self.settings.start_date
         min_date = start.date() if start is not None else None
 
@@ -272,7 +284,7 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
         cursor = self.new_cursor()
         files = self.list_new_files(cursor)
         started = time.monotonic()
-        for file, raw in prefetch(self.tap.storage, files, self.settings.download_concurrency):
+        for file, raw in prefetch(self.storage, files, self.settings.download_concurrency):
             yield from self.emit_file(file, self.parse_file(file, raw), cursor)
         self.finish_files(cursor)
         self.log_summary(time.monotonic() - started)

@@ -15,14 +15,20 @@ log level prints a secret.
 
 from __future__ import annotations
 
-import difflib
-import json
-import logging
 import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import botocore.session
+
+# Shared with target-mparticle; re-exported so the tap imports its guards from one place.
+from mparticle_facts.plugin_guards import (
+    ConfigFileError,
+    parse_json_object,
+    read_json_object,
+    unknown_settings,
+)
+from mparticle_facts.plugin_guards import guard_logs as _guard_logs
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -45,9 +51,6 @@ CHATTY_LOGGERS = (
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _CUSTOM_REGION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
-MASK = "***"
-#: Shorter values are not masked (they would mask ordinary words).
-MIN_SECRET_LENGTH = 4
 
 
 def aws_setting_errors(config: Mapping[str, Any]) -> list[str]:
@@ -91,117 +94,20 @@ def aws_setting_errors(config: Mapping[str, Any]) -> list[str]:
     return errors
 
 
-def unknown_settings(config: Mapping[str, Any], known: Iterable[str]) -> list[str]:
-    """One message per config key no setting has, with the closest setting if any.
-
-    Args:
-        config: The config as given.
-        known: Every setting name (the plugin's and the SDK's built-in ones).
-
-    Returns:
-        Messages such as `unknown setting 'on_bad_recrod' is ignored (did you mean
-        'on_bad_record'?)`.
-    """
-    names = sorted(set(known))
-    messages = []
-    for key in sorted(set(config) - set(names)):
-        close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        messages.append(f"unknown setting {key!r} is ignored{hint}")
-    return messages
-
-
-class ConfigFileError(Exception):
-    """A config or state file that cannot be used; the message is one line."""
-
-
-def read_json_object(path: str, what: str) -> dict[str, Any]:
-    """Read a JSON file that must hold an object.
-
-    Args:
-        path: The file.
-        what: What it is, for the message (`config file`, `state file`).
-
-    Returns:
-        The object.
-
-    Raises:
-        ConfigFileError: It cannot be read, is not JSON, or is not an object.
-    """
-    try:
-        with open(path, encoding="utf-8") as file:  # noqa: PTH123  (a CLI path, str)
-            text = file.read()
-    except OSError as exc:
-        msg = f"{what} {path}: cannot be read ({exc.strerror})"
-        raise ConfigFileError(msg) from None
-    except UnicodeDecodeError as exc:
-        msg = f"{what} {path}: not UTF-8 text (byte {exc.start})"
-        raise ConfigFileError(msg) from None
-    return parse_json_object(text, f"{what} {path}")
-
-
-def parse_json_object(text: str, where: str) -> dict[str, Any]:
-    """Parse text that must be a JSON object.
-
-    Args:
-        text: The text.
-        where: What it is, for the message.
-
-    Returns:
-        The object.
-
-    Raises:
-        ConfigFileError: Not JSON or not an object.
-    """
-    try:
-        value = json.loads(text) if text.strip() else {}
-    except (ValueError, RecursionError) as exc:
-        msg = f"{where}: not valid JSON ({exc})"
-        raise ConfigFileError(msg) from None
-    if not isinstance(value, dict):
-        msg = f"{where}: must hold a JSON object, not a JSON {type(value).__name__}"
-        raise ConfigFileError(msg)
-    return value
-
-
-class _MaskSecrets(logging.Filter):
-    """Replace secret values in a log record's final message."""
-
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__()
-        self.secrets = secrets
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = message
-        for secret in self.secrets:
-            masked = masked.replace(secret, MASK)
-        if masked != message:
-            record.msg, record.args = masked, None
-        return True
-
-
 def guard_logs(secrets: Iterable[object]) -> None:
-    """Cap chatty loggers at INFO and mask `secrets` in every handler's output.
+    """Cap botocore's and smart_open's DEBUG dumps at INFO and mask `secrets` everywhere.
 
     Args:
-        secrets: The configured secret values (empty and short ones are skipped).
+        secrets: The configured secret values.
     """
-    for name in CHATTY_LOGGERS:
-        logger = logging.getLogger(name)
-        if logger.getEffectiveLevel() < logging.INFO:
-            logger.setLevel(logging.INFO)
-    values = sorted(
-        {str(s) for s in secrets if s and len(str(s)) >= MIN_SECRET_LENGTH}, key=len, reverse=True
-    )
-    if not values:
-        return
-    handlers = list(logging.getLogger().handlers)
-    for name in logging.root.manager.loggerDict:
-        handlers.extend(getattr(logging.getLogger(name), "handlers", []))
-    for handler in handlers:
-        existing = next((f for f in handler.filters if isinstance(f, _MaskSecrets)), None)
-        if existing is None:
-            handler.addFilter(_MaskSecrets(values))
-        else:
-            existing.secrets = sorted({*existing.secrets, *values}, key=len, reverse=True)
+    _guard_logs(secrets, CHATTY_LOGGERS)
+
+
+__all__ = [
+    "ConfigFileError",
+    "aws_setting_errors",
+    "guard_logs",
+    "parse_json_object",
+    "read_json_object",
+    "unknown_settings",
+]

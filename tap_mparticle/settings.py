@@ -65,6 +65,25 @@ class TapSettings:
     #: Identity types the audience streams emit (Events API names); None for all.
     identity_types: frozenset[str] | None = None
 
+    def prefixes_inside(self, setting: str) -> list[str]:
+        """Other streams' prefixes nested in this one's, which it must not read.
+
+        With the defaults (events at the root, audiences under `audiences/`) the
+        events stream would otherwise try to read audience files as event batches.
+
+        Args:
+            setting: The prefix setting of the stream asking.
+
+        Returns:
+            The prefixes to leave out of its listing.
+        """
+        own = self.prefixes[setting]
+        return [
+            other
+            for name, other in self.prefixes.items()
+            if name != setting and other != own and other.startswith(own)
+        ]
+
     @property
     def skip_bad_records(self) -> bool:
         """True when bad lines and files are logged, counted and passed over."""

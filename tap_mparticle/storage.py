@@ -1,7 +1,7 @@
 """Where the files are: S3 (or anything that speaks its API) and local directories.
 
 Google Cloud Storage and Azure Blob Storage live in `storage_gcs` and `storage_azure`,
-behind the same `Storage` protocol; `storage_for` picks one from the URL's scheme.
+behind the same `Storage` protocol; `backends.open_storage` picks one by URL scheme.
 
 The streams never see boto3. They ask a `Storage` for the files under a prefix and
 for a byte stream of one file; both backends give the same answers, so every
@@ -27,13 +27,11 @@ import boto3
 import botocore.config
 import botocore.credentials
 import botocore.exceptions
+import botocore.session
 import smart_open
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
-
-    from tap_mparticle.storage_azure import AzureSettings
-    from tap_mparticle.storage_gcs import GcsSettings
 
 UTC = dt.timezone.utc
 LOGGER = logging.getLogger("tap-mparticle")
@@ -365,40 +363,20 @@ class LocalStorage:
             raise StorageError(msg) from None
 
 
-def storage_for(
-    bucket_url: str,
-    aws: AwsSettings,
-    gcs: GcsSettings | None = None,
-    azure: AzureSettings | None = None,
-) -> Storage:
+def storage_for(bucket_url: str, aws: AwsSettings) -> Storage:
     """Pick the backend for a `bucket_url`.
 
-    The GCS and Azure modules import their client libraries only when built, so
-    an S3 user needs neither extra installed.
-
     Args:
-        bucket_url: `s3://bucket[/prefix]`, `gs://bucket[/prefix]`,
-            `az://container[/prefix]`, `file:///path` or a plain path.
+        bucket_url: `s3://bucket[/prefix]`, `file:///path` or a plain path.
         aws: Used for S3 only.
-        gcs: Used for `gs://` only.
-        azure: Used for `az://` only.
 
     Returns:
         A storage backend rooted at the URL.
     """
     parsed = urlparse(bucket_url)
-    root = parsed.path.strip("/")
-    root = f"{root}/" if root else ""
     if parsed.scheme == "s3":
-        return S3Storage(parsed.netloc, root, aws)
-    if parsed.scheme == "gs":
-        from tap_mparticle.storage_gcs import GcsSettings, GcsStorage  # noqa: PLC0415
-
-        return GcsStorage(parsed.netloc, root, gcs or GcsSettings())
-    if parsed.scheme == "az":
-        from tap_mparticle.storage_azure import AzureSettings, AzureStorage  # noqa: PLC0415
-
-        return AzureStorage(parsed.netloc, root, azure or AzureSettings())
+        root = parsed.path.strip("/")
+        return S3Storage(parsed.netloc, f"{root}/" if root else "", aws)
     if parsed.scheme == "file":
         return LocalStorage(Path(unquote(parsed.path)))
     return LocalStorage(Path(bucket_url).expanduser())
@@ -436,9 +414,26 @@ def _boto_session(aws: AwsSettings) -> boto3.Session:
         refresh_using=refresh,
         method="sts-assume-role",
     )
-    botocore_session = session._session  # noqa: SLF001  (boto3 exposes no public setter)
-    botocore_session._credentials = credentials  # type: ignore[attr-defined]  # noqa: SLF001
-    return session
+    # A fresh botocore session whose credential chain starts with the role: only
+    # public botocore API (no private attribute of the session is set).
+    botocore_session = botocore.session.get_session()
+    resolver = botocore_session.get_component("credential_provider")
+    resolver.insert_before("env", _AssumedRole(credentials))
+    return boto3.Session(botocore_session=botocore_session, region_name=aws.region)
+
+
+class _AssumedRole(botocore.credentials.CredentialProvider):
+    """A credential provider that hands out the assumed role's refreshable credentials."""
+
+    METHOD = "sts-assume-role"
+    CANONICAL_NAME = "tap-mparticle-assume-role"
+
+    def __init__(self, credentials: botocore.credentials.RefreshableCredentials) -> None:
+        super().__init__()
+        self._assumed = credentials
+
+    def load(self) -> botocore.credentials.RefreshableCredentials:
+        return self._assumed
 
 
 def _sts_endpoint(aws: AwsSettings) -> str | None:

@@ -14,7 +14,12 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 from typing_extensions import override
 
-from tap_mparticle.audience_streams import AudienceMembershipsStream, AudienceUserAttributesStream
+from tap_mparticle.audience_streams import (
+    AudienceFileStream,
+    AudienceMembershipsStream,
+    AudienceUserAttributesStream,
+)
+from tap_mparticle.backends import open_storage
 from tap_mparticle.cloud_config import AZURE_PROPERTIES, GCS_PROPERTIES
 from tap_mparticle.parsers import BadInputError
 from tap_mparticle.preflight import (
@@ -31,7 +36,7 @@ from tap_mparticle.settings import (
     TapSettings,
     azure_settings,
 )
-from tap_mparticle.storage import StorageError, storage_for
+from tap_mparticle.storage import StorageError
 from tap_mparticle.storage_azure import azure_secret_values
 from tap_mparticle.streams import BatchesStream, EventsStream
 from tap_mparticle.writer import BufferedMsgSpecWriter
@@ -279,32 +284,17 @@ class TapMParticle(Tap):
     @functools.cached_property
     def storage(self) -> Storage:
         """One storage client shared by every stream (one connection pool)."""
-        return storage_for(
+        return open_storage(
             self.settings.bucket_url, self.settings.aws, self.settings.gcs, self.settings.azure
         )
 
-    def prefixes_inside(self, setting: str) -> list[str]:
-        """Other streams' prefixes nested in this one's, which it must not read.
-
-        With the defaults (events at the root, audiences under `audiences/`) the
-        events stream would otherwise try to read audience files as event batches.
-
-        Args:
-            setting: The prefix setting of the stream asking.
-
-        Returns:
-            The prefixes to leave out of its listing.
-        """
-        own = self.settings.prefixes[setting]
-        return [
-            other
-            for name, other in self.settings.prefixes.items()
-            if name != setting and other != own and other.startswith(own)
-        ]
-
     @override
     def discover_streams(self) -> list[MParticleFileStream]:
-        return [stream_class(self) for stream_class in STREAM_TYPES]
+        streams = [stream_class(self) for stream_class in STREAM_TYPES]
+        audience = {s.name: s for s in streams if isinstance(s, AudienceFileStream)}
+        for stream in audience.values():
+            stream.sibling = audience.get(stream.sibling_name)
+        return streams
 
     @classmethod
     @override

@@ -9,7 +9,6 @@ input yields the same ids on a retry or a re-run and mParticle drops the copies.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import typing as t
 
 import msgspec
@@ -62,11 +61,6 @@ def _is_historical(events: t.Sequence[dict[str, t.Any]], mode: str, now_ms: int)
             raise InvalidRecordError(msg)
         return True
     return all(s is not None and s < now_ms - THIRTY_DAYS_MS for s in stamps)
-
-
-def now_ms() -> int:
-    """Wall-clock milliseconds; a function so tests can travel in time."""
-    return int(dt.datetime.now(tz=dt.timezone.utc).timestamp() * 1000)
 
 
 def encode_batch(batch: dict[str, t.Any]) -> bytes:

@@ -12,13 +12,14 @@ import contextlib
 import dataclasses
 import logging
 import queue
-import random
 import threading
 import time
 import typing as t
 from concurrent.futures import ThreadPoolExecutor
 
+import backoff
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from target_mparticle.schema_rules import MAX_BATCHES_PER_REQUEST, MAX_REQUEST_BYTES
@@ -32,6 +33,7 @@ LOGGER = logging.getLogger("target-mparticle")
 BULK_PATH = "/bulkevents"
 HISTORICAL_PATH = "/bulkevents/historical"
 MAX_RETRY_AFTER_SECONDS = 900.0
+_RETRY_AFTER = urllib3.util.Retry()  # its parser reads seconds and HTTP dates alike
 RATE_HEADER = "X-mp-rate-limit-percentage-used"
 # Above this share of the account's limit (as mParticle reports it), slow down.
 SLOWDOWN_FROM_PERCENT = 80.0
@@ -205,7 +207,6 @@ class EventsApiClient:
             max_workers=max(1, settings.parallel_requests),
             thread_name_prefix="mparticle-post",
         )
-        self._random = random.Random()  # noqa: S311 - jitter, not security
 
     def _new_session(self) -> requests.Session:
         session = requests.Session()
@@ -273,21 +274,29 @@ class EventsApiClient:
             )
         return []
 
-    def _backoff(self, attempt: int) -> float:
-        """Exponential backoff with full jitter, capped."""
-        ceiling = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2**attempt)
-        return self._random.uniform(ceiling / 2, ceiling)
-
     def _send(self, request: Request) -> None:
+        """POST one request until mParticle accepts it, retrying what a retry can fix.
+
+        Exactly one wait per failed attempt: a 429 holds every sender back (for its
+        `Retry-After`, else for the backoff delay) through the pacer, whose `acquire`
+        then does the waiting; a 5xx, a timeout or a dropped connection waits in this
+        sender only. Delays without `Retry-After` come from `backoff`'s exponential
+        generator (base `backoff_base_seconds`, capped at `backoff_max_seconds`) with
+        its full jitter: uniform between 0 and the delay.
+        """
         url = self.base_url + request.path
         body = request.body
         n = len(request.batches)
+        delays = backoff.expo(
+            factor=self.settings.backoff_base_s, max_value=self.settings.backoff_max_s
+        )
+        next(delays)  # the generator's first value primes it
         attempt = 0
         while True:
             waited = self.pacer.acquire(n)
             if waited > 0:
                 self.stats.add(throttle_wait_s=waited)
-            problem, retry_after = self._post_once(url, body)
+            problem, retry_after, throttled = self._post_once(url, body)
             if problem is None:
                 events = sum(b.n_events for b in request.batches)
                 self.stats.add(requests=1, batches=n, events=events)
@@ -298,7 +307,7 @@ class EventsApiClient:
                     f"{attempt + 1} attempts; last problem: {problem}"
                 )
                 raise DeliveryError(msg)
-            delay = retry_after if retry_after is not None else self._backoff(attempt)
+            delay = retry_after if retry_after is not None else backoff.full_jitter(next(delays))
             attempt += 1
             self.stats.add(retries=1)
             LOGGER.info(
@@ -310,18 +319,20 @@ class EventsApiClient:
                 self.settings.max_retries,
                 problem,
             )
-            if retry_after is None:
+            if throttled:
+                self.pacer.pause(delay)  # every sender waits, in acquire
+            else:
                 self._sleep(delay)
 
-    def _post_once(self, url: str, body: bytes) -> tuple[str | None, float | None]:
-        """One attempt: (None, None) on 202, else (problem, Retry-After seconds)."""
+    def _post_once(self, url: str, body: bytes) -> tuple[str | None, float | None, bool]:
+        """One attempt: `(problem, Retry-After seconds, rate limited)`; no problem on 202."""
         session = self._sessions.get()
         try:
             response = session.post(url, data=body, timeout=self.settings.timeout_s)
         except requests.Timeout:
-            return "timed out", None
+            return "timed out", None, False
         except requests.ConnectionError as exc:
-            return f"connection failed ({type(exc).__name__})", None
+            return f"connection failed ({type(exc).__name__})", None, False
         finally:
             self._sessions.put(session)
         status = response.status_code
@@ -330,43 +341,43 @@ class EventsApiClient:
             if used is not None:
                 with contextlib.suppress(ValueError):
                     self.pacer.observe_usage(float(used))
-            return None, None
+            return None, None, False
         if status in {HTTP_UNAUTHORIZED, HTTP_FORBIDDEN}:
             msg = (
-                f"mParticle refused the credentials (HTTP {status}) at {url} "
-                f"for API key {self.settings.api_key!r}; check api_key, api_secret and pod"
+                f"mParticle refused the credentials (HTTP {status}) at {url}; "
+                "check api_key, api_secret and pod"
             )
             raise AuthError(msg)
         if status == HTTP_TOO_MANY:
             self.stats.add(throttled=1)
             retry_after = _retry_after(response.headers.get("Retry-After"))
-            wait = retry_after if retry_after is not None else None
-            self.pacer.pause(wait if wait is not None else self.settings.backoff_base_s)
             limit = response.headers.get("X-mp-rate-limit-exceeded", "unspecified")
-            return f"HTTP 429 rate limited ({limit} limit)", wait if wait is not None else None
+            return f"HTTP 429 rate limited ({limit} limit)", retry_after, True
         if status == HTTP_BAD_REQUEST:
             msg = f"HTTP 400 from {url}: {_api_message(response)}"
             raise BadRequestError(msg)
         if status >= HTTP_SERVER_ERROR:
-            return f"HTTP {status}", None
+            return f"HTTP {status}", None, False
         msg = f"unexpected HTTP {status} from {url}: {_api_message(response)}"
         raise DeliveryError(msg)
 
     def describe(self) -> str:
-        """Where data goes, for log lines (never the secret)."""
-        return f"{self.base_url} with API key {self.settings.api_key!r}"
+        """Where data goes, for log lines: the URL only (the key is a credential too)."""
+        return self.base_url
 
 
 def _retry_after(value: str | None) -> float | None:
+    """Seconds a `Retry-After` header asks for: a number or an HTTP date (urllib3 parses both).
+
+    Capped at `MAX_RETRY_AFTER_SECONDS`; None when absent or unreadable.
+    """
     if value is None:
         return None
     try:
-        seconds = float(value.strip())
-    except ValueError:
+        seconds = _RETRY_AFTER.parse_retry_after(value.strip())
+    except urllib3.exceptions.InvalidHeader:
         return None
-    if seconds < 0:
-        return None
-    return min(seconds, MAX_RETRY_AFTER_SECONDS)
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
 def _api_message(response: requests.Response) -> str:

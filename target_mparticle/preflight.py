@@ -12,9 +12,6 @@ every level, and the HTTP libraries' loggers are capped at INFO.
 
 from __future__ import annotations
 
-import difflib
-import json
-import logging
 import os
 import pathlib
 import sys
@@ -29,16 +26,17 @@ from singer_sdk.exceptions import (
 )
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
+from mparticle_facts.plugin_guards import ConfigFileError, read_json_object, unknown_settings
+from mparticle_facts.plugin_guards import guard_logs as _guard_logs
+
 if t.TYPE_CHECKING:
+    import logging
     from collections.abc import Iterable, Iterator, Mapping
 
     import click
     from singer_sdk import Target
 
 CHATTY_LOGGERS = ("urllib3", "requests")
-MASK = "***"
-#: Shorter values are not masked (they would mask ordinary words).
-MIN_SECRET_LENGTH = 4
 
 
 #: What `exit_with_one_line` reports: config mistakes and malformed Singer input
@@ -74,7 +72,7 @@ def check_config_files(ctx: click.Context, paths: Iterable[str], logger: logging
     try:
         for path in paths:
             if path != "ENV":
-                read_json_object(path)
+                read_json_object(path, "config file")
     except ConfigFileError as exc:
         logger.error("%s", exc)  # noqa: TRY400 - one line is the whole story
         ctx.exit(1)
@@ -110,46 +108,6 @@ class SingerInputReader(MsgSpecReader):
             msg = f"not a JSON message: {line[:80].strip()!r}"
             raise InvalidInputLine(msg) from None
         return value
-
-
-class ConfigFileError(Exception):
-    """A config file that cannot be used; the message is one line."""
-
-
-def read_json_object(path: str) -> dict[str, t.Any]:
-    """Read a config file that must hold a JSON object.
-
-    Raises:
-        ConfigFileError: It cannot be read, is not JSON, or is not an object.
-    """
-    try:
-        text = pathlib.Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        msg = f"config file {path}: cannot be read ({exc.strerror})"
-        raise ConfigFileError(msg) from None
-    except UnicodeDecodeError as exc:
-        msg = f"config file {path}: not UTF-8 text (byte {exc.start})"
-        raise ConfigFileError(msg) from None
-    try:
-        value = json.loads(text) if text.strip() else {}
-    except (ValueError, RecursionError) as exc:
-        msg = f"config file {path}: not valid JSON ({exc})"
-        raise ConfigFileError(msg) from None
-    if not isinstance(value, dict):
-        msg = f"config file {path}: must hold a JSON object, not a JSON {type(value).__name__}"
-        raise ConfigFileError(msg)
-    return value
-
-
-def unknown_settings(config: Mapping[str, t.Any], known: Iterable[str]) -> list[str]:
-    """One message per config key no setting has, with the closest setting if any."""
-    names = sorted(set(known))
-    messages = []
-    for key in sorted(set(config) - set(names)):
-        close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        messages.append(f"unknown setting {key!r} is ignored{hint}")
-    return messages
 
 
 def output_path_errors(config: Mapping[str, t.Any]) -> list[str]:
@@ -204,40 +162,10 @@ class NumberedLines:
             yield line
 
 
-class _MaskSecrets(logging.Filter):
-    """Replace secret values in a log record's final message."""
-
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__()
-        self.secrets = secrets
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = message
-        for secret in self.secrets:
-            masked = masked.replace(secret, MASK)
-        if masked != message:
-            record.msg, record.args = masked, None
-        return True
-
-
 def guard_logs(secrets: Iterable[object]) -> None:
-    """Cap chatty loggers at INFO and mask `secrets` in every handler's output."""
-    for name in CHATTY_LOGGERS:
-        logger = logging.getLogger(name)
-        if logger.getEffectiveLevel() < logging.INFO:
-            logger.setLevel(logging.INFO)
-    values = sorted(
-        {str(s) for s in secrets if s and len(str(s)) >= MIN_SECRET_LENGTH}, key=len, reverse=True
-    )
-    if not values:
-        return
-    handlers = list(logging.getLogger().handlers)
-    for name in logging.root.manager.loggerDict:
-        handlers.extend(getattr(logging.getLogger(name), "handlers", []))
-    for handler in handlers:
-        existing = next((f for f in handler.filters if isinstance(f, _MaskSecrets)), None)
-        if existing is None:
-            handler.addFilter(_MaskSecrets(values))
-        else:
-            existing.secrets = sorted({*existing.secrets, *values}, key=len, reverse=True)
+    """Cap urllib3's DEBUG output at INFO and mask `secrets` in every log line.
+
+    Args:
+        secrets: The configured secret values.
+    """
+    _guard_logs(secrets, CHATTY_LOGGERS)

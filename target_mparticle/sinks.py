@@ -29,9 +29,23 @@ from target_mparticle.schema_rules import MAX_BATCHES_PER_REQUEST
 from target_mparticle.validation import compiled_or_default
 
 if t.TYPE_CHECKING:
+    from singer_sdk import Target
     from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
-    from target_mparticle.target import TargetMParticle
+    from target_mparticle.delivery import Delivery
+    from target_mparticle.settings import TargetSettings
+
+
+class SinkHost(t.Protocol):
+    """What a sink needs from its target (the target module sits above this one)."""
+
+    settings: TargetSettings
+    delivery: Delivery
+
+    def latest_state(self) -> object:
+        """The last STATE received; a new object each time a new one arrives."""
+        ...
+
 
 LOGGER = logging.getLogger("target-mparticle")
 DEFAULT_MAX_SIZE = 2_000
@@ -48,20 +62,22 @@ class EventsSink(BatchSink):
     @override
     def __init__(
         self,
-        target: TargetMParticle,
+        target: Target,
         stream_name: str,
         schema: dict[str, t.Any],
         key_properties: t.Sequence[str] | None,
     ) -> None:
         """Bind the stream's converter; carried-over events start empty."""
         super().__init__(target, stream_name, schema, key_properties)
-        self.owner = target
+        self.host = t.cast("SinkHost", target)
+        self.delivery = self.host.delivery
+        mapping = self.host.settings.mapping_for(stream_name)
         self.converter = Converter(
             stream_name,
             key_properties or [],
-            target.mapping_for(stream_name),
-            target.environment,
-            target.tally,
+            mapping,
+            self.host.settings.environment,
+            self.delivery.tally,
         )
         self._carry: list[Item] = []
         self.sent_records = 0
@@ -70,7 +86,7 @@ class EventsSink(BatchSink):
         self._open_line: tuple[t.Any, t.Any] | None = None
         self._open_line_size = 0
         self._state_at_last_record: object = None
-        target.ignored.schema_arrived(stream_name, schema, target.mapping_for(stream_name))
+        self.delivery.ignored.schema_arrived(stream_name, schema, mapping)
 
     @override
     def get_validator(self) -> BaseJSONSchemaValidator | None:
@@ -106,19 +122,19 @@ class EventsSink(BatchSink):
     @override
     def process_record(self, record: dict[str, t.Any], context: dict[str, t.Any]) -> None:
         """Convert on arrival, so invalid records are handled before any STATE moves."""
-        self._state_at_last_record = _latest_state(self.owner)
+        self._state_at_last_record = self.host.latest_state()
         line = line_of(record)
         if line is None or line != self._open_line:
             self._open_line, self._open_line_size = line, 0
-        self.owner.ignored.record_seen(self.stream_name, record)
+        self.delivery.ignored.record_seen(self.stream_name, record)
         try:
             item = self.converter.convert(record)
         except InvalidRecordError as exc:
-            self.owner.invalid.handle(self.stream_name, record, str(exc))
+            self.delivery.invalid.handle(self.stream_name, record, str(exc))
             return
         for alone, reason in item.refused:
             # One event of a whole batch: handled alone, the rest of its batch is sent.
-            self.owner.invalid.handle(
+            self.delivery.invalid.handle(
                 self.stream_name, alone, f"{self.converter.describe(record)}: {reason}"
             )
         if line is not None:
@@ -128,7 +144,7 @@ class EventsSink(BatchSink):
     def _line_open(self) -> bool:
         """True while the last line read may still go on: no STATE has come since."""
         return (
-            self._open_line is not None and _latest_state(self.owner) is self._state_at_last_record
+            self._open_line is not None and self.host.latest_state() is self._state_at_last_record
         )
 
     def _sendable(self, items: list[Item], *, full: bool) -> int:
@@ -177,7 +193,7 @@ class EventsSink(BatchSink):
         items, self._carry = items[:cut], items[cut:]
         if not items:
             return
-        self.owner.deliver(self.stream_name, items)
+        self.delivery.deliver(self.stream_name, items)
         self.sent_records += len(items)
 
 
@@ -196,9 +212,3 @@ def line_of(record: t.Mapping[str, t.Any]) -> tuple[t.Any, t.Any] | None:
     if file is None or lineno is None:
         return None
     return file, lineno
-
-
-def _latest_state(target: TargetMParticle) -> object:
-    # The SDK replaces this dict on every new STATE (and keeps it on a repeat), so
-    # its identity tells whether a STATE has come since a record.
-    return getattr(target, "_latest_state", None)

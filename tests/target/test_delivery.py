@@ -91,8 +91,8 @@ def test_429_with_retry_after_then_success(server, config):
     run = run_target(config, "users.singer")
     assert run.error is None
     assert len(server.batches()) == USERS
-    assert run.target.client.stats.throttled == 2
-    assert run.target.client.pacer.factor < 1
+    assert run.target.delivery.client.stats.throttled == 2
+    assert run.target.delivery.client.pacer.factor < 1
 
 
 @pytest.mark.parametrize("status", [500, 503])
@@ -101,7 +101,7 @@ def test_server_errors_are_retried_with_the_same_ids(server, config, status):
     run = run_target(config, "users.singer")
     assert run.error is None
     assert len(server.batches()) == USERS
-    assert run.target.client.stats.retries == 3
+    assert run.target.delivery.client.stats.retries == 3
 
 
 def test_dropped_connections_and_lost_answers_are_retried_and_deduplicated(server, config):
@@ -125,7 +125,7 @@ def test_slow_answers_time_out_and_are_retried(config):
         run = run_target(config, "users.singer")
         assert run.error is None
         assert len(server.batches()) == USERS
-        assert run.target.client.stats.retries >= 1
+        assert run.target.delivery.client.stats.retries >= 1
 
 
 def test_retries_exhausted_fails_without_a_state_past_accepted_records(server, config):
@@ -142,7 +142,9 @@ def test_retries_exhausted_fails_without_a_state_past_accepted_records(server, c
 
 
 @pytest.mark.parametrize(("key", "secret", "status"), [("test-key", "wrong", 403)])
-def test_refused_credentials_stop_at_once_naming_url_and_key(server, config, key, secret, status):
+def test_refused_credentials_stop_at_once_naming_url_not_credentials(
+    server, config, key, secret, status
+):
     config["api_key"] = key
     config["api_secret"] = secret
     run = run_target(config, "users.singer")
@@ -150,7 +152,9 @@ def test_refused_credentials_stop_at_once_naming_url_and_key(server, config, key
     message = str(run.error)
     assert f"HTTP {status}" in message
     assert server.url in message
-    assert "test-key" in message
+    assert "api_key" in message
+    # The key is a credential too (declared secret): named, never shown.
+    assert "test-key" not in message
     assert SECRET not in message
     assert "wrong" not in message
     assert run.states == []
@@ -200,7 +204,7 @@ def test_records_without_identity_skip_dead_letter_or_fail(config, tmp_path):
     config["on_invalid_record"] = "skip"
     run = run_target(config, lines)
     assert run.error is None
-    assert run.target.invalid.count == 1
+    assert run.target.delivery.invalid.count == 1
     assert run.states == [2]
 
     config["on_invalid_record"] = "dead_letter"
@@ -236,7 +240,7 @@ def test_high_usage_header_slows_the_pacer(config):
         config["api_url"] = busy.url
         run = run_target(config, "users.singer")
     assert run.error is None
-    assert run.target.client.pacer.factor == pytest.approx(0.25)
+    assert run.target.delivery.client.pacer.factor == pytest.approx(0.25)
 
 
 def test_pacer_books_slots_at_the_configured_rate():

@@ -199,7 +199,7 @@ def test_optional_parts_that_cannot_be_valid_are_dropped_never_the_event(server,
     assert "breadcrumbs" not in events[2]["data"]
     assert events[3]["data"]["custom_event_type"] == "other"
     assert events[3]["data"]["custom_attributes"]["original_custom_event_type"] == "attribution"
-    tally = run.target.tally
+    tally = run.target.delivery.tally
     assert tally["optional event fields that could not be valid dropped (location)"] == 1
     assert tally["optional event fields that could not be valid dropped (breadcrumbs)"] == 1
     assert sum(v for k, v in tally.items() if k.startswith("optional event fields")) == 6

@@ -1,0 +1,138 @@
+"""Guards both plugins put round their config files and their logs.
+
+Not facts about mParticle, but the same in both plugins, so they live once in the
+package both share: reading a config or state file that must be a JSON object (one
+line when it is not), naming settings no one has, and masking secret values in every
+log line, at any level, DEBUG included.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+MASK = "***"
+#: Shorter values are not masked: they would hide ordinary words in messages.
+MIN_SECRET_LENGTH = 4
+
+
+def unknown_settings(config: Mapping[str, Any], known: Iterable[str]) -> list[str]:
+    """One message per config key no setting has, with the closest setting if any.
+
+    Args:
+        config: The config as given.
+        known: Every setting name (the plugin's and the SDK's built-in ones).
+
+    Returns:
+        Messages such as `unknown setting 'on_bad_recrod' is ignored (did you mean
+        'on_bad_record'?)`.
+    """
+    names = sorted(set(known))
+    messages = []
+    for key in sorted(set(config) - set(names)):
+        close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        messages.append(f"unknown setting {key!r} is ignored{hint}")
+    return messages
+
+
+class ConfigFileError(Exception):
+    """A config or state file that cannot be used; the message is one line."""
+
+
+def read_json_object(path: str, what: str) -> dict[str, Any]:
+    """Read a JSON file that must hold an object.
+
+    Args:
+        path: The file.
+        what: What it is, for the message (`config file`, `state file`).
+
+    Returns:
+        The object.
+
+    Raises:
+        ConfigFileError: It cannot be read, is not JSON, or is not an object.
+    """
+    try:
+        with open(path, encoding="utf-8") as file:  # noqa: PTH123  (a CLI path, str)
+            text = file.read()
+    except OSError as exc:
+        msg = f"{what} {path}: cannot be read ({exc.strerror})"
+        raise ConfigFileError(msg) from None
+    except UnicodeDecodeError as exc:
+        msg = f"{what} {path}: not UTF-8 text (byte {exc.start})"
+        raise ConfigFileError(msg) from None
+    return parse_json_object(text, f"{what} {path}")
+
+
+def parse_json_object(text: str, where: str) -> dict[str, Any]:
+    """Parse text that must be a JSON object.
+
+    Args:
+        text: The text.
+        where: What it is, for the message.
+
+    Returns:
+        The object.
+
+    Raises:
+        ConfigFileError: Not JSON or not an object.
+    """
+    try:
+        value = json.loads(text) if text.strip() else {}
+    except (ValueError, RecursionError) as exc:
+        msg = f"{where}: not valid JSON ({exc})"
+        raise ConfigFileError(msg) from None
+    if not isinstance(value, dict):
+        msg = f"{where}: must hold a JSON object, not a JSON {type(value).__name__}"
+        raise ConfigFileError(msg)
+    return value
+
+
+class _MaskSecrets(logging.Filter):
+    """Replace secret values in a log record's final message."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = message
+        for secret in self.secrets:
+            masked = masked.replace(secret, MASK)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def guard_logs(secrets: Iterable[object], chatty_loggers: Iterable[str]) -> None:
+    """Cap chatty loggers at INFO and mask `secrets` in every handler's output.
+
+    Args:
+        secrets: The configured secret values (empty and short ones are skipped).
+        chatty_loggers: Libraries whose DEBUG output echoes requests (and so secrets).
+    """
+    for name in chatty_loggers:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.INFO:
+            logger.setLevel(logging.INFO)
+    values = sorted(
+        {str(s) for s in secrets if s and len(str(s)) >= MIN_SECRET_LENGTH}, key=len, reverse=True
+    )
+    if not values:
+        return
+    handlers = list(logging.getLogger().handlers)
+    for name in logging.root.manager.loggerDict:
+        handlers.extend(getattr(logging.getLogger(name), "handlers", []))
+    for handler in handlers:
+        existing = next((f for f in handler.filters if isinstance(f, _MaskSecrets)), None)
+        if existing is None:
+            handler.addFilter(_MaskSecrets(values))
+        else:
+            existing.secrets = sorted({*existing.secrets, *values}, key=len, reverse=True)

@@ -1,0 +1,42 @@
+"""Every private part of the Singer SDK tap-mparticle relies on, in one place, with why.
+
+A file tap needs what the SDK keeps private: STATE per file rather than per record,
+record messages without the SDK's per-record walk, and the stream's tap. The stream
+base (`client.py`) overrides or reads only the names listed here.
+`tests/test_sdk_contract.py` checks each against the installed SDK (it exists, its
+signature, and a fingerprint of its source), so an SDK upgrade that renames or
+changes one fails the suite instead of silently changing what the tap does. Re-read
+the SDK's new code before updating a fingerprint.
+"""
+
+from __future__ import annotations
+
+#: Methods the tap overrides: (SDK class, method) -> why.
+OVERRIDDEN: dict[tuple[str, str], str] = {
+    ("singer_sdk.streams.core:Stream", "_write_state_message"): (
+        "STATE is written between files only, spaced out, with the history compacted"
+    ),
+    ("singer_sdk.streams.core:Stream", "_generate_record_messages"): (
+        "the SDK walks every nested dict for deselected sub-properties; ours have none"
+    ),
+    ("singer_sdk.streams.core:Stream", "_increment_stream_state"): (
+        "the bookmark moves per file (a file may hold no records), never per record"
+    ),
+    ("singer_sdk.streams.core:Stream", "log"): (
+        "no generic 'unhandled error' line before the tap's own one-line error"
+    ),
+    ("singer_sdk.plugin_base:PluginBase", "cb_config"): (
+        "a config file that is not a JSON object is one line, not a traceback"
+    ),
+}
+
+#: Attributes and functions the tap reads: (SDK module or class, name) -> why.
+READ: dict[tuple[str, str], str] = {
+    ("singer_sdk.streams.core:Stream", "_tap"): (
+        "the stream's tap, for the settings and the one storage client"
+    ),
+    ("singer_sdk.streams.core:Stream", "_stream_version"): (
+        "the version every RECORD message carries"
+    ),
+    ("singer_sdk.helpers._util", "utc_now"): "the time_extracted the SDK itself stamps",
+}

@@ -1,0 +1,135 @@
+"""One run's delivery: items to requests, requests to mParticle, refusals to the policy.
+
+The sinks hand each drain here and get control back only once every item is accepted
+(HTTP 202) or deliberately skipped or dead-lettered, which is what lets the target
+pass a STATE on right after a drain. The run's counters, the repairs counted while
+converting, and what the target ignored are kept here too, for the summary.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+import typing as t
+
+from target_mparticle.assemble import assemble
+from target_mparticle.client import ClientSettings, DryRunClient, EventsApiClient, pack
+from target_mparticle.clock import now_ms
+from target_mparticle.ignored import IgnoredSettings
+from target_mparticle.invalid import InvalidRecords
+from target_mparticle.report import progress_line, summary_line
+from target_mparticle.values import Tally
+
+if t.TYPE_CHECKING:
+    from target_mparticle.convert import Item
+    from target_mparticle.settings import TargetSettings
+
+LOGGER = logging.getLogger("target-mparticle")
+
+
+class Delivery:
+    """Everything a drain needs to reach mParticle, shared by every sink of a run."""
+
+    def __init__(self, settings: TargetSettings) -> None:
+        """Start the run's counters; the HTTP client is created on the first drain.
+
+        Args:
+            settings: The target's settings.
+        """
+        self.settings = settings
+        self.tally = Tally()
+        self.ignored = IgnoredSettings(settings.mappings)
+        self.invalid = InvalidRecords(settings.on_invalid_record, settings.dead_letter_path)
+        self.delivering = 0
+        self._started = time.monotonic()
+
+    @functools.cached_property
+    def client(self) -> EventsApiClient | DryRunClient:
+        """The real client, or the dry-run writer."""
+        settings = self.settings
+        if settings.dry_run:
+            return DryRunClient(settings.dry_run_path, settings.base_url)
+        return EventsApiClient(
+            ClientSettings(
+                base_url=settings.base_url,
+                api_key=settings.api_key,
+                api_secret=settings.api_secret,
+                max_retries=settings.max_retries,
+                max_batches_per_second=settings.max_batches_per_second,
+                timeout_s=settings.request_timeout,
+                parallel_requests=settings.max_parallel_requests,
+                backoff_base_s=settings.backoff_base_seconds,
+                backoff_max_s=settings.backoff_max_seconds,
+            )
+        )
+
+    def deliver(self, stream: str, items: t.Sequence[Item]) -> None:
+        """Send one drain's items; return only when each is accepted or dead-lettered.
+
+        Args:
+            stream: The stream the items came from.
+            items: The drain's converted records.
+        """
+        self.delivering += 1
+        try:
+            prepared, rejected = assemble(items, self.settings.historical, now_ms())
+            for item, reason in rejected:
+                self.invalid.handle(stream, item.record, f"{stream!r}: {reason}")
+            requests_ = pack(prepared)
+            refused = self.client.deliver(
+                requests_, isolate_bad=self.settings.on_invalid_record != "fail"
+            )
+            for batch, reason in refused:
+                for item in batch.items:
+                    self.invalid.handle(stream, item.record, f"{stream!r}: {reason}")
+            self.invalid.sync()
+        finally:
+            self.delivering -= 1
+        LOGGER.info(
+            "%s",
+            progress_line(
+                stream,
+                records=len(items),
+                batches=len(prepared),
+                requests=len(requests_),
+                stats=self.client.stats,
+                held_back_s=self.held_back_s(),
+            ),
+        )
+
+    def held_back_s(self) -> float:
+        """Wall-clock seconds requests waited for pacing or rate limits (0 in a dry run)."""
+        client = self.__dict__.get("client")
+        return client.pacer.held_back_s if isinstance(client, EventsApiClient) else 0.0
+
+    def report(self, records: int) -> None:
+        """Log the run's summary, what it ignored, and what it repaired.
+
+        Args:
+            records: Records the sinks delivered.
+        """
+        client = self.__dict__.get("client")
+        stats = client.stats if client is not None else None
+        LOGGER.info(
+            "%s",
+            summary_line(
+                records=records,
+                destination=client.describe() if client is not None else self.settings.base_url,
+                seconds=time.monotonic() - self._started,
+                stats=stats,
+                held_back_s=self.held_back_s(),
+                invalid=self.invalid.count,
+                policy=self.settings.on_invalid_record,
+            ),
+        )
+        self.ignored.report()
+        for what, count in sorted(self.tally.items()):
+            LOGGER.warning("Repaired to fit mParticle's limits: %d %s", count, what)
+
+    def close(self) -> None:
+        """Close connections and the dead-letter file."""
+        client = self.__dict__.get("client")
+        if client is not None:
+            client.close()
+        self.invalid.close()

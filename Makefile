@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 PLUGINS_STAMP := .meltano/.installed-stamp
 
-.PHONY: venv plugins azurite demo test lint typecheck pytest fixtures corpus bench bench-tap bench-target docs clean
+.PHONY: venv plugins azurite demo test test-fast pytest-fast lint typecheck pytest fixtures corpus bench bench-tap bench-target docs clean
 
 venv: $(STAMP)
 
@@ -51,9 +51,17 @@ typecheck: venv
 	$(BIN)/mypy
 
 pytest: venv plugins azurite
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10
 
+# Everything (CI runs this through .ci/run).
 test: lint typecheck pytest
+
+# The edit loop: the same checks without the tests that run the real meltano CLI
+# (marker `meltano`); the benchmarks never run under pytest. `make test` before pushing.
+pytest-fast: venv azurite
+	$(BIN)/python -m pytest -q --durations=10 -m "not meltano and not external"
+
+test-fast: lint typecheck pytest-fast
 
 # Regenerate the committed sample drop (deterministic: same bytes every time).
 fixtures: venv

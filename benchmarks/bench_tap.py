@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scripts.generate_drop import generate_drop  # noqa: E402
-from tests.cloudsupport import (  # noqa: E402
+from tests.support.cloud import (  # noqa: E402
     Azurite,
     FakeGcs,
     azure_config,

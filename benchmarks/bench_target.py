@@ -28,10 +28,9 @@ import warnings
 import requests
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "target"))
 sys.path.insert(0, str(ROOT))
 
-from eventsapi_server import serve_forever  # noqa: E402
+from tests.support.eventsapi import serve_forever  # noqa: E402
 
 NS = uuid.UUID("3f0b6c8e-8a2f-4f50-9d0a-1c2b3d4e5f60")
 BASE_MS = 1_763_000_000_000

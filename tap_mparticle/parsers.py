@@ -9,11 +9,8 @@ drops, and an `aws s3 sync` or a rename can change it anyway.
 from __future__ import annotations
 
 import io
-import json
 import zlib
 from typing import IO, TYPE_CHECKING, Any
-
-import msgspec
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -31,8 +28,6 @@ MAX_GZIP_HEADER_FIELD = 64 << 10
 MAX_JSON_DEPTH = 1000
 _DEFLATE = 8
 _FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 2, 4, 8, 16
-
-_decode_json = msgspec.json.Decoder().decode
 
 
 class BadInputError(Exception):
@@ -259,7 +254,7 @@ class _Readable(io.RawIOBase):
 class OverlongLine(bytes):
     """Stands in for a line longer than `MAX_LINE_BYTES`: its first bytes, the rest skipped.
 
-    Readers turn it into one bad-input item (`decode_json` does for events files),
+    Readers turn it into one bad-input item (`overlong`),
     so an endless line costs one buffer of memory and nothing around it.
     """
 
@@ -329,38 +324,6 @@ def overlong(location: str, lineno: int) -> BadInputError:
     return BadInputError(location, reason, lineno)
 
 
-def decode_json(line: bytes, location: str, lineno: int) -> Any:  # noqa: ANN401  (any JSON value)
-    """Decode one JSON document, naming the file and line when it cannot be read.
-
-    Args:
-        line: The bytes of the document.
-        location: The file's URI, for error messages.
-        lineno: The line the document is on.
-
-    Returns:
-        The decoded value (numbers stay as written: ints as int, floats as float).
-
-    Raises:
-        BadInputError: The bytes are not UTF-8 or not a JSON document, the line is
-            over `MAX_LINE_BYTES`, the document is nested deeper than `MAX_JSON_DEPTH`
-            or holds an integer of more than 4,300 digits.
-    """
-    if isinstance(line, OverlongLine):
-        raise overlong(location, lineno)
-    try:
-        return _decode_json(line)
-    except UnicodeDecodeError as exc:
-        msg = f"bytes that are not UTF-8 at offset {exc.start}"
-        raise BadInputError(location, msg, lineno) from None
-    except msgspec.ValidationError:
-        # msgspec stops at 64-bit integers; the standard library reads larger ones.
-        return decode_json_stdlib(line, location, lineno)
-    except msgspec.DecodeError as exc:
-        raise BadInputError(location, f"not valid JSON ({exc})", lineno) from None
-    except RecursionError:
-        raise too_deep(location, lineno) from None
-
-
 def too_deep(location: str, lineno: int) -> BadInputError:
     """The bad-input error for a document nested beyond what the decoders accept.
 
@@ -373,28 +336,3 @@ def too_deep(location: str, lineno: int) -> BadInputError:
     """
     reason = f"JSON nested deeper than about {MAX_JSON_DEPTH} levels, the limit"
     return BadInputError(location, reason, lineno)
-
-
-def decode_json_stdlib(line: bytes | str, location: str, lineno: int) -> Any:  # noqa: ANN401
-    """Decode with the standard library, every failure a `BadInputError`.
-
-    Args:
-        line: The document.
-        location: The file's URI.
-        lineno: The line.
-
-    Returns:
-        The decoded value.
-
-    Raises:
-        BadInputError: Not JSON, too deep, or an integer over 4,300 digits.
-    """
-    try:
-        return json.loads(line)
-    except RecursionError:
-        raise too_deep(location, lineno) from None
-    except UnicodeDecodeError as exc:
-        msg = f"bytes that are not UTF-8 at offset {exc.start}"
-        raise BadInputError(location, msg, lineno) from None
-    except ValueError as exc:  # JSONDecodeError, and int() over sys.get_int_max_str_digits()
-        raise BadInputError(location, f"not valid JSON ({exc})", lineno) from None

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 UTC = dt.timezone.utc
 LOGGER = logging.getLogger("tap-mparticle")
 DATE_FOLDER = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+LIST_PAGE_SIZE = 1000  # S3's own maximum; a module constant so tests page over a few keys
 # smart_open reads S3 objects in ranged requests of this size and reconnects on a
 # dropped body, which boto3's plain `Body.read()` does not.
 S3_BUFFER_SIZE = 4 << 20
@@ -204,7 +205,12 @@ class S3Storage:
         while pending:
             folder = pending.pop()
             try:
-                pages = paginator.paginate(Bucket=self.bucket, Prefix=folder, Delimiter="/")
+                pages = paginator.paginate(
+                    Bucket=self.bucket,
+                    Prefix=folder,
+                    Delimiter="/",
+                    PaginationConfig={"PageSize": LIST_PAGE_SIZE},
+                )
                 for page in pages:
                     for common in page.get("CommonPrefixes", []):
                         sub = common.get("Prefix", "")

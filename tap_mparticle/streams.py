@@ -183,7 +183,13 @@ def _typed(name: str, kind: str) -> th.Property[Any]:
         return th.Property(name, th.IntegerType(), description=description)
     if kind == "string":
         return th.Property(name, th.StringType(), description=description)
-    return th.Property(name, th.ObjectType(additional_properties=True), description=description)
+    # Free-form, with no "properties" key, for the reason `schema_objects.free_object`
+    # gives: flattening then keeps the object whole as one JSON column.
+    return th.Property(
+        name,
+        th.CustomType({"type": ["object", "null"], "additionalProperties": True}),
+        description=description,
+    )
 
 
 class BatchesStream(_EventFileStream):
@@ -231,11 +237,8 @@ class BatchesStream(_EventFileStream):
                 "The batch's events exactly as written (deselect it to keep batch-level data only)."
             ),
         ),
-        th.Property(
-            "other_fields",
-            th.ObjectType(additional_properties=True, nullable=False),
-            required=True,
-            description="Top-level fields this schema does not name, exactly as written.",
+        free_object(
+            "other_fields", "Top-level fields this schema does not name, exactly as written."
         ),
         _BATCH_INDEX,
         *PROVENANCE,

@@ -86,7 +86,7 @@ def _pieces(
         start += len(chunk)
 
 
-def assemble(  # noqa: C901 - grouping, splitting and id rules read best together
+def assemble(
     items: t.Sequence[Item],
     historical_mode: str,
     now: int,
@@ -114,26 +114,69 @@ def assemble(  # noqa: C901 - grouping, splitting and id rules read best togethe
         except InvalidRecordError as exc:
             rejected.extend((m, str(exc)) for m in members)
             continue
-        pieces = list(_pieces(first.batch, events))
+        shell = first.batch
+        if any(m.batch is not shell for m in members[1:]):
+            shell = fold_user_updates([m.batch for m in members])
+        pieces = list(_pieces(shell, events))
         for index, chunk in enumerate(pieces):
-            if first.group is not None:
-                ids = [e["data"].get("source_message_id") for e in chunk]
-                request_id = digest_id("group", first.group, ids)
-            elif len(pieces) == 1:
-                request_id = first.request_id
-            else:
-                request_id = digest_id("part", first.request_id, index, len(pieces))
-            batch = {**first.batch, "source_request_id": request_id}
+            request_id = _request_id(members, chunk, index, len(pieces))
+            batch = {**shell, "source_request_id": request_id}
             if chunk:
                 batch["events"] = chunk
             body = encode_batch(batch)
-            owners = members if first.group is None else _owners(members, chunk)
+            owners = members if first.group is None or not chunk else _owners(members, chunk)
             if len(body) > rules.MAX_BATCH_BYTES:
                 reason = f"batch is {len(body)} bytes, over the {rules.MAX_BATCH_BYTES} cap"
                 rejected.extend((m, reason) for m in owners)
                 continue
             prepared.append(PreparedBatch(request_id, body, historical, owners, len(chunk)))
     return prepared, rejected
+
+
+def _request_id(members: list[Item], chunk: list[dict[str, t.Any]], index: int, parts: int) -> str:
+    """The batch's source_request_id: from its content only, so every re-run repeats it."""
+    first = members[0]
+    if first.group is not None and not chunk:
+        # A user's updates folded together: the id names every change in it.
+        return digest_id("fold", first.group, [m.request_id for m in members])
+    if first.group is not None:
+        ids = [e["data"].get("source_message_id") for e in chunk]
+        return digest_id("group", first.group, ids)
+    if parts == 1:
+        return first.request_id
+    return digest_id("part", first.request_id, index, parts)
+
+
+def fold_user_updates(shells: t.Sequence[dict[str, t.Any]]) -> dict[str, t.Any]:
+    """One user's attribute changes, in the order they came, as one batch.
+
+    A later change always wins: set-then-delete leaves the attribute deleted,
+    delete-then-set leaves it set, so one request carries the user's final state
+    and no earlier change can overtake a later one in flight.
+
+    Args:
+        shells: The batch shells of one user's items, in record order.
+
+    Returns:
+        A new shell: the first one's fields, with attributes and deletes folded.
+    """
+    merged = dict(shells[0])
+    attributes: dict[str, t.Any] = {}
+    deleted: dict[str, None] = {}  # ordered set
+    for shell in shells:
+        for name in shell.get("deleted_user_attributes") or ():
+            attributes.pop(name, None)
+            deleted[name] = None
+        for name, value in (shell.get("user_attributes") or {}).items():
+            deleted.pop(name, None)
+            attributes[name] = value
+    merged.pop("user_attributes", None)
+    merged.pop("deleted_user_attributes", None)
+    if attributes:
+        merged["user_attributes"] = attributes
+    if deleted:
+        merged["deleted_user_attributes"] = list(deleted)
+    return merged
 
 
 def _owners(members: list[Item], chunk: list[dict[str, t.Any]]) -> list[Item]:

@@ -16,84 +16,28 @@ selects both streams sends every event once.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import typing as t
 
-import msgspec
-
-from mparticle_facts.identities import DEVICE_IDENTITIES, field_identity_type
 from mparticle_facts.numbers import to_int
-from target_mparticle import schema_rules as rules
+from target_mparticle.audience_rows import (
+    AudienceRows,
+    is_audience_attribute,
+    is_audience_membership,
+)
 from target_mparticle.clean import (
     clean_application_info,
     clean_device_info,
     clean_event,
     clean_identities,
-    clean_object,
     clean_user_attributes,
     environment_of,
     replayed_fields,
 )
-from target_mparticle.inbound import InvalidRecordError, fit_event, fit_shell
-from target_mparticle.values import (
-    Tally,
-    event_attributes,
-    to_attribute_string,
-    to_epoch_ms,
-    truncate,
-    user_attributes,
-)
+from target_mparticle.inbound import InvalidRecordError, fit_shell
+from target_mparticle.items import BatchDefaults, Item, digest_id, public, with_fields
+from target_mparticle.mapped import MappedRecords
 
-if t.TYPE_CHECKING:
-    from target_mparticle.mapping import StreamMapping
-
-_HASH_ENCODER = msgspec.json.Encoder(order="sorted", decimal_format="number")
-_COMMERCE_ACTION_FIELDS = (
-    "transaction_id",
-    "affiliation",
-    "total_amount",
-    "tax_amount",
-    "shipping_amount",
-    "coupon_code",
-    "checkout_step",
-    "products",
-)
-
-
-@dataclasses.dataclass
-class Item:
-    """One record, converted: a batch shell plus the events it contributes.
-
-    ``group`` is set for records of one original batch line (tap-mparticle events
-    and batches); items sharing it are merged into one batch. ``refused`` holds the
-    events of a whole batch that could not be made valid, each with its reason, to
-    be handled alone by ``on_invalid_record`` while the rest is sent.
-    """
-
-    stream: str
-    record: dict[str, t.Any]
-    batch: dict[str, t.Any]
-    events: list[dict[str, t.Any]]
-    group: str | None
-    request_id: str
-    refused: list[tuple[dict[str, t.Any], str]] = dataclasses.field(default_factory=list)
-
-
-def digest_id(*parts: object) -> str:
-    """A UUID (version 5 layout) from a SHA-1 over canonical JSON of ``parts``."""
-    digest = bytearray(
-        hashlib.sha1(_HASH_ENCODER.encode(parts), usedforsecurity=False).digest()[:16]
-    )
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    text = digest.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
-
-
-def _public(record: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
-    """The record without Singer metadata, which varies from run to run."""
-    return {k: v for k, v in record.items() if not k.startswith("_sdc_")}
+__all__ = ["BatchDefaults", "Converter", "Item", "digest_id", "is_tap_event", "is_whole_batch"]
 
 
 def is_tap_event(stream: str, record: t.Mapping[str, t.Any]) -> bool:
@@ -126,64 +70,17 @@ def line_group(record: t.Mapping[str, t.Any]) -> str | None:
     )
 
 
-def default_identity_fields(record: t.Mapping[str, t.Any]) -> dict[str, str]:
-    """Identity type -> field, for the fields of a record named like an identity type."""
-    found: dict[str, str] = {}
-    for name in record:
-        kind = field_identity_type(name)
-        if kind is not None:
-            found.setdefault(kind, name)
-    return found
-
-
-def _with_fields(batch: dict[str, t.Any], **fields: object) -> dict[str, t.Any]:
-    """Add only the fields that hold something: empty objects are noise."""
-    batch.update({k: v for k, v in fields.items() if v is not None and v not in ({}, [])})
-    return batch
-
-
-class Converter:
+class Converter(MappedRecords, AudienceRows):
     """Turns the records of one stream into :class:`Item` objects."""
-
-    def __init__(
-        self,
-        stream: str,
-        key_properties: t.Sequence[str],
-        mapping: StreamMapping,
-        environment: str,
-        tally: Tally,
-    ) -> None:
-        """Bind the stream's mapping and key so per-record work stays small."""
-        self.stream = stream
-        self.key_properties = list(key_properties)
-        self.mapping = mapping
-        self.environment = environment
-        self.tally = tally
-        self._last_line: tuple[t.Any, ...] | None = None
-        self._last_shell: tuple[dict[str, t.Any], str] = ({}, "")
-
-    def describe(self, record: t.Mapping[str, t.Any]) -> str:
-        """Name a record by stream and key for error messages and dead letters."""
-        if self.key_properties:
-            key = {k: record.get(k) for k in self.key_properties}
-        elif "_sdc_source_file" in record:
-            key = {
-                k: record.get(k)
-                for k in (
-                    "_sdc_source_file",
-                    "_sdc_source_lineno",
-                    "_sdc_batch_index",
-                    "_sdc_event_index",
-                )
-                if k in record
-            }
-        else:
-            key = {"record": digest_id(_public(record))}
-        return f"stream {self.stream!r} record {to_attribute_string(key)}"
 
     def convert(self, record: dict[str, t.Any]) -> Item:
         """Pick the record's shape and build its item; raises InvalidRecordError."""
         try:
+            if not self.mapping.explicit or self.mapping.audience_only:
+                if is_audience_membership(record):
+                    return self._audience_membership(record)
+                if is_audience_attribute(record):
+                    return self._audience_attribute(record)
             if not self.mapping.explicit:
                 if is_tap_event(self.stream, record):
                     return self._tap_event(record)
@@ -204,7 +101,7 @@ class Converter:
         device = clean_device_info(record.get("device_info"), tally)
         for kind, value in identities.device.items():
             device.setdefault(kind, value)
-        batch = _with_fields(
+        batch = with_fields(
             {"environment": environment_of(record, self.environment)},
             user_identities=identities.user,
             mpid=mpid,
@@ -272,194 +169,10 @@ class Converter:
         if group is not None:
             return Item(self.stream, record, batch, events, group, group, refused)
         given = record.get("source_request_id")
-        request_id = str(given) if given else digest_id("whole", _public(record))
+        request_id = str(given) if given else digest_id("whole", public(record))
         return Item(self.stream, record, batch, events, None, request_id, refused)
 
     @staticmethod
     def _alone(record: t.Mapping[str, t.Any], event: object) -> dict[str, t.Any]:
         """A refused event with its batch context, as the dead letter keeps it."""
         return {**record, "events": [event]}
-
-    # -- mapped records -------------------------------------------------------
-
-    def _mapped(self, record: dict[str, t.Any]) -> Item:  # noqa: C901, PLR0912
-        mapping = self.mapping
-        tally = self.tally
-        used: set[str] = set()
-
-        identity_fields = mapping.identities
-        if identity_fields is None:
-            identity_fields = default_identity_fields(record)
-        user_ids: dict[str, str] = {}
-        device: dict[str, t.Any] = {}
-        mpid: int | None = None
-        for identity_type, field in identity_fields.items():
-            used.add(field)
-            value = record.get(field)
-            if value is None or value == "":
-                continue
-            if identity_type == "mpid":
-                mpid = to_int(value)
-                if mpid is None:
-                    msg = f"mpid field {field!r} is not an integer"
-                    raise InvalidRecordError(msg)
-            elif identity_type in rules.UUID_DEVICE_FIELDS:
-                text = to_attribute_string(value)
-                if rules.UUID_PATTERN.match(text):
-                    device[identity_type] = text
-                else:
-                    tally[f"{identity_type} values that are not UUIDs dropped"] += 1
-            elif identity_type in DEVICE_IDENTITIES:
-                device[identity_type] = to_attribute_string(value)
-            else:
-                user_ids[identity_type] = truncate(
-                    to_attribute_string(value),
-                    rules.API_LIMIT_VALUE,
-                    "identity values truncated to 4096",
-                    tally,
-                )
-        if not user_ids and not device and mpid is None:
-            looked = ", ".join(sorted(identity_fields.values())) or "no identity-named field"
-            msg = (
-                f"has no identity (looked in: {looked}); name the stream's identity "
-                "fields in mappings.<stream>.identities, or leave the stream out of the run"
-            )
-            raise InvalidRecordError(msg)
-
-        used.update(
-            f
-            for f in (
-                mapping.timestamp_field,
-                mapping.event_name_field,
-                mapping.source_message_id_field,
-            )
-            if f
-        )
-
-        attr_map = mapping.user_attributes
-        if attr_map is None and mapping.kind == "user":
-            attr_map = {
-                name: name for name in record if name not in used and not name.startswith("_sdc_")
-            }
-        attrs: dict[str, str | list[str]] = {}
-        if attr_map:
-            used.update(attr_map.values())
-            attrs = user_attributes(((n, record.get(f)) for n, f in attr_map.items()), tally)
-
-        batch = _with_fields(
-            {"environment": self.environment},
-            user_identities=user_ids,
-            mpid=mpid,
-            device_info=device,
-            user_attributes=attrs,
-        )
-        if mapping.kind == "user":
-            request_id = digest_id("user", self.stream, _public(record))
-            return Item(self.stream, record, batch, [], None, request_id)
-
-        event = self._mapped_event(record, used)
-        request_id = digest_id("event", self.stream, event["data"]["source_message_id"])
-        return Item(self.stream, record, batch, [event], None, request_id)
-
-    def _mapped_event(  # noqa: C901, PLR0912 - one branch per documented option
-        self, record: dict[str, t.Any], used: set[str]
-    ) -> dict[str, t.Any]:
-        mapping = self.mapping
-        tally = self.tally
-        if mapping.event_name_field:
-            raw_name = record.get(mapping.event_name_field)
-            if raw_name is None or raw_name == "":
-                msg = f"event name field {mapping.event_name_field!r} is empty"
-                raise InvalidRecordError(msg)
-            name = to_attribute_string(raw_name)
-        else:
-            name = mapping.event_name or self.stream
-        name = truncate(name, rules.API_LIMIT_NAME, "event names truncated to 256", tally)
-
-        data: dict[str, t.Any] = {}
-        if mapping.source_message_id_field:
-            given = record.get(mapping.source_message_id_field)
-            if given is None or given == "":
-                msg = f"source message id field {mapping.source_message_id_field!r} is empty"
-                raise InvalidRecordError(msg)
-            data["source_message_id"] = to_attribute_string(given)
-        else:
-            key = [record.get(k) for k in self.key_properties]
-            data["source_message_id"] = digest_id(self.stream, key, _public(record))
-        if mapping.timestamp_field:
-            stamp = to_epoch_ms(record.get(mapping.timestamp_field))
-            if stamp is None:
-                msg = f"timestamp field {mapping.timestamp_field!r} holds no usable time"
-                raise InvalidRecordError(msg)
-            data["timestamp_unixtime_ms"] = stamp
-
-        kind = mapping.kind
-        if kind == "commerce_event":
-            self._commerce(record, data, used)
-        attr_map = mapping.event_attributes
-        if attr_map is None:
-            pairs: t.Iterable[tuple[str, object]] = (
-                (k, v) for k, v in record.items() if k not in used and not k.startswith("_sdc_")
-            )
-        else:
-            pairs = ((n, record.get(f)) for n, f in attr_map.items())
-        attributes = event_attributes(pairs, tally)
-        if attributes:
-            data["custom_attributes"] = attributes
-
-        if kind == "screen_view":
-            data["screen_name"] = name
-            return fit_event({"event_type": "screen_view", "data": data}, tally)
-        data["event_name"] = name
-        if kind == "commerce_event":
-            if mapping.custom_event_type:
-                data["custom_event_type"] = mapping.custom_event_type
-            return fit_event({"event_type": "commerce_event", "data": data}, tally)
-        data["custom_event_type"] = mapping.custom_event_type or "other"
-        return fit_event({"event_type": "custom_event", "data": data}, tally)
-
-    def _commerce(self, record: dict[str, t.Any], data: dict[str, t.Any], used: set[str]) -> None:
-        """Commerce fields come from record fields named as in the Events API."""
-        tally = self.tally
-        given_action = record.get("product_action")
-        if isinstance(given_action, dict):
-            used.add("product_action")
-            action = clean_object(given_action, tally)
-        else:
-            action = {}
-            for field in _COMMERCE_ACTION_FIELDS:
-                if record.get(field) is not None:
-                    used.add(field)
-                    action[field] = record[field]
-            action = clean_object(action, tally)
-            event_type = self.mapping.custom_event_type
-            verb = given_action if isinstance(given_action, str) else None
-            if verb is not None:
-                used.add("product_action")
-            action["action"] = verb or (
-                event_type if event_type in rules.PRODUCT_ACTIONS else "purchase"
-            )
-        if action.get("action") not in rules.PRODUCT_ACTIONS:
-            msg = f"product action {action.get('action')!r} is not one the Events API accepts"
-            raise InvalidRecordError(msg)
-        products = action.get("products")
-        if isinstance(products, list):
-            action["products"] = [_clean_product(p, tally) for p in products if isinstance(p, dict)]
-        elif "products" in action:
-            del action["products"]
-        data["product_action"] = action
-        currency = record.get("currency_code")
-        if currency is not None:
-            used.add("currency_code")
-            data["currency_code"] = to_attribute_string(currency)
-
-
-def _clean_product(product: dict[str, t.Any], tally: Tally) -> dict[str, t.Any]:
-    clean = clean_object(product, tally)
-    for field in ("id", "name"):
-        if field in clean and not isinstance(clean[field], str):
-            clean[field] = to_attribute_string(clean[field])
-    return clean
-
-
-# ---------------------------------------------------------------------------

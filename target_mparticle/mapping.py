@@ -8,6 +8,7 @@ import typing as t
 from singer_sdk import typing as th
 
 from mparticle_facts.identities import canonical_identity_type, is_mpid_key
+from target_mparticle.consent import ConsentSpec, consent_errors
 from target_mparticle.schema_rules import COMMERCE_EVENT_TYPES, CUSTOM_EVENT_TYPES
 
 KINDS = ("custom_event", "screen_view", "commerce_event", "user")
@@ -22,8 +23,20 @@ MAPPING_KEYS = frozenset(
         "user_attributes",
         "event_attributes",
         "source_message_id_field",
+        "consent",
+        "null_user_attributes",
+        "ip_field",
+        "device_id_field",
+        "data_plan_id",
+        "data_plan_version",
+        "audience_attribute_name",
     }
 )
+NULL_USER_ATTRIBUTES = ("drop", "delete")
+AUDIENCE_ONLY_KEYS = frozenset({"audience_attribute_name", "data_plan_id", "data_plan_version"})
+#: The user attribute an audience membership sets, unless a mapping says otherwise.
+DEFAULT_AUDIENCE_ATTRIBUTE = "audience_{audience_id}"
+AUDIENCE_PLACEHOLDERS = frozenset({"audience_id", "audience_name", "variant"})
 
 
 #: The JSON Schema of one `mappings` entry, for the target's config schema and --about.
@@ -92,6 +105,53 @@ MAPPING_SCHEMA = th.ObjectType(
         description="Record field holding a unique event id. Default: a "
         "deterministic UUID from the stream, key properties and record.",
     ),
+    th.Property(
+        "consent",
+        th.ObjectType(additional_properties=True),
+        title="Consent",
+        description='{"gdpr": {"<purpose>": "<boolean field>" | {"consented", "document", '
+        '"timestamp", "location", "hardware_id": "<field>"}}, "ccpa": "<boolean field>" | '
+        "{...}}: the batch's consent_state from record fields.",
+    ),
+    th.Property(
+        "null_user_attributes",
+        th.StringType,
+        allowed_values=["drop", "delete"],
+        title="Null user attributes",
+        description="drop (default): a null attribute is not sent; delete: its name goes "
+        "in deleted_user_attributes, so mParticle removes it.",
+    ),
+    th.Property(
+        "ip_field",
+        th.StringType,
+        title="IP field",
+        description="Record field holding the user's IP address (the batch's ip).",
+    ),
+    th.Property(
+        "device_id_field",
+        th.StringType,
+        title="Device ID field",
+        description="Record field holding mParticle's device id (mp_deviceid, a UUID).",
+    ),
+    th.Property(
+        "data_plan_id",
+        th.StringType,
+        title="Data plan ID",
+        description="This stream's data plan, overriding the data_plan_id setting.",
+    ),
+    th.Property(
+        "data_plan_version",
+        th.IntegerType,
+        title="Data plan version",
+        description="Version of this stream's data plan.",
+    ),
+    th.Property(
+        "audience_attribute_name",
+        th.StringType,
+        title="Audience attribute name",
+        description="For tap-mparticle audience memberships: the user attribute name, "
+        "overriding the audience_attribute_name setting.",
+    ),
     additional_properties=False,
 )
 
@@ -109,7 +169,16 @@ class StreamMapping:
     user_attributes: dict[str, str] | None = None
     event_attributes: dict[str, str] | None = None
     source_message_id_field: str | None = None
+    consent: ConsentSpec | None = None
+    null_user_attributes: str = "drop"
+    ip_field: str | None = None
+    device_id_field: str | None = None
+    data_plan_id: str | None = None
+    data_plan_version: int | None = None
+    audience_attribute_name: str | None = None
     explicit: bool = False
+    #: Set by keys that only tune tap-mparticle audience rows, which need no mapping.
+    audience_only: bool = False
 
     @classmethod
     def from_config(cls, raw: t.Mapping[str, t.Any], *, explicit: bool) -> StreamMapping:
@@ -128,7 +197,15 @@ class StreamMapping:
             user_attributes=_as_name_map(raw.get("user_attributes")),
             event_attributes=_as_name_map(raw.get("event_attributes")),
             source_message_id_field=raw.get("source_message_id_field"),
+            consent=ConsentSpec.from_config(raw["consent"]) if raw.get("consent") else None,
+            null_user_attributes=raw.get("null_user_attributes", "drop"),
+            ip_field=raw.get("ip_field"),
+            device_id_field=raw.get("device_id_field"),
+            data_plan_id=raw.get("data_plan_id"),
+            data_plan_version=raw.get("data_plan_version"),
+            audience_attribute_name=raw.get("audience_attribute_name"),
             explicit=explicit,
+            audience_only=bool(raw) and set(raw) <= AUDIENCE_ONLY_KEYS,
         )
 
     def fields(self) -> list[str]:
@@ -183,11 +260,55 @@ def _entry_errors(where: str, raw: t.Mapping[str, t.Any]) -> list[str]:
                 f"use one of {', '.join(sorted(allowed))}"
             )
     errors.extend(_identity_errors(where, raw.get("identities")))
+    errors.extend(_option_errors(where, raw))
+    return errors
+
+
+def _option_errors(where: str, raw: t.Mapping[str, t.Any]) -> list[str]:
+    """Problems with the attribute, consent, device and data plan keys of one mapping."""
+    errors: list[str] = []
     for key in ("user_attributes", "event_attributes"):
         value = raw.get(key)
         if value is not None and not isinstance(value, (list, dict)):
             errors.append(f"{where}.{key} must be a list of fields or an object")
+    if raw.get("consent") is not None:
+        errors.extend(consent_errors(f"{where}.consent", raw["consent"]))
+    if raw.get("null_user_attributes", "drop") not in NULL_USER_ATTRIBUTES:
+        errors.append(
+            f"{where}.null_user_attributes must be drop or delete, "
+            f"not {raw['null_user_attributes']!r}"
+        )
+    for key in ("ip_field", "device_id_field", "data_plan_id"):
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, str) or not value):
+            errors.append(f"{where}.{key} must be a non-empty string")
+    errors.extend(data_plan_errors(where, raw.get("data_plan_id"), raw.get("data_plan_version")))
+    name = raw.get("audience_attribute_name")
+    if name is not None:
+        errors.extend(audience_attribute_errors(f"{where}.audience_attribute_name", name))
     return errors
+
+
+def data_plan_errors(where: str, plan_id: object, version: object) -> list[str]:
+    """Problems with a data plan id and version (a version needs an id)."""
+    errors = []
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+        errors.append(f"{where}: data_plan_version must be a whole number, not {version!r}")
+    if version is not None and plan_id is None:
+        errors.append(f"{where}: data_plan_version needs data_plan_id")
+    return errors
+
+
+def audience_attribute_errors(where: str, template: object) -> list[str]:
+    """Problems with an audience attribute name template (unknown placeholders)."""
+    if not isinstance(template, str) or not template:
+        return [f"{where} must be a non-empty string"]
+    try:
+        template.format(audience_id=1, audience_name="n", variant="v")
+    except (KeyError, IndexError, ValueError) as exc:
+        allowed = ", ".join(f"{{{p}}}" for p in sorted(AUDIENCE_PLACEHOLDERS))
+        return [f"{where} {template!r} is not a usable name ({exc}); placeholders: {allowed}"]
+    return []
 
 
 def _identity_errors(where: str, identities: object) -> list[str]:

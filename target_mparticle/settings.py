@@ -17,7 +17,15 @@ import typing as t
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 
-from target_mparticle.mapping import MAPPING_SCHEMA, StreamMapping, mapping_errors
+from target_mparticle.items import BatchDefaults
+from target_mparticle.mapping import (
+    DEFAULT_AUDIENCE_ATTRIBUTE,
+    MAPPING_SCHEMA,
+    StreamMapping,
+    audience_attribute_errors,
+    data_plan_errors,
+    mapping_errors,
+)
 from target_mparticle.preflight import output_path_errors
 
 POD_URLS = {
@@ -79,6 +87,28 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
         allowed_values=["development", "production"],
         title="Environment",
         description="mParticle environment every batch is sent to.",
+    ),
+    th.Property(
+        "data_plan_id",
+        th.StringType,
+        title="Data plan ID",
+        description="mParticle data plan every batch is validated against "
+        "(context.data_plan.plan_id); a mapping may name its own.",
+    ),
+    th.Property(
+        "data_plan_version",
+        th.IntegerType,
+        title="Data plan version",
+        description="Version of data_plan_id; unset: the plan's active version.",
+    ),
+    th.Property(
+        "audience_attribute_name",
+        th.StringType,
+        default=DEFAULT_AUDIENCE_ATTRIBUTE,
+        title="Audience attribute name",
+        description="User attribute a tap-mparticle audience membership sets to true "
+        "(add) or deletes (remove); placeholders {audience_id}, {audience_name}, "
+        "{variant}.",
     ),
     th.Property(
         "mappings",
@@ -203,6 +233,8 @@ class TargetSettings:
     request_timeout: float
     backoff_base_seconds: float
     backoff_max_seconds: float
+    #: Environment, data plan and audience attribute name every batch starts from.
+    batch_defaults: BatchDefaults
 
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any]) -> TargetSettings:
@@ -248,6 +280,12 @@ class TargetSettings:
             request_timeout=float(get("request_timeout")),
             backoff_base_seconds=float(get("backoff_base_seconds")),
             backoff_max_seconds=float(get("backoff_max_seconds")),
+            batch_defaults=BatchDefaults(
+                environment=str(get("environment")),
+                data_plan_id=get("data_plan_id") or None,
+                data_plan_version=get("data_plan_version"),
+                audience_attribute_name=str(get("audience_attribute_name")),
+            ),
         )
 
     def mapping_for(self, stream: str) -> StreamMapping:
@@ -272,6 +310,12 @@ def config_errors(config: t.Mapping[str, t.Any], get: t.Callable[[str], t.Any]) 
         errors.append(f"api_url must be an http(s) URL ending in /v2, not {api_url!r}")
     errors.extend(output_path_errors({k: get(k) for k in OUTPUT_SETTINGS}))
     errors.extend(mapping_errors(get("mappings") or {}))
+    errors.extend(data_plan_errors("settings", get("data_plan_id"), get("data_plan_version")))
+    errors.extend(
+        audience_attribute_errors(
+            "audience_attribute_name", get("audience_attribute_name") or DEFAULT_AUDIENCE_ATTRIBUTE
+        )
+    )
     for key, inert in MEANINGLESS_SDK_SETTINGS.items():
         value = config.get(key)
         if value is not None and value != inert:

@@ -76,7 +76,7 @@ class EventsSink(BatchSink):
             stream_name,
             key_properties or [],
             mapping,
-            self.host.settings.environment,
+            self.host.settings.batch_defaults,
             self.delivery.tally,
         )
         self._carry: list[Item] = []

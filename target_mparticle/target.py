@@ -53,6 +53,9 @@ class TargetMParticle(Target):
     # where --version and --about find the version and the supported Pythons.
     package_name = "tap-mparticle"
     default_sink_class = EventsSink
+    # Sinks drain one after another: a user's changes from two streams (an audience
+    # membership and an attribute) must never be in flight at once, or the earlier
+    # could land after the later. Each drain still sends its requests in parallel.
     message_reader_class = SingerInputReader
     config_jsonschema = CONFIG_SCHEMA
 
@@ -71,6 +74,7 @@ class TargetMParticle(Target):
         guard_logs((self.config.get("api_key"), self.config.get("api_secret")))
         warn_unknown_settings(self)
         self.settings = TargetSettings.from_config(self.config)
+        self.max_parallelism = 1  # see the class comment: per-user order across streams
         self._states_held_back = 0
         self._last_written_state: dict[str, t.Any] | None = None
 

@@ -1,24 +1,31 @@
-"""Fixtures shared by the tap and target suites: real S3 (moto), GCS and Azure APIs on 127.0.0.1."""
+"""The fixtures every suite shares, on the helpers of tests/support.
+
+Real S3 (moto), GCS (fake-gcs-server) and Azure (Azurite) APIs on 127.0.0.1, the
+generated drop served from a directory or any of them, the local Events API stand-in
+with a target config reaching it, and the environment for the real `meltano` CLI.
+"""
 
 from __future__ import annotations
 
 import os
-import sys
 import uuid
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from scripts.generate_drop import generate_drop
+from tests.support.cloud import Azurite, FakeGcs, azurite, fake_gcs
+from tests.support.eventsapi import EventsApiServer
+from tests.support.files import REPO_ROOT
+from tests.support.s3 import AWS_TEST_KEY, AWS_TEST_SECRET, STORAGES, serve_drop, strict_moto
+from tests.support.tap import Drop
+from tests.support.target import SECRET
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-from tests.cloudsupport import Azurite, FakeGcs, azurite, fake_gcs
-from tests.s3support import AWS_TEST_KEY, AWS_TEST_SECRET, REPO_ROOT
-
-MELTANO = str(Path(sys.executable).with_name("meltano"))
+    from pathlib import Path
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -67,6 +74,43 @@ def s3_bucket(s3_client) -> str:
 
 
 @pytest.fixture(scope="session")
+def meltano_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment for running the real `meltano` CLI on this project.
+
+    `make plugins` installed the plugins into `.meltano/` beforehand, so tests reach
+    no network; the system database is a temp file, so tests never touch a
+    developer's state.
+    """
+    installed = REPO_ROOT / ".meltano" / "extractors" / "tap-mparticle" / "venv"
+    assert installed.is_dir(), "meltano plugins are not installed: run `make plugins`"
+    db_dir = tmp_path_factory.mktemp("meltano-db")
+    return {
+        **os.environ,
+        "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "MELTANO_DATABASE_URI": f"sqlite:///{db_dir}/meltano.db",
+        "MELTANO_ENVIRONMENT": "dev",
+    }
+
+
+@pytest.fixture(params=STORAGES)
+def drop(request, tmp_path: Path) -> Drop:
+    """The generated sample drop, read from a directory, moto, fake-gcs-server or Azurite."""
+    root = tmp_path / "drop"
+    summary = generate_drop(root, events=600, seed=11)
+    config, publish = serve_drop(request, root)
+    return Drop(root, config, summary, publish)
+
+
+@pytest.fixture(params=STORAGES)
+def empty_drop(request, tmp_path: Path) -> Drop:
+    """An empty bucket (directory, container) on each backend, for files a test publishes."""
+    root = tmp_path / "drop"
+    root.mkdir()
+    config, publish = serve_drop(request, root)
+    return Drop(root, config, None, publish)
+
+
+@pytest.fixture(scope="session")
 def fake_gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGcs]:
     """fake-gcs-server on a free port of 127.0.0.1, one for the whole session."""
     with fake_gcs(tmp_path_factory.mktemp("fake-gcs")) as server:
@@ -96,20 +140,31 @@ def azure_container(azurite_server: Azurite) -> str:
     return name
 
 
-@pytest.fixture(scope="session")
-def meltano_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Environment for running the real `meltano` CLI on this project.
+@pytest.fixture
+def strict_moto_endpoint() -> Iterator[str]:
+    """A credential-checking moto server where nothing has been set up."""
+    with strict_moto() as endpoint:
+        yield endpoint
 
-    `make plugins` installed the plugins into `.meltano/` beforehand, so tests reach
-    no network; the system database is a temp file, so tests never touch a
-    developer's state.
-    """
-    installed = REPO_ROOT / ".meltano" / "extractors" / "tap-mparticle" / "venv"
-    assert installed.is_dir(), "meltano plugins are not installed: run `make plugins`"
-    db_dir = tmp_path_factory.mktemp("meltano-db")
+
+@pytest.fixture
+def server() -> Iterator[EventsApiServer]:
+    """The local Events API stand-in, fresh per test."""
+    with EventsApiServer(api_key="test-key", api_secret=SECRET) as running:
+        yield running
+
+
+@pytest.fixture
+def config(server: EventsApiServer, tmp_path: Path) -> dict[str, Any]:
+    """A target config reaching `server`, unpaced, with short retries and local output files."""
     return {
-        **os.environ,
-        "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "MELTANO_DATABASE_URI": f"sqlite:///{db_dir}/meltano.db",
-        "MELTANO_ENVIRONMENT": "dev",
+        "api_key": "test-key",
+        "api_secret": SECRET,
+        "api_url": server.url,
+        "max_batches_per_second": 0,
+        "backoff_base_seconds": 0.01,
+        "backoff_max_seconds": 0.05,
+        "max_retries": 3,
+        "dead_letter_path": str(tmp_path / "dead.jsonl"),
+        "dry_run_path": str(tmp_path / "dry.jsonl"),
     }

@@ -9,7 +9,7 @@ from singer_sdk.helpers import capabilities
 from scripts.update_readme import README, render
 from tap_mparticle.tap import TapMParticle
 from target_mparticle.target import TargetMParticle
-from tests.s3support import REPO_ROOT
+from tests.support.files import REPO_ROOT
 
 PLUGINS = {
     ("extractors", "tap-mparticle"): TapMParticle,

@@ -71,7 +71,11 @@ LAYERS: list[set[str]] = [
     },
     # target: records to batches (pure).
     {
+        "target_mparticle.consent",
         "target_mparticle.mapping",
+        "target_mparticle.items",
+        "target_mparticle.mapped",
+        "target_mparticle.audience_rows",
         "target_mparticle.clean",
         "target_mparticle.convert",
         "target_mparticle.assemble",

@@ -8,43 +8,22 @@ reused), so `meltano config set` never touches the repository's files.
 from __future__ import annotations
 
 import csv
+import json
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import MELTANO
-from tests.s3support import AWS_TEST_KEY, AWS_TEST_SECRET, REPO_ROOT, upload_tree
+from tests.support.files import REPO_ROOT
+from tests.support.meltano import linked_project_copy
+from tests.support.meltano import meltano as run
+from tests.support.s3 import AWS_TEST_KEY, AWS_TEST_SECRET, upload_tree
 
 pytestmark = pytest.mark.meltano
 
 SAMPLE_DROP = REPO_ROOT / "samples" / "drop"
-
-
-def project_copy(tmp_path):
-    root = tmp_path / "project"
-    root.mkdir()
-    shutil.copyfile(REPO_ROOT / "meltano.yml", root / "meltano.yml")
-    (root / ".meltano").mkdir()
-    for kind in ("extractors", "loaders"):
-        (root / ".meltano" / kind).symlink_to(REPO_ROOT / ".meltano" / kind)
-    # Editable installs resolve `-e .` to the repository, which the copy is not.
-    return root
-
-
-def run(root, env, *args, timeout=240):
-    return subprocess.run(
-        [MELTANO, *args],
-        cwd=root,
-        env={**env, "MELTANO_PROJECT_ROOT": str(root)},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def quick_start_commands() -> list[list[str]]:
@@ -57,7 +36,7 @@ def test_the_readme_quick_start_commands_work_as_written(
     meltano_env, tmp_path, s3_client, s3_bucket, moto_endpoint
 ):
     upload_tree(s3_client, s3_bucket, SAMPLE_DROP)
-    root = project_copy(tmp_path)
+    root = linked_project_copy(tmp_path)
     out_dir = tmp_path / "out"
     env = {
         **meltano_env,
@@ -119,6 +98,10 @@ def test_a_validating_third_party_loader_takes_every_record(meltano_env, tmp_pat
         "TAP_MPARTICLE_FLATTENING_ENABLED": "true" if flattening else "false",
         "TAP_MPARTICLE_FLATTENING_MAX_DEPTH": "3",
         "TARGET_CSV_OUTPUT_PATH": str(out_dir),
+        # every stream, batches (not selected by default) included
+        "TAP_MPARTICLE__SELECT": json.dumps(
+            ["events.*", "batches.*", "audience_memberships.*", "audience_user_attributes.*"]
+        ),
     }
     done = run(REPO_ROOT, env, "run", "--full-refresh", "tap-mparticle", "target-csv")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -127,6 +110,10 @@ def test_a_validating_third_party_loader_takes_every_record(meltano_env, tmp_pat
     assert "user_identities" in events[0]
     if flattening:
         assert not any("__" in column for column in events[0])
+    batches = read_csv(out_dir / "batches.csv")
+    assert len(batches) == 121
+    assert "consent_state" in batches[0]
+    assert "other_fields" in batches[0]
     members = read_csv(out_dir / "audience_memberships.csv")
     assert members
     assert all(row["_sdc_source_member"] for row in members)  # never empty: "-" or a CSV

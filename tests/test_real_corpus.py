@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import requests
@@ -13,11 +12,11 @@ from jsonschema import Draft7Validator, FormatChecker
 
 from scripts.build_real_corpus import build
 from scripts.capture_sdk_bodies import capture
-from tests.s3support import REPO_ROOT
+from tests.support.eventsapi import BATCH_SCHEMA, EventsApiServer, published_schema
+from tests.support.files import REPO_ROOT
 
-sys.path.insert(0, str(Path(__file__).parent / "target"))
-
-from eventsapi_server import BATCH_SCHEMA, EventsApiServer, published_schema
+if TYPE_CHECKING:
+    from pathlib import Path
 
 REAL = REPO_ROOT / "tests" / "fixtures" / "real"
 AUTH = ("test-key", "test-secret")

@@ -13,14 +13,12 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from tap_mparticle.tap import TapMParticle
 from target_mparticle.target import TargetMParticle
-from tests.tapsupport import run_cli
+from tests.support.files import error_lines
+from tests.support.tap import run_cli
+from tests.support.target import run_target_cli
 
 if t.TYPE_CHECKING:
     from pathlib import Path
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if "| ERROR" in line]
 
 
 TAP_MISTAKES = [
@@ -155,18 +153,6 @@ def test_target_unknown_settings_are_warned_by_name(caplog):
         "unknown setting 'api_secrett' is ignored (did you mean 'api_secret'?)",
         "unknown setting 'mapings' is ignored (did you mean 'mappings'?)",
     ]
-
-
-def run_target_cli(tmp_path: Path, config: t.Any, stdin: str) -> subprocess.CompletedProcess[str]:
-    config_file = tmp_path / "target-config.json"
-    config_file.write_text(config if isinstance(config, str) else json.dumps(config))
-    return subprocess.run(
-        [sys.executable, "-m", "target_mparticle", "--config", str(config_file)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
 
 
 SCHEMA = json.dumps(

@@ -13,9 +13,9 @@ import subprocess
 import sys
 import typing as t
 
-from tests.hardening.cases import batch_line, event
-from tests.hardening.targetsupport import SCHEMA, event_record, line_messages, state_message
-from tests.target.eventsapi_server import EventsApiServer
+from tests.support.cases import batch_line, event
+from tests.support.eventsapi import EventsApiServer
+from tests.support.target import SCHEMA, event_record, line_messages, state_message
 
 if t.TYPE_CHECKING:
     from pathlib import Path

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tap_mparticle import audience_download, jsondocs
-from tests.hardening.cases import (
+from tests.support.cases import (
     CSV_HEADER,
     OUT_OF_RANGE_TS,
     batch_line,
@@ -27,7 +27,7 @@ from tests.hardening.cases import (
     patch_member,
     zip_of,
 )
-from tests.tapsupport import run_cli, run_tap
+from tests.support.tap import run_cli, run_tap
 
 if TYPE_CHECKING:
     from pathlib import Path

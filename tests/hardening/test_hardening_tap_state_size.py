@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from tap_mparticle import client as client_module
 from tap_mparticle import cursor as cursor_module
-from tests.hardening.cases import batch_line, event
-from tests.tapsupport import run_tap
+from tests.support.cases import batch_line, event
+from tests.support.tap import run_tap
 
 if TYPE_CHECKING:
     from pathlib import Path

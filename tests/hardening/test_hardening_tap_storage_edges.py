@@ -9,8 +9,8 @@ import socket
 import threading
 from typing import TYPE_CHECKING, Any
 
-from tests.hardening.cases import batch_line, event
-from tests.tapsupport import run_cli, run_tap
+from tests.support.cases import batch_line, event
+from tests.support.tap import run_cli, run_tap
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -5,38 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import typing as t
 
-import pytest
 import time_machine
 
-from tests.hardening.targetsupport import (
+from tests.support.target import (
     SCHEMA,
     Input,
     line_messages,
     lines_sent,
-    run,
     state_message,
+    target_states,
 )
-from tests.target.eventsapi_server import EventsApiServer
 
 if t.TYPE_CHECKING:
-    import pathlib
-
-
-@pytest.fixture
-def server() -> t.Iterator[EventsApiServer]:
-    with EventsApiServer(api_key="k", api_secret="s") as running:
-        yield running
-
-
-@pytest.fixture
-def config(server: EventsApiServer, tmp_path: pathlib.Path) -> dict[str, t.Any]:
-    return {
-        "api_key": "k",
-        "api_secret": "s",
-        "api_url": server.url,
-        "max_batches_per_second": 0,
-        "dead_letter_path": str(tmp_path / "dead.jsonl"),
-    }
+    from tests.support.eventsapi import EventsApiServer
 
 
 def ids(lineno: int, count: int) -> list[str]:
@@ -48,12 +29,12 @@ def test_input_ending_inside_a_line_sends_nothing_of_it_and_the_rerun_sends_it_w
 ):
     # A tap stopped at a bad line: its output ends cleanly between two records of line 2.
     cut_short = [SCHEMA, *line_messages(1, 4), state_message(1), *line_messages(2, 3)]
-    states = run(config, Input(cut_short))
+    states = target_states(config, Input(cut_short))
     assert lines_sent(server.batches()) == {1: [ids(1, 4)]}
     assert states[-1] == {"bookmarks": {"events": {"line": 1}}}
     # The next run replays line 2 whole (the STATE did not cover it).
     rerun = [SCHEMA, *line_messages(2, 6), state_message(2)]
-    run(config, Input(rerun))
+    target_states(config, Input(rerun))
     assert lines_sent(server.batches()) == {1: [ids(1, 4)], 2: [ids(2, 6)]}
     assert server.duplicates == []
 
@@ -61,7 +42,7 @@ def test_input_ending_inside_a_line_sends_nothing_of_it_and_the_rerun_sends_it_w
 def test_a_whole_trailing_line_with_no_state_after_it_is_not_sent(
     server: EventsApiServer, config: dict[str, t.Any]
 ):
-    states = run(
+    states = target_states(
         config, Input([SCHEMA, *line_messages(1, 2), state_message(1), *line_messages(2, 2)])
     )
     assert lines_sent(server.batches()) == {1: [ids(1, 2)]}
@@ -86,14 +67,14 @@ def test_the_sdk_max_age_drain_never_splits_a_line(
             if number == middle_of_line_2:
                 clock.shift(dt.timedelta(minutes=6))  # past the SDK's five-minute drain
 
-        run(config, Input(lines, hook))
+        target_states(config, Input(lines, hook))
     assert lines_sent(server.batches()) == {1: [ids(1, 3)], 2: [ids(2, 5)], 3: [ids(3, 2)]}
 
 
 def test_a_full_sink_never_splits_a_line(server: EventsApiServer, config: dict[str, t.Any]):
     config["batch_size_rows"] = 100  # the smallest drain; line 2 straddles it
     lines = [SCHEMA, *line_messages(1, 70), *line_messages(2, 60), state_message(2)]
-    run(config, Input(lines))
+    target_states(config, Input(lines))
     sent = lines_sent(server.batches())
     assert sent == {1: [ids(1, 70)], 2: [ids(2, 60)]}
 
@@ -102,7 +83,7 @@ def test_a_line_larger_than_a_drain_can_hold_is_still_sent_in_fixed_pieces(
     server: EventsApiServer, config: dict[str, t.Any]
 ):
     config["batch_size_rows"] = 100
-    run(config, Input([SCHEMA, *line_messages(1, 250), state_message(1)]))
+    target_states(config, Input([SCHEMA, *line_messages(1, 250), state_message(1)]))
     sent = lines_sent(server.batches())
     # held until whole, then split by the 100-events-per-batch rule alone
     assert [len(piece) for piece in sent[1]] == [100, 100, 50]

@@ -6,8 +6,8 @@ import boto3
 import pytest
 
 from tap_mparticle.storage import StorageError
-from tests.s3support import strict_moto
-from tests.tapsupport import run_cli, run_tap
+from tests.support.s3 import strict_moto
+from tests.support.tap import run_cli, run_tap
 
 ALLOW_ASSUME = {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}
 TRUST_ANYONE = {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.s3support import REPO_ROOT
-from tests.tap.audience_support import generator
+from tests.support.files import REPO_ROOT
+from tests.support.tap import generator
 
 DELTA_NAME = "Big-Audience_42_2024-05-01_00-00-00_721e1d63-a396-4676-bac2-3f6f31e88cc2.txt"
 FILE_MB = 80

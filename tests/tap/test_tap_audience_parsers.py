@@ -22,8 +22,8 @@ from tap_mparticle.audience_records import AudienceFile, NotAudienceError, to_ti
 from tap_mparticle.audiences import delta_audience, parse_audience_file
 from tap_mparticle.jsondocs import MAX_LINE
 from tap_mparticle.parsers import BadInputError
-from tests.s3support import REPO_ROOT
-from tests.tap.audience_support import generator
+from tests.support.files import REPO_ROOT
+from tests.support.tap import generator
 
 DELTA_NAME = "Test-Audience_1234_2020-01-01_00-00-00_721e1d63-a396-4676-bac2-3f6f31e88cc2.txt"
 # mParticle/mparticle-firehose-java-sdk examples/json, vendored (see the README there).

@@ -8,7 +8,7 @@ from tap_mparticle.audience_streams import (
     AudienceMembershipsStream,
     AudienceUserAttributesStream,
 )
-from tests.s3support import REPO_ROOT
+from tests.support.files import REPO_ROOT
 
 
 def audience_section() -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -13,15 +12,15 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from scripts.generate_drop import generate_drop
 from tap_mparticle.tap import TapMParticle
-from tests.s3support import STORAGES, s3_config, serve_drop, upload_tree
-from tests.tap.audience_support import (
+from tests.support.files import set_mtime
+from tests.support.s3 import STORAGES, s3_config, serve_drop, upload_tree
+from tests.support.tap import (
     AUDIENCE_STREAMS,
     assert_valid,
+    audience_keys,
     generator,
-    keys,
-    run_selected,
+    run_tap,
 )
-from tests.tapsupport import run_tap
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -72,7 +71,7 @@ def test_every_shape_is_read_and_every_record_matches_its_schema(audience_drop):
             "_sdc_source_lineno",
             "_sdc_record_index",
         ]
-        assert len(set(keys(records))) == len(records), f"{stream} keys are not unique"
+        assert len(set(audience_keys(records))) == len(records), f"{stream} keys are not unique"
     # With the defaults the events stream reads the root but not audiences/.
     assert out.records("events") == []
 
@@ -85,7 +84,9 @@ def test_a_rerun_emits_nothing_and_keys_are_stable_across_rereads(audience_drop)
         assert again.final_state["bookmarks"][stream] == first.final_state["bookmarks"][stream]
     reread = run_tap(audience_drop.config)  # no state: everything again, same keys and rows
     for stream in AUDIENCE_STREAMS:
-        assert sorted(keys(reread.records(stream))) == sorted(keys(first.records(stream)))
+        assert sorted(audience_keys(reread.records(stream))) == sorted(
+            audience_keys(first.records(stream))
+        )
         assert reread.records(stream) == first.records(stream)
 
 
@@ -117,19 +118,19 @@ def test_each_file_is_parsed_once_for_both_streams(audience_drop, caplog):
 
 
 def test_selecting_one_stream_then_both_is_exact(audience_drop):
-    only_attributes = run_selected(audience_drop.config, (ATTRIBUTES,))
+    only_attributes = run_tap(audience_drop.config, streams={ATTRIBUTES})
     assert only_attributes.records(MEMBERSHIPS) == []
     assert len(only_attributes.records(ATTRIBUTES)) == audience_drop.expected[ATTRIBUTES]
     assert (
         MEMBERSHIPS not in only_attributes.final_state["bookmarks"]
         or not (only_attributes.final_state["bookmarks"][MEMBERSHIPS])
     )
-    both = run_selected(audience_drop.config, AUDIENCE_STREAMS, state=only_attributes.final_state)
+    both = run_tap(audience_drop.config, only_attributes.final_state, AUDIENCE_STREAMS)
     # The memberships stream never read these files, so it reads them all now;
     # the attributes stream already did and emits nothing again.
     assert len(both.records(MEMBERSHIPS)) == audience_drop.expected[MEMBERSHIPS]
     assert both.records(ATTRIBUTES) == []
-    only_memberships = run_selected(audience_drop.config, (MEMBERSHIPS,))
+    only_memberships = run_tap(audience_drop.config, streams={MEMBERSHIPS})
     assert len(only_memberships.records(MEMBERSHIPS)) == audience_drop.expected[MEMBERSHIPS]
     assert only_memberships.records(ATTRIBUTES) == []
 
@@ -141,8 +142,8 @@ def test_identity_types_setting_filters_memberships(audience_drop):
     assert memberships
     assert {r["identity_type"] for r in memberships} == {"customer_id", "email"}
     unfiltered = run_tap(audience_drop.config).records(MEMBERSHIPS)
-    everything = dict(zip(keys(unfiltered), unfiltered, strict=True))
-    for key, record in zip(keys(memberships), memberships, strict=True):
+    everything = dict(zip(audience_keys(unfiltered), unfiltered, strict=True))
+    for key, record in zip(audience_keys(memberships), memberships, strict=True):
         assert everything[key] == record  # the same row, under the same key
     assert len(out.records(ATTRIBUTES)) == audience_drop.expected[ATTRIBUTES]
 
@@ -172,26 +173,21 @@ def test_custom_audiences_prefix(tmp_path):
     assert len(out.records(MEMBERSHIPS)) == expected[MEMBERSHIPS]
 
 
-def _set_mtime(path: Path, moment: dt.datetime) -> None:
-    stamp = moment.timestamp()
-    os.utime(path, (stamp, stamp))
-
-
 def test_late_file_inside_the_lookback_is_read_exactly_once(tmp_path):
     audiences = tmp_path / "audiences"
     generator.generate(audiences, scale=2)
     base = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
     for index, path in enumerate(sorted(p for p in audiences.rglob("*") if p.is_file())):
-        _set_mtime(path, base + dt.timedelta(seconds=index))
+        set_mtime(path, base + dt.timedelta(seconds=index))
     config = {"bucket_url": str(tmp_path), "lookback_window_minutes": 60}
     first = run_tap(config)
     late_data = generator.partner_files(generator.random.Random(9), generator.Expected(), 2)
     late = audiences / "partner" / "late.jsonl"
     late.write_bytes(late_data["partner/feed-0001.jsonl"])
-    _set_mtime(late, base - dt.timedelta(minutes=30))  # older than the bookmark, inside the window
+    set_mtime(late, base - dt.timedelta(minutes=30))  # older than the bookmark, inside the window
     too_late = audiences / "partner" / "too-late.jsonl"
     too_late.write_bytes(late_data["partner/feed-0001.jsonl"])
-    _set_mtime(too_late, base - dt.timedelta(minutes=90))  # before the window: taken as read
+    set_mtime(too_late, base - dt.timedelta(minutes=90))  # before the window: taken as read
     second = run_tap(config, state=first.final_state)
     for stream in AUDIENCE_STREAMS:
         files = {r["_sdc_source_file"] for r in second.records(stream)}
@@ -199,7 +195,7 @@ def test_late_file_inside_the_lookback_is_read_exactly_once(tmp_path):
     third = run_tap(config, state=second.final_state)
     assert all(third.records(stream) == [] for stream in AUDIENCE_STREAMS)
     # Same key, new LastModified (an overwritten object): read again, once.
-    _set_mtime(late, base + dt.timedelta(minutes=1))
+    set_mtime(late, base + dt.timedelta(minutes=1))
     fourth = run_tap(config, state=third.final_state)
     assert {r["_sdc_source_uri"] for r in fourth.records(MEMBERSHIPS)} == {str(late.resolve())}
     assert run_tap(config, state=fourth.final_state).records(MEMBERSHIPS) == []
@@ -241,13 +237,13 @@ def test_sample_audiences_for_the_demo(tmp_path):
 
 
 def test_streams_whose_bookmarks_differ_replay_some_files_and_read_others(audience_drop):
-    first = run_selected(audience_drop.config, (MEMBERSHIPS,))
+    first = run_tap(audience_drop.config, streams={MEMBERSHIPS})
     extra = generator.partner_files(generator.random.Random(5), generator.Expected(), 2)
     (audience_drop.root / "audiences" / "partner" / "new.jsonl").write_bytes(
         extra["partner/feed-0001.jsonl"]
     )
     audience_drop.publish()
-    both = run_selected(audience_drop.config, AUDIENCE_STREAMS, state=first.final_state)
+    both = run_tap(audience_drop.config, first.final_state, AUDIENCE_STREAMS)
     # Memberships had read everything but the new file; attributes had read nothing:
     # it gets the new file from the memberships pass and reads the other 11 itself.
     assert {r["_sdc_source_file"].rsplit("/", 1)[-1] for r in both.records(MEMBERSHIPS)} == {
@@ -257,8 +253,8 @@ def test_streams_whose_bookmarks_differ_replay_some_files_and_read_others(audien
     new = [r for r in attributes if r["_sdc_source_file"].endswith("/new.jsonl")]
     assert new
     assert len(attributes) - len(new) == audience_drop.expected[ATTRIBUTES]
-    assert len(set(keys(attributes))) == len(attributes)
+    assert len(set(audience_keys(attributes))) == len(attributes)
     files_in_order = [r["_sdc_modified_at"] for r in attributes]
     assert files_in_order == sorted(files_in_order), "files are read in LastModified order"
-    again = run_selected(audience_drop.config, AUDIENCE_STREAMS, state=both.final_state)
+    again = run_tap(audience_drop.config, both.final_state, AUDIENCE_STREAMS)
     assert all(again.records(stream) == [] for stream in AUDIENCE_STREAMS)

@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from tests.s3support import AWS_TEST_SECRET, s3_config
-from tests.tapsupport import run_cli
+from tests.support.files import error_lines
+from tests.support.s3 import AWS_TEST_SECRET, s3_config
+from tests.support.tap import run_cli, tap_error
 
 GOOD = json.dumps(
     {"events": [{"event_type": "custom_event", "data": {"event_name": "Good"}}], "mpid": 1}
@@ -37,20 +38,23 @@ def write_drop(tmp_path, bad: bytes):
     return root, path
 
 
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if "| ERROR" in line]
-
-
-@pytest.mark.parametrize("kind", sorted(BAD_LINES))
-def test_fail_names_file_and_line_in_one_line_and_exits_non_zero(tmp_path, kind):
-    root, path = write_drop(tmp_path, BAD_LINES[kind])
+def test_fail_exits_non_zero_with_one_last_error_line_naming_file_and_line(tmp_path):
+    # The console script once; the message for every kind is checked in-process below.
+    root, path = write_drop(tmp_path, BAD_LINES["not_json"])
     out = run_cli({"bucket_url": str(root)}, tmp_path)
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
     errors = error_lines(out.stderr)
     assert errors
-    assert errors[-1].endswith(f"{path.resolve()}:3: {EXPECTED_REASON[kind]}") or (
-        f"{path.resolve()}:3: {EXPECTED_REASON[kind]}" in errors[-1]
+    assert f"{path.resolve()}:3: {EXPECTED_REASON['not_json']}" in errors[-1]
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_LINES))
+def test_fail_names_file_and_line_in_one_line(tmp_path, kind):
+    root, path = write_drop(tmp_path, BAD_LINES[kind])
+    message = tap_error({"bucket_url": str(root)})
+    assert message.endswith(f"{path.resolve()}:3: {EXPECTED_REASON[kind]}") or (
+        f"{path.resolve()}:3: {EXPECTED_REASON[kind]}" in message
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 from typing import TYPE_CHECKING, Any
@@ -11,8 +10,9 @@ import jsonschema
 import pytest
 
 from tap_mparticle.events import NotABatchError, batch_record
-from tests.s3support import STORAGES, serve_drop
-from tests.tapsupport import catalog_selecting, run_cli, run_tap
+from tests.support.files import write
+from tests.support.s3 import STORAGES, serve_drop
+from tests.support.tap import catalog_selecting, run_cli, run_tap
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -68,12 +68,6 @@ USER_UPDATE = {
     "mpid": 42,
     "environment": "development",
 }
-
-
-def write(path: Path, text: str | bytes, *, gzipped: bool = False) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = text.encode() if isinstance(text, str) else text
-    path.write_bytes(gzip.compress(data, mtime=0) if gzipped else data)
 
 
 def check_schema(out, stream: str) -> None:
@@ -245,7 +239,7 @@ def _catalog(tmp_path: Path, root: Path, stream: str) -> Path:
 
 def test_readme_names_every_batches_field_and_its_key():
     from tap_mparticle.streams import BatchesStream  # noqa: PLC0415
-    from tests.s3support import REPO_ROOT  # noqa: PLC0415
+    from tests.support.files import REPO_ROOT  # noqa: PLC0415
 
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("### The `batches` stream", 1)[1].split("\n### ", 1)[0]

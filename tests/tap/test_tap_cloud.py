@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tap_mparticle import storage_azure, storage_gcs
-from tests.cloudsupport import AZURITE_ACCOUNT, AZURITE_KEY, azure_config, gcs_config
-from tests.tap.test_tap_bad_input import error_lines
+from tests.support.cloud import AZURITE_ACCOUNT, AZURITE_KEY, azure_config, gcs_config
+from tests.support.files import error_lines
+from tests.support.tap import run_cli, run_tap
 from tests.tap.test_tap_sync import batch_line
-from tests.tapsupport import run_cli, run_tap
 
 # Blocks one cloud's client library in a child process, as on a machine without the extra.
 WITHOUT_MODULE = """

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import shutil
 
 from scripts.capture_state import SAMPLE_DROP
-from tests.tapsupport import run_tap
+from tests.support.files import set_mtime
+from tests.support.tap import run_tap
 
 BASE = dt.datetime(2024, 5, 3, 12, 0, tzinfo=dt.timezone.utc)
 EVENTS_FILE = SAMPLE_DROP / "mPTravel_20240502000000000000_40647.txt"
-
-
-def _stamp(path, moment):
-    os.utime(path, (moment.timestamp(), moment.timestamp()))
 
 
 def _drop(tmp_path):
@@ -24,7 +20,7 @@ def _drop(tmp_path):
         path = root / "2024-05-03" / f"App_2024050312000{index}000000_1111{index}.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(EVENTS_FILE, path)
-        _stamp(path, BASE + dt.timedelta(minutes=index))
+        set_mtime(path, BASE + dt.timedelta(minutes=index))
     return root
 
 
@@ -72,7 +68,7 @@ def test_several_late_files_are_counted(tmp_path, caplog):
     for index in range(2):
         path = root / f"Late{index}_20240501000000000000_4444{index}.txt"
         shutil.copyfile(EVENTS_FILE, path)
-        _stamp(path, BASE - dt.timedelta(hours=5 + index))
+        set_mtime(path, BASE - dt.timedelta(hours=5 + index))
     with caplog.at_level(logging.WARNING):
         second = run_tap(config, state=first.final_state)
     assert second.records("events") == []

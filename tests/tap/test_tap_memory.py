@@ -9,16 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.cloudsupport import azure_config, gcs_config
+from tests.support.cloud import azure_config, gcs_config
 
 # Runs the tap's CLI in a child process and reports that process's own peak RSS.
 PEAK_RSS_RUNNER = """
 import atexit, resource, sys
 from pathlib import Path
-
-import pytest
-
-from tests.cloudsupport import azure_config, gcs_config
 out = Path(sys.argv.pop(1))
 atexit.register(lambda: out.write_text(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))
 from tap_mparticle.tap import TapMParticle

@@ -4,7 +4,8 @@ import zlib
 
 import pytest
 
-from tap_mparticle.parsers import BadInputError, decode_json, iter_lines, open_decompressed
+from tap_mparticle.jsondocs import iter_json_documents
+from tap_mparticle.parsers import BadInputError, iter_lines, open_decompressed
 
 LOC = "s3://bucket/f.txt"
 
@@ -59,15 +60,19 @@ def test_truncated_gzip_names_the_first_unreadable_line():
     assert str(caught.value).startswith(f"{LOC}:{seen[-1][0] + 1}: truncated or corrupt gzip")
 
 
+def documents(raw: bytes) -> list:
+    return list(iter_json_documents(open_decompressed(io.BytesIO(raw)), LOC))
+
+
 def test_not_utf8_and_not_json_name_file_and_line():
-    with pytest.raises(BadInputError, match=r"^s3://bucket/f.txt:7: bytes that are not UTF-8"):
-        decode_json(b'{"a":"\xff\xfe"}', LOC, 7)
-    with pytest.raises(BadInputError, match=r"^s3://bucket/f.txt:3: not valid JSON"):
-        decode_json(b'{"a":', LOC, 3)
+    bad_utf8, bad_json, good = documents(b'{"a":"\xff\xfe"}\n{"a":\n{"b":1}\n')
+    assert str(bad_utf8).startswith("s3://bucket/f.txt:1: bytes that are not UTF-8")
+    assert str(bad_json).startswith("s3://bucket/f.txt:2: not valid JSON")
+    assert good == (3, {"b": 1})
 
 
 def test_huge_and_negative_integers_survive_decoding():
-    assert decode_json(b'{"mpid":-9223372036854775807}', LOC, 1) == {"mpid": -9223372036854775807}
+    assert documents(b'{"mpid":-9223372036854775807}') == [(1, {"mpid": -9223372036854775807})]
 
 
 def test_reading_past_the_end_of_a_gzip_stream_keeps_answering_end():

@@ -8,8 +8,9 @@ import shutil
 from scripts.capture_state import SAMPLE_DROP, pin_mtimes
 from tap_mparticle.audience_records import NOT_IN_ARCHIVE
 from tap_mparticle.tap import STREAM_TYPES
-from tests.s3support import REPO_ROOT, s3_config, upload_tree
-from tests.tapsupport import run_tap
+from tests.support.files import REPO_ROOT
+from tests.support.s3 import s3_config, upload_tree
+from tests.support.tap import run_tap
 
 STREAMS = [cls.name for cls in STREAM_TYPES]
 LEGACY_STATE = REPO_ROOT / "tests" / "tap" / "fixtures" / "state-0.1.0.json"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from singer_sdk.testing import get_tap_test_class
 
 from tap_mparticle.tap import TapMParticle
-from tests.s3support import REPO_ROOT
+from tests.support.files import REPO_ROOT
 
 
 class TapEveryStreamSelected(TapMParticle):

@@ -6,7 +6,7 @@ from singer_sdk.exceptions import ConfigValidationError
 from tap_mparticle.settings import normalize_prefix
 from tap_mparticle.storage import LocalStorage, S3Storage
 from tap_mparticle.tap import TapMParticle
-from tests.tapsupport import run_cli
+from tests.support.tap import run_cli
 
 
 def make_tap(**config):

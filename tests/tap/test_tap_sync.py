@@ -1,16 +1,16 @@
 import datetime as dt
 import gzip
 import json
-import os
-from pathlib import Path
 
 import jsonschema
 import pytest
 
 from tap_mparticle import client as client_module
+from tap_mparticle import storage
 from tap_mparticle.tap import TapMParticle
-from tests.s3support import s3_config
-from tests.tapsupport import run_tap
+from tests.support.files import set_mtime
+from tests.support.s3 import s3_config
+from tests.support.tap import run_tap
 
 
 def validator():
@@ -141,10 +141,6 @@ def test_start_date_skips_files_modified_before_it(drop):
     assert run_tap({**drop.config, "start_date": future}).records("events") == []
 
 
-def set_mtime(path: Path, when: dt.datetime) -> None:
-    os.utime(path, (when.timestamp(), when.timestamp()))
-
-
 def test_same_second_and_late_files_are_read_exactly_once(empty_drop):
     day = empty_drop.root / "2024-05-01"
     day.mkdir(parents=True)
@@ -211,13 +207,17 @@ def test_hidden_and_empty_local_files_are_ignored(tmp_path):
     assert list(out.final_state["bookmarks"]["events"]["files_read"]) == ["real.txt"]
 
 
-def test_listing_pages_through_more_than_a_thousand_keys(s3_client, s3_bucket, moto_endpoint):
+def test_listing_pages_through_more_keys_than_one_page_holds(
+    s3_client, s3_bucket, moto_endpoint, monkeypatch
+):
+    # S3 pages at 1,000 keys; a page of 10 walks the same continuation-token path over 25 keys.
+    monkeypatch.setattr(storage, "LIST_PAGE_SIZE", 10)
     body = batch_line(1).encode()
-    for i in range(1005):
+    for i in range(25):
         s3_client.put_object(Bucket=s3_bucket, Key=f"2024-05-01/app_{i:05d}.txt", Body=body)
     out = run_tap(s3_config(moto_endpoint, s3_bucket))
-    assert len(out.records("events")) == 1005
-    assert len({r["_sdc_source_file"] for r in out.records("events")}) == 1005
+    assert len(out.records("events")) == 25
+    assert len({r["_sdc_source_file"] for r in out.records("events")}) == 25
 
 
 @pytest.mark.parametrize("concurrency", [1, 3])

@@ -3,36 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import signal
 import subprocess
 import sys
 
 import pytest
-from conftest import FIXTURES, SECRET
-from eventsapi_server import EventsApiServer, Fault
 
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["TARGET_MPARTICLE_LOGLEVEL"] = "DEBUG"  # the secret must stay out even at DEBUG
-    return env
+from tests.support.eventsapi import EventsApiServer, Fault
+from tests.support.target import FIXTURES, SECRET, run_target_cli
 
 
 def run_cli(config: dict, input_path: pathlib.Path, tmp_path: pathlib.Path):
-    config_file = tmp_path / "config.json"
-    config_file.write_text(json.dumps(config))
-    with input_path.open("rb") as stdin:
-        return subprocess.run(
-            [sys.executable, "-m", "target_mparticle", "--config", str(config_file)],
-            stdin=stdin,
-            capture_output=True,
-            text=True,
-            env=_env(),
-            timeout=120,
-            check=False,
-        )
+    # DEBUG: the secret must stay out even at DEBUG
+    return run_target_cli(tmp_path, config, input_path, loglevel="DEBUG")
 
 
 @pytest.mark.parametrize("wrong", ["key", "secret"])

@@ -3,13 +3,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import FIXTURES, SECRET, run_target, singer_lines
-from eventsapi_server import EventsApiServer, Fault
 from singer_sdk.exceptions import ConfigValidationError
 
 from target_mparticle.client import AuthError, BadRequestError, DeliveryError, Pacer
 from target_mparticle.invalid import InvalidRecordFatalError
 from target_mparticle.target import TargetMParticle
+from tests.support.eventsapi import EventsApiServer, Fault
+from tests.support.target import FIXTURES, SECRET, run_target, singer_lines
 
 USERS = 300
 

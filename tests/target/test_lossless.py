@@ -10,9 +10,10 @@ import json
 import typing as t
 
 import pytest
-from conftest import run_target, singer_lines
 
-from tests.tapsupport import run_tap
+from tests.support.files import dead_letters
+from tests.support.tap import run_tap
+from tests.support.target import run_target, singer_lines
 
 if t.TYPE_CHECKING:
     import pathlib
@@ -91,12 +92,6 @@ def drop(tmp_path: pathlib.Path) -> dict[str, t.Any]:
 def replay(drop: dict[str, t.Any], streams: set[str]) -> list[str]:
     """What tap-mparticle writes with these streams selected, as Singer lines."""
     return [json.dumps(m) for m in run_tap(drop, streams=streams).messages]
-
-
-def dead_letters(config: dict[str, t.Any]) -> list[dict[str, t.Any]]:
-    path = config["dead_letter_path"]
-    with open(path, encoding="utf-8") as handle:  # noqa: PTH123
-        return [json.loads(line) for line in handle]
 
 
 def test_a_batches_replay_keeps_everything_the_inbound_schema_takes(server, config, drop):

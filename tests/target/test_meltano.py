@@ -10,24 +10,23 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import pathlib
-import subprocess
 import sys
 from typing import TYPE_CHECKING
 
 import pytest
 import yaml
-from conftest import FIXTURES, SECRET
 
-from tests.s3support import AWS_TEST_KEY, AWS_TEST_SECRET, REPO_ROOT, upload_tree
+from tests.support.files import REPO_ROOT
+from tests.support.meltano import BIN, meltano
+from tests.support.s3 import AWS_TEST_KEY, AWS_TEST_SECRET, upload_tree
+from tests.support.target import FIXTURES, SECRET
 
 if TYPE_CHECKING:
-    from eventsapi_server import EventsApiServer
+    import pathlib
+
+    from tests.support.eventsapi import EventsApiServer
 
 pytestmark = pytest.mark.meltano
-
-BIN = pathlib.Path(sys.executable).parent
-MELTANO = str(BIN / "meltano")
 
 
 def project_copy(tmp_path: pathlib.Path) -> pathlib.Path:
@@ -58,20 +57,11 @@ def meltano_run(root: pathlib.Path, env: dict[str, str], *plugins: str):
     full_env = {
         **os.environ,
         "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "MELTANO_PROJECT_ROOT": str(root),
         "MELTANO_DATABASE_URI": f"sqlite:///{root}/meltano.db",
         "MELTANO_ENVIRONMENT": "dev",
         **env,
     }
-    return subprocess.run(
-        [MELTANO, "run", *plugins],
-        cwd=root,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    return meltano(root, full_env, "run", *plugins)
 
 
 def target_env(server: EventsApiServer, mappings: dict) -> dict[str, str]:
@@ -133,8 +123,8 @@ def _replay_env(server, s3_client, s3_bucket, moto_endpoint) -> dict[str, str]:
 def test_meltano_run_replay_into_target_mparticle_as_the_readme_gives_it(
     server, tmp_path, s3_client, s3_bucket, moto_endpoint
 ):
-    # meltano.yml as committed: tap-mparticle-replay selects what target-mparticle
-    # can send without a mapping (events), so the replay works out of the box.
+    # meltano.yml as committed: tap-mparticle-replay selects batches and the
+    # audience streams, all of which target-mparticle sends without a mapping.
     drop_events = _events_in_drop(REPO_ROOT / "samples" / "drop")
     root = project_copy(tmp_path)
     env = _replay_env(server, s3_client, s3_bucket, moto_endpoint)
@@ -177,3 +167,28 @@ def test_a_dry_run_through_meltano_leaves_the_real_run_everything_to_send(
     real = meltano_run(root, env, "tap-mparticle-replay", "target-mparticle")
     assert real.returncode == 0, real.stderr[-3000:]
     assert len(server.events()) == drop_events  # everything, not 0
+
+
+def test_meltano_run_tap_mparticle_target_mparticle_with_the_default_selection(
+    server, tmp_path, s3_client, s3_bucket, moto_endpoint
+):
+    # Events and both audience streams, no mapping: events are replayed, memberships
+    # and attribute changes become user attribute updates, nothing is dead-lettered.
+    drop_events = _events_in_drop(REPO_ROOT / "samples" / "drop")
+    root = project_copy(tmp_path)
+    env = _replay_env(server, s3_client, s3_bucket, moto_endpoint)
+    env["TARGET_MPARTICLE_ON_INVALID_RECORD"] = "dead_letter"
+    env["TARGET_MPARTICLE_DEAD_LETTER_PATH"] = str(tmp_path / "dead.jsonl")
+    result = meltano_run(root, env, "tap-mparticle", "target-mparticle")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert server.rejected == []
+    assert not (tmp_path / "dead.jsonl").exists()
+    assert len(server.events()) == drop_events
+    updates = [b for b in server.batches() if "events" not in b]
+    audience_attributes = {
+        name
+        for b in updates
+        for name in [*(b.get("user_attributes") or {}), *(b.get("deleted_user_attributes") or [])]
+    }
+    assert any(name.startswith("audience_") for name in audience_attributes)
+    assert len(audience_attributes) > 3

@@ -5,16 +5,16 @@ import decimal
 import json
 
 import pytest
-from eventsapi_server import load_validator
 
 from target_mparticle.assemble import THIRTY_DAYS_MS, assemble, trailing_group
 from target_mparticle.clean import clean_event, clean_identities
 from target_mparticle.client import BULK_PATH, HISTORICAL_PATH, pack
-from target_mparticle.convert import Converter
+from target_mparticle.convert import BatchDefaults, Converter
 from target_mparticle.inbound import InvalidRecordError
 from target_mparticle.mapping import StreamMapping, mapping_errors
 from target_mparticle.schema_rules import MAX_REQUEST_BYTES
 from target_mparticle.values import Tally, event_attributes, to_epoch_ms, user_attributes
+from tests.support.eventsapi import load_validator
 
 NOW = 1_763_000_000_000
 validate = load_validator()
@@ -22,7 +22,7 @@ validate = load_validator()
 
 def converter(mapping: dict | None = None, stream: str = "s", key=("id",)) -> Converter:
     parsed = StreamMapping.from_config(mapping or {}, explicit=mapping is not None)
-    return Converter(stream, list(key), parsed, "development", Tally())
+    return Converter(stream, list(key), parsed, BatchDefaults(), Tally())
 
 
 def batches_of(items, mode="auto", now=NOW):

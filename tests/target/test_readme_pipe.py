@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-from conftest import SECRET
-
-from tests.s3support import REPO_ROOT
+from tests.support.files import REPO_ROOT
+from tests.support.target import SECRET
 
 SAMPLE_DROP = REPO_ROOT / "samples" / "drop"
 

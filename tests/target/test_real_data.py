@@ -12,13 +12,13 @@ import random
 import typing as t
 
 import pytest
-from conftest import run_target, singer_lines
-from eventsapi_server import load_validator
 
 from mparticle_facts.numbers import to_int
 from tap_mparticle.events import BATCH_FIELDS, INTEGER_FIELDS, identities_as_array
-from tests.s3support import REPO_ROOT
-from tests.tapsupport import TapOutput, run_tap
+from tests.support.eventsapi import load_validator
+from tests.support.files import REPO_ROOT, dead_letters
+from tests.support.tap import TapOutput, run_tap
+from tests.support.target import run_target, singer_lines
 
 REAL = REPO_ROOT / "tests" / "fixtures" / "real" / "drop"
 EVENT_PREFIXES = ("events/", "firehose-events/")
@@ -92,11 +92,6 @@ def only(out: TapOutput, stream: str) -> list[str]:
     return [
         json.dumps(m) for m in out.messages if m["type"] == "STATE" or m.get("stream") == stream
     ]
-
-
-def dead_letters(config: dict[str, t.Any]) -> list[dict[str, t.Any]]:
-    with open(config["dead_letter_path"], encoding="utf-8") as handle:  # noqa: PTH123
-        return [json.loads(line) for line in handle]
 
 
 @pytest.mark.parametrize("stream", ["batches", "events"])

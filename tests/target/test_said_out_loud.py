@@ -8,13 +8,13 @@ import subprocess
 import sys
 
 import pytest
-from conftest import run_target, singer_lines
 from singer_sdk.exceptions import ConfigValidationError
 
 from target_mparticle.client import Pacer
 from target_mparticle.report import counted
 from target_mparticle.target import TargetMParticle
-from tests.s3support import REPO_ROOT
+from tests.support.files import REPO_ROOT
+from tests.support.target import run_target, singer_lines
 
 ORDERS = [
     {"order_id": f"O-{n}", "customer_id": f"C{n}", "total": n, **({"channel": "app"} if n else {})}

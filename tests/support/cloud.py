@@ -39,10 +39,11 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from tests.support.files import REPO_ROOT
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 AZURITE_MAIN = REPO_ROOT / ".azurite" / "node_modules" / "azurite" / "dist" / "src" / "blob"
 AZURITE_CLOCK = Path(__file__).with_name("azurite_clock.js")
 # Azurite's built-in development account: public, documented, and only valid on Azurite.

@@ -160,6 +160,7 @@ class Received:
     n_batches: int
     n_bytes: int
     status: int
+    body: bytes = b""  # the request body as it arrived, for snapshot tests
 
 
 class EventsApiServer:
@@ -308,7 +309,7 @@ class EventsApiServer:
             except (BrokenPipeError, ConnectionResetError):
                 handler.close_connection = True  # the client gave up waiting
             with self.lock:
-                self.requests.append(Received(path, len(batches or []), len(raw), status))
+                self.requests.append(Received(path, len(batches or []), len(raw), status, raw))
 
         batches: list[dict[str, t.Any]] | None = None
         if fault is not None and fault.kind == "drop":
@@ -425,5 +426,5 @@ def serve_forever(ready: t.Any = None, *, validate: bool = True) -> None:
         threading.Event().wait()
 
 
-if __name__ == "__main__":  # pragma: no cover - manual use: python eventsapi_server.py
+if __name__ == "__main__":  # pragma: no cover - manual use: python -m tests.support.eventsapi
     serve_forever()

@@ -1,4 +1,8 @@
-"""Helpers for tests that put a drop into moto's S3 server (or the GCS and Azure emulators)."""
+"""moto's S3 servers (threaded, or strict in a process of its own) and putting a drop into them.
+
+`serve_drop` also serves a drop from a local directory, fake-gcs-server and Azurite
+(see `cloud`), so one parametrised test runs over all four storages.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +13,22 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
 
-from tests.cloudsupport import azure_config, gcs_config
+from tests.support.cloud import azure_config, gcs_config
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
     from typing import Protocol
 
     class Publish(Protocol):
         def __call__(self, modified_at: dt.datetime | None = None) -> None: ...
 
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 AWS_TEST_KEY = "AKIATESTKEY0000000001"
 AWS_TEST_SECRET = "test-secret-do-not-log-0123456789"
 

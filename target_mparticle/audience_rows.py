@@ -1,0 +1,108 @@
+"""tap-mparticle audience rows as user attribute updates (no mapping needed).
+
+mParticle forwards an audience to outputs with no audience concept "as some kind of
+user attribute or tag"; the target does the same in reverse: a membership `add` sets
+the user attribute `audience_attribute_name` names to true, a `remove` deletes it; an
+attribute row upserts or deletes its attribute. The user is the row's raw identity,
+plus its MPID; each item's group is the user, so `assemble` folds one user's changes,
+in order, into one batch.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from mparticle_facts.identities import DEVICE_IDENTITIES, USER_IDENTITIES, canonical_identity_type
+from mparticle_facts.numbers import to_int
+from target_mparticle import schema_rules as rules
+from target_mparticle.inbound import InvalidRecordError, fit_shell
+from target_mparticle.items import ConverterBase, Item, digest_id, public
+from target_mparticle.values import to_attribute_string, truncate, user_attributes
+
+
+def is_audience_membership(record: t.Mapping[str, t.Any]) -> bool:
+    """Whether ``record`` is a tap-mparticle ``audience_memberships`` row."""
+    return (
+        "audience_id" in record
+        and record.get("action") in {"add", "remove"}
+        and "identity_type" in record
+    )
+
+
+def is_audience_attribute(record: t.Mapping[str, t.Any]) -> bool:
+    """Whether ``record`` is a tap-mparticle ``audience_user_attributes`` row."""
+    return (
+        "audience_id" in record
+        and record.get("action") in {"upsert", "delete"}
+        and isinstance(record.get("key"), str)
+    )
+
+
+class AudienceRows(ConverterBase):
+    """Converts tap-mparticle `audience_memberships` and `audience_user_attributes` rows."""
+
+    def _audience_user(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
+        """Who an audience row is about: its raw identity where one can be sent, and MPID."""
+        mpid = to_int(record.get("mpid"))
+        shell: dict[str, t.Any] = {"environment": self.environment}
+        kind = canonical_identity_type(str(record.get("identity_type") or ""))
+        value = record.get("identity_value")
+        usable = value not in (None, "") and record.get("identity_encoding", "raw") == "raw"
+        if usable and kind in USER_IDENTITIES:
+            shell["user_identities"] = {kind: to_attribute_string(value)}
+        elif (
+            usable
+            and kind in DEVICE_IDENTITIES
+            and (kind not in rules.UUID_DEVICE_FIELDS or rules.UUID_PATTERN.match(str(value)))
+        ):
+            shell["device_info"] = {kind: to_attribute_string(value)}
+        elif mpid is None:
+            why = (
+                f"its identity is hashed ({record.get('identity_encoding')})"
+                if value not in (None, "") and kind is not None
+                else "it has no identity mParticle can resolve"
+            )
+            msg = f"audience row cannot be sent: {why} and it has no mpid"
+            raise InvalidRecordError(msg)
+        if mpid is not None:
+            shell["mpid"] = mpid
+        context = self.data_plan_context()
+        if context is not None:
+            shell["context"] = context
+        return shell
+
+    def _audience_item(self, record: dict[str, t.Any], shell: dict[str, t.Any]) -> Item:
+        fit_shell(shell, self.tally)
+        user = digest_id(
+            "user", shell.get("mpid"), shell.get("user_identities"), shell.get("device_info")
+        )
+        request_id = digest_id("audience", self.stream, public(record))
+        return Item(self.stream, record, shell, [], user, request_id)
+
+    def _audience_membership(self, record: dict[str, t.Any]) -> Item:
+        """An add sets the audience's user attribute to true; a remove deletes it."""
+        shell = self._audience_user(record)
+        name = self.audience_attribute_name.format(
+            audience_id=record.get("audience_id"),
+            audience_name=record.get("audience_name") or "",
+            variant=record.get("variant") or "",
+        )
+        name = truncate(name, rules.API_LIMIT_NAME, "attribute names truncated to 256", self.tally)
+        if record.get("action") == "remove":
+            shell["deleted_user_attributes"] = [name]
+        else:
+            shell["user_attributes"] = {name: True}
+        return self._audience_item(record, shell)
+
+    def _audience_attribute(self, record: dict[str, t.Any]) -> Item:
+        """An upsert sets the attribute (lists as lists); a delete deletes it."""
+        shell = self._audience_user(record)
+        key = str(record["key"])
+        value = record.get("list_value")
+        if value is None:
+            value = record.get("value")
+        if record.get("action") == "delete" or value is None:
+            shell["deleted_user_attributes"] = [key]
+        else:
+            shell["user_attributes"] = user_attributes([(key, value)], self.tally)
+        return self._audience_item(record, shell)

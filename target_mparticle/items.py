@@ -1,0 +1,130 @@
+"""What a converter makes, and what every converter shares.
+
+`Item` is one converted record (a batch shell plus its events), `digest_id` the
+content-derived ids every batch and event gets, `BatchDefaults` what the settings give
+every batch, and `ConverterBase` the state and helpers the converters of each record
+shape (`convert`, `mapped`, `audience_rows`) share.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import typing as t
+
+import msgspec
+
+from target_mparticle.mapping import DEFAULT_AUDIENCE_ATTRIBUTE
+from target_mparticle.values import to_attribute_string
+
+if t.TYPE_CHECKING:
+    from target_mparticle.mapping import StreamMapping
+    from target_mparticle.values import Tally
+
+_HASH_ENCODER = msgspec.json.Encoder(order="sorted", decimal_format="number")
+
+
+@dataclasses.dataclass
+class Item:
+    """One record, converted: a batch shell plus the events it contributes.
+
+    ``group`` is set for records of one original batch line (tap-mparticle events
+    and batches); items sharing it are merged into one batch. ``refused`` holds the
+    events of a whole batch that could not be made valid, each with its reason, to
+    be handled alone by ``on_invalid_record`` while the rest is sent.
+    """
+
+    stream: str
+    record: dict[str, t.Any]
+    batch: dict[str, t.Any]
+    events: list[dict[str, t.Any]]
+    group: str | None
+    request_id: str
+    refused: list[tuple[dict[str, t.Any], str]] = dataclasses.field(default_factory=list)
+
+
+def digest_id(*parts: object) -> str:
+    """A UUID (version 5 layout) from a SHA-1 over canonical JSON of ``parts``."""
+    digest = bytearray(
+        hashlib.sha1(_HASH_ENCODER.encode(parts), usedforsecurity=False).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def public(record: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """The record without Singer metadata, which varies from run to run."""
+    return {k: v for k, v in record.items() if not k.startswith("_sdc_")}
+
+
+def with_fields(batch: dict[str, t.Any], **fields: object) -> dict[str, t.Any]:
+    """Add only the fields that hold something: empty objects are noise."""
+    batch.update({k: v for k, v in fields.items() if v is not None and v not in ({}, [])})
+    return batch
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchDefaults:
+    """What every batch gets from the settings unless the record or its mapping says more."""
+
+    environment: str = "development"
+    data_plan_id: str | None = None
+    data_plan_version: int | None = None
+    audience_attribute_name: str = DEFAULT_AUDIENCE_ATTRIBUTE
+
+
+class ConverterBase:
+    """The stream, mapping and defaults every record shape's conversion reads."""
+
+    def __init__(
+        self,
+        stream: str,
+        key_properties: t.Sequence[str],
+        mapping: StreamMapping,
+        defaults: BatchDefaults,
+        tally: Tally,
+    ) -> None:
+        """Bind the stream's mapping and key so per-record work stays small."""
+        self.stream = stream
+        self.key_properties = list(key_properties)
+        self.mapping = mapping
+        self.environment = defaults.environment
+        self.data_plan = (defaults.data_plan_id, defaults.data_plan_version)
+        self.audience_attribute_name = (
+            mapping.audience_attribute_name or defaults.audience_attribute_name
+        )
+        self.tally = tally
+        self._last_line: tuple[t.Any, ...] | None = None
+        self._last_shell: tuple[dict[str, t.Any], str] = ({}, "")
+
+    def describe(self, record: t.Mapping[str, t.Any]) -> str:
+        """Name a record by stream and key for error messages and dead letters."""
+        if self.key_properties:
+            key = {k: record.get(k) for k in self.key_properties}
+        elif "_sdc_source_file" in record:
+            key = {
+                k: record.get(k)
+                for k in (
+                    "_sdc_source_file",
+                    "_sdc_source_lineno",
+                    "_sdc_batch_index",
+                    "_sdc_event_index",
+                )
+                if k in record
+            }
+        else:
+            key = {"record": digest_id(public(record))}
+        return f"stream {self.stream!r} record {to_attribute_string(key)}"
+
+    def data_plan_context(self) -> dict[str, t.Any] | None:
+        """`context.data_plan` from the mapping, else the settings; None without a plan."""
+        plan_id = self.mapping.data_plan_id or self.data_plan[0]
+        if plan_id is None:
+            return None
+        version = self.mapping.data_plan_version if self.mapping.data_plan_id else self.data_plan[1]
+        plan: dict[str, t.Any] = {"plan_id": plan_id}
+        if version is not None:
+            plan["plan_version"] = version
+        return {"data_plan": plan}

@@ -1,0 +1,271 @@
+"""Records that follow a `mappings` entry: a users table, an orders stream, anything.
+
+Identities come from the mapped fields (or fields named like identity types), user and
+event attributes from the mapped or the remaining fields, and consent, ip, device id
+and the data plan from the keys that name them; the event is checked against the
+published schema like every other.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from mparticle_facts.identities import DEVICE_IDENTITIES, field_identity_type
+from mparticle_facts.numbers import to_int
+from target_mparticle import schema_rules as rules
+from target_mparticle.clean import clean_object
+from target_mparticle.clock import now_ms
+from target_mparticle.inbound import InvalidRecordError, fit_event, fit_shell
+from target_mparticle.items import ConverterBase, Item, digest_id, public, with_fields
+from target_mparticle.values import (
+    Tally,
+    event_attributes,
+    to_attribute_string,
+    to_epoch_ms,
+    truncate,
+    user_attributes,
+)
+
+_COMMERCE_ACTION_FIELDS = (
+    "transaction_id",
+    "affiliation",
+    "total_amount",
+    "tax_amount",
+    "shipping_amount",
+    "coupon_code",
+    "checkout_step",
+    "products",
+)
+
+
+def default_identity_fields(record: t.Mapping[str, t.Any]) -> dict[str, str]:
+    """Identity type -> field, for the fields of a record named like an identity type."""
+    found: dict[str, str] = {}
+    for name in record:
+        kind = field_identity_type(name)
+        if kind is not None:
+            found.setdefault(kind, name)
+    return found
+
+
+class MappedRecords(ConverterBase):
+    """Converts records by their stream's mapping."""
+
+    def _mapped(self, record: dict[str, t.Any]) -> Item:
+        mapping = self.mapping
+        used: set[str] = set()
+        user_ids, device, mpid = self._mapped_identities(record, used)
+        used.update(
+            f
+            for f in (
+                mapping.timestamp_field,
+                mapping.event_name_field,
+                mapping.source_message_id_field,
+                mapping.ip_field,
+                mapping.device_id_field,
+                *(mapping.consent.fields() if mapping.consent else ()),
+            )
+            if f
+        )
+        attr_map = mapping.user_attributes
+        if attr_map is None and mapping.kind == "user":
+            attr_map = {
+                name: name for name in record if name not in used and not name.startswith("_sdc_")
+            }
+        attrs: dict[str, str | list[str]] = {}
+        deleted: list[str] = []
+        if attr_map:
+            used.update(attr_map.values())
+            attrs = user_attributes(((n, record.get(f)) for n, f in attr_map.items()), self.tally)
+            if mapping.null_user_attributes == "delete":
+                # A column that turned null: the attribute goes away in mParticle too.
+                deleted = [n for n, f in attr_map.items() if record.get(f) is None]
+        batch = with_fields(
+            {"environment": self.environment},
+            user_identities=user_ids,
+            mpid=mpid,
+            device_info=device,
+            user_attributes=attrs,
+            deleted_user_attributes=deleted,
+            **self._mapped_batch_fields(record),
+        )
+        fit_shell(batch, self.tally)
+        if mapping.kind == "user":
+            request_id = digest_id("user", self.stream, public(record))
+            return Item(self.stream, record, batch, [], None, request_id)
+
+        event = self._mapped_event(record, used)
+        request_id = digest_id("event", self.stream, event["data"]["source_message_id"])
+        return Item(self.stream, record, batch, [event], None, request_id)
+
+    def _mapped_identities(
+        self, record: dict[str, t.Any], used: set[str]
+    ) -> tuple[dict[str, str], dict[str, str], int | None]:
+        """User identities, device identities and MPID from the mapped fields."""
+        mapping = self.mapping
+        tally = self.tally
+        identity_fields = mapping.identities
+        if identity_fields is None:
+            identity_fields = default_identity_fields(record)
+        user_ids: dict[str, str] = {}
+        device: dict[str, str] = {}
+        mpid: int | None = None
+        for identity_type, field in identity_fields.items():
+            used.add(field)
+            value = record.get(field)
+            if value is None or value == "":
+                continue
+            if identity_type == "mpid":
+                mpid = to_int(value)
+                if mpid is None:
+                    msg = f"mpid field {field!r} is not an integer"
+                    raise InvalidRecordError(msg)
+            elif identity_type in rules.UUID_DEVICE_FIELDS:
+                text = to_attribute_string(value)
+                if rules.UUID_PATTERN.match(text):
+                    device[identity_type] = text
+                else:
+                    tally[f"{identity_type} values that are not UUIDs dropped"] += 1
+            elif identity_type in DEVICE_IDENTITIES:
+                device[identity_type] = to_attribute_string(value)
+            else:
+                user_ids[identity_type] = truncate(
+                    to_attribute_string(value),
+                    rules.API_LIMIT_VALUE,
+                    "identity values truncated to 4096",
+                    tally,
+                )
+        if not user_ids and not device and mpid is None:
+            looked = ", ".join(sorted(identity_fields.values())) or "no identity-named field"
+            msg = (
+                f"has no identity (looked in: {looked}); name the stream's identity "
+                "fields in mappings.<stream>.identities, or leave the stream out of the run"
+            )
+            raise InvalidRecordError(msg)
+        return user_ids, device, mpid
+
+    def _mapped_batch_fields(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
+        """Consent, ip, mp_deviceid and the data plan of a mapped record's batch."""
+        mapping = self.mapping
+        fields: dict[str, t.Any] = {}
+        if mapping.consent is not None:
+            fields["consent_state"] = mapping.consent.build(record, self._event_time(record))
+        if mapping.ip_field and record.get(mapping.ip_field) not in (None, ""):
+            fields["ip"] = to_attribute_string(record[mapping.ip_field])
+        if mapping.device_id_field and record.get(mapping.device_id_field) not in (None, ""):
+            device_id = to_attribute_string(record[mapping.device_id_field])
+            if rules.UUID_PATTERN.match(device_id):
+                fields["mp_deviceid"] = device_id
+            else:
+                self.tally["mp_deviceid values that are not UUIDs dropped"] += 1
+        fields["context"] = self.data_plan_context()
+        return fields
+
+    def _event_time(self, record: dict[str, t.Any]) -> int:
+        """The record's event time (its timestamp field), else now: consent's default time."""
+        field = self.mapping.timestamp_field
+        stamp = to_epoch_ms(record.get(field)) if field else None
+        return stamp if stamp is not None else now_ms()
+
+    def _mapped_event(  # noqa: C901, PLR0912 - one branch per documented option
+        self, record: dict[str, t.Any], used: set[str]
+    ) -> dict[str, t.Any]:
+        mapping = self.mapping
+        tally = self.tally
+        if mapping.event_name_field:
+            raw_name = record.get(mapping.event_name_field)
+            if raw_name is None or raw_name == "":
+                msg = f"event name field {mapping.event_name_field!r} is empty"
+                raise InvalidRecordError(msg)
+            name = to_attribute_string(raw_name)
+        else:
+            name = mapping.event_name or self.stream
+        name = truncate(name, rules.API_LIMIT_NAME, "event names truncated to 256", tally)
+
+        data: dict[str, t.Any] = {}
+        if mapping.source_message_id_field:
+            given = record.get(mapping.source_message_id_field)
+            if given is None or given == "":
+                msg = f"source message id field {mapping.source_message_id_field!r} is empty"
+                raise InvalidRecordError(msg)
+            data["source_message_id"] = to_attribute_string(given)
+        else:
+            key = [record.get(k) for k in self.key_properties]
+            data["source_message_id"] = digest_id(self.stream, key, public(record))
+        if mapping.timestamp_field:
+            stamp = to_epoch_ms(record.get(mapping.timestamp_field))
+            if stamp is None:
+                msg = f"timestamp field {mapping.timestamp_field!r} holds no usable time"
+                raise InvalidRecordError(msg)
+            data["timestamp_unixtime_ms"] = stamp
+
+        kind = mapping.kind
+        if kind == "commerce_event":
+            self._commerce(record, data, used)
+        attr_map = mapping.event_attributes
+        if attr_map is None:
+            pairs: t.Iterable[tuple[str, object]] = (
+                (k, v) for k, v in record.items() if k not in used and not k.startswith("_sdc_")
+            )
+        else:
+            pairs = ((n, record.get(f)) for n, f in attr_map.items())
+        attributes = event_attributes(pairs, tally)
+        if attributes:
+            data["custom_attributes"] = attributes
+
+        if kind == "screen_view":
+            data["screen_name"] = name
+            return fit_event({"event_type": "screen_view", "data": data}, tally)
+        data["event_name"] = name
+        if kind == "commerce_event":
+            if mapping.custom_event_type:
+                data["custom_event_type"] = mapping.custom_event_type
+            return fit_event({"event_type": "commerce_event", "data": data}, tally)
+        data["custom_event_type"] = mapping.custom_event_type or "other"
+        return fit_event({"event_type": "custom_event", "data": data}, tally)
+
+    def _commerce(self, record: dict[str, t.Any], data: dict[str, t.Any], used: set[str]) -> None:
+        """Commerce fields come from record fields named as in the Events API."""
+        tally = self.tally
+        given_action = record.get("product_action")
+        if isinstance(given_action, dict):
+            used.add("product_action")
+            action = clean_object(given_action, tally)
+        else:
+            action = {}
+            for field in _COMMERCE_ACTION_FIELDS:
+                if record.get(field) is not None:
+                    used.add(field)
+                    action[field] = record[field]
+            action = clean_object(action, tally)
+            event_type = self.mapping.custom_event_type
+            verb = given_action if isinstance(given_action, str) else None
+            if verb is not None:
+                used.add("product_action")
+            action["action"] = verb or (
+                event_type if event_type in rules.PRODUCT_ACTIONS else "purchase"
+            )
+        if action.get("action") not in rules.PRODUCT_ACTIONS:
+            msg = f"product action {action.get('action')!r} is not one the Events API accepts"
+            raise InvalidRecordError(msg)
+        products = action.get("products")
+        if isinstance(products, list):
+            action["products"] = [_clean_product(p, tally) for p in products if isinstance(p, dict)]
+        elif "products" in action:
+            del action["products"]
+        data["product_action"] = action
+        currency = record.get("currency_code")
+        if currency is not None:
+            used.add("currency_code")
+            data["currency_code"] = to_attribute_string(currency)
+
+
+def _clean_product(product: dict[str, t.Any], tally: Tally) -> dict[str, t.Any]:
+    clean = clean_object(product, tally)
+    for field in ("id", "name"):
+        if field in clean and not isinstance(clean[field], str):
+            clean[field] = to_attribute_string(clean[field])
+    return clean
+
+
+# ---------------------------------------------------------------------------

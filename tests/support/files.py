@@ -1,0 +1,39 @@
+"""The repository root and the small file helpers many test modules used to repeat."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_DROP = REPO_ROOT / "samples" / "drop"
+
+
+def write(path: Path, text: str | bytes, *, gzipped: bool = False) -> None:
+    """Write `text` to `path` (parents made), gzip-compressed with a fixed mtime if asked."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = text.encode() if isinstance(text, str) else text
+    path.write_bytes(gzip.compress(data, mtime=0) if gzipped else data)
+
+
+def set_mtime(path: Path, when: dt.datetime) -> None:
+    """Give `path` the access and modification time `when`."""
+    stamp = when.timestamp()
+    os.utime(path, (stamp, stamp))
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The ERROR lines of a plugin's log on stderr."""
+    return [line for line in stderr.splitlines() if "| ERROR" in line]
+
+
+def dead_letters(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every dead letter the target wrote to its configured `dead_letter_path`."""
+    with Path(config["dead_letter_path"]).open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]

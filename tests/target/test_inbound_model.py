@@ -1,0 +1,317 @@
+"""The inbound model beyond events: consent, data plans, deletes, ip/device id, audiences.
+
+Every body is checked by the stand-in against mParticle's published schema, so each
+test's `server.rejected == []` says the new fields are sent in a shape mParticle takes.
+"""
+
+from __future__ import annotations
+
+import json
+import typing as t
+
+import pytest
+import time_machine
+from singer_sdk.exceptions import ConfigValidationError
+
+from target_mparticle.target import TargetMParticle
+from tests.support.files import dead_letters
+from tests.support.target import run_target, singer_lines
+
+NOW = "2026-01-02T03:04:05+00:00"
+NOW_MS = 1_767_323_045_000
+
+
+def users_config(config: dict[str, t.Any], **mapping: t.Any) -> dict[str, t.Any]:
+    config["mappings"] = {"users": {"kind": "user", "identities": {"customer_id": "id"}, **mapping}}
+    return config
+
+
+@time_machine.travel(NOW, tick=False)
+def test_consent_in_shorthand_and_object_forms(server, config):
+    users_config(
+        config,
+        user_attributes=["plan"],
+        timestamp_field="updated_at",
+        consent={
+            "gdpr": {
+                "marketing": "marketing_ok",
+                "analytics": {
+                    "consented": "analytics_ok",
+                    "document": "policy",
+                    "timestamp": "analytics_at",
+                    "location": "country",
+                    "hardware_id": "device",
+                },
+            },
+            "ccpa": "do_not_sell",
+        },
+    )
+    records = [
+        {
+            "id": "u-1",
+            "plan": "pro",
+            "updated_at": "2025-12-01T00:00:00Z",
+            "marketing_ok": True,
+            "analytics_ok": "false",
+            "policy": "v3",
+            "analytics_at": 1_700_000_000,
+            "country": "DE",
+            "device": "hw-1",
+            "do_not_sell": 1,
+        },
+        # Null consent says nothing: the purpose is left out, not sent as refused.
+        {"id": "u-2", "plan": "free", "marketing_ok": None, "do_not_sell": False},
+    ]
+    run = run_target(config, singer_lines("users", records, key=["id"]))
+    assert run.error is None
+    assert server.rejected == []
+    sent = {b["user_identities"]["customer_id"]: b for b in server.batches()}
+    assert sent["u-1"]["consent_state"] == {
+        "gdpr": {
+            "marketing": {"consented": True, "timestamp_unixtime_ms": 1_764_547_200_000},
+            "analytics": {
+                "consented": False,
+                "timestamp_unixtime_ms": 1_700_000_000_000,
+                "document": "v3",
+                "location": "DE",
+                "hardware_id": "hw-1",
+            },
+        },
+        "ccpa": {
+            "data_sale_opt_out": {"consented": True, "timestamp_unixtime_ms": 1_764_547_200_000}
+        },
+    }
+    # No event time in the record: consent is stamped now.
+    assert sent["u-2"]["consent_state"] == {
+        "ccpa": {"data_sale_opt_out": {"consented": False, "timestamp_unixtime_ms": NOW_MS}}
+    }
+    # Consent fields are consent, not user attributes.
+    assert sent["u-1"]["user_attributes"] == {"plan": "pro"}
+
+
+def test_a_consent_value_that_is_not_a_boolean_makes_the_record_invalid(server, config):
+    users_config(config, consent={"ccpa": "do_not_sell"})
+    config["on_invalid_record"] = "dead_letter"
+    run = run_target(config, singer_lines("users", [{"id": "u-1", "do_not_sell": "maybe"}]))
+    assert run.error is None
+    (letter,) = dead_letters(config)
+    assert "consent field 'do_not_sell' holds 'maybe', not true or false" in letter["reason"]
+    assert server.batches() == []
+
+
+@pytest.mark.parametrize(
+    ("consent", "message"),
+    [
+        ({"gdpr": {"Marketing": "m"}}, "must be lower case"),
+        ({"gdpr": {"marketing": {"document": "d"}}}, "consented must name"),
+        ({"gdpr": {"marketing": {"consented": "m", "when": "w"}}}, "unknown key 'when'"),
+        ({"lgpd": {"x": "y"}}, "unknown regulation 'lgpd'"),
+        ({"ccpa": 3}, "must be a field name or an object"),
+    ],
+)
+def test_consent_mistakes_are_refused_up_front(config, consent, message):
+    users_config(config, consent=consent)
+    with pytest.raises(ConfigValidationError) as refused:
+        TargetMParticle(config=config)
+    assert any(message in error for error in refused.value.errors), refused.value.errors
+
+
+def test_data_plan_from_settings_and_from_a_mapping(server, config):
+    config["data_plan_id"] = "travel"
+    config["data_plan_version"] = 3
+    config["mappings"] = {
+        "users": {"kind": "user", "identities": {"customer_id": "id"}},
+        "orders": {
+            "identities": {"customer_id": "id"},
+            "data_plan_id": "commerce",
+            "data_plan_version": 7,
+        },
+    }
+    run = run_target(
+        config,
+        [
+            *singer_lines("users", [{"id": "u-1", "plan": "pro"}], key=["id"]),
+            *singer_lines("orders", [{"id": "u-2", "total": 5}], key=["id"]),
+        ],
+    )
+    assert run.error is None
+    assert server.rejected == []
+    plans = {b["user_identities"]["customer_id"]: b["context"] for b in server.batches()}
+    assert plans == {
+        "u-1": {"data_plan": {"plan_id": "travel", "plan_version": 3}},
+        "u-2": {"data_plan": {"plan_id": "commerce", "plan_version": 7}},
+    }
+
+
+def test_null_user_attributes_delete_or_drop(server, config):
+    config["mappings"] = {
+        "deleting": {
+            "kind": "user",
+            "identities": {"customer_id": "id"},
+            "null_user_attributes": "delete",
+        },
+        "dropping": {"kind": "user", "identities": {"customer_id": "id"}},
+    }
+    row = {"id": "u-1", "plan": "pro", "coupon": None}
+    run = run_target(
+        config,
+        [
+            *singer_lines("deleting", [row], key=["id"]),
+            *singer_lines("dropping", [{**row, "id": "u-2"}], key=["id"]),
+        ],
+    )
+    assert run.error is None
+    assert server.rejected == []
+    sent = {b["user_identities"]["customer_id"]: b for b in server.batches()}
+    assert sent["u-1"]["user_attributes"] == {"plan": "pro"}
+    assert sent["u-1"]["deleted_user_attributes"] == ["coupon"]
+    assert "deleted_user_attributes" not in sent["u-2"]
+
+
+def test_ip_device_id_mpid_and_device_identities_from_fields(server, config):
+    config["mappings"] = {
+        "users": {
+            "kind": "user",
+            "identities": {
+                "mpid": "mparticle_id",
+                "ios_advertising_id": "idfa",
+                "email": "mail",
+            },
+            "ip_field": "last_ip",
+            "device_id_field": "device",
+        }
+    }
+    record = {
+        "mparticle_id": "-8203932131457467343",
+        "idfa": "613ff528-afd1-4c1b-9628-e6ed25ece9c0",
+        "mail": "a@example.com",
+        "last_ip": "2001:db8::1",
+        "device": "0b8f5b2f-0c1d-4f7e-9a4b-1a2b3c4d5e6f",
+        "tier": "gold",
+    }
+    run = run_target(config, singer_lines("users", [record]))
+    assert run.error is None
+    assert server.rejected == []
+    (batch,) = server.batches()
+    assert batch["mpid"] == -8203932131457467343
+    assert batch["ip"] == "2001:db8::1"
+    assert batch["mp_deviceid"] == "0b8f5b2f-0c1d-4f7e-9a4b-1a2b3c4d5e6f"
+    assert batch["device_info"] == {"ios_advertising_id": "613ff528-afd1-4c1b-9628-e6ed25ece9c0"}
+    assert batch["user_identities"] == {"email": "a@example.com"}
+    assert batch["user_attributes"] == {"tier": "gold"}
+
+
+def membership(audience_id: int, action: str, **fields: t.Any) -> dict[str, t.Any]:
+    return {
+        "audience_id": audience_id,
+        "audience_name": "Big spenders",
+        "variant": None,
+        "mpid": None,
+        "identity_type": "customer_id",
+        "identity_value": "c-1",
+        "identity_encoding": "raw",
+        "action": action,
+        "timestamp": "2024-05-01T00:00:00.000+00:00",
+        "source_format": "firehose",
+        **fields,
+    }
+
+
+def attribute(key: str, action: str, **fields: t.Any) -> dict[str, t.Any]:
+    return {
+        "audience_id": 9,
+        "audience_name": "Big spenders",
+        "mpid": 77,
+        "key": key,
+        "value": None,
+        "list_value": None,
+        "action": action,
+        "timestamp": "2024-05-01T00:00:00.000+00:00",
+        "source_format": "partner_feed",
+        **fields,
+    }
+
+
+def test_audience_rows_become_user_attribute_updates_without_a_mapping(server, config):
+    config["on_invalid_record"] = "dead_letter"
+    rows = [
+        membership(11, "add"),
+        membership(12, "add", identity_type="email", identity_value="b@example.com"),
+        membership(13, "remove", identity_type=None, identity_value=None, mpid=42),
+        # A hashed identity cannot be sent as one: the row goes by its mpid.
+        membership(14, "add", identity_encoding="sha256", identity_value="ab12", mpid=43),
+        # Neither an identity mParticle can resolve nor an mpid: invalid.
+        membership(15, "add", identity_encoding="md5", identity_value="cd34"),
+    ]
+    changes = [
+        attribute("tier", "upsert", value="gold"),
+        attribute("tags", "upsert", list_value=["a", "b"], mpid=78),
+        attribute("churned", "delete", mpid=79),
+    ]
+    run = run_target(
+        config,
+        [
+            *singer_lines("audience_memberships", rows),
+            *singer_lines("audience_user_attributes", changes),
+        ],
+    )
+    assert run.error is None
+    assert server.rejected == []
+    by_user = {
+        json.dumps([b.get("user_identities"), b.get("mpid")], sort_keys=True): b
+        for b in server.batches()
+    }
+    assert by_user['[{"customer_id": "c-1"}, null]']["user_attributes"] == {"audience_11": True}
+    assert by_user['[{"email": "b@example.com"}, null]']["user_attributes"] == {"audience_12": True}
+    assert by_user["[null, 42]"]["deleted_user_attributes"] == ["audience_13"]
+    assert by_user["[null, 43]"]["user_attributes"] == {"audience_14": True}
+    assert by_user["[null, 77]"]["user_attributes"] == {"tier": "gold"}
+    assert by_user["[null, 78]"]["user_attributes"] == {"tags": ["a", "b"]}
+    assert by_user["[null, 79]"]["deleted_user_attributes"] == ["churned"]
+    (letter,) = dead_letters(config)
+    assert "identity is hashed (md5) and it has no mpid" in letter["reason"]
+
+
+def test_audience_attribute_name_placeholders(server, config):
+    config["audience_attribute_name"] = "aud_{audience_name}_{audience_id}{variant}"
+    config["mappings"] = {"audience_memberships": {"audience_attribute_name": "seg {audience_id}"}}
+    run = run_target(
+        config,
+        [
+            *singer_lines("audience_memberships", [membership(11, "add")]),
+            *singer_lines("other_memberships", [membership(12, "add", variant="-B")]),
+        ],
+    )
+    assert run.error is None
+    names = sorted(name for b in server.batches() for name in b["user_attributes"])
+    assert names == ["aud_Big spenders_12-B", "seg 11"]
+
+
+def test_a_later_change_for_a_user_is_never_overtaken(server, config):
+    """Adds then removes, within one drain and across drains with requests in parallel.
+
+    The stand-in records batches in the order it accepted them; applying them in that
+    order, as mParticle would, must leave every user as the records' own order does.
+    """
+    config["max_parallel_requests"] = 4
+    config["batch_size_rows"] = 400  # three drains, each of up to 300 users: 3 requests
+    server.answer_delay_s = 0.01  # keeps several requests in flight at once
+    users = 300
+    rows = [membership(1, "add", identity_value=f"c-{user}") for user in range(users)]
+    for user in range(users):
+        rows.append(membership(1, "remove", identity_value=f"c-{user}"))
+        rows.append(membership(2, "add", identity_value=f"c-{user}"))
+    rows.extend(membership(2, "remove", identity_value=f"c-{user}") for user in range(0, users, 3))
+    run = run_target(config, singer_lines("audience_memberships", rows))
+    assert run.error is None
+    assert server.rejected == []
+    final: dict[str, dict[str, bool]] = {}
+    for batch in server.batches():  # in arrival order
+        state = final.setdefault(batch["user_identities"]["customer_id"], {})
+        for name in batch.get("deleted_user_attributes") or ():
+            state.pop(name, None)
+        state.update(batch.get("user_attributes") or {})
+    assert max(r.n_batches for r in server.requests) == 100  # full requests, in parallel
+    for user in range(users):
+        expected = {} if user % 3 == 0 else {"audience_2": True}
+        assert final[f"c-{user}"] == expected, user

@@ -19,6 +19,8 @@ from tap_mparticle.audience_streams import (
     AudienceMembershipsStream,
     AudienceUserAttributesStream,
 )
+from tap_mparticle.backends import open_storage
+from tap_mparticle.cloud_config import AZURE_PROPERTIES, GCS_PROPERTIES
 from tap_mparticle.parsers import BadInputError
 from tap_mparticle.preflight import (
     ConfigFileError,
@@ -33,9 +35,11 @@ from tap_mparticle.settings import (
     DEFAULT_LOOKBACK_MINUTES,
     ON_BAD_RECORD_VALUES,
     TapSettings,
+    azure_settings,
 )
 from tap_mparticle.sharding import ShardStateError
-from tap_mparticle.storage import StorageError, storage_for
+from tap_mparticle.storage import StorageError
+from tap_mparticle.storage_azure import azure_secret_values
 from tap_mparticle.streams import BatchesStream, EventsStream
 from tap_mparticle.writer import BufferedMsgSpecWriter
 
@@ -51,6 +55,9 @@ SECRET_SETTINGS = (
     "aws_secret_access_key",
     "aws_session_token",
     "aws_external_id",
+    "azure_account_key",
+    "azure_sas_token",
+    "azure_connection_string",
 )
 
 STREAM_TYPES: tuple[type[MParticleFileStream], ...] = (
@@ -88,11 +95,17 @@ class TapMParticle(Tap):
             required=True,
             title="Bucket URL",
             description=(
-                "Where mParticle drops files: s3://bucket or s3://bucket/some/prefix, or a "
+                "Where mParticle drops files: s3://bucket[/prefix], gs://bucket[/prefix] "
+                "(Google Cloud Storage), az://container[/prefix] (Azure Blob Storage), or a "
                 "local directory (path or file:// URL) holding the same layout, e.g. after "
                 "`aws s3 sync`."
             ),
-            examples=["s3://mp-forwarding-acme", "file:///data/mparticle"],
+            examples=[
+                "s3://mp-forwarding-acme",
+                "gs://acme-mparticle/audiences",
+                "az://mparticle-events",
+                "file:///data/mparticle",
+            ],
         ),
         th.Property(
             "events_prefix",
@@ -256,12 +269,19 @@ class TapMParticle(Tap):
             title="AWS external ID",
             description="External ID the role's trust policy requires, if any.",
         ),
+        *GCS_PROPERTIES,
+        *AZURE_PROPERTIES,
     ).to_dict()
 
     @override
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        guard_logs(self.config.get(name) for name in SECRET_SETTINGS)
+        guard_logs(
+            [
+                *(self.config.get(name) for name in SECRET_SETTINGS),
+                *azure_secret_values(azure_settings(self.config)),
+            ]
+        )
         for message in unknown_settings(self.config, self.known_settings()):
             self.logger.warning("%s", message)
         if kwargs.get("validate_config", True):
@@ -312,7 +332,9 @@ class TapMParticle(Tap):
     @functools.cached_property
     def storage(self) -> Storage:
         """One storage client shared by every stream (one connection pool)."""
-        return storage_for(self.settings.bucket_url, self.settings.aws)
+        return open_storage(
+            self.settings.bucket_url, self.settings.aws, self.settings.gcs, self.settings.azure
+        )
 
     @override
     def discover_streams(self) -> list[MParticleFileStream]:

@@ -280,7 +280,8 @@ def test_compiled_schema_ends_a_pattern_at_the_end_of_the_string():
 
 
 def test_no_test_reads_outside_the_repository():
-    # ../shared exists only on the machine this project was started on.
+    # The steering folder beside the repository exists only where the project was
+    # started; a clone has no such folder.
     spellings = ["shared" + "/reference", '"shared"' + ' / "reference"']
     readers = [
         str(p.relative_to(REPO_ROOT))

@@ -184,15 +184,19 @@ def _to_check(
     event: dict[str, t.Any], data: dict[str, t.Any], scalar_maps: frozenset[str]
 ) -> dict[str, t.Any]:
     """The event as the compiled check sees it: maps of scalars left out (see above)."""
-    skip = [
-        field
-        for field in scalar_maps
-        if type(data.get(field)) is dict
-        and all(isinstance(v, _SCALARS) for v in data[field].values())
-    ]
-    if not skip:
-        return event
-    return {**event, "data": {k: v for k, v in data.items() if k not in skip}}
+    kept = data
+    for field in scalar_maps:
+        value = data.get(field)
+        if type(value) is not dict:
+            continue
+        for item in value.values():
+            if not isinstance(item, _SCALARS):
+                break
+        else:
+            if kept is data:
+                kept = dict(data)
+            del kept[field]
+    return event if kept is data else {**event, "data": kept}
 
 
 def _plain_attributes(attributes: dict[str, t.Any]) -> bool:

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 PLUGINS_STAMP := .meltano/.installed-stamp
 
-.PHONY: venv plugins demo test test-fast pytest-fast lint typecheck pytest fixtures corpus bench bench-tap bench-target bench-pacing docs clean
+.PHONY: venv plugins azurite demo test test-fast pytest-fast lint typecheck pytest fixtures corpus bench bench-tap bench-clouds bench-target bench-pacing bench-shards docs clean
 
 venv: $(STAMP)
 
@@ -18,13 +18,25 @@ $(PLUGINS_STAMP): $(STAMP) meltano.yml
 	MELTANO_SEND_ANONYMOUS_USAGE_STATS=false UV_COMPILE_BYTECODE=1 $(BIN)/meltano install
 	touch $(PLUGINS_STAMP)
 
+# Azurite, Microsoft's Azure Storage emulator, from npm into a project-local folder; the
+# Azure tests start it on 127.0.0.1 (node and npm are on the machine).
+AZURITE_VERSION := 3.37.0
+AZURITE_STAMP := .azurite/.installed-$(AZURITE_VERSION)
+
+azurite: $(AZURITE_STAMP)
+
+$(AZURITE_STAMP):
+	rm -rf .azurite
+	npm install --prefix .azurite --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
+	touch $(AZURITE_STAMP)
+
 # uv resolves and installs the dev groups in seconds; it comes from PyPI like everything else.
 # Bytecode is compiled at install: with PYTHONDONTWRITEBYTECODE set (as in CI) every
 # process would otherwise recompile singer-sdk, boto3 and meltano on start.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e . --group dev
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[all]' --group dev
 	touch $(STAMP)
 
 # The main job with no cloud account: tap-mparticle over the bundled sample drop, through Meltano.
@@ -38,7 +50,7 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-pytest: venv plugins
+pytest: venv plugins azurite
 	$(BIN)/python -m pytest -q --durations=10
 
 # Everything (CI runs this through .ci/run).
@@ -46,7 +58,7 @@ test: lint typecheck pytest
 
 # The edit loop: the same checks without the tests that run the real meltano CLI
 # (marker `meltano`); the benchmarks never run under pytest. `make test` before pushing.
-pytest-fast: venv
+pytest-fast: venv azurite
 	$(BIN)/python -m pytest -q --durations=10 -m "not meltano and not external"
 
 test-fast: lint typecheck pytest-fast
@@ -63,10 +75,13 @@ corpus: venv
 	$(BIN)/python scripts/capture_sdk_bodies.py
 	$(BIN)/python scripts/build_real_corpus.py
 
-bench: bench-tap bench-target bench-pacing
+bench: bench-tap bench-clouds bench-target bench-pacing bench-shards
 
 bench-tap: venv
 	$(BIN)/python benchmarks/bench_tap.py
+
+bench-clouds: venv azurite
+	$(BIN)/python benchmarks/bench_tap_clouds.py
 
 bench-target: venv
 	$(BIN)/python benchmarks/bench_target.py
@@ -75,6 +90,10 @@ bench-target: venv
 bench-pacing: venv
 	$(BIN)/python benchmarks/bench_pacing.py
 
+# 1, 2 and 4 shards over one drop (add ARGS="--backend s3" to read it through moto).
+bench-shards: venv
+	$(BIN)/python benchmarks/bench_shards.py $(ARGS)
+
 # Rewrite the README settings tables from --about --format=markdown, and the Meltano
 # Hub definitions in plugins/ from meltano.yml.
 docs: venv
@@ -82,4 +101,4 @@ docs: venv
 	$(BIN)/python scripts/hub_definitions.py
 
 clean:
-	rm -rf $(VENV) .meltano output .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .meltano .azurite output .pytest_cache .mypy_cache .ruff_cache

@@ -25,10 +25,19 @@ VARIANT = "mparticle-singer"
 LISTING: dict[str, dict[str, Any]] = {
     "tap-mparticle": {
         "kind": "extractors",
-        "label": "mParticle (S3 drops)",
+        "label": "mParticle (cloud storage drops)",
         "description": "Customer data platform: event batches and audience files mParticle "
-        "writes to Amazon S3",
-        "keywords": ["meltano_sdk", "mparticle", "s3", "cdp", "events", "audiences"],
+        "writes to Amazon S3, Google Cloud Storage or Azure Blob Storage",
+        "keywords": [
+            "meltano_sdk",
+            "mparticle",
+            "s3",
+            "gcs",
+            "azure",
+            "cdp",
+            "events",
+            "audiences",
+        ],
     },
     "target-mparticle": {
         "kind": "loaders",

@@ -41,10 +41,11 @@ from singer_sdk.singerlib.messages import RecordMessage
 from typing_extensions import override
 
 from tap_mparticle.cursor import REPLICATION_KEY, FileCursor, format_timestamp
+from tap_mparticle.folders import folder_filter
 from tap_mparticle.late_files import LateFiles
 from tap_mparticle.parsers import BadInputError
 from tap_mparticle.prefetch import prefetch
-from tap_mparticle.storage import StorageError, folder_date, read_error
+from tap_mparticle.storage import StorageError, read_error
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterable, Iterator
@@ -183,7 +184,10 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
         """
 
     def list_new_files(self, cursor: FileCursor) -> list[RemoteFile]:
-        """List this stream's unread files in the order they must be read.
+        """List this shard's unread files of the stream in the order they must be read.
+
+        Folders are pruned as `date_folders_by` allows (see `folders`); files other
+        shards own are passed over (see `sharding`).
 
         Args:
             cursor: The stream's read-once cursor.
@@ -192,22 +196,22 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
             Files sorted by `(last_modified, key)`.
         """
         storage = self.storage
-        excluded = self.settings.prefixes_inside(self.prefix_setting)
-        start = self.settings.start_date
-        min_date = start.date() if start is not None else None
-
-        def skip_folder(folder: str) -> bool:
-            if any(folder.startswith(other) for other in excluded):
-                return True
-            day = folder_date(folder)
-            return day is not None and min_date is not None and day < min_date
-
-        listed = 0
+        shard = self.settings.shard
+        shard.stamp_state(self.stream_state)
+        skip_folder = folder_filter(
+            date_folders_by=self.settings.date_folders_by,
+            excluded=self.settings.prefixes_inside(self.prefix_setting),
+            start_date=self.settings.start_date,
+            window_start=cursor.window_start,
+        )
+        listed = others = 0
         new: list[RemoteFile] = []
-        late = LateFiles.begin(self.stream_state, start, cursor.window_start)
+        late = LateFiles.begin(self.stream_state, self.settings.start_date, cursor.window_start)
         for file in storage.list_files(self.prefix, skip_folder=skip_folder):
             listed += 1
-            if self.accepts(file):
+            if not shard.owns(file.key):
+                others += 1  # another shard's: not read, not remembered, not checked
+            elif self.accepts(file):
                 late.listed(file)
                 if cursor.should_read(file):
                     new.append(file)
@@ -221,6 +225,13 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
             self.prefix,
             storage.description,
         )
+        if shard.count > 1:
+            self.logger.info(
+                "%s: %s; %d listed files belong to other shards",
+                self.name,
+                shard.describe(),
+                others,
+            )
         self._late = late
         self.warn_late_files(late)
         return new

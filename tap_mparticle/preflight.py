@@ -39,7 +39,15 @@ MAX_LOOKBACK_MINUTES = 525_600
 #: Most files downloaded at once (each holds up to 8 MiB in flight).
 MAX_DOWNLOAD_CONCURRENCY = 64
 #: Loggers that dump request headers or bodies at DEBUG.
-CHATTY_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "smart_open")
+CHATTY_LOGGERS = (
+    "botocore",
+    "boto3",
+    "s3transfer",
+    "urllib3",
+    "smart_open",
+    "azure",  # azure-core's HTTP logging policy: request URLs (a SAS) and headers
+    "google",  # google-auth and the storage client: token requests
+)
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _CUSTOM_REGION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")

@@ -22,7 +22,10 @@ from tap_mparticle.preflight import (
     MAX_LOOKBACK_MINUTES,
     aws_setting_errors,
 )
+from tap_mparticle.sharding import Shard
 from tap_mparticle.storage import AwsSettings
+from tap_mparticle.storage_azure import AzureSettings
+from tap_mparticle.storage_gcs import GcsSettings
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -30,6 +33,10 @@ if TYPE_CHECKING:
 ON_BAD_RECORD_VALUES = ("fail", "skip")
 DEFAULT_LOOKBACK_MINUTES = 120
 DEFAULT_DOWNLOAD_CONCURRENCY = 4
+#: mParticle's "Store Data In Folders By Date" options, as `date_folders_by` names them.
+DATE_FOLDERS_BY_VALUES = ("event_time", "upload_time", "none")
+#: URL scheme -> what its host part names.
+CLOUD_SCHEMES = {"s3": "bucket", "gs": "bucket", "az": "container"}
 
 
 def normalize_prefix(value: str) -> str:
@@ -56,8 +63,14 @@ class TapSettings:
     on_bad_record: str
     download_concurrency: int
     aws: AwsSettings = dataclasses.field(repr=False)
+    gcs: GcsSettings = dataclasses.field(default_factory=GcsSettings)
+    azure: AzureSettings = dataclasses.field(default_factory=AzureSettings, repr=False)
     #: Identity types the audience streams emit (Events API names); None for all.
     identity_types: frozenset[str] | None = None
+    #: Which files of the drop this run reads (see `sharding`).
+    shard: Shard = dataclasses.field(default_factory=Shard)
+    #: How date folders were laid out (see `folders`).
+    date_folders_by: str = "event_time"
 
     def prefixes_inside(self, setting: str) -> list[str]:
         """Other streams' prefixes nested in this one's, which it must not read.
@@ -104,6 +117,7 @@ class TapSettings:
         errors.extend(_bucket_url_errors(bucket_url))
         errors.extend(_aws_errors(config))
         errors.extend(aws_setting_errors(config))
+        errors.extend(_cloud_errors(config, bucket_url))
         if config.get("batch_config"):
             errors.append(
                 "batch_config is not supported: tap-mparticle writes STATE after each file, "
@@ -142,6 +156,12 @@ class TapSettings:
 
         identity_types, identity_errors = read_identity_types(config.get("identity_types"))
         errors.extend(identity_errors)
+        shard, shard_errors = _read_shard(config)
+        errors.extend(shard_errors)
+        date_folders_by = str(config.get("date_folders_by") or "event_time")
+        if date_folders_by not in DATE_FOLDERS_BY_VALUES:
+            allowed = ", ".join(DATE_FOLDERS_BY_VALUES)
+            errors.append(f"date_folders_by must be one of {allowed}, not {date_folders_by!r}")
 
         prefixes = {
             name: normalize_prefix(str(config.get(name, default)))
@@ -180,23 +200,104 @@ class TapSettings:
                 max_connections=concurrency + 4,
             ),
             identity_types=identity_types,
+            shard=shard,
+            date_folders_by=date_folders_by,
+            gcs=GcsSettings(
+                credentials_file=config.get("gcs_credentials_file") or None,
+                project=config.get("gcs_project") or None,
+                endpoint_url=config.get("gcs_endpoint_url") or None,
+            ),
+            azure=azure_settings(config),
         )
+
+
+def azure_settings(config: Mapping[str, Any]) -> AzureSettings:
+    """The Azure settings from the config (also needed before validation, to mask secrets).
+
+    Args:
+        config: The tap's config.
+
+    Returns:
+        The settings; unset ones are None.
+    """
+
+    def text(name: str) -> str | None:
+        value = config.get(name)
+        return str(value) if value else None
+
+    return AzureSettings(
+        account_name=text("azure_account_name"),
+        account_key=text("azure_account_key"),
+        sas_token=text("azure_sas_token"),
+        connection_string=text("azure_connection_string"),
+        endpoint_url=text("azure_endpoint_url"),
+    )
 
 
 def _bucket_url_errors(bucket_url: str) -> list[str]:
     parsed = urlparse(bucket_url)
     if not bucket_url:
-        return ["bucket_url is required: s3://bucket[/prefix] or a local directory"]
-    if parsed.scheme == "s3" and not parsed.netloc:
-        return [f"bucket_url {bucket_url!r} names no bucket (expected s3://bucket)"]
+        return [
+            (
+                "bucket_url is required: s3://bucket[/prefix], gs://bucket[/prefix], "
+                "az://container[/prefix] or a local directory"
+            )
+        ]
+    if parsed.scheme in CLOUD_SCHEMES and not parsed.netloc:
+        what = CLOUD_SCHEMES[parsed.scheme]
+        return [f"bucket_url {bucket_url!r} names no {what} (expected {parsed.scheme}://{what})"]
     if parsed.scheme == "file" and not parsed.path.strip("/"):
         # file:// alone would read the working directory (and file:/// the whole disk).
         return [f"bucket_url {bucket_url!r} names no directory (expected file:///path/to/drop)"]
     # One-letter schemes are Windows drive letters, i.e. local paths.
-    if parsed.scheme not in {"", "s3", "file"} and len(parsed.scheme) > 1:
-        reason = f"has unsupported scheme {parsed.scheme!r} (use s3://, file:// or a path)"
+    if parsed.scheme not in {"", "file", *CLOUD_SCHEMES} and len(parsed.scheme) > 1:
+        reason = (
+            f"has unsupported scheme {parsed.scheme!r} (use s3://, gs://, az://, file:// or a path)"
+        )
         return [f"bucket_url {bucket_url!r} {reason}"]
     return []
+
+
+def _read_shard(config: Mapping[str, Any]) -> tuple[Shard, list[str]]:
+    count = config.get("shard_count", 1)
+    index = config.get("shard_index", 0)
+    # bool is an int to Python, but `shard_count: true` is a typo, not a count.
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        return Shard(), [f"shard_count must be a whole number, 1 or more, not {count!r}"]
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < count:
+        reason = f"shard_index must be 0 to {count - 1} (0-based) with shard_count {count}"
+        return Shard(), [f"{reason}, not {index!r}"]
+    return Shard(count, index), []
+
+
+def _cloud_errors(config: Mapping[str, Any], bucket_url: str) -> list[str]:
+    errors = []
+    key, sas = config.get("azure_account_key"), config.get("azure_sas_token")
+    connection_string = config.get("azure_connection_string")
+    if key and sas:
+        errors.append("set either azure_account_key or azure_sas_token, not both")
+    if connection_string and (key or sas or config.get("azure_account_name")):
+        errors.append(
+            "azure_connection_string already names the account and its secret: "
+            "leave azure_account_name, azure_account_key and azure_sas_token unset"
+        )
+    for name, example in (
+        ("azure_endpoint_url", "http://127.0.0.1:10000/devstoreaccount1"),
+        ("gcs_endpoint_url", "http://127.0.0.1:4443"),
+    ):
+        endpoint = config.get(name)
+        parsed = urlparse(str(endpoint or ""))
+        if endpoint and (parsed.scheme not in {"http", "https"} or not parsed.hostname):
+            errors.append(f"{name} {endpoint!r} is not an http(s) URL (e.g. {example})")
+    has_account = config.get("azure_account_name") or config.get("azure_endpoint_url")
+    if key and not config.get("azure_account_name"):
+        errors.append("azure_account_key needs azure_account_name")
+    if urlparse(bucket_url).scheme == "az" and not (has_account or connection_string):
+        errors.append(
+            "an az:// bucket_url needs azure_account_name (or azure_endpoint_url) "
+            "or azure_connection_string"
+        )
+    return errors
 
 
 def _aws_errors(config: Mapping[str, Any]) -> list[str]:

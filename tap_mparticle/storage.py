@@ -1,5 +1,8 @@
 """Where the files are: S3 (or anything that speaks its API) and local directories.
 
+Google Cloud Storage and Azure Blob Storage live in `storage_gcs` and `storage_azure`,
+behind the same `Storage` protocol; `backends.open_storage` picks one by URL scheme.
+
 The streams never see boto3. They ask a `Storage` for the files under a prefix and
 for a byte stream of one file; both backends give the same answers, so every
 behaviour can be tested on a directory and on a real S3 endpoint alike.

@@ -19,6 +19,8 @@ from tap_mparticle.audience_streams import (
     AudienceMembershipsStream,
     AudienceUserAttributesStream,
 )
+from tap_mparticle.backends import open_storage
+from tap_mparticle.cloud_config import AZURE_PROPERTIES, GCS_PROPERTIES
 from tap_mparticle.parsers import BadInputError
 from tap_mparticle.preflight import (
     ConfigFileError,
@@ -28,12 +30,16 @@ from tap_mparticle.preflight import (
     unknown_settings,
 )
 from tap_mparticle.settings import (
+    DATE_FOLDERS_BY_VALUES,
     DEFAULT_DOWNLOAD_CONCURRENCY,
     DEFAULT_LOOKBACK_MINUTES,
     ON_BAD_RECORD_VALUES,
     TapSettings,
+    azure_settings,
 )
-from tap_mparticle.storage import StorageError, storage_for
+from tap_mparticle.sharding import ShardStateError
+from tap_mparticle.storage import StorageError
+from tap_mparticle.storage_azure import azure_secret_values
 from tap_mparticle.streams import BatchesStream, EventsStream
 from tap_mparticle.writer import BufferedMsgSpecWriter
 
@@ -49,6 +55,9 @@ SECRET_SETTINGS = (
     "aws_secret_access_key",
     "aws_session_token",
     "aws_external_id",
+    "azure_account_key",
+    "azure_sas_token",
+    "azure_connection_string",
 )
 
 STREAM_TYPES: tuple[type[MParticleFileStream], ...] = (
@@ -86,11 +95,17 @@ class TapMParticle(Tap):
             required=True,
             title="Bucket URL",
             description=(
-                "Where mParticle drops files: s3://bucket or s3://bucket/some/prefix, or a "
+                "Where mParticle drops files: s3://bucket[/prefix], gs://bucket[/prefix] "
+                "(Google Cloud Storage), az://container[/prefix] (Azure Blob Storage), or a "
                 "local directory (path or file:// URL) holding the same layout, e.g. after "
                 "`aws s3 sync`."
             ),
-            examples=["s3://mp-forwarding-acme", "file:///data/mparticle"],
+            examples=[
+                "s3://mp-forwarding-acme",
+                "gs://acme-mparticle/audiences",
+                "az://mparticle-events",
+                "file:///data/mparticle",
+            ],
         ),
         th.Property(
             "events_prefix",
@@ -167,6 +182,40 @@ class TapMParticle(Tap):
             ),
         ),
         th.Property(
+            "date_folders_by",
+            th.StringType(),
+            default="event_time",
+            allowed_values=list(DATE_FOLDERS_BY_VALUES),
+            title="Date folders by",
+            description=(
+                "mParticle's 'Store Data In Folders By Date' option. event_time (by event "
+                "time, or by first event time or upload time): a late batch can land in an "
+                "old folder, so only folders before start_date are skipped. upload_time "
+                "(by upload time; Kinesis Firehose folders): folders before the bookmark "
+                "minus the look-back window (and one day) are not listed, so an incremental "
+                "run lists a day or two of folders. none: no folder is a date folder."
+            ),
+        ),
+        th.Property(
+            "shard_count",
+            th.IntegerType(),
+            default=1,
+            title="Shard count",
+            description=(
+                "Split the drop between this many taps run side by side with the same "
+                "settings, each with its own shard_index and its own state. Each file "
+                "belongs to one shard by a stable hash of its key. A state written with "
+                "another shard_count is refused."
+            ),
+        ),
+        th.Property(
+            "shard_index",
+            th.IntegerType(),
+            default=0,
+            title="Shard index",
+            description="Which shard this tap reads: 0 to shard_count - 1.",
+        ),
+        th.Property(
             "aws_access_key_id",
             th.StringType(),
             title="AWS access key ID",
@@ -220,16 +269,35 @@ class TapMParticle(Tap):
             title="AWS external ID",
             description="External ID the role's trust policy requires, if any.",
         ),
+        *GCS_PROPERTIES,
+        *AZURE_PROPERTIES,
     ).to_dict()
 
     @override
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        guard_logs(self.config.get(name) for name in SECRET_SETTINGS)
+        guard_logs(
+            [
+                *(self.config.get(name) for name in SECRET_SETTINGS),
+                *azure_secret_values(azure_settings(self.config)),
+            ]
+        )
         for message in unknown_settings(self.config, self.known_settings()):
             self.logger.warning("%s", message)
         if kwargs.get("validate_config", True):
             _ = self.settings  # cross-field rules fail here, as a ConfigValidationError
+            self.check_shard_state()
+
+    def check_shard_state(self) -> None:
+        """Refuse, before any message, a state that another shard wrote (see `sharding`).
+
+        Raises:
+            ShardStateError: A selected stream's state belongs to another shard.
+        """
+        bookmarks = self.state.get("bookmarks") or {}
+        for name, stream in self.streams.items():
+            if stream.selected:
+                self.settings.shard.check_state(name, bookmarks.get(name) or {})
 
     @classmethod
     def known_settings(cls) -> list[str]:
@@ -264,7 +332,9 @@ class TapMParticle(Tap):
     @functools.cached_property
     def storage(self) -> Storage:
         """One storage client shared by every stream (one connection pool)."""
-        return storage_for(self.settings.bucket_url, self.settings.aws)
+        return open_storage(
+            self.settings.bucket_url, self.settings.aws, self.settings.gcs, self.settings.azure
+        )
 
     @override
     def discover_streams(self) -> list[MParticleFileStream]:
@@ -295,7 +365,7 @@ class TapMParticle(Tap):
             for error in exc.errors or [str(exc)]:
                 cls.logger.error("%s", error)  # noqa: TRY400
             raise SystemExit(1) from None
-        except (BadInputError, StorageError) as exc:
+        except (BadInputError, StorageError, ShardStateError) as exc:
             # One line naming the file and line, or the bucket and endpoint; a
             # traceback would only repeat it. The exit code tells the orchestrator.
             cls.logger.error("%s", exc)  # noqa: TRY400

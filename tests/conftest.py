@@ -1,8 +1,8 @@
 """The fixtures every suite shares, on the helpers of tests/support.
 
-A real S3 API on 127.0.0.1 (moto), the generated drop served from a directory or a
-bucket, the local Events API stand-in with a target config reaching it, and the
-environment for the real `meltano` CLI.
+Real S3 (moto), GCS (fake-gcs-server) and Azure (Azurite) APIs on 127.0.0.1, the
+generated drop served from a directory or any of them, the local Events API stand-in
+with a target config reaching it, and the environment for the real `meltano` CLI.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from scripts.generate_drop import generate_drop
+from tests.support.cloud import Azurite, FakeGcs, azurite, fake_gcs
 from tests.support.eventsapi import EventsApiServer
 from tests.support.files import REPO_ROOT
-from tests.support.s3 import AWS_TEST_KEY, AWS_TEST_SECRET, serve_drop, strict_moto
+from tests.support.s3 import AWS_TEST_KEY, AWS_TEST_SECRET, STORAGES, serve_drop, strict_moto
 from tests.support.tap import Drop
 from tests.support.target import SECRET
 
@@ -91,13 +92,52 @@ def meltano_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     }
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=STORAGES)
 def drop(request, tmp_path: Path) -> Drop:
-    """The generated sample drop, read from a local directory or from a moto bucket."""
+    """The generated sample drop, read from a directory, moto, fake-gcs-server or Azurite."""
     root = tmp_path / "drop"
     summary = generate_drop(root, events=600, seed=11)
     config, publish = serve_drop(request, root)
     return Drop(root, config, summary, publish)
+
+
+@pytest.fixture(params=STORAGES)
+def empty_drop(request, tmp_path: Path) -> Drop:
+    """An empty bucket (directory, container) on each backend, for files a test publishes."""
+    root = tmp_path / "drop"
+    root.mkdir()
+    config, publish = serve_drop(request, root)
+    return Drop(root, config, None, publish)
+
+
+@pytest.fixture(scope="session")
+def fake_gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGcs]:
+    """fake-gcs-server on a free port of 127.0.0.1, one for the whole session."""
+    with fake_gcs(tmp_path_factory.mktemp("fake-gcs")) as server:
+        yield server
+
+
+@pytest.fixture
+def gcs_bucket(fake_gcs_server: FakeGcs) -> str:
+    """A new, empty GCS bucket per test."""
+    name = f"mp-forwarding-{uuid.uuid4().hex[:12]}"
+    fake_gcs_server.client().create_bucket(name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def azurite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """Azurite's blob service on a free port of 127.0.0.1, one for the whole session."""
+    with azurite(tmp_path_factory.mktemp("azurite")) as server:
+        yield server
+
+
+@pytest.fixture
+def azure_container(azurite_server: Azurite) -> str:
+    """A new, empty Azure container per test."""
+    name = f"mp-forwarding-{uuid.uuid4().hex[:12]}"
+    azurite_server.service().create_container(name)
+    return name
 
 
 @pytest.fixture

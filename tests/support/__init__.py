@@ -7,6 +7,7 @@
 - `eventsapi`: the local Events API stand-in.
 - `cases`: generators of the small bad inputs the hardening suite keeps.
 - `meltano`: running the real `meltano` CLI on a copy of this project.
+- `proxy`: a counting reverse proxy in front of moto (requests counted on the wire).
 
 The fixtures built on these live in tests/conftest.py.
 """

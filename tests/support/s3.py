@@ -1,8 +1,13 @@
-"""moto's S3 servers (threaded, or strict in a process of its own) and putting a drop into them."""
+"""moto's S3 servers (threaded, or strict in a process of its own) and putting a drop into them.
+
+`serve_drop` also serves a drop from a local directory, fake-gcs-server and Azurite
+(see `cloud`), so one parametrised test runs over all four storages.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import socket
 import subprocess
@@ -10,9 +15,19 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.s3.models import s3_backends
+
+from tests.support.cloud import azure_config, gcs_config
+
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
     from pathlib import Path
+    from typing import Protocol
+
+    class Publish(Protocol):
+        def __call__(self, modified_at: dt.datetime | None = None) -> None: ...
+
 
 AWS_TEST_KEY = "AKIATESTKEY0000000001"
 AWS_TEST_SECRET = "test-secret-do-not-log-0123456789"
@@ -73,24 +88,92 @@ def strict_moto(no_auth_actions: int = 0) -> Iterator[str]:
         server.wait(timeout=30)
 
 
-def serve_drop(request: Any, root: Path) -> tuple[dict[str, Any], Callable[[], None]]:
-    """Serve a drop directory as the parametrised backend asks ("local" or "s3").
+def set_s3_last_modified(bucket: str, key: str, when: dt.datetime) -> None:
+    """Give an object on the in-process moto server a LastModified (moto has no API for it)."""
+    fake_key = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].buckets[bucket].keys[key]
+    fake_key.last_modified = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
 
-    Returns the tap config reaching it and a `publish()` that makes files added under
-    `root` since the last call visible (a no-op for the local directory).
-    """
-    if request.param == "local":
-        return {"bucket_url": str(root)}, lambda: None
+
+class _NewFiles:
+    """The files under a root not yet published, each returned once."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.published: set[str] = set()
+
+    def __call__(self) -> list[tuple[str, Path]]:
+        found = [
+            (path.relative_to(self.root).as_posix(), path)
+            for path in sorted(p for p in self.root.rglob("*") if p.is_file())
+        ]
+        fresh = [(key, path) for key, path in found if key not in self.published]
+        self.published.update(key for key, _ in fresh)
+        return fresh
+
+
+def _serve_local(request: Any, new_files: _NewFiles) -> tuple[dict[str, Any], Publish]:
+    del request
+
+    def publish(modified_at: dt.datetime | None = None) -> None:
+        for _, path in new_files():
+            if modified_at is not None:
+                os.utime(path, (modified_at.timestamp(), modified_at.timestamp()))
+
+    return {"bucket_url": str(new_files.root)}, publish
+
+
+def _serve_s3(request: Any, new_files: _NewFiles) -> tuple[dict[str, Any], Publish]:
     s3_client = request.getfixturevalue("s3_client")
     bucket = request.getfixturevalue("s3_bucket")
-    endpoint = request.getfixturevalue("moto_endpoint")
-    uploaded = set(upload_tree(s3_client, bucket, root))
 
-    def publish() -> None:
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            key = path.relative_to(root).as_posix()
-            if key not in uploaded:
-                s3_client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
-                uploaded.add(key)
+    def publish(modified_at: dt.datetime | None = None) -> None:
+        for key, path in new_files():
+            s3_client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+            if modified_at is not None:
+                set_s3_last_modified(bucket, key, modified_at)
 
-    return s3_config(endpoint, bucket), publish
+    return s3_config(request.getfixturevalue("moto_endpoint"), bucket), publish
+
+
+def _serve_gcs(request: Any, new_files: _NewFiles) -> tuple[dict[str, Any], Publish]:
+    server = request.getfixturevalue("fake_gcs_server")
+    bucket = request.getfixturevalue("gcs_bucket")
+    gcs_bucket = server.client().bucket(bucket)
+
+    def publish(modified_at: dt.datetime | None = None) -> None:
+        for key, path in new_files():
+            gcs_bucket.blob(key).upload_from_filename(str(path))
+            if modified_at is not None:
+                server.set_updated(bucket, key, modified_at)
+
+    return gcs_config(server, bucket), publish
+
+
+def _serve_azure(request: Any, new_files: _NewFiles) -> tuple[dict[str, Any], Publish]:
+    server = request.getfixturevalue("azurite_server")
+    container = request.getfixturevalue("azure_container")
+    container_client = server.service().get_container_client(container)
+
+    def publish(modified_at: dt.datetime | None = None) -> None:
+        with server.clock_at(modified_at):
+            for key, path in new_files():
+                container_client.upload_blob(key, path.read_bytes())
+
+    return azure_config(server, container), publish
+
+
+#: Every storage backend the parametrised sync, state and bad-input tests run over.
+SERVERS = {"local": _serve_local, "s3": _serve_s3, "gcs": _serve_gcs, "azure": _serve_azure}
+STORAGES = list(SERVERS)
+
+
+def serve_drop(request: Any, root: Path) -> tuple[dict[str, Any], Publish]:
+    """Serve a drop directory as the parametrised backend asks (one of `STORAGES`).
+
+    Returns the tap config reaching it and a `publish(modified_at=None)` that makes
+    files added under `root` since the last call visible, with `modified_at` (if given)
+    as their LastModified / updated / mtime. What is under `root` now is published.
+    """
+    config, publish = SERVERS[request.param](request, _NewFiles(root))
+    publish()
+    return config, publish

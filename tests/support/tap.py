@@ -16,10 +16,12 @@ from scripts import generate_audiences as generator
 from tap_mparticle.tap import TapMParticle
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    import datetime as dt
+    from collections.abc import Iterable
     from pathlib import Path
 
     from scripts.generate_drop import DropSummary
+    from tests.support.s3 import Publish
 
 __all__ = ["generator"]  # scripts/generate_audiences.py, for the audience tests
 
@@ -128,16 +130,24 @@ class Drop:
     """A drop on disk plus the config that reaches it through one backend."""
 
     def __init__(
-        self, root: Path, config: dict[str, Any], summary: DropSummary, publish: Callable[[], None]
+        self, root: Path, config: dict[str, Any], summary: DropSummary | None, publish: Publish
     ) -> None:
         self.root = root
         self.config = config
-        self.summary = summary
+        self._summary = summary
         self._publish = publish
 
-    def publish(self) -> None:
-        """Make files added under `root` since the last publish visible to the tap."""
-        self._publish()
+    @property
+    def summary(self) -> DropSummary:
+        assert self._summary is not None, "an empty bucket has no summary"
+        return self._summary
+
+    def publish(self, modified_at: dt.datetime | None = None) -> None:
+        """Make files added under `root` since the last publish visible to the tap.
+
+        With `modified_at`, they carry that LastModified (updated, mtime).
+        """
+        self._publish(modified_at)
 
 
 def assert_valid(output: TapOutput, stream: str) -> list[dict[str, Any]]:

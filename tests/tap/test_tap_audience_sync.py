@@ -13,7 +13,7 @@ from singer_sdk.exceptions import ConfigValidationError
 from scripts.generate_drop import generate_drop
 from tap_mparticle.tap import TapMParticle
 from tests.support.files import set_mtime
-from tests.support.s3 import s3_config, serve_drop, upload_tree
+from tests.support.s3 import STORAGES, s3_config, serve_drop, upload_tree
 from tests.support.tap import (
     AUDIENCE_STREAMS,
     assert_valid,
@@ -38,7 +38,7 @@ class AudienceDrop:
         self.publish = publish
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=STORAGES)
 def audience_drop(request, tmp_path) -> AudienceDrop:
     root = tmp_path / "drop"
     expected = generator.generate(root / "audiences")

@@ -137,6 +137,8 @@ def test_secrets_never_reach_stdout_stderr_or_state(tmp_path, drop):
     everything = out.stderr + json.dumps(out.messages)
     assert AWS_TEST_SECRET not in everything
     assert "tok-SECRET-123" not in everything
+    if "azure_account_key" in config:
+        assert config["azure_account_key"] not in everything
 
 
 def test_refused_credentials_are_one_line_naming_bucket_and_endpoint(

@@ -11,7 +11,7 @@ import pytest
 
 from tap_mparticle.events import NotABatchError, batch_record
 from tests.support.files import write
-from tests.support.s3 import serve_drop
+from tests.support.s3 import STORAGES, serve_drop
 from tests.support.tap import catalog_selecting, run_cli, run_tap
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def check_schema(out, stream: str) -> None:
         validator.validate(record)
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=STORAGES)
 def batch_drop(request, tmp_path: Path):
     root = tmp_path / "drop"
     write(

@@ -28,24 +28,30 @@ def _late_warnings(caplog):
     return [r.getMessage() for r in caplog.records if "NOT read" in r.getMessage()]
 
 
-def test_a_file_later_than_the_window_is_named_with_how_late_and_the_setting(tmp_path, caplog):
-    root = _drop(tmp_path)
-    config = {"bucket_url": str(root), "lookback_window_minutes": 60}
+def test_a_file_later_than_the_window_is_named_with_how_late_and_the_setting(empty_drop, caplog):
+    # Over every storage: the LastModified each backend reports drives the check.
+    root = empty_drop.root
+    for index in range(3):
+        path = root / "2024-05-03" / f"App_2024050312000{index}000000_1111{index}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(EVENTS_FILE, path)
+        empty_drop.publish(modified_at=BASE + dt.timedelta(minutes=index))
+    config = {**empty_drop.config, "lookback_window_minutes": 60}
     first = run_tap(config)
     assert len({r["_sdc_source_file"] for r in first.records("events")}) == 3
     inside = root / "2024-05-03" / "Inside_20240503113000000000_22222.txt"
     shutil.copyfile(EVENTS_FILE, inside)
-    set_mtime(inside, BASE - dt.timedelta(minutes=30))  # late, but inside the window
+    empty_drop.publish(modified_at=BASE - dt.timedelta(minutes=30))  # late, inside the window
     too_late = root / "2024-05-03" / "TooLate_20240503100000000000_33333.txt"
     shutil.copyfile(EVENTS_FILE, too_late)
-    set_mtime(too_late, BASE - dt.timedelta(minutes=90))  # 32 minutes before the window
+    empty_drop.publish(modified_at=BASE - dt.timedelta(minutes=90))  # 32 min before the window
     with caplog.at_level(logging.WARNING):
         second = run_tap(config, state=first.final_state)
     assert {r["_sdc_source_file"] for r in second.records("events")} == {
         "2024-05-03/Inside_20240503113000000000_22222.txt"
     }
     [warning] = _late_warnings(caplog)
-    assert str(too_late) in warning
+    assert "2024-05-03/TooLate_20240503100000000000_33333.txt" in warning
     assert "32.0 minutes before the look-back window began" in warning
     assert "lookback_window_minutes (now 60) to at least 92" in warning
     caplog.clear()

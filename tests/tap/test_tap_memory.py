@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.support.cloud import azure_config, gcs_config
+
 # Runs the tap's CLI in a child process and reports that process's own peak RSS.
 PEAK_RSS_RUNNER = """
 import atexit, resource, sys
@@ -18,9 +22,10 @@ TapMParticle.cli()
 """
 
 
-def peak_rss_kib(tmp_path, bucket_url: str, name: str) -> int:
+def peak_rss_kib(tmp_path, bucket_url: str | dict, name: str) -> int:
     config = tmp_path / f"{name}.json"
-    config.write_text(json.dumps({"bucket_url": bucket_url}))
+    settings = bucket_url if isinstance(bucket_url, dict) else {"bucket_url": bucket_url}
+    config.write_text(json.dumps(settings))
     report = tmp_path / f"{name}.rss"
     with Path(os.devnull).open("wb") as sink:
         subprocess.run(
@@ -61,4 +66,41 @@ def test_peak_memory_does_not_grow_with_file_size(tmp_path):
     # The whole file is 200 MB once gunzipped; the tap may buffer a few MiB of it.
     assert growth_mib < 40, (
         f"peak RSS grew {growth_mib:.0f} MiB for a {big_bytes / 1e6:.0f} MB file"
+    )
+
+
+def incompressible_lines(count: int) -> bytes:
+    """Plain (not gzipped) batches padded with random hex: what is stored is what is read."""
+    line = (
+        json.dumps(
+            {"events": [{"event_type": "custom_event", "data": {"pad": os.urandom(4000).hex()}}]}
+        )
+        + "\n"
+    ).encode()
+    return line * count
+
+
+@pytest.mark.parametrize("cloud", ["gcs", "azure"])
+def test_cloud_reads_stream_in_bounded_memory(request, tmp_path, cloud):
+    # A 64 MB object: a client that downloaded whole objects would hold all of it.
+    small, big = incompressible_lines(10), incompressible_lines(8000)
+    assert len(big) > 60_000_000
+    configs = {}
+    for name, body in (("small", small), ("big", big)):
+        if cloud == "gcs":
+            server = request.getfixturevalue("fake_gcs_server")
+            bucket = f"mp-forwarding-{name}-{os.getpid()}"
+            server.client().create_bucket(bucket).blob("app_1.txt").upload_from_string(body)
+            configs[name] = gcs_config(server, bucket)
+        else:
+            server = request.getfixturevalue("azurite_server")
+            container = f"mp-forwarding-{name}-{os.getpid()}"
+            server.service().create_container(container).upload_blob("app_1.txt", body)
+            configs[name] = azure_config(server, container)
+    baseline = peak_rss_kib(tmp_path, configs["small"], f"{cloud}-small")
+    peak = peak_rss_kib(tmp_path, configs["big"], f"{cloud}-big")
+    growth_mib = (peak - baseline) / 1024
+    # Reads go in 4 MiB ranges; a whole-object download grows RSS by ~45 MiB here.
+    assert growth_mib < 20, (
+        f"peak RSS grew {growth_mib:.0f} MiB for a {len(big) / 1e6:.0f} MB object"
     )

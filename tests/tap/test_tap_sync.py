@@ -141,27 +141,26 @@ def test_start_date_skips_files_modified_before_it(drop):
     assert run_tap({**drop.config, "start_date": future}).records("events") == []
 
 
-def test_same_second_and_late_files_are_read_exactly_once(tmp_path):
-    root = tmp_path / "drop"
-    day = root / "2024-05-01"
+def test_same_second_and_late_files_are_read_exactly_once(empty_drop):
+    day = empty_drop.root / "2024-05-01"
     day.mkdir(parents=True)
-    bookmark = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
-    first = day / "a_1.txt"
-    first.write_text(batch_line(1, "First"))
-    set_mtime(first, bookmark)
-    config = {"bucket_url": str(root), "lookback_window_minutes": 60}
+    # Whole seconds: S3 and Azure report LastModified to the second.
+    bookmark = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(hours=1)
+    (day / "a_1.txt").write_text(batch_line(1, "First"))
+    empty_drop.publish(modified_at=bookmark)
+    config = {**empty_drop.config, "lookback_window_minutes": 60}
     run1 = run_tap(config)
     assert [r["event_name"] for r in run1.records("events")] == ["First"]
+    assert run1.final_state["bookmarks"]["events"]["replication_key_value"].startswith(
+        bookmark.strftime("%Y-%m-%dT%H:%M:%S")
+    )
 
-    same_second = day / "a_2.txt"
-    same_second.write_text(batch_line(1, "SameSecond"))
-    set_mtime(same_second, bookmark)
-    late = day / "a_0.txt"
-    late.write_text(batch_line(1, "Late"))
-    set_mtime(late, bookmark - dt.timedelta(minutes=30))
-    too_late = day / "a_00.txt"
-    too_late.write_text(batch_line(1, "TooLate"))
-    set_mtime(too_late, bookmark - dt.timedelta(minutes=90))
+    (day / "a_2.txt").write_text(batch_line(1, "SameSecond"))
+    empty_drop.publish(modified_at=bookmark)
+    (day / "a_0.txt").write_text(batch_line(1, "Late"))
+    empty_drop.publish(modified_at=bookmark - dt.timedelta(minutes=30))
+    (day / "a_00.txt").write_text(batch_line(1, "TooLate"))
+    empty_drop.publish(modified_at=bookmark - dt.timedelta(minutes=90))
 
     run2 = run_tap(config, state=run1.final_state)
     assert sorted(r["event_name"] for r in run2.records("events")) == ["Late", "SameSecond"]

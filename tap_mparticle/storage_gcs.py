@@ -1,0 +1,240 @@
+"""Google Cloud Storage: where mParticle's GCS event and audience outputs write.
+
+Same contract as `S3Storage`: one folder level per listing (`delimiter="/"`), so date
+folders before `start_date` are never listed, pages of any count, and streamed reads
+in ranged requests so a 512 MB audience file never sits in memory.
+
+`google-cloud-storage` is an extra (`tap-mparticle[gcs]`): it is imported when a
+`gs://` URL is used, never by an S3 user, and its absence is one line naming the extra.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import importlib
+from typing import IO, TYPE_CHECKING, Any
+
+from tap_mparticle.storage import RemoteFile, StorageError
+from tap_mparticle.storage_stream import chunked_stream
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from types import ModuleType
+
+UTC = dt.timezone.utc
+#: Objects per listing request; the API's own maximum is 1000. Tests set it low to
+#: prove that every page is read.
+LIST_PAGE_SIZE = 1000
+#: Bytes per ranged read request of one object.
+GCS_CHUNK_SIZE = 4 << 20
+#: Reading needs nothing more; a key with more rights works too.
+READ_ONLY_SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
+INSTALL_HINT = "gs:// URLs need the Google Cloud Storage client: pip install 'tap-mparticle[gcs]'"
+
+
+@dataclasses.dataclass(frozen=True)
+class GcsSettings:
+    """How to reach Google Cloud Storage; unset fields fall back to Google's defaults."""
+
+    credentials_file: str | None = None
+    project: str | None = None
+    endpoint_url: str | None = None
+
+
+def _import(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise StorageError(INSTALL_HINT) from None
+
+
+class GcsStorage:
+    """Objects in a GCS bucket under an optional root prefix."""
+
+    def __init__(self, bucket: str, root: str, gcs: GcsSettings) -> None:
+        """Build the client; nothing is listed until the first `list_files`.
+
+        Args:
+            bucket: Bucket name.
+            root: Object-name prefix all other prefixes are relative to ("" or ending in "/").
+            gcs: Credentials, project and endpoint.
+
+        Raises:
+            StorageError: The extra is not installed or the credentials cannot be loaded.
+        """
+        storage = _import("google.cloud.storage")
+        self._exceptions = _import("google.api_core.exceptions")
+        self._auth_exceptions = _import("google.auth.exceptions")
+        self.bucket = bucket
+        self.root = root
+        self.endpoint = gcs.endpoint_url or "the default Google Cloud Storage endpoint"
+        self.description = f"gs://{bucket}/{root} at {self.endpoint}"
+        options: dict[str, Any] = {}
+        if gcs.endpoint_url:
+            options["client_options"] = {"api_endpoint": gcs.endpoint_url}
+        try:
+            self.client = storage.Client(
+                project=gcs.project or "none",  # a project is only needed to create buckets
+                credentials=self._credentials(gcs),
+                **options,
+            )
+        except (self._auth_exceptions.GoogleAuthError, OSError, ValueError) as exc:
+            msg = f"cannot reach {self.description}: {self._reason(exc)}"
+            raise StorageError(msg) from None
+        # With gcs_project set, requests are billed to it (requester-pays buckets).
+        self._bucket = self.client.bucket(bucket, user_project=gcs.project)
+
+    def _credentials(self, gcs: GcsSettings) -> Any:  # noqa: ANN401  (google-auth is untyped here)
+        if gcs.credentials_file:
+            service_account = _import("google.oauth2.service_account")
+            try:
+                return service_account.Credentials.from_service_account_file(
+                    gcs.credentials_file, scopes=[READ_ONLY_SCOPE]
+                )
+            except (OSError, ValueError, KeyError) as exc:
+                # The file's contents (a private key) never go into the message.
+                reason = type(exc).__name__
+                msg = f"cannot load gcs_credentials_file {gcs.credentials_file}: {reason}"
+                raise StorageError(msg) from None
+        if gcs.endpoint_url:
+            # An emulator (fake-gcs-server, the GCS testbench) takes no credentials; and
+            # looking for Application Default Credentials would probe the GCE metadata server.
+            credentials = _import("google.auth.credentials")
+            return credentials.AnonymousCredentials()
+        auth = _import("google.auth")
+        try:
+            credentials, _project = auth.default(scopes=[READ_ONLY_SCOPE])
+        except self._auth_exceptions.DefaultCredentialsError:
+            msg = (
+                f"cannot reach {self.description}: no Google credentials found "
+                "(set gcs_credentials_file, GOOGLE_APPLICATION_CREDENTIALS, "
+                "or run `gcloud auth application-default login`)"
+            )
+            raise StorageError(msg) from None
+        return credentials
+
+    def list_files(
+        self,
+        prefix: str,
+        *,
+        skip_folder: Callable[[str], bool],
+    ) -> Iterator[RemoteFile]:
+        """Yield the objects under `prefix`, one folder level per listing.
+
+        Args:
+            prefix: Relative to the root; "" or ending in "/".
+            skip_folder: Called with each sub-folder's relative name (ending in "/");
+                True means the folder is not listed.
+
+        Yields:
+            Every object with content, in no particular order.
+
+        Raises:
+            StorageError: The bucket cannot be listed; names bucket and endpoint.
+        """
+        pending = [self.root + prefix]
+        while pending:
+            folder = pending.pop()
+            try:
+                listing = self.client.list_blobs(
+                    self._bucket, prefix=folder, delimiter="/", page_size=LIST_PAGE_SIZE
+                )
+                for page in listing.pages:
+                    for blob in page:
+                        name: str = blob.name
+                        size = int(blob.size or 0)
+                        if name.endswith("/") or size == 0:
+                            continue  # folder placeholders and validation files carry no data
+                        yield RemoteFile(
+                            key=name[len(self.root) :],
+                            uri=f"gs://{self.bucket}/{name}",
+                            last_modified=blob.updated.astimezone(UTC),
+                            size=size,
+                        )
+                    pending.extend(
+                        sub
+                        for sub in sorted(page.prefixes)
+                        if not skip_folder(sub[len(self.root) :])
+                    )
+            except self._errors() as exc:
+                msg = f"cannot list gs://{self.bucket}/{folder} at {self.endpoint}: "
+                raise StorageError(msg + self._reason(exc)) from None
+
+    def open(self, file: RemoteFile) -> IO[bytes]:
+        """Open an object for streaming, ranged reads of its stored bytes.
+
+        Reads go in `GCS_CHUNK_SIZE` ranges up to the listed size, so a file no
+        larger than one chunk costs one request. `raw_download` keeps gzip-encoded
+        objects as stored: GCS would otherwise decompress them in transit, and the
+        parsers detect gzip themselves.
+
+        Args:
+            file: A file from `list_files`.
+
+        Returns:
+            A binary stream; errors surface on read, as `StorageError`.
+        """
+        reader = _RangedReader(self._bucket.blob(self.root + file.key), file.size, self._exceptions)
+        return chunked_stream(
+            reader,
+            errors=self._errors(),
+            describe=lambda exc: self._read_error(file, exc),
+            buffer_size=GCS_CHUNK_SIZE,
+        )
+
+    def _read_error(self, file: RemoteFile, exc: BaseException) -> str:
+        return f"cannot read {file.uri} at {self.endpoint}: {self._reason(exc)}"
+
+    def _errors(self) -> tuple[type[BaseException], ...]:
+        requests_exceptions = _import("requests.exceptions")
+        return (
+            self._exceptions.GoogleAPIError,
+            self._auth_exceptions.GoogleAuthError,
+            requests_exceptions.RequestException,
+        )
+
+    def _reason(self, exc: BaseException) -> str:
+        """Summarise an error without the request URL or any token."""
+        if isinstance(exc, self._exceptions.NotFound):
+            return "NotFound (the bucket does not exist, or the object was deleted)"
+        if isinstance(exc, self._exceptions.GoogleAPICallError):
+            return f"{type(exc).__name__} (HTTP {exc.code})"
+        if isinstance(exc, self._auth_exceptions.RefreshError):
+            return "RefreshError (the credentials were refused)"
+        return type(exc).__name__
+
+
+class _RangedReader:
+    """Reads one object in ranges, stopping at its end without asking past it.
+
+    The end is the size the listing gave, or (for a file built by hand, size 0) the
+    first range that comes back short.
+    """
+
+    def __init__(self, blob: Any, size: int, exceptions: ModuleType) -> None:  # noqa: ANN401
+        self._blob = blob
+        self._size: int | None = size or None
+        self._position = 0
+        self._done = False
+        self._exceptions = exceptions
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._done:
+            return b""
+        start = self._position
+        end = start + (GCS_CHUNK_SIZE if size < 0 else max(size, 1))
+        if self._size is not None:
+            end = min(end, self._size)
+        try:
+            data: bytes = self._blob.download_as_bytes(
+                start=start, end=end - 1, checksum=None, raw_download=True
+            )
+        except self._exceptions.RequestRangeNotSatisfiable:
+            # At (or, for an object overwritten with a shorter one since the listing,
+            # past) the end. A newer object has a newer `updated`: the next run reads it.
+            data = b""
+        self._position = start + len(data)
+        short = len(data) < end - start
+        self._done = short or (self._size is not None and self._position >= self._size)
+        return data

@@ -1,0 +1,98 @@
+"""A reverse proxy on 127.0.0.1 that forwards every request to moto and logs it.
+
+Counting S3 requests on the server side (not by hooking the client under test)
+shows what the tap really sends: the proxy sees the same bytes moto does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "host"}
+
+
+class RequestLog:
+    """(method, path, query) of every request the proxy forwarded, in order."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, dict[str, list[str]]]] = []
+        self._lock = threading.Lock()
+
+    def add(self, method: str, target: str) -> None:
+        parts = urlsplit(target)
+        with self._lock:
+            self.requests.append((method, parts.path, parse_qs(parts.query)))
+
+    def list_prefixes(self, bucket: str) -> list[str]:
+        """The Prefix of every ListObjectsV2 request on `bucket`, in order."""
+        with self._lock:
+            return [
+                query.get("prefix", [""])[0]
+                for method, path, query in self.requests
+                if method == "GET" and path.strip("/") == bucket and "list-type" in query
+            ]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+
+@contextlib.contextmanager
+def counting_proxy(upstream: str) -> Iterator[tuple[str, RequestLog]]:
+    """Serve a proxy to `upstream` (http://host:port); yields its URL and its log."""
+    target = urlsplit(upstream)
+    log = RequestLog()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        # Headers and body go out in separate writes; with Nagle's algorithm each
+        # would wait for a delayed ACK (tens of milliseconds per request).
+        disable_nagle_algorithm = True
+
+        def _forward(self) -> None:
+            log.add(self.command, self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+            headers["Host"] = self.headers.get("Host", "")
+            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+            try:
+                conn.connect()
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                conn.request(self.command, self.path, body=body, headers=headers)
+                reply = conn.getresponse()
+                data = reply.read()
+            finally:
+                conn.close()
+            self.send_response(reply.status)
+            for key, value in reply.getheaders():
+                if key.lower() not in HOP_BY_HOP and key.lower() != "content-length":
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward  # noqa: N815
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002, ARG002
+            return  # the RequestLog is the record; stderr stays quiet
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", log
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -1,0 +1,85 @@
+"""date_folders_by: upload_time lists only the folders of the read window, counted on the wire."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import time_machine
+
+from tests.support.proxy import counting_proxy
+from tests.support.s3 import s3_config
+from tests.support.tap import run_tap
+from tests.tap.test_tap_sync import batch_line
+
+UTC = dt.timezone.utc
+FIRST_DAY = dt.date(2025, 1, 1)
+DAYS = 365
+
+
+def names(out) -> list[str]:
+    return [r["event_name"] for r in out.records("events")]
+
+
+def test_upload_time_lists_only_the_folders_of_the_window(s3_client, s3_bucket, moto_endpoint):
+    # A year of upload-time folders, one small file each, stamped at noon of its day
+    # (moto runs in this process, so its travelled clock stamps LastModified).
+    with time_machine.travel(dt.datetime(2025, 1, 1, tzinfo=UTC), tick=False) as clock:
+        for n in range(DAYS):
+            day = FIRST_DAY + dt.timedelta(days=n)
+            clock.move_to(dt.datetime(day.year, day.month, day.day, 12, tzinfo=UTC))
+            key = f"{day.isoformat()}/App_{day:%Y%m%d}120000000000_{n}.txt"
+            s3_client.put_object(Bucket=s3_bucket, Key=key, Body=batch_line(1, f"Day{n}").encode())
+
+    with counting_proxy(moto_endpoint) as (endpoint, log):
+        config = s3_config(endpoint, s3_bucket, date_folders_by="upload_time")
+        first = run_tap({**config, "start_date": "2025-12-31T00:00:00Z"}, streams={"events"})
+        assert names(first) == ["Day364"]
+
+        with time_machine.travel(dt.datetime(2026, 1, 1, 0, 30, tzinfo=UTC), tick=False):
+            s3_client.put_object(
+                Bucket=s3_bucket,
+                Key="2026-01-01/App_20260101003000000000_1.txt",
+                Body=batch_line(2, "New").encode(),
+            )
+        log.clear()
+        second = run_tap(config, state=first.final_state, streams={"events"})
+        assert names(second) == ["New", "New"]
+        # The root, and the folders from a day before the window (bookmark 2025-12-31
+        # 12:00 minus 120 minutes) on: 4 LIST requests, not 367.
+        assert sorted(log.list_prefixes(s3_bucket)) == [
+            "",
+            "2025-12-30/",
+            "2025-12-31/",
+            "2026-01-01/",
+        ]
+
+        # By event time any old folder can get a new file, so all are listed.
+        log.clear()
+        event_time = {**config, "date_folders_by": "event_time"}
+        third = run_tap(event_time, state=first.final_state, streams={"events"})
+        assert names(third) == ["New", "New"]
+        assert len(log.list_prefixes(s3_bucket)) == DAYS + 2
+
+
+def test_upload_time_trusts_the_folder_date_and_event_time_does_not(tmp_path):
+    # A file that arrives late in an old folder (as "by event time" allows) is read
+    # by event_time and, as upload_time promises it cannot happen, not listed there.
+    root = tmp_path / "drop"
+    config = {"bucket_url": str(root), "lookback_window_minutes": 60}
+    recent = root / "2024-06-10" / "App_1.txt"
+    recent.parent.mkdir(parents=True)
+    recent.write_text(batch_line(1, "Recent"))
+    stamp = dt.datetime(2024, 6, 10, 12, tzinfo=UTC).timestamp()
+    os.utime(recent, (stamp, stamp))
+    first = run_tap({**config, "date_folders_by": "upload_time"})
+    assert names(first) == ["Recent"]
+
+    late = root / "2024-06-01" / "App_2.txt"
+    late.parent.mkdir()
+    late.write_text(batch_line(1, "LateInOldFolder"))
+    os.utime(late, (stamp, stamp))  # stamped inside the window, filed in an old folder
+    upload = run_tap({**config, "date_folders_by": "upload_time"}, state=first.final_state)
+    assert names(upload) == []
+    event = run_tap({**config, "date_folders_by": "event_time"}, state=first.final_state)
+    assert names(event) == ["LateInOldFolder"]

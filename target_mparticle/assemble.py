@@ -117,13 +117,7 @@ def assemble(
         shell = first.batch
         if any(m.batch is not shell for m in members[1:]):
             shell = fold_user_updates([m.batch for m in members])
-        pieces = list(_pieces(shell, events))
-        for index, chunk in enumerate(pieces):
-            request_id = _request_id(members, chunk, index, len(pieces))
-            batch = {**shell, "source_request_id": request_id}
-            if chunk:
-                batch["events"] = chunk
-            body = encode_batch(batch)
+        for chunk, request_id, body in _encoded(members, shell, events):
             owners = members if first.group is None or not chunk else _owners(members, chunk)
             if len(body) > rules.MAX_BATCH_BYTES:
                 reason = f"batch is {len(body)} bytes, over the {rules.MAX_BATCH_BYTES} cap"
@@ -131,6 +125,40 @@ def assemble(
                 continue
             prepared.append(PreparedBatch(request_id, body, historical, owners, len(chunk)))
     return prepared, rejected
+
+
+def _encoded(
+    members: list[Item], shell: dict[str, t.Any], events: list[dict[str, t.Any]]
+) -> list[tuple[list[dict[str, t.Any]], str, bytes]]:
+    """Each piece's events, source_request_id and body.
+
+    A batch that fits whole, the usual case, is encoded once: its body is its own size
+    check. Only one that does not is split, exactly as `_pieces` always split it.
+    """
+    if len(events) <= rules.MAX_EVENTS_PER_BATCH:
+        body, request_id = _body(members, shell, events, 0, 1)
+        if len(body) <= rules.MAX_BATCH_BYTES:
+            return [(events, request_id, body)]
+    pieces = list(_pieces(shell, events))
+    out = []
+    for index, chunk in enumerate(pieces):
+        body, request_id = _body(members, shell, chunk, index, len(pieces))
+        out.append((chunk, request_id, body))
+    return out
+
+
+def _body(
+    members: list[Item],
+    shell: dict[str, t.Any],
+    chunk: list[dict[str, t.Any]],
+    index: int,
+    parts: int,
+) -> tuple[bytes, str]:
+    request_id = _request_id(members, chunk, index, parts)
+    batch = {**shell, "source_request_id": request_id}
+    if chunk:
+        batch["events"] = chunk
+    return encode_batch(batch), request_id
 
 
 def _request_id(members: list[Item], chunk: list[dict[str, t.Any]], index: int, parts: int) -> str:

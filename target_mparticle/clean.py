@@ -50,6 +50,7 @@ ENVIRONMENTS = frozenset({"production", "development"})
 
 
 _INTEGER, _NUMBER, _BOOLEAN, _UUID, _STRING, _NAME, _SCALAR_MAP, _ANY = range(8)
+_AS_IS_STRING = frozenset({_STRING, _ANY})
 #: Field name -> how `_clean_value` treats it, filled as names are met (a few dozen).
 _KIND_BY_NAME: dict[str, int] = {}
 
@@ -125,8 +126,17 @@ def _scalar(value: object) -> object:
 def clean_object(data: t.Mapping[str, t.Any], tally: Tally) -> dict[str, t.Any]:
     """Coerce every field of an object by name; nulls are left out."""
     out: dict[str, t.Any] = {}
+    kinds = _KIND_BY_NAME
     for key, value in data.items():
         name = key if type(key) is str else str(key)
+        # The commonest cases, already what `_clean_value` would return: a string
+        # where any string goes, an int where an integer goes.
+        kind = kinds.get(name)
+        if (type(value) is str and kind in _AS_IS_STRING) or (
+            type(value) is int and kind == _INTEGER
+        ):
+            out[name] = value
+            continue
         cleaned = _clean_value(name, value, tally)
         if cleaned is not _DROP:
             out[name] = cleaned

@@ -130,8 +130,9 @@ def fit_event(event: dict[str, t.Any], tally: t.Counter[str]) -> dict[str, t.Any
     check = _event_check(event_type)
     required = required_data_fields(event_type)
     data = event["data"]
+    scalar_maps = scalar_map_fields(event_type)
     for _ in range(MAX_FIXES):
-        failure = _failure(check, event)
+        failure = _failure(check, _to_check(event, data, scalar_maps))
         if failure is None:
             return event
         path, reason = failure
@@ -142,6 +143,60 @@ def fit_event(event: dict[str, t.Any], tally: t.Counter[str]) -> dict[str, t.Any
         tally[f"optional event fields that could not be valid dropped ({path[1]})"] += 1
     msg = f"{event_type} event has more than {MAX_FIXES} fields that cannot be valid"
     raise InvalidRecordError(msg)
+
+
+#: The schema's `String`, which any JSON scalar is: a map of them is valid by construction.
+_STRING_DEFINITION = {"type": ["string", "null", "boolean", "integer", "number"]}
+_SCALAR_MAP = {"type": ["object", "null"], "additionalProperties": {"$ref": "#/definitions/String"}}
+_SCALARS = (str, bool, int, float, type(None))
+#: Keywords of a data part under which leaving an optional property out changes nothing.
+_NEUTRAL_KEYWORDS = frozenset({"type", "properties", "required"})
+
+
+@functools.cache
+def scalar_map_fields(event_type: str) -> frozenset[str]:
+    """Optional `data` fields that the schema only asks to be a map of scalars.
+
+    The compiled check spends most of an event's time formatting a path for each
+    attribute of such a map; a map whose values are all scalars is valid by
+    construction, so `fit_event` leaves it out of the check. Found from the schema,
+    and none at all if the schema words anything differently.
+    """
+    definitions = schema()["definitions"]
+    if definitions.get("String") != _STRING_DEFINITION:
+        return frozenset()
+    parts = []
+    for part in _data_parts(event_type):
+        ref = part.get("$ref", "")
+        resolved = definitions.get(ref.removeprefix("#/definitions/")) if ref else part
+        if not isinstance(resolved, dict) or not _NEUTRAL_KEYWORDS.issuperset(resolved):
+            return frozenset()
+        parts.append(resolved)
+    found = set()
+    for field in ("custom_attributes", "custom_flags"):
+        specs = [p["properties"][field] for p in parts if field in p.get("properties", {})]
+        if specs and all(spec == _SCALAR_MAP for spec in specs):
+            found.add(field)
+    return frozenset(found - required_data_fields(event_type))
+
+
+def _to_check(
+    event: dict[str, t.Any], data: dict[str, t.Any], scalar_maps: frozenset[str]
+) -> dict[str, t.Any]:
+    """The event as the compiled check sees it: maps of scalars left out (see above)."""
+    kept = data
+    for field in scalar_maps:
+        value = data.get(field)
+        if type(value) is not dict:
+            continue
+        for item in value.values():
+            if not isinstance(item, _SCALARS):
+                break
+        else:
+            if kept is data:
+                kept = dict(data)
+            del kept[field]
+    return event if kept is data else {**event, "data": kept}
 
 
 def _plain_attributes(attributes: dict[str, t.Any]) -> bool:

@@ -160,9 +160,10 @@ class EventsSink(BatchSink):
     @override
     def is_full(self) -> bool:
         """Full, unless everything pending is the open line (which must stay whole)."""
-        if self.current_size and self.current_size == self._open_line_size and self._line_open():
-            return self.current_size >= HARD_MAX_SIZE
-        return super().is_full
+        size = self.current_size
+        if size and size == self._open_line_size and self._line_open():
+            return size >= HARD_MAX_SIZE
+        return size >= self.max_size
 
     @override
     def process_record(self, record: dict[str, t.Any], context: dict[str, t.Any]) -> None:

@@ -110,6 +110,17 @@ class TargetMParticle(Target):
         return sum(sink.current_size for sink in sdk_hooks.active_sinks(self))
 
     @override
+    def _process_record_message(self, message_dict: dict[str, t.Any]) -> None:
+        """A plain stream's RECORD goes straight to its sink; anything else as the SDK does."""
+        stream_name = message_dict.get("stream")
+        record = message_dict.get("record")
+        sink = sdk_hooks.plain_sink(self, stream_name)
+        if sink is None or not isinstance(record, dict):
+            super()._process_record_message(message_dict)
+            return
+        sdk_hooks.process_plain_record(self, sink, record)
+
+    @override
     def _process_state_message(self, message_dict: dict[str, t.Any]) -> None:
         super()._process_state_message(message_dict)
         pending = self._pending_records()

@@ -286,6 +286,20 @@ def test_big_groups_split_under_100_events_and_the_byte_cap():
     assert all(len(r.body) <= MAX_REQUEST_BYTES for r in requests)
 
 
+def test_a_group_under_100_events_but_over_the_byte_cap_is_split_too():
+    # Encoded once when it fits: this one does not, so it is split as before.
+    conv = converter(stream="events", key=())
+    items = [conv.convert(_tap_event(1, i)) for i in range(90)]
+    for item in items:
+        item.events[0]["data"]["custom_attributes"] = {"pad": "x" * 1500}
+    batches, prepared = batches_of(items)
+    assert [len(b["events"]) for b in batches] == [45, 45]
+    assert all(len(p.body) <= 128_000 for p in prepared)
+    assert len({b["source_request_id"] for b in batches}) == 2
+    fits, _ = batches_of(items[:40])
+    assert [len(b["events"]) for b in fits] == [40]
+
+
 def test_requests_hold_at_most_100_batches():
     conv = converter({"kind": "user"}, key=("id",))
     items = [conv.convert({"id": n, "email": f"{n}@x"}) for n in range(250)]

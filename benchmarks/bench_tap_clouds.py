@@ -35,7 +35,6 @@ import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-import boto3
 from moto.server import ThreadedMotoServer
 
 if TYPE_CHECKING:
@@ -44,6 +43,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_tap import BUCKET, KEY, SECRET, s3_client  # noqa: E402
 from scripts.generate_drop import generate_drop  # noqa: E402
 from tests.support.cloud import (  # noqa: E402
     Azurite,
@@ -53,20 +53,6 @@ from tests.support.cloud import (  # noqa: E402
     fake_gcs,
     gcs_config,
 )
-
-KEY, SECRET = "AKIABENCH", "bench-secret"
-BUCKET = "mp-forwarding-bench"
-
-
-def s3_client(endpoint: str):  # noqa: ANN201  (boto3 client types are stubs-only)
-    """A client for the benchmark bucket on the local endpoint."""
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=KEY,
-        aws_secret_access_key=SECRET,
-        region_name="us-east-1",
-    )
 
 
 def explode(body: bytes, key: str, sink: IO[str]) -> int:

@@ -22,13 +22,13 @@ import argparse
 import gzip
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 import boto3
 
@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scripts.generate_drop import generate_drop  # noqa: E402
+from tests.support.s3 import moto_process  # noqa: E402
 
 KEY, SECRET = "AKIABENCH", "bench-secret"
 BUCKET = "mp-forwarding-bench"
@@ -52,6 +53,35 @@ def s3_client(endpoint: str):  # noqa: ANN201  (boto3 client types are stubs-onl
     )
 
 
+def explode(body: bytes, key: str, sink: IO[str]) -> int:
+    """Gunzip, parse, explode and write one object's events; returns how many."""
+    if body[:2] == b"\x1f\x8b":
+        body = gzip.decompress(body)
+    count = 0
+    for line in body.splitlines():
+        batch = json.loads(line)
+        if not isinstance(batch, dict):
+            continue
+        identities = {
+            i["identity_type"]: i.get("identity") for i in batch.get("user_identities") or []
+        }
+        for index, event in enumerate(batch.get("events") or []):
+            record = {
+                "event_type": event["event_type"],
+                "mpid": batch.get("mpid"),
+                "user_identities": identities,
+                "user_attributes": batch.get("user_attributes") or {},
+                "device_info": batch.get("device_info") or {},
+                "application_info": batch.get("application_info") or {},
+                "data": event.get("data") or {},
+                "_sdc_source_file": key,
+                "_sdc_event_index": index,
+            }
+            sink.write(json.dumps({"type": "RECORD", "record": record}) + "\n")
+            count += 1
+    return count
+
+
 def bare_loop(endpoint: str) -> int:
     """What someone would write with boto3 and the json module; returns events written."""
     s3 = s3_client(endpoint)
@@ -60,30 +90,7 @@ def bare_loop(endpoint: str) -> int:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
             for obj in page.get("Contents", []):
                 body = s3.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read()
-                if body[:2] == b"\x1f\x8b":
-                    body = gzip.decompress(body)
-                for line in body.splitlines():
-                    batch = json.loads(line)
-                    if not isinstance(batch, dict):
-                        continue
-                    identities = {
-                        i["identity_type"]: i.get("identity")
-                        for i in batch.get("user_identities") or []
-                    }
-                    for index, event in enumerate(batch.get("events") or []):
-                        record = {
-                            "event_type": event["event_type"],
-                            "mpid": batch.get("mpid"),
-                            "user_identities": identities,
-                            "user_attributes": batch.get("user_attributes") or {},
-                            "device_info": batch.get("device_info") or {},
-                            "application_info": batch.get("application_info") or {},
-                            "data": event.get("data") or {},
-                            "_sdc_source_file": obj["Key"],
-                            "_sdc_event_index": index,
-                        }
-                        sink.write(json.dumps({"type": "RECORD", "record": record}) + "\n")
-                        count += 1
+                count += explode(body, obj["Key"], sink)
     return count
 
 
@@ -116,31 +123,6 @@ def timed(command: list[str]) -> tuple[float, float]:
     return time.perf_counter() - start, usage.ru_utime + usage.ru_stime
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_moto() -> tuple[subprocess.Popen[bytes], str]:
-    """moto's S3 server as a process of its own, once it answers."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.1):
-                return server, endpoint
-        except OSError:  # noqa: PERF203 - polled at start-up only
-            time.sleep(0.05)
-    server.kill()
-    sys.exit("moto's server did not start")
-
-
 def main() -> None:
     """Generate, serve, measure, print."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
@@ -156,8 +138,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         summary = generate_drop(workdir / "drop", events=args.events, seed=1, per_file=2500)
-        server, endpoint = start_moto()
-        try:
+        with moto_process() as endpoint:
             s3 = s3_client(endpoint)
             s3.create_bucket(Bucket=BUCKET)
             size = 0
@@ -177,9 +158,6 @@ def main() -> None:
             ]
             tap = tap_command(endpoint, workdir, args.concurrency)
             rounds = [(timed(bare_command), timed(tap)) for _ in range(args.rounds)]
-        finally:
-            server.terminate()
-            server.wait()
 
     print(
         f"drop: {summary.events} events, {summary.batches} batches, "

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gzip
 import json
 import logging
 import os
@@ -33,7 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from moto.server import ThreadedMotoServer
 
@@ -43,7 +42,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_tap import BUCKET, KEY, SECRET, s3_client  # noqa: E402
+from benchmarks.bench_tap import BUCKET, KEY, SECRET, explode, s3_client  # noqa: E402
 from scripts.generate_drop import generate_drop  # noqa: E402
 from tests.support.cloud import (  # noqa: E402
     Azurite,
@@ -53,35 +52,6 @@ from tests.support.cloud import (  # noqa: E402
     fake_gcs,
     gcs_config,
 )
-
-
-def explode(body: bytes, key: str, sink: IO[str]) -> int:
-    """Gunzip, parse, explode and write one object's events; returns how many."""
-    if body[:2] == b"\x1f\x8b":
-        body = gzip.decompress(body)
-    count = 0
-    for line in body.splitlines():
-        batch = json.loads(line)
-        if not isinstance(batch, dict):
-            continue
-        identities = {
-            i["identity_type"]: i.get("identity") for i in batch.get("user_identities") or []
-        }
-        for index, event in enumerate(batch.get("events") or []):
-            record = {
-                "event_type": event["event_type"],
-                "mpid": batch.get("mpid"),
-                "user_identities": identities,
-                "user_attributes": batch.get("user_attributes") or {},
-                "device_info": batch.get("device_info") or {},
-                "application_info": batch.get("application_info") or {},
-                "data": event.get("data") or {},
-                "_sdc_source_file": key,
-                "_sdc_event_index": index,
-            }
-            sink.write(json.dumps({"type": "RECORD", "record": record}) + "\n")
-            count += 1
-    return count
 
 
 def bare_s3(endpoint: str) -> int:

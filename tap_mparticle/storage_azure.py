@@ -12,13 +12,12 @@ extra (`tap-mparticle[azure]`), imported only for an `az://` URL.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote
 
 from tap_mparticle.storage import RemoteFile, StorageError
-from tap_mparticle.storage_stream import chunked_stream
+from tap_mparticle.storage_stream import chunked_stream, import_extra
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -82,10 +81,7 @@ def azure_secret_values(settings: AzureSettings) -> list[str]:
 
 
 def _import(name: str, hint: str = INSTALL_HINT) -> ModuleType:
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        raise StorageError(hint) from None
+    return import_extra(name, hint)
 
 
 class AzureStorage:

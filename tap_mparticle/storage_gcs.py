@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import importlib
 from typing import IO, TYPE_CHECKING, Any
 
 from tap_mparticle.storage import RemoteFile, StorageError
-from tap_mparticle.storage_stream import chunked_stream
+from tap_mparticle.storage_stream import chunked_stream, import_extra
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -43,10 +42,7 @@ class GcsSettings:
 
 
 def _import(name: str) -> ModuleType:
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        raise StorageError(INSTALL_HINT) from None
+    return import_extra(name, INSTALL_HINT)
 
 
 class GcsStorage:

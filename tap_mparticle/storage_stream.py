@@ -9,6 +9,7 @@ into the same one-line `StorageError` the S3 backend raises.
 
 from __future__ import annotations
 
+import importlib
 import io
 from typing import IO, TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from tap_mparticle.storage import StorageError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from types import ModuleType
     from typing import Protocol
 
     class ChunkReader(Protocol):
@@ -77,3 +79,22 @@ def chunked_stream(
         A binary stream raising `StorageError` for the given errors.
     """
     return io.BufferedReader(_RawChunks(reader, errors, describe, close), buffer_size=buffer_size)
+
+
+def import_extra(name: str, hint: str) -> ModuleType:
+    """Import a cloud client module, or stop with one line saying which extra to install.
+
+    Args:
+        name: The module, e.g. `google.cloud.storage`.
+        hint: The line to give when it is not installed.
+
+    Returns:
+        The module.
+
+    Raises:
+        StorageError: The module (its extra) is not installed.
+    """
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise StorageError(hint) from None

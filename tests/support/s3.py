@@ -56,19 +56,17 @@ def s3_config(moto_endpoint: str, bucket: str, **extra: object) -> dict[str, obj
 
 
 @contextlib.contextmanager
-def strict_moto(no_auth_actions: int = 0) -> Iterator[str]:
-    """A moto server in its own process that checks credentials and IAM policies.
+def moto_process(**env: str) -> Iterator[str]:
+    """moto's S3 server in a process of its own (its own GIL), once it listens.
 
-    The first `no_auth_actions` requests are let through unsigned, to set up users,
-    roles and buckets; every request after that needs credentials IAM allows.
+    `env` adds environment variables to the server's (moto reads its options there).
     """
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(no_auth_actions)}
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env=env,
+        env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -86,6 +84,17 @@ def strict_moto(no_auth_actions: int = 0) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def strict_moto(no_auth_actions: int = 0) -> Iterator[str]:
+    """A moto server in its own process that checks credentials and IAM policies.
+
+    The first `no_auth_actions` requests are let through unsigned, to set up users,
+    roles and buckets; every request after that needs credentials IAM allows.
+    """
+    with moto_process(INITIAL_NO_AUTH_ACTION_COUNT=str(no_auth_actions)) as endpoint:
+        yield endpoint
 
 
 def set_s3_last_modified(bucket: str, key: str, when: dt.datetime) -> None:

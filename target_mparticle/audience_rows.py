@@ -57,12 +57,7 @@ class AudienceRows(ConverterBase):
         ):
             shell["device_info"] = {kind: to_attribute_string(value)}
         elif mpid is None:
-            why = (
-                f"its identity is hashed ({record.get('identity_encoding')})"
-                if value not in (None, "") and kind is not None
-                else "it has no identity mParticle can resolve"
-            )
-            msg = f"audience row cannot be sent: {why} and it has no mpid"
+            msg = f"audience row cannot be sent: {_unusable(record, kind)} and it has no mpid"
             raise InvalidRecordError(msg)
         if mpid is not None:
             shell["mpid"] = mpid
@@ -106,3 +101,16 @@ class AudienceRows(ConverterBase):
         else:
             shell["user_attributes"] = user_attributes([(key, value)], self.tally)
         return self._audience_item(record, shell)
+
+
+def _unusable(record: dict[str, t.Any], kind: str | None) -> str:
+    """Why a row's identity cannot identify its user in the Events API."""
+    value = record.get("identity_value")
+    encoding = record.get("identity_encoding", "raw")
+    if value in (None, ""):
+        return "it has no identity"
+    if encoding != "raw":
+        return f"its identity is hashed ({encoding})"
+    if kind is None:
+        return f"its identity type {record.get('identity_type')!r} is not one the Events API takes"
+    return f"its {kind} is not a UUID, as the Events API requires"

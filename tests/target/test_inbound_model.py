@@ -240,8 +240,10 @@ def test_audience_rows_become_user_attribute_updates_without_a_mapping(server, c
         membership(13, "remove", identity_type=None, identity_value=None, mpid=42),
         # A hashed identity cannot be sent as one: the row goes by its mpid.
         membership(14, "add", identity_encoding="sha256", identity_value="ab12", mpid=43),
-        # Neither an identity mParticle can resolve nor an mpid: invalid.
+        # Neither an identity mParticle can resolve nor an mpid: invalid, saying why.
         membership(15, "add", identity_encoding="md5", identity_value="cd34"),
+        membership(16, "add", identity_type="partner_id", identity_value="p-1"),
+        membership(17, "add", identity_type="ios_advertising_id", identity_value="not-a-uuid"),
     ]
     changes = [
         attribute("tier", "upsert", value="gold"),
@@ -268,8 +270,10 @@ def test_audience_rows_become_user_attribute_updates_without_a_mapping(server, c
     assert by_user["[null, 77]"]["user_attributes"] == {"tier": "gold"}
     assert by_user["[null, 78]"]["user_attributes"] == {"tags": ["a", "b"]}
     assert by_user["[null, 79]"]["deleted_user_attributes"] == ["churned"]
-    (letter,) = dead_letters(config)
-    assert "identity is hashed (md5) and it has no mpid" in letter["reason"]
+    hashed, partner, device = (letter["reason"] for letter in dead_letters(config))
+    assert "identity is hashed (md5) and it has no mpid" in hashed
+    assert "identity type 'partner_id' is not one the Events API takes" in partner
+    assert "ios_advertising_id is not a UUID, as the Events API requires" in device
 
 
 def test_audience_attribute_name_placeholders(server, config):

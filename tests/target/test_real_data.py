@@ -175,3 +175,34 @@ def test_mangled_real_events_still_give_only_valid_bodies(tmp_path):
     refused = dead_letters(config)
     assert sent + len(refused) == len(batches) == 400
     assert sent > 200
+
+
+def test_real_audience_data_goes_in_as_user_attributes_or_is_refused_with_its_reason(
+    server, config
+):
+    """mParticle's own Kinesis, GCS and partner-feed examples, straight into the target."""
+    config["on_invalid_record"] = "dead_letter"
+    out = run_tap(
+        {"bucket_url": str(REAL)}, streams={"audience_memberships", "audience_user_attributes"}
+    )
+    rows = len(out.records("audience_memberships")) + len(out.records("audience_user_attributes"))
+    run = run_target(config, [json.dumps(m) for m in out.messages])
+    assert run.error is None
+    assert server.rejected == []
+    sent = {
+        name
+        for batch in server.batches()
+        for name in [
+            *(batch.get("user_attributes") or {}),
+            *(batch.get("deleted_user_attributes") or []),
+        ]
+    }
+    # Adds and removes of the docs' audiences (1234, 123123, ...) and the partner
+    # feed's attribute changes all arrive.
+    assert {"audience_1234", "audience_123123", "Some Key", "Churned"} <= sent
+    letters = dead_letters(config)
+    # What cannot be sent is said: hashed identities (the partner feed's md5 emails)
+    # and partner identities with no mpid; nothing is lost silently.
+    assert letters
+    assert all("and it has no mpid" in letter["reason"] for letter in letters)
+    assert len(letters) < rows

@@ -64,6 +64,7 @@ LAYERS: list[set[str]] = [
         "target_mparticle",
         "target_mparticle._compat",
         "target_mparticle.schema_rules",
+        "target_mparticle.fastcheck",
         "target_mparticle.inbound",
         "target_mparticle.clock",
         "target_mparticle.pacing",

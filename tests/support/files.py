@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_DROP = REPO_ROOT / "samples" / "drop"
+REAL_DROP = REPO_ROOT / "tests" / "fixtures" / "real" / "drop"
 
 
 def write(path: Path, text: str | bytes, *, gzipped: bool = False) -> None:
@@ -37,3 +38,16 @@ def dead_letters(config: dict[str, Any]) -> list[dict[str, Any]]:
     """Every dead letter the target wrote to its configured `dead_letter_path`."""
     with Path(config["dead_letter_path"]).open(encoding="utf-8") as handle:
         return [json.loads(line) for line in handle]
+
+
+def real_batches(prefix: str) -> list[dict[str, Any]]:
+    """Every batch in the real corpus's files under `prefix`, read without the tap."""
+    decoder = json.JSONDecoder()
+    batches = []
+    for path in sorted(p for p in (REAL_DROP / prefix).rglob("*") if p.is_file()):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            position = 0
+            while position < len(line.strip()):
+                document, position = decoder.raw_decode(line, position)
+                batches.append(document)
+    return batches

@@ -16,32 +16,18 @@ import pytest
 from mparticle_facts.numbers import to_int
 from tap_mparticle.events import BATCH_FIELDS, INTEGER_FIELDS, identities_as_array
 from tests.support.eventsapi import load_validator
-from tests.support.files import REPO_ROOT, dead_letters
+from tests.support.files import REAL_DROP, REPO_ROOT, dead_letters, real_batches
 from tests.support.tap import TapOutput, run_tap
 from tests.support.target import run_target, singer_lines
 
-REAL = REPO_ROOT / "tests" / "fixtures" / "real" / "drop"
 EVENT_PREFIXES = ("events/", "firehose-events/")
-_decoder = json.JSONDecoder()
-
-
-def source_batches(prefix: str) -> list[dict[str, t.Any]]:
-    """Every batch in the corpus files under `prefix`, read here without the tap."""
-    batches = []
-    for path in sorted(p for p in (REAL / prefix).rglob("*") if p.is_file()):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            position = 0
-            while position < len(line.strip()):
-                document, position = _decoder.raw_decode(line, position)
-                batches.append(document)
-    return batches
 
 
 @pytest.fixture(scope="module")
 def tap_output() -> dict[str, TapOutput]:
     return {
         prefix: run_tap(
-            {"bucket_url": str(REAL), "events_prefix": prefix},
+            {"bucket_url": str(REAL_DROP), "events_prefix": prefix},
             streams={"batches", "events"},
         )
         for prefix in EVENT_PREFIXES
@@ -51,7 +37,7 @@ def tap_output() -> dict[str, TapOutput]:
 @pytest.mark.parametrize("prefix", EVENT_PREFIXES)
 def test_every_batch_field_and_event_survives_the_tap(tap_output, prefix):
     out = tap_output[prefix]
-    sources = source_batches(prefix)
+    sources = real_batches(prefix)
     records = out.records("batches")
     assert len(sources) == len(records) == 12
     order = sorted(
@@ -142,7 +128,7 @@ def test_mangled_real_events_still_give_only_valid_bodies(tmp_path):
     must be either sent or refused with a reason.
     """
     rng = random.Random(7)  # noqa: S311 - reproducible mutations, not security
-    events = [e for b in source_batches("events/") for e in b.get("events") or []]
+    events = [e for b in real_batches("events/") for e in b.get("events") or []]
     batches = []
     for round_ in range(8):
         for index, original in enumerate(events):
@@ -183,7 +169,7 @@ def test_real_audience_data_goes_in_as_user_attributes_or_is_refused_with_its_re
     """mParticle's own Kinesis, GCS and partner-feed examples, straight into the target."""
     config["on_invalid_record"] = "dead_letter"
     out = run_tap(
-        {"bucket_url": str(REAL)}, streams={"audience_memberships", "audience_user_attributes"}
+        {"bucket_url": str(REAL_DROP)}, streams={"audience_memberships", "audience_user_attributes"}
     )
     rows = len(out.records("audience_memberships")) + len(out.records("audience_user_attributes"))
     run = run_target(config, [json.dumps(m) for m in out.messages])

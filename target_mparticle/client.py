@@ -1,4 +1,4 @@
-"""Delivery to the Events API: pooled sessions, pacing, retries, dry run.
+"""Delivery to the Events API: pooled connections, pacing, retries, dry run.
 
 The client only ever reports success for a batch once mParticle answered 202
 for a request holding it; everything else either retries with the very same
@@ -8,10 +8,10 @@ target hold STATE back until delivery is certain.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import json
 import logging
-import queue
+import os
 import sys
 import threading
 import time
@@ -19,9 +19,9 @@ import typing as t
 from concurrent.futures import ThreadPoolExecutor
 
 import backoff
-import requests
+import certifi
 import urllib3
-from requests.adapters import HTTPAdapter
+from requests.utils import get_environ_proxies
 
 from target_mparticle.pacing import Pacer
 from target_mparticle.schema_rules import MAX_BATCHES_PER_REQUEST, MAX_REQUEST_BYTES
@@ -142,9 +142,13 @@ class EventsApiClient:
         self.stats = Stats()
         self.pacer = Pacer(settings.max_batches_per_second, sleep=sleep)
         self._sleep = sleep
-        self._sessions: queue.SimpleQueue[requests.Session] = queue.SimpleQueue()
-        for _ in range(max(1, settings.parallel_requests)):
-            self._sessions.put(self._new_session())
+        self._http = _pool_manager(self.base_url, max(1, settings.parallel_requests))
+        self._headers = urllib3.util.make_headers(
+            basic_auth=f"{settings.api_key}:{settings.api_secret}",
+            user_agent="target-mparticle",
+        )
+        self._headers["Content-Type"] = "application/json"
+        self._timeout = urllib3.Timeout(connect=settings.timeout_s, read=settings.timeout_s)
         if self.pacer.enabled:
             # A sender waits for the GIL up to this long while the main thread converts;
             # 5 ms by default, enough to bunch two paced requests at a strict limit.
@@ -154,23 +158,10 @@ class EventsApiClient:
             thread_name_prefix="mparticle-post",
         )
 
-    def _new_session(self) -> requests.Session:
-        session = requests.Session()
-        session.auth = (self.settings.api_key, self.settings.api_secret)
-        session.headers.update(
-            {"Content-Type": "application/json", "User-Agent": "target-mparticle"}
-        )
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        return session
-
     def close(self) -> None:
         """Stop the sender threads and close the pooled connections."""
         self._pool.shutdown(wait=True)
-        with contextlib.suppress(queue.Empty):
-            while True:
-                self._sessions.get_nowait().close()
+        self._http.clear()
 
     def deliver(
         self, requests_: t.Sequence[Request], *, isolate_bad: bool
@@ -276,16 +267,20 @@ class EventsApiClient:
 
         The pacer hears of every 202 with its usage header (a 429, from `_send`).
         """
-        session = self._sessions.get()
         try:
-            response = session.post(url, data=body, timeout=self.settings.timeout_s)
-        except requests.Timeout:
+            response = self._http.request(
+                "POST",
+                url,
+                body=body,
+                headers=self._headers,
+                timeout=self._timeout,
+                retries=False,
+            )
+        except urllib3.exceptions.TimeoutError:
             return "timed out", None, False
-        except requests.ConnectionError as exc:
+        except urllib3.exceptions.HTTPError as exc:
             return f"connection failed ({type(exc).__name__})", None, False
-        finally:
-            self._sessions.put(session)
-        status = response.status_code
+        status = response.status
         if status == HTTP_ACCEPTED:
             self.pacer.accepted(n, _percent(response.headers.get(RATE_HEADER)))
             return None, None, False
@@ -337,12 +332,13 @@ def _retry_after(value: str | None) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
-def _api_message(response: requests.Response) -> str:
+def _api_message(response: urllib3.BaseHTTPResponse) -> str:
     """The API's own error text, from ``errors[].message`` when present."""
+    text = response.data.decode("utf-8", "replace")
     try:
-        payload = response.json()
+        payload = json.loads(text)
     except ValueError:
-        return response.text[:500] or response.reason or "no message"
+        return text[:500] or response.reason or "no message"
     if isinstance(payload, dict) and isinstance(payload.get("errors"), list):
         messages = [
             str(e.get("message") or e.get("code")) for e in payload["errors"] if isinstance(e, dict)
@@ -350,6 +346,26 @@ def _api_message(response: requests.Response) -> str:
         if messages:
             return "; ".join(messages)
     return str(payload)[:500]
+
+
+def _pool_manager(base_url: str, connections: int) -> urllib3.PoolManager:
+    """Pooled connections, reached the way `requests` would reach them.
+
+    urllib3 directly, not a `requests.Session`: a session's per-request work (proxy
+    and netrc look-ups in the environment, cookies, hooks, a prepared request) cost
+    about 0.3 ms of CPU per request, as much as converting a hundred records. What
+    that work honoured is read once here instead: `HTTPS_PROXY`/`HTTP_PROXY`/
+    `NO_PROXY` for the API's URL, and `REQUESTS_CA_BUNDLE`/`CURL_CA_BUNDLE`, else
+    certifi's bundle, for TLS.
+    """
+    ca_certs = (
+        os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
+    )
+    scheme = base_url.split(":", 1)[0].lower()
+    proxy = get_environ_proxies(base_url).get(scheme)
+    if proxy:
+        return urllib3.ProxyManager(proxy, maxsize=connections, ca_certs=ca_certs)
+    return urllib3.PoolManager(maxsize=connections, ca_certs=ca_certs)
 
 
 class DryRunClient:

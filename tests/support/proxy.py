@@ -1,7 +1,8 @@
-"""A reverse proxy on 127.0.0.1 that forwards every request to moto and logs it.
+"""A proxy on 127.0.0.1 that forwards every request to one upstream and logs it.
 
 Counting S3 requests on the server side (not by hooking the client under test)
-shows what the tap really sends: the proxy sees the same bytes moto does.
+shows what the tap really sends: the proxy sees the same bytes moto does. Used as
+`HTTP_PROXY` (requests name an absolute URL), it shows a client honours the variable.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ def counting_proxy(upstream: str) -> Iterator[tuple[str, RequestLog]]:
         disable_nagle_algorithm = True
 
         def _forward(self) -> None:
+            if self.path.startswith("http"):  # forward-proxy form: an absolute URL
+                parts = urlsplit(self.path)
+                self.path = parts.path + (f"?{parts.query}" if parts.query else "")
             log.add(self.command, self.path)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None

@@ -9,6 +9,7 @@ from target_mparticle.client import AuthError, BadRequestError, DeliveryError
 from target_mparticle.invalid import InvalidRecordFatalError
 from target_mparticle.target import TargetMParticle
 from tests.support.eventsapi import EventsApiServer, Fault
+from tests.support.proxy import counting_proxy
 from tests.support.target import FIXTURES, SECRET, run_target, singer_lines
 
 USERS = 300
@@ -32,6 +33,24 @@ def test_users_table_arrives_once_each_and_states_follow_acceptance(server, conf
     assert isinstance(batch["user_attributes"]["tags"], list)
     assert batch["environment"] == "development"
     assert all(r.n_batches <= 100 for r in server.requests)
+
+
+@pytest.mark.parametrize("bypassed", [False, True], ids=["proxied", "no_proxy"])
+def test_the_proxy_the_environment_names_is_used_unless_no_proxy_covers_the_api(
+    server, config, monkeypatch, bypassed
+):
+    config["mappings"] = {"users": {"kind": "user"}}
+    with counting_proxy(server.url.removesuffix("/v2")) as (proxy_url, log):
+        for lower in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+            monkeypatch.delenv(lower, raising=False)  # they win over the upper-case names
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1" if bypassed else "")
+        run = run_target(config, "users.singer")
+    assert run.error is None
+    assert accepted_user_ids(server) == list(range(1, USERS + 1))
+    posts = [path for method, path, _ in log.requests if method == "POST"]
+    assert posts == ([] if bypassed else [r.path for r in server.requests])
+    assert len(server.requests) == 3
 
 
 def test_tap_mparticle_events_replay_is_accepted_and_grouped_per_user(server, config):

@@ -67,7 +67,10 @@ def passes(node: Node, value: object) -> bool:
         return False
     if kind in free:
         return True
-    return all(check(value) for check in checks)
+    for check in checks:  # noqa: SIM110 - a loop, not all() over a generator: per field
+        if not check(value):
+            return False
+    return True
 
 
 def _node(
@@ -93,11 +96,18 @@ class Compiler:
     def check(self, schema: object) -> Check:
         """A function that answers True only for values valid against `schema`."""
         node = self.node(schema)
-        types, _, checks = node
-        if types == frozenset({dict}) and len(checks) == 1:
-            (check,) = checks  # the usual case, an object: one call less
-            return lambda value: type(value) is dict and check(value)
-        return lambda value: passes(node, value)
+        types, free, checks = node
+        if len(checks) != 1:
+            return functools.partial(passes, node)
+        (only,) = checks  # the usual case, an object's fields: one call less
+
+        def check(value: object) -> bool:
+            kind = type(value)
+            if types is not None and kind not in types:
+                return False
+            return kind in free or only(value)
+
+        return check
 
     def node(self, schema: object) -> Node:  # noqa: C901, PLR0911, PLR0912 - one branch per keyword
         """The node for one schema; `_NEVER` for anything outside the modelled subset."""

@@ -22,6 +22,8 @@ if t.TYPE_CHECKING:
     from target_mparticle.values import Tally
 
 _HASH_ENCODER = msgspec.json.Encoder(order="sorted", decimal_format="number")
+#: A hex digit with its top two bits set to 10 (the RFC 4122 variant).
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 @dataclasses.dataclass
@@ -44,14 +46,13 @@ class Item:
 
 
 def digest_id(*parts: object) -> str:
-    """A UUID (version 5 layout) from a SHA-1 over canonical JSON of ``parts``."""
-    digest = bytearray(
-        hashlib.sha1(_HASH_ENCODER.encode(parts), usedforsecurity=False).digest()[:16]
-    )
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    text = digest.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    """A UUID (version 5 layout) from a SHA-1 over canonical JSON of ``parts``.
+
+    The version nibble becomes 5 and the variant bits 10, as `uuid.uuid5` sets them,
+    written straight into the hex digest (a `uuid.UUID` per id was a tenth of a record).
+    """
+    h = hashlib.sha1(_HASH_ENCODER.encode(parts), usedforsecurity=False).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 def public(record: t.Mapping[str, t.Any]) -> dict[str, t.Any]:

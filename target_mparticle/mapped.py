@@ -27,6 +27,8 @@ from target_mparticle.values import (
     user_attributes,
 )
 
+#: Plans kept per stream (one per distinct set of field names; see `Plan`).
+MAX_PLANS = 64
 _COMMERCE_ACTION_FIELDS = (
     "transaction_id",
     "affiliation",
@@ -55,13 +57,47 @@ def _identity_fields_of(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     return tuple(found.items())
 
 
+class Plan(t.NamedTuple):
+    """What a record's field names alone decide, worked out once per set of names.
+
+    A table sends the same columns record after record, so which field is which
+    identity, which fields become user attributes and which are left over for event
+    attributes are looked up once, not once a record.
+    """
+
+    #: (identity type, field), in the mapping's order.
+    identities: tuple[tuple[str, str], ...]
+    #: (user attribute name, field), or empty for none.
+    attributes: tuple[tuple[str, str], ...]
+    #: Fields the batch uses (identities, attributes, the mapping's named fields).
+    used: frozenset[str]
+    #: Whether the record has `_sdc_` metadata fields (left out of its content id).
+    has_metadata: bool
+
+
 class MappedRecords(ConverterBase):
     """Converts records by their stream's mapping."""
 
-    def _mapped(self, record: dict[str, t.Any]) -> Item:
+    _plans: dict[tuple[str, ...], Plan]
+
+    def _plan(self, record: dict[str, t.Any]) -> Plan:
+        names = tuple(record)
+        plans: dict[tuple[str, ...], Plan] = self.__dict__.setdefault("_plans", {})
+        plan = plans.get(names)
+        if plan is None:
+            if len(plans) >= MAX_PLANS:
+                plans.clear()  # a stream whose records each have other fields: no memory leak
+            plan = plans[names] = self._new_plan(names)
+        return plan
+
+    def _new_plan(self, names: tuple[str, ...]) -> Plan:
         mapping = self.mapping
-        used: set[str] = set()
-        user_ids, device, mpid = self._mapped_identities(record, used)
+        identities = (
+            tuple(mapping.identities.items())
+            if mapping.identities is not None
+            else _identity_fields_of(names)
+        )
+        used = {field for _, field in identities}
         used.update(
             f
             for f in (
@@ -76,49 +112,65 @@ class MappedRecords(ConverterBase):
         )
         attr_map = mapping.user_attributes
         if attr_map is None and mapping.kind == "user":
-            attr_map = {
-                name: name for name in record if name not in used and not name.startswith("_sdc_")
-            }
-        attrs: dict[str, str | list[str]] = {}
-        deleted: list[str] = []
-        if attr_map:
-            used.update(attr_map.values())
-            attrs = user_attributes(((n, record.get(f)) for n, f in attr_map.items()), self.tally)
+            attr_map = {n: n for n in names if n not in used and not n.startswith("_sdc_")}
+        attributes = tuple(attr_map.items()) if attr_map else ()
+        used.update(field for _, field in attributes)
+        has_metadata = any(n.startswith("_sdc_") for n in names)
+        return Plan(identities, attributes, frozenset(used), has_metadata)
+
+    def _mapped(self, record: dict[str, t.Any]) -> Item:
+        mapping = self.mapping
+        plan = self._plan(record)
+        user_ids, device, mpid = self._mapped_identities(record, plan.identities)
+        # The batch's fields in the order they always had; empty ones left out.
+        batch: dict[str, t.Any] = {"environment": self.environment}
+        if user_ids:
+            batch["user_identities"] = user_ids
+        if mpid is not None:
+            batch["mpid"] = mpid
+        if device:
+            batch["device_info"] = device
+        if plan.attributes:
+            attrs = user_attributes(((n, record.get(f)) for n, f in plan.attributes), self.tally)
+            if attrs:
+                batch["user_attributes"] = attrs
             if mapping.null_user_attributes == "delete":
                 # A column that turned null: the attribute goes away in mParticle too.
-                deleted = [n for n, f in attr_map.items() if record.get(f) is None]
-        batch = with_fields(
-            {"environment": self.environment},
-            user_identities=user_ids,
-            mpid=mpid,
-            device_info=device,
-            user_attributes=attrs,
-            deleted_user_attributes=deleted,
-            **self._mapped_batch_fields(record),
-        )
+                deleted = [n for n, f in plan.attributes if record.get(f) is None]
+                if deleted:
+                    batch["deleted_user_attributes"] = deleted
+        if self._batch_fields_apply:
+            with_fields(batch, **self._mapped_batch_fields(record))
         fit_shell(batch, self.tally)
+        content = public(record) if plan.has_metadata else record
         if mapping.kind == "user":
-            request_id = digest_id("user", self.stream, public(record))
+            request_id = digest_id("user", self.stream, content)
             return Item(self.stream, record, batch, [], None, request_id)
 
-        event = self._mapped_event(record, used)
+        event = self._mapped_event(record, set(plan.used), content)
         request_id = digest_id("event", self.stream, event["data"]["source_message_id"])
         return Item(self.stream, record, batch, [event], None, request_id)
 
+    @functools.cached_property
+    def _batch_fields_apply(self) -> bool:
+        """Whether the mapping or the settings give batches consent, ip, a device id or a plan."""
+        mapping = self.mapping
+        return bool(
+            mapping.consent is not None
+            or mapping.ip_field
+            or mapping.device_id_field
+            or self.data_plan_context() is not None
+        )
+
     def _mapped_identities(
-        self, record: dict[str, t.Any], used: set[str]
+        self, record: dict[str, t.Any], identity_fields: tuple[tuple[str, str], ...]
     ) -> tuple[dict[str, str], dict[str, str], int | None]:
         """User identities, device identities and MPID from the mapped fields."""
-        mapping = self.mapping
         tally = self.tally
-        identity_fields = mapping.identities
-        if identity_fields is None:
-            identity_fields = default_identity_fields(record)
         user_ids: dict[str, str] = {}
         device: dict[str, str] = {}
         mpid: int | None = None
-        for identity_type, field in identity_fields.items():
-            used.add(field)
+        for identity_type, field in identity_fields:
             value = record.get(field)
             if value is None or value == "":
                 continue
@@ -136,14 +188,14 @@ class MappedRecords(ConverterBase):
             elif identity_type in DEVICE_IDENTITIES:
                 device[identity_type] = to_attribute_string(value)
             else:
-                user_ids[identity_type] = truncate(
-                    to_attribute_string(value),
-                    rules.API_LIMIT_VALUE,
-                    "identity values truncated to 4096",
-                    tally,
-                )
+                text = value if type(value) is str else to_attribute_string(value)
+                if len(text) > rules.API_LIMIT_VALUE:
+                    text = truncate(
+                        text, rules.API_LIMIT_VALUE, "identity values truncated to 4096", tally
+                    )
+                user_ids[identity_type] = text
         if not user_ids and not device and mpid is None:
-            looked = ", ".join(sorted(identity_fields.values())) or "no identity-named field"
+            looked = ", ".join(sorted(f for _, f in identity_fields)) or "no identity-named field"
             msg = (
                 f"has no identity (looked in: {looked}); name the stream's identity "
                 "fields in mappings.<stream>.identities, or leave the stream out of the run"
@@ -175,7 +227,7 @@ class MappedRecords(ConverterBase):
         return stamp if stamp is not None else now_ms()
 
     def _mapped_event(  # noqa: C901, PLR0912 - one branch per documented option
-        self, record: dict[str, t.Any], used: set[str]
+        self, record: dict[str, t.Any], used: set[str], content: dict[str, t.Any]
     ) -> dict[str, t.Any]:
         mapping = self.mapping
         tally = self.tally
@@ -198,7 +250,7 @@ class MappedRecords(ConverterBase):
             data["source_message_id"] = to_attribute_string(given)
         else:
             key = [record.get(k) for k in self.key_properties]
-            data["source_message_id"] = digest_id(self.stream, key, public(record))
+            data["source_message_id"] = digest_id(self.stream, key, content)
         if mapping.timestamp_field:
             stamp = to_epoch_ms(record.get(mapping.timestamp_field))
             if stamp is None:

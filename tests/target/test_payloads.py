@@ -2,14 +2,17 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import hashlib
 import json
+import uuid
 
+import msgspec
 import pytest
 
 from target_mparticle.assemble import THIRTY_DAYS_MS, assemble, trailing_group
 from target_mparticle.clean import clean_event, clean_identities
 from target_mparticle.client import BULK_PATH, HISTORICAL_PATH, pack
-from target_mparticle.convert import BatchDefaults, Converter
+from target_mparticle.convert import BatchDefaults, Converter, digest_id
 from target_mparticle.inbound import InvalidRecordError
 from target_mparticle.mapping import StreamMapping, mapping_errors
 from target_mparticle.schema_rules import MAX_REQUEST_BYTES
@@ -379,3 +382,11 @@ def test_identity_change_sides_get_the_timestamp_inbound_requires():
         "timestamp_unixtime_ms": 1714521604233,
     }
     assert validate({"events": [event]}) == []
+
+
+@pytest.mark.parametrize("parts", [("user", "users", {"id": 1}), ("x",), (1, 2.5, None, [True])])
+def test_content_ids_are_sha1_name_based_uuids(parts):
+    """digest_id writes the version and variant bits into the hex digest by hand."""
+    encoded = msgspec.json.encode(parts, order="sorted")
+    digest = hashlib.sha1(encoded, usedforsecurity=False).digest()[:16]
+    assert digest_id(*parts) == str(uuid.UUID(bytes=digest, version=5))

@@ -25,6 +25,9 @@ MIN_UNIX_MS = int((dt.datetime(1, 1, 1, tzinfo=UTC) - EPOCH).total_seconds()) * 
 MAX_UNIX_MS = (
     int((dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC) - EPOCH).total_seconds()) * 1000
 )
+#: Digits a number read from text may have. Beyond this Python's own int/str
+#: conversion refuses (4,300 digits), and `1e999999999` would be a billion-digit int.
+MAX_DIGITS = 4_000
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 
@@ -48,8 +51,9 @@ def to_int(value: object) -> int | None:
         return int(value) if exact else None
     if isinstance(value, str):
         text = value.strip()
-        if text.lstrip("+-").isdigit():
-            return int(text)
+        digits = text[1:] if text[:1] in {"+", "-"} else text
+        if digits.isascii() and digits.isdigit():  # not "²", which isdigit() takes
+            return int(text) if len(digits) <= MAX_DIGITS else None
     number = _decimal(value)
     if number is None or number != number.to_integral_value():
         return None
@@ -57,13 +61,22 @@ def to_int(value: object) -> int | None:
 
 
 def _decimal(value: object) -> decimal.Decimal | None:
-    """A finite Decimal from a Decimal or a numeric string, else None."""
+    """A finite Decimal from a Decimal or a numeric string, else None.
+
+    None too when its magnitude has more than `MAX_DIGITS` digits either side of the
+    point: hostile text such as `1e999999999` must not become a billion-digit int.
+    """
     if isinstance(value, str):
         try:
             value = decimal.Decimal(value.strip())
         except decimal.InvalidOperation:
             return None
-    if isinstance(value, decimal.Decimal) and value.is_finite():
+    if (
+        isinstance(value, decimal.Decimal)
+        and value.is_finite()
+        and abs(value.adjusted()) <= MAX_DIGITS
+        and len(value.as_tuple().digits) <= MAX_DIGITS
+    ):
         return value
     return None
 
@@ -88,7 +101,10 @@ def to_number(value: object) -> int | float | None:
     number = _decimal(value)
     if number is None:
         return None
-    return int(number) if number == number.to_integral_value() else float(number)
+    if number == number.to_integral_value():
+        return int(number)
+    real = float(number)  # 400 digits and a fraction is beyond a float: inf
+    return real if math.isfinite(real) else None
 
 
 def to_bool(value: object) -> bool | None:

@@ -17,9 +17,18 @@ from mparticle_facts.identities import (
     canonical_identity_type,
     is_mpid_key,
 )
-from mparticle_facts.numbers import to_bool, to_int, to_number
+from mparticle_facts.numbers import MAX_DIGITS, to_bool, to_int, to_number
 from target_mparticle import schema_rules as rules
-from target_mparticle.inbound import InvalidRecordError, data_enum, fit_event
+from target_mparticle.fastcheck import Node, passes
+from target_mparticle.inbound import (
+    InvalidRecordError,
+    data_enum,
+    data_field_node,
+    event_definitions,
+    fit_event,
+    required_data_fields,
+    scalar_map_fields,
+)
 from target_mparticle.values import (
     Tally,
     event_attributes,
@@ -77,43 +86,108 @@ def _kind(key: str) -> int:
     return kind
 
 
-def _clean_value(key: str, value: object, tally: Tally) -> object:  # noqa: PLR0911, C901
+Coerce = t.Callable[[t.Any, Tally], t.Any]
+
+
+def _as_any(value: object, tally: Tally) -> object:
+    if isinstance(value, dict):
+        return clean_object(value, tally)
+    if isinstance(value, list):
+        return [
+            clean_object(v, tally) if isinstance(v, dict) else _scalar(v)
+            for v in value
+            if v is not None
+        ]
+    return _scalar(value)
+
+
+def _as_integer(value: object, _tally: Tally) -> object:
+    if type(value) is str and value.isdigit() and value.isascii() and len(value) <= MAX_DIGITS:
+        return int(value)  # what to_int gives such text, without its general steps
+    number = to_int(value)
+    return _DROP if number is None else number
+
+
+def _as_number(value: object, _tally: Tally) -> object:
+    real = to_number(value)
+    return _DROP if real is None else real
+
+
+def _as_boolean(value: object, _tally: Tally) -> object:
+    flag = to_bool(value)
+    return _DROP if flag is None else flag
+
+
+def _as_uuid(value: object, _tally: Tally) -> object:
+    return value if isinstance(value, str) and rules.UUID_PATTERN.match(value) else _DROP
+
+
+def _as_string(value: object, _tally: Tally) -> object:
+    if isinstance(value, (dict, list)):
+        return _DROP
+    return to_attribute_string(value)
+
+
+def _as_name(value: object, tally: Tally) -> object:
+    if isinstance(value, (dict, list)):
+        return _DROP
+    return truncate(
+        to_attribute_string(value), rules.API_LIMIT_NAME, "event names truncated to 256", tally
+    )
+
+
+def _as_scalar_map(value: object, tally: Tally) -> object:
+    if not isinstance(value, dict):
+        return _DROP
+    if len(value) <= rules.API_LIMIT_ATTRIBUTES_PER_EVENT:
+        for name, item in value.items():
+            if (
+                type(item) is not str
+                or type(name) is not str
+                or len(item) > rules.API_LIMIT_VALUE
+                or len(name) > rules.API_LIMIT_NAME
+            ):
+                break
+        else:
+            return dict(value)  # what event_attributes gives strings within the limits
+    return event_attributes(value.items(), tally)
+
+
+_COERCE_BY_KIND: dict[int, Coerce] = {
+    _ANY: _as_any,
+    _INTEGER: _as_integer,
+    _NUMBER: _as_number,
+    _BOOLEAN: _as_boolean,
+    _UUID: _as_uuid,
+    _STRING: _as_string,
+    _NAME: _as_name,
+    _SCALAR_MAP: _as_scalar_map,
+}
+#: The Python types each coercion can return (`_ANY` and `_UUID` are left out:
+#: any type, and strings the schema constrains further).
+_KIND_TYPES: dict[int, frozenset[type]] = {
+    _INTEGER: frozenset({int}),
+    _NUMBER: frozenset({int, float}),
+    _BOOLEAN: frozenset({bool}),
+    _STRING: frozenset({str}),
+    _NAME: frozenset({str}),
+}
+#: Field name -> its coercion, filled as names are met.
+_COERCE_BY_NAME: dict[str, Coerce] = {}
+
+
+def _coercion(name: str) -> Coerce:
+    coerce = _COERCE_BY_NAME.get(name)
+    if coerce is None:
+        coerce = _COERCE_BY_NAME[name] = _COERCE_BY_KIND[_kind(name)]
+    return coerce
+
+
+def _clean_value(key: str, value: object, tally: Tally) -> object:
     """Coerce one field to the type the inbound schema gives fields of that name."""
     if value is None:
         return _DROP
-    kind = _kind(key)
-    if kind == _ANY:
-        if isinstance(value, dict):
-            return clean_object(value, tally)
-        if isinstance(value, list):
-            return [
-                clean_object(v, tally) if isinstance(v, dict) else _scalar(v)
-                for v in value
-                if v is not None
-            ]
-        return _scalar(value)
-    if kind == _INTEGER:
-        number = to_int(value)
-        return _DROP if number is None else number
-    if kind == _NUMBER:
-        real = to_number(value)
-        return _DROP if real is None else real
-    if kind == _BOOLEAN:
-        flag = to_bool(value)
-        return _DROP if flag is None else flag
-    if kind == _UUID:
-        return value if isinstance(value, str) and rules.UUID_PATTERN.match(value) else _DROP
-    if kind in {_STRING, _NAME}:
-        if isinstance(value, (dict, list)):
-            return _DROP
-        text = to_attribute_string(value)
-        if kind == _NAME:
-            text = truncate(text, rules.API_LIMIT_NAME, "event names truncated to 256", tally)
-        return text
-    # _SCALAR_MAP
-    if not isinstance(value, dict):
-        return _DROP
-    return event_attributes(value.items(), tally)
+    return _coercion(key)(value, tally)
 
 
 def _scalar(value: object) -> object:
@@ -123,13 +197,18 @@ def _scalar(value: object) -> object:
     return real if real is not None else to_attribute_string(value)
 
 
-def clean_object(data: t.Mapping[str, t.Any], tally: Tally) -> dict[str, t.Any]:
-    """Coerce every field of an object by name; nulls are left out."""
+def clean_object(
+    data: t.Mapping[str, t.Any], tally: Tally, skip: frozenset[str] = frozenset()
+) -> dict[str, t.Any]:
+    """Coerce every field of an object by name; nulls and the `skip` fields are left out."""
     out: dict[str, t.Any] = {}
     kinds = _KIND_BY_NAME
+    coercions = _COERCE_BY_NAME
     for key, value in data.items():
+        if value is None or key in skip:
+            continue
         name = key if type(key) is str else str(key)
-        # The commonest cases, already what `_clean_value` would return: a string
+        # The commonest cases, already what the coercion would return: a string
         # where any string goes, an int where an integer goes.
         kind = kinds.get(name)
         if (type(value) is str and kind in _AS_IS_STRING) or (
@@ -137,7 +216,7 @@ def clean_object(data: t.Mapping[str, t.Any], tally: Tally) -> dict[str, t.Any]:
         ):
             out[name] = value
             continue
-        cleaned = _clean_value(name, value, tally)
+        cleaned = (coercions.get(name) or _coercion(name))(value, tally)
         if cleaned is not _DROP:
             out[name] = cleaned
     return out
@@ -153,16 +232,59 @@ def clean_event(event_type: object, data: object, tally: Tally) -> dict[str, t.A
         msg = f"event_type {event_type!r} is not one the Events API accepts"
         raise InvalidRecordError(msg)
     raw = data if isinstance(data, dict) else {}
-    clean = clean_object(
-        {k: v for k, v in raw.items() if k not in rules.OUTBOUND_ONLY_DATA_FIELDS}, tally
-    )
+    clean = clean_object(raw, tally, rules.OUTBOUND_ONLY_DATA_FIELDS)
     if event_type in {"custom_event", "commerce_event"}:
         _fit_custom_event_type(event_type, clean, tally)
     if event_type == "screen_view" and "screen_name" not in clean and "event_name" in clean:
         clean["screen_name"] = clean["event_name"]
     elif event_type == "user_identity_change":
         _fix_identity_change(clean)
-    return fit_event({"event_type": event_type, "data": clean}, tally)
+    event = {"event_type": event_type, "data": clean}
+    if _certainly_valid(event_type, clean):
+        return event
+    return fit_event(event, tally)
+
+
+#: (event type, field) -> True when every coerced value of the field is valid there,
+#: else the field's quick check; None when the event type is not plain enough.
+_FIELD_RULES: dict[tuple[str, str], Node | bool | None] = {}
+
+
+def _field_rule(event_type: str, name: str) -> Node | bool | None:
+    node = data_field_node(event_type, name)
+    if node is None:
+        return None
+    kind = _kind(name)
+    if kind == _SCALAR_MAP and name in scalar_map_fields(event_type):
+        return True  # event_attributes makes a map of strings, which such a field takes
+    types = _KIND_TYPES.get(kind)
+    if types is not None and types <= node[1]:
+        return True  # the coercion's every result is a type the field takes unchecked
+    return node
+
+
+def _certainly_valid(event_type: str, clean: dict[str, t.Any]) -> bool:
+    """Whether `{event_type, data: clean}` is valid, from the coercions and quick checks.
+
+    One pass over the fields `clean_object` made: a field whose coercion can only
+    give a valid value costs a look-up; the others get their field's quick check.
+    False sends the event to `fit_event`, which decides (see `fastcheck`).
+    """
+    if event_type not in event_definitions():
+        return False
+    if not required_data_fields(event_type) <= clean.keys():
+        return False
+    rules_ = _FIELD_RULES
+    for name, value in clean.items():
+        key = (event_type, name)
+        rule = rules_.get(key)
+        if rule is None:
+            rule = rules_[key] = _field_rule(event_type, name) or False
+        if rule is True:
+            continue
+        if rule is False or not passes(rule, value):
+            return False
+    return True
 
 
 def _fit_custom_event_type(event_type: str, clean: dict[str, t.Any], tally: Tally) -> None:

@@ -54,6 +54,18 @@ def is_whole_batch(record: t.Mapping[str, t.Any]) -> bool:
     return isinstance(record.get("user_identities"), (dict, list)) and "event_type" not in record
 
 
+#: Event fields a tap-mparticle events record also carries beside its `data`.
+_BORROWED = ("source_message_id", "session_uuid", "timestamp_unixtime_ms")
+
+
+def _borrows(record: t.Mapping[str, t.Any], data: t.Mapping[str, t.Any]) -> bool:
+    """Whether `data` lacks a field the record has beside it (older or partial records)."""
+    for field in _BORROWED:
+        if data.get(field) is None and record.get(field) is not None:
+            return True
+    return "custom_attributes" not in data and bool(record.get("custom_attributes"))
+
+
 def line_group(record: t.Mapping[str, t.Any]) -> str | None:
     """The group of a record read from one batch of a tap-mparticle file, else None.
 
@@ -137,12 +149,14 @@ class Converter(MappedRecords, AudienceRows):
     # -- tap-mparticle events -------------------------------------------------
 
     def _tap_event(self, record: dict[str, t.Any]) -> Item:
-        data = dict(record["data"])
-        for field in ("source_message_id", "session_uuid", "timestamp_unixtime_ms"):
-            if data.get(field) is None and record.get(field) is not None:
-                data[field] = record[field]
-        if "custom_attributes" not in data and record.get("custom_attributes"):
-            data["custom_attributes"] = record["custom_attributes"]
+        data: dict[str, t.Any] = record["data"]
+        if _borrows(record, data):
+            data = dict(data)
+            for field in _BORROWED:
+                if data.get(field) is None and record.get(field) is not None:
+                    data[field] = record[field]
+            if "custom_attributes" not in data and record.get("custom_attributes"):
+                data["custom_attributes"] = record["custom_attributes"]
         event = clean_event(record["event_type"], data, self.tally)
         group = self._line_group(record)
         line_key = None if group is None else ("line", group)

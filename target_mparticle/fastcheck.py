@@ -200,8 +200,8 @@ class Compiler:
         """
         required = frozenset(name for part in parts for name in part.get("required", ()))
         named = {name for part in parts for name in part.get("properties", {})}
-        table = {name: self._field(parts, name) for name in named}
-        other = self._field(parts, None)
+        table = {name: self.field(parts, name) for name in named}
+        other = self.field(parts, None)
 
         def check(value: dict[str, t.Any]) -> bool:
             if not required <= value.keys():
@@ -221,7 +221,7 @@ class Compiler:
 
         return check
 
-    def _field(self, parts: list[dict[str, t.Any]], name: str | None) -> Node:
+    def field(self, parts: list[dict[str, t.Any]], name: str | None) -> Node:
         """The node a field named `name` (None: a name no part lists) must pass."""
         subs = []
         for part in parts:

@@ -27,7 +27,7 @@ from importlib import resources
 
 import fastjsonschema
 
-from target_mparticle.fastcheck import Check, Compiler
+from target_mparticle.fastcheck import Check, Compiler, Node
 
 SCHEMA_FILE = "mparticle.inbound.eventsapi.schema.json"
 #: Fitting stops after this many dropped parts; a pathological event is refused instead.
@@ -114,6 +114,56 @@ def _shell_quick() -> Check:
     shell = dict(schema())
     shell["properties"] = {k: v for k, v in shell["properties"].items() if k != "events"}
     return Compiler(schema()).check(shell)
+
+
+#: What an event definition may say besides its two fields, for `data_field_node`.
+_PLAIN_EVENT_KEYWORDS = frozenset({"type", "properties", "required", "additionalProperties"})
+_OBJECT_PART_KEYWORDS = frozenset({"properties", "required", "additionalProperties"})
+
+
+@functools.cache
+def _plain_data_parts(event_type: str) -> list[dict[str, t.Any]] | None:
+    """The object parts of an event type's `data`, when the definition is that plain.
+
+    Plain: the event is an object of exactly `event_type` (its one name) and `data`,
+    and `data` is the `allOf` of parts that only name properties, required fields and
+    additional properties. Then `{"event_type": T, "data": d}` is valid exactly when
+    every field of `d` passes its `data_field_node` and the required ones are there.
+    None for anything worded otherwise.
+    """
+    definition = schema()["definitions"][event_definitions()[event_type]]
+    properties = definition.get("properties", {})
+    if (
+        not _PLAIN_EVENT_KEYWORDS.issuperset(definition)
+        or definition.get("type", "object") != "object"
+        or set(properties) != {"event_type", "data"}
+        or properties["event_type"] != {"type": "string", "enum": [event_type]}
+        or not {"event_type", "data"}.issuperset(definition.get("required", ()))
+        or not set(properties["data"]) <= {"allOf"}
+    ):
+        return None
+    parts = []
+    for part in _data_parts(event_type):
+        ref = part.get("$ref")
+        resolved = schema()["definitions"].get(ref.removeprefix("#/definitions/")) if ref else part
+        if not isinstance(resolved, dict) or not _OBJECT_PART_KEYWORDS.issuperset(resolved):
+            return None
+        parts.append(resolved)
+    return parts
+
+
+@functools.cache
+def data_field_node(event_type: str, name: str) -> Node | None:
+    """The quick check of one `data` field of an event type (None: not plain, see above)."""
+    parts = _plain_data_parts(event_type)
+    if parts is None:
+        return None
+    return _compiler().field(parts, name)
+
+
+@functools.cache
+def _compiler() -> Compiler:
+    return Compiler(schema())
 
 
 def _failure(check: t.Callable[[t.Any], t.Any], value: t.Any) -> tuple[list[str], str] | None:  # noqa: ANN401

@@ -88,10 +88,17 @@ def _node(
 class Compiler:
     """Compiles schemas of one document (its `#/definitions/...` references resolved)."""
 
-    def __init__(self, document: t.Mapping[str, t.Any]) -> None:
-        """Keep the document's definitions; each is compiled once, when first referenced."""
+    def __init__(self, document: t.Mapping[str, t.Any], *, formats: bool = True) -> None:
+        """Keep the document's definitions; each is compiled once, when first referenced.
+
+        Args:
+            document: The schema document whose `#/definitions/...` references resolve.
+            formats: Whether the full validator checks `format`; when it does not,
+                `format` changes nothing and is read as an annotation.
+        """
         self._definitions: t.Mapping[str, t.Any] = document.get("definitions", {})
         self._compiled: dict[str, Node] = {}
+        self._annotations = _ANNOTATIONS if formats else _ANNOTATIONS | {"format"}
 
     def check(self, schema: object) -> Check:
         """A function that answers True only for values valid against `schema`."""
@@ -115,7 +122,7 @@ class Compiler:
             return _ANY
         if not isinstance(schema, dict):
             return _NEVER
-        keywords = set(schema) - _ANNOTATIONS
+        keywords = set(schema) - self._annotations
         if "$ref" in keywords:
             if keywords == {"$ref"}:
                 return self._ref(schema["$ref"])
@@ -151,7 +158,7 @@ class Compiler:
         parts = [schema] if keywords & _OBJECT_KEYWORDS else []
         for sub in schema.get("allOf", ()):
             resolved = self._resolve(sub)
-            if isinstance(resolved, dict) and set(resolved) - _ANNOTATIONS <= _OBJECT_KEYWORDS:
+            if isinstance(resolved, dict) and set(resolved) - self._annotations <= _OBJECT_KEYWORDS:
                 parts.append(resolved)  # merged with the others into one pass below
                 continue
             sub_node = self.node(sub)
@@ -178,7 +185,7 @@ class Compiler:
 
     def _resolve(self, schema: object) -> object:
         """A `$ref`-only schema's target (one level), else the schema itself."""
-        if isinstance(schema, dict) and set(schema) - _ANNOTATIONS == {"$ref"}:
+        if isinstance(schema, dict) and set(schema) - self._annotations == {"$ref"}:
             name = _definition_name(schema["$ref"])
             return self._definitions.get(name) if name is not None else None
         return schema

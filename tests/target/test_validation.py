@@ -1,11 +1,16 @@
+import copy
+import typing as t
 from collections import Counter
 
+import fastjsonschema
 import pytest
 from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.sinks.core import JSONSchemaValidator
 
 from target_mparticle.inbound import fit_shell
 from target_mparticle.validation import CompiledValidator, compiled_or_default
+from tests.support.files import SAMPLE_DROP
+from tests.support.tap import TapOutput, run_tap
 
 SCHEMA = {
     "type": "object",
@@ -57,3 +62,47 @@ def test_shell_check_skips_only_plain_attribute_values():
     nested = {"environment": "development", "user_attributes": {"a": {"b": 1}}}
     assert "user_attributes" not in fit_shell(nested, tally)
     assert tally["batch fields that could not be valid dropped (user_attributes)"] == 1
+
+
+@pytest.fixture(scope="module")
+def tap_messages() -> TapOutput:
+    """tap-mparticle's own SCHEMA and RECORD messages over the sample drop, every stream."""
+    streams = {"events", "batches", "audience_memberships", "audience_user_attributes"}
+    return run_tap({"bucket_url": str(SAMPLE_DROP)}, streams=streams)
+
+
+def _valid(check: t.Callable[[t.Any], t.Any], record: t.Any) -> bool:
+    try:
+        check(copy.deepcopy(record))
+    except fastjsonschema.JsonSchemaValueException:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "stream", ["events", "batches", "audience_memberships", "audience_user_attributes"]
+)
+def test_the_quick_record_check_never_passes_what_the_full_check_refuses(tap_messages, stream):
+    """Records of tap-mparticle's own schemas, broken at every top-level field."""
+    (schema,) = [
+        m["schema"]
+        for m in tap_messages.messages
+        if m["type"] == "SCHEMA" and m["stream"] == stream
+    ]
+    records = tap_messages.records(stream)[:15]
+    assert records
+    validator = CompiledValidator(schema, validate_formats=False)
+    full = fastjsonschema.compile(schema, use_default=False, use_formats=False)
+    assert all(validator._quick(r) for r in records)  # the usual record takes the quick path
+    hostile = (None, "x", 1, 1.5, True, [], ["a"], {}, {"k": "v"})
+    mutants = [{**r, field: value} for r in records for field in r for value in hostile]
+    mutants += [{k: v for k, v in r.items() if k != field} for r in records for field in r]
+    for mutant in mutants:
+        if validator._quick(mutant):
+            assert _valid(full, mutant), mutant
+
+
+def test_a_checked_format_is_never_taken_on_trust():
+    validator = CompiledValidator(SCHEMA, validate_formats=True)
+    assert not validator._quick({"id": 1, "when": "soon"})
+    assert CompiledValidator(SCHEMA, validate_formats=False)._quick({"id": 1, "when": "soon"})

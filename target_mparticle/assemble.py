@@ -22,7 +22,7 @@ THIRTY_DAYS_MS = 30 * 24 * 3600 * 1000
 SEVENTY_TWO_HOURS_MS = 72 * 3600 * 1000
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class PreparedBatch:
     """A batch ready to send: its encoded body and where it came from."""
 
@@ -51,6 +51,13 @@ def trailing_group(items: t.Sequence[Item]) -> int:
 def _is_historical(events: t.Sequence[dict[str, t.Any]], mode: str, now_ms: int) -> bool:
     if mode == "never" or not events:
         return False
+    if mode == "auto":
+        cutoff = now_ms - THIRTY_DAYS_MS
+        for event in events:
+            stamp = event["data"].get("timestamp_unixtime_ms")
+            if stamp is None or stamp >= cutoff:
+                return False
+        return True
     stamps = [e["data"].get("timestamp_unixtime_ms") for e in events]
     if mode == "always":
         if any(s is None or s > now_ms - SEVENTY_TWO_HOURS_MS for s in stamps):
@@ -118,7 +125,8 @@ def assemble(
         if any(m.batch is not shell for m in members[1:]):
             shell = fold_user_updates([m.batch for m in members])
         for chunk, request_id, body in _encoded(members, shell, events):
-            owners = members if first.group is None or not chunk else _owners(members, chunk)
+            whole = first.group is None or not chunk or chunk is events
+            owners = members if whole else _owners(members, chunk)
             if len(body) > rules.MAX_BATCH_BYTES:
                 reason = f"batch is {len(body)} bytes, over the {rules.MAX_BATCH_BYTES} cap"
                 rejected.extend((m, reason) for m in owners)

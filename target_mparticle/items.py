@@ -26,7 +26,7 @@ _HASH_ENCODER = msgspec.json.Encoder(order="sorted", decimal_format="number")
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Item:
     """One record, converted: a batch shell plus the events it contributes.
 

@@ -140,12 +140,14 @@ class EventsSink(BatchSink):
             super()._parse_timestamps_in_record(present, datelike, treatment)
             record.update(present)
 
-    @property
+    @functools.cached_property
     @override
     def max_size(self) -> int:
         """Records per drain: the configured size, never beyond what a drain can hold.
 
         Never below one full request either, so a drain is worth its round trip.
+        Worked out once: `batch_size_rows` is a setting, read when the sink starts,
+        and `is_full` asks for this on every record.
         """
         configured = super().max_size
         return max(MAX_BATCHES_PER_REQUEST, min(configured, HARD_MAX_SIZE))

@@ -1,4 +1,4 @@
-"""Delivery to the Events API: pooled connections, pacing, retries, dry run.
+"""Delivery to the Events API: parallel senders, pacing, retries, dry run.
 
 The client only ever reports success for a batch once mParticle answered 202
 for a request holding it; everything else either retries with the very same
@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import sys
 import threading
 import time
@@ -19,12 +18,11 @@ import typing as t
 from concurrent.futures import ThreadPoolExecutor
 
 import backoff
-import certifi
 import urllib3
-from requests.utils import get_environ_proxies
 
 from target_mparticle.pacing import Pacer
 from target_mparticle.schema_rules import MAX_BATCHES_PER_REQUEST, MAX_REQUEST_BYTES
+from target_mparticle.transport import Reply, Transport, TransportFailure, TransportTimeout
 
 if t.TYPE_CHECKING:
     import pathlib
@@ -142,13 +140,16 @@ class EventsApiClient:
         self.stats = Stats()
         self.pacer = Pacer(settings.max_batches_per_second, sleep=sleep)
         self._sleep = sleep
-        self._http = _pool_manager(self.base_url, max(1, settings.parallel_requests))
+        self._transport = Transport(
+            self.base_url,
+            connections=max(1, settings.parallel_requests),
+            timeout_s=settings.timeout_s,
+        )
         self._headers = urllib3.util.make_headers(
             basic_auth=f"{settings.api_key}:{settings.api_secret}",
             user_agent="target-mparticle",
         )
         self._headers["Content-Type"] = "application/json"
-        self._timeout = urllib3.Timeout(connect=settings.timeout_s, read=settings.timeout_s)
         if self.pacer.enabled:
             # A sender waits for the GIL up to this long while the main thread converts;
             # 5 ms by default, enough to bunch two paced requests at a strict limit.
@@ -161,7 +162,7 @@ class EventsApiClient:
     def close(self) -> None:
         """Stop the sender threads and close the pooled connections."""
         self._pool.shutdown(wait=True)
-        self._http.clear()
+        self._transport.close()
 
     def deliver(
         self, requests_: t.Sequence[Request], *, isolate_bad: bool
@@ -233,7 +234,7 @@ class EventsApiClient:
             sent_at, waited = self.pacer.acquire(n)
             if waited > 0:
                 self.stats.add(throttle_wait_s=waited)
-            problem, retry_after, throttled = self._post_once(url, body, n)
+            problem, retry_after, throttled = self._post_once(request.path, body, n)
             if problem is None:
                 events = sum(b.n_events for b in request.batches)
                 self.stats.add(requests=1, batches=n, events=events)
@@ -262,27 +263,21 @@ class EventsApiClient:
             else:
                 self._sleep(delay)
 
-    def _post_once(self, url: str, body: bytes, n: int) -> tuple[str | None, float | None, bool]:
+    def _post_once(self, path: str, body: bytes, n: int) -> tuple[str | None, float | None, bool]:
         """One attempt: `(problem, Retry-After seconds, rate limited)`; no problem on 202.
 
         The pacer hears of every 202 with its usage header (a 429, from `_send`).
         """
+        url = self.base_url + path
         try:
-            response = self._http.request(
-                "POST",
-                url,
-                body=body,
-                headers=self._headers,
-                timeout=self._timeout,
-                retries=False,
-            )
-        except urllib3.exceptions.TimeoutError:
+            response = self._transport.post(path, body, self._headers)
+        except TransportTimeout:
             return "timed out", None, False
-        except urllib3.exceptions.HTTPError as exc:
-            return f"connection failed ({type(exc).__name__})", None, False
+        except TransportFailure as exc:
+            return f"connection failed ({exc})", None, False
         status = response.status
         if status == HTTP_ACCEPTED:
-            self.pacer.accepted(n, _percent(response.headers.get(RATE_HEADER)))
+            self.pacer.accepted(n, _percent(response.headers.get(RATE_HEADER.lower())))
             return None, None, False
         if status in {HTTP_UNAUTHORIZED, HTTP_FORBIDDEN}:
             msg = (
@@ -292,8 +287,8 @@ class EventsApiClient:
             raise AuthError(msg)
         if status == HTTP_TOO_MANY:
             self.stats.add(throttled=1)
-            retry_after = _retry_after(response.headers.get("Retry-After"))
-            limit = response.headers.get(LIMIT_HEADER, "").strip().strip('"') or "unnamed"
+            retry_after = _retry_after(response.headers.get("retry-after"))
+            limit = response.headers.get(LIMIT_HEADER.lower(), "").strip().strip('"') or "unnamed"
             problem = f"HTTP 429: the {limit} rate limit was exceeded ({LIMIT_HEADER}: {limit})"
             return problem, retry_after, True
         if status == HTTP_BAD_REQUEST:
@@ -332,7 +327,7 @@ def _retry_after(value: str | None) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
-def _api_message(response: urllib3.BaseHTTPResponse) -> str:
+def _api_message(response: Reply) -> str:
     """The API's own error text, from ``errors[].message`` when present."""
     text = response.data.decode("utf-8", "replace")
     try:
@@ -346,26 +341,6 @@ def _api_message(response: urllib3.BaseHTTPResponse) -> str:
         if messages:
             return "; ".join(messages)
     return str(payload)[:500]
-
-
-def _pool_manager(base_url: str, connections: int) -> urllib3.PoolManager:
-    """Pooled connections, reached the way `requests` would reach them.
-
-    urllib3 directly, not a `requests.Session`: a session's per-request work (proxy
-    and netrc look-ups in the environment, cookies, hooks, a prepared request) cost
-    about 0.3 ms of CPU per request, as much as converting a hundred records. What
-    that work honoured is read once here instead: `HTTPS_PROXY`/`HTTP_PROXY`/
-    `NO_PROXY` for the API's URL, and `REQUESTS_CA_BUNDLE`/`CURL_CA_BUNDLE`, else
-    certifi's bundle, for TLS.
-    """
-    ca_certs = (
-        os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
-    )
-    scheme = base_url.split(":", 1)[0].lower()
-    proxy = get_environ_proxies(base_url).get(scheme)
-    if proxy:
-        return urllib3.ProxyManager(proxy, maxsize=connections, ca_certs=ca_certs)
-    return urllib3.PoolManager(maxsize=connections, ca_certs=ca_certs)
 
 
 class DryRunClient:

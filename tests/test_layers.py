@@ -68,6 +68,7 @@ LAYERS: list[set[str]] = [
         "target_mparticle.inbound",
         "target_mparticle.clock",
         "target_mparticle.pacing",
+        "target_mparticle.transport",
         "target_mparticle.invalid",
         "target_mparticle.preflight",
         "target_mparticle.sdk_hooks",

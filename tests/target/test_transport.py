@@ -66,7 +66,7 @@ def serve() -> Iterator[t.Callable[..., Server]]:
 
     def start(**kwargs: bool) -> Server:
         server = Server(**kwargs)
-        threading.Thread(target=server.httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=server.httpd.serve_forever, args=(0.01,), daemon=True).start()
         started.append(server)
         return server
 

@@ -96,16 +96,18 @@ class SingerInputReader(MsgSpecReader):
 
     _decode = msgspec.json.Decoder().decode
 
-    def deserialize_json(self, line: str) -> dict[str, t.Any]:
-        """Decode one Singer message.
+    def deserialize_json(self, line: str | bytes) -> dict[str, t.Any]:
+        """Decode one Singer message, given as text or (from stdin) as UTF-8 bytes.
 
         Raises:
-            InvalidInputLine: Not JSON; the message quotes its first 80 characters.
+            InvalidInputLine: Not JSON, or not UTF-8; the message quotes its first 80
+                characters.
         """
         try:
             value: dict[str, t.Any] = self._decode(line)
-        except (msgspec.DecodeError, RecursionError):
-            msg = f"not a JSON message: {line[:80].strip()!r}"
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+            msg = f"not a JSON message: {text[:80].strip()!r}"
             raise InvalidInputLine(msg) from None
         return value
 
@@ -148,14 +150,19 @@ def _writable(setting: str, value: str) -> list[str]:
 
 
 class NumberedLines:
-    """Iterate over input lines, remembering the number of the last one handed out."""
+    """Iterate over input lines, remembering the number of the last one handed out.
 
-    def __init__(self, source: Iterable[str]) -> None:
-        """Wrap `source` (stdin or any iterable of lines)."""
+    The target reads stdin as bytes: msgspec decodes UTF-8 bytes directly, and
+    text mode's decoding of every line first cost as much again as reading it (a
+    line that is not UTF-8 is then one malformed-input error, not a traceback).
+    """
+
+    def __init__(self, source: Iterable[str] | Iterable[bytes]) -> None:
+        """Wrap `source` (stdin's bytes or any iterable of lines)."""
         self._source = source
         self.lineno = 0
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[str | bytes]:
         """Hand out the lines, counting them."""
         for line in self._source:
             self.lineno += 1

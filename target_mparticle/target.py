@@ -225,7 +225,7 @@ class TargetMParticle(Target):
         # again, about a tenth of the run's CPU. Collect far less often instead.
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
-        lines = NumberedLines(file_input or sys.stdin)
+        lines = NumberedLines(file_input or sys.stdin.buffer)
         try:
             super().invoke(
                 about=about,

@@ -136,29 +136,35 @@ def target_states(config: dict[str, t.Any], lines: Input) -> list[dict[str, t.An
 def run_target_cli(
     tmp_path: pathlib.Path,
     config: dict[str, t.Any] | str,
-    stdin: str | pathlib.Path = "",
+    stdin: str | bytes | pathlib.Path = "",
     *,
     loglevel: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the console entry point in a subprocess: real exit codes and stderr.
 
     `config` is written as JSON (a string is written as is, for malformed files);
-    `stdin` is Singer text or a file to pipe in; `loglevel` sets TARGET_MPARTICLE_LOGLEVEL.
+    `stdin` is Singer text, raw bytes (for input that is not UTF-8) or a file to pipe
+    in; `loglevel` sets TARGET_MPARTICLE_LOGLEVEL.
     """
     config_file = tmp_path / "target-config.json"
     config_file.write_text(config if isinstance(config, str) else json.dumps(config))
     env = dict(os.environ)
     if loglevel is not None:
         env["TARGET_MPARTICLE_LOGLEVEL"] = loglevel
-    text = stdin.read_text(encoding="utf-8") if isinstance(stdin, pathlib.Path) else stdin
-    return subprocess.run(
+    raw = stdin.read_bytes() if isinstance(stdin, pathlib.Path) else stdin
+    done = subprocess.run(
         [sys.executable, "-m", "target_mparticle", "--config", str(config_file)],
-        input=text,
+        input=raw.encode("utf-8") if isinstance(raw, str) else raw,
         capture_output=True,
-        text=True,
         env=env,
         timeout=120,
         check=False,
+    )
+    return subprocess.CompletedProcess(
+        done.args,
+        done.returncode,
+        done.stdout.decode("utf-8", "replace"),
+        done.stderr.decode("utf-8", "replace"),
     )
 
 

@@ -1,9 +1,10 @@
 """One run's delivery: items to requests, requests to mParticle, refusals to the policy.
 
-The sinks hand each drain here; it is assembled at once and sent while the next one
-is read and converted (see `overlap`), and settled (every item accepted with HTTP 202,
-or deliberately skipped or dead-lettered) before the next is handed over. A STATE that
-arrives meanwhile is held and passed on (`on_state`) only once its drain settled.
+The sinks hand each drain here; it is assembled at once and queued for sending while
+the next ones are read and converted (see `overlap`: drains are sent one after
+another, at most two queued), and each is settled (every item accepted with HTTP
+202, or deliberately skipped or dead-lettered) in order. A STATE that arrives
+meanwhile is held and passed on (`on_state`) only once the drains before it settled.
 The run's counters, the repairs counted while converting, and what the target ignored
 are kept here too, for the summary.
 """
@@ -83,7 +84,8 @@ class Delivery:
             for item, reason in rejected:
                 self.invalid.handle(stream, item.record, f"{stream!r}: {reason}")
             requests_ = pack(prepared)
-            self.settle()
+            while self.overlap.full:
+                self._settle_oldest()
             isolate = self.settings.on_invalid_record != "fail"
             client = self.client
             self.overlap.start(
@@ -94,10 +96,15 @@ class Delivery:
             self.delivering -= 1
 
     def settle(self) -> None:
-        """Wait for the drain in flight, handle what mParticle refused, pass its STATE on."""
+        """Wait for every drain in flight, handle what mParticle refused, pass STATE on."""
+        while self.overlap.in_flight:
+            self._settle_oldest()
+
+    def _settle_oldest(self) -> None:
+        """Wait for the oldest drain in flight; then its refusals, progress line and STATE."""
         self.delivering += 1
         try:
-            flight, refused = self.overlap.settle()
+            flight, refused = self.overlap.settle_oldest()
             if flight is None:
                 return
             for batch, reason in refused:
@@ -117,9 +124,8 @@ class Delivery:
                 held_back_s=self.held_back_s(),
             ),
         )
-        held = self.overlap.release()
-        if held is not None and self.on_state is not None:
-            self.on_state(held)
+        if flight.held_state is not None and self.on_state is not None:
+            self.on_state(flight.held_state)
 
     def held_back_s(self) -> float:
         """Wall-clock seconds requests waited for pacing or rate limits (0 in a dry run)."""

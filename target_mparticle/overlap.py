@@ -1,17 +1,24 @@
-"""One drain in flight while the next is converted, with STATE held back until it lands.
+"""Drains in flight while the next is converted, with STATE held back until they land.
 
 Without this the main thread would stop reading and converting records for as
 long as a drain's requests are in flight, so a run's wall time would be the sum of
 its CPU time and its HTTP time rather than the larger of the two. The main thread
-assembles and encodes a drain, hands the sending to a background thread and goes
-back to reading; before it hands over the next drain it waits for the previous one
-(so at most two drains are ever in memory and failures surface one drain late at
-most). A STATE message that arrives while a drain is in flight is held back and
-written once that drain has settled: STATE still only ever follows acceptance.
+assembles and encodes a drain and queues it for one sender thread, which delivers
+drains one after another in the order they were queued (so one user's changes
+never overtake each other); the main thread goes back to reading. It waits only
+when `MAX_IN_FLIGHT` drains are already queued: with two, a drain that happens to
+take longer than converting the next one (a slow answer, a retry) is absorbed
+instead of stopping the main thread, and at most three drains are ever in memory.
+
+A STATE message that arrives while drains are in flight is held with the newest
+of them and written once that drain has settled, which is after every drain before
+it: STATE still only ever follows acceptance. After a failed drain the ones queued
+behind it are not sent; the failure surfaces when its drain is settled.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import typing as t
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,62 +28,85 @@ if t.TYPE_CHECKING:
     from target_mparticle.client import Request
 
 Refused = list[tuple["PreparedBatch", str]]
+#: Drains queued for the sender before the main thread waits for the oldest.
+MAX_IN_FLIGHT = 2
+
+
+class NotSentError(Exception):
+    """A drain queued behind a failed one, left unsent."""
 
 
 @dataclasses.dataclass
 class InFlight:
-    """A drain handed to the sender: what it held and its outcome to come."""
+    """A drain handed to the sender: what it held, its outcome to come, its STATE."""
 
     stream: str
     n_records: int
     n_batches: int
     requests: list[Request]
     outcome: Future[Refused]
+    #: The STATE to pass on once this drain (and so every one before it) settled.
+    held_state: dict[str, t.Any] | None = None
 
 
 class Overlap:
-    """Runs at most one drain's delivery beside the main thread."""
+    """Runs drains' deliveries, in order, beside the main thread."""
 
     def __init__(self) -> None:
         """Nothing in flight; the sender thread starts with the first drain."""
-        self.in_flight: InFlight | None = None
-        self.held_state: dict[str, t.Any] | None = None
+        self.flights: collections.deque[InFlight] = collections.deque()
         self._sender: ThreadPoolExecutor | None = None
+        self._failed = False
+
+    @property
+    def in_flight(self) -> bool:
+        """Whether any drain is queued or being sent."""
+        return bool(self.flights)
+
+    @property
+    def full(self) -> bool:
+        """Whether the next drain must wait for the oldest to settle."""
+        return len(self.flights) >= MAX_IN_FLIGHT
 
     def start(
         self,
         flight: tuple[str, int, int, list[Request]],
         deliver: t.Callable[[], Refused],
     ) -> None:
-        """Hand a drain to the sender; the previous one must have been settled."""
+        """Queue a drain for the sender, behind the drains already queued."""
         if self._sender is None:
             self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mparticle-drain")
-        self.in_flight = InFlight(*flight, self._sender.submit(deliver))
+        self.flights.append(InFlight(*flight, self._sender.submit(self._run, deliver)))
 
-    def settle(self) -> tuple[InFlight | None, Refused]:
-        """Wait for the drain in flight; re-raises its failure.
+    def _run(self, deliver: t.Callable[[], Refused]) -> Refused:
+        if self._failed:
+            msg = "not sent: a drain before it failed"
+            raise NotSentError(msg)
+        try:
+            return deliver()
+        except BaseException:
+            self._failed = True
+            raise
+
+    def settle_oldest(self) -> tuple[InFlight | None, Refused]:
+        """Wait for the oldest drain in flight; re-raises its failure.
 
         Returns:
             The drain (None if there was none) and the batches mParticle refused.
         """
-        flight, self.in_flight = self.in_flight, None
-        if flight is None:
+        if not self.flights:
             return None, []
+        flight = self.flights.popleft()
         return flight, flight.outcome.result()
 
     def hold_or_pass(self, state: dict[str, t.Any]) -> dict[str, t.Any] | None:
-        """Hold ``state`` while a drain is in flight; else return it to be written now."""
-        if self.in_flight is not None:
-            self.held_state = state
+        """Hold ``state`` with the newest drain in flight; else return it to be written now."""
+        if self.flights:
+            self.flights[-1].held_state = state
             return None
         return state
 
-    def release(self) -> dict[str, t.Any] | None:
-        """The STATE held back for the drain just settled, if any."""
-        state, self.held_state = self.held_state, None
-        return state
-
     def close(self) -> None:
-        """Stop the sender thread (after the drain in flight, if any)."""
+        """Stop the sender thread (after the drains in flight, if any)."""
         if self._sender is not None:
             self._sender.shutdown(wait=True)

@@ -85,7 +85,7 @@ class TargetMParticle(Target):
     def delivery(self) -> Delivery:
         """The run's delivery (client, dead letters, counters), shared by every sink."""
         delivery = Delivery(self.settings)
-        delivery.on_state = self._write_state_message
+        delivery.on_state = self._pass_state_on
         return delivery
 
     @override
@@ -140,7 +140,11 @@ class TargetMParticle(Target):
         dry run would then start where the dry run ended and send nothing.
         """
         if "delivery" in self.__dict__ and self.delivery.overlap.hold_or_pass(state) is None:
-            return  # passed on once the drain in flight has settled (overlap.py)
+            return  # passed on once the drains in flight have settled (overlap.py)
+        self._pass_state_on(state)
+
+    def _pass_state_on(self, state: dict[str, t.Any]) -> None:
+        """Write a STATE whose records have all been delivered (repeats are dropped)."""
         if state == self._last_written_state:
             return
         if self.settings.dry_run:

@@ -210,20 +210,21 @@ class Compiler:
         table = {name: self.field(parts, name) for name in named}
         other = self.field(parts, None)
 
+        # The types each field takes without further checks, for the usual field's
+        # one look-up (a type in `free` is also one its node accepts).
+        frees = {name: node[1] for name, node in table.items()}
+        other_free = other[1]
+
         def check(value: dict[str, t.Any]) -> bool:
             if not required <= value.keys():
                 return False
             for key, item in value.items():
                 if type(key) is not str:
                     return False
-                types, free, checks = table.get(key, other)
-                kind = type(item)
-                if types is not None and kind not in types:
+                if type(item) in frees.get(key, other_free):
+                    continue
+                if not passes(table.get(key, other), item):
                     return False
-                if kind not in free:
-                    for field_check in checks:
-                        if not field_check(item):
-                            return False
             return True
 
         return check

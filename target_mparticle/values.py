@@ -56,6 +56,8 @@ def to_attribute_string(value: object) -> str:
     """
     if isinstance(value, str):
         return value
+    if type(value) is int:
+        return str(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (dt.datetime, dt.date)):
@@ -134,6 +136,14 @@ def user_attributes(
     """Build ``user_attributes``: like event attributes, but lists stay lists."""
     result: dict[str, str | list[str]] = {}
     for name, value in _flat(pairs).items():
+        if (
+            type(value) is str
+            and len(value) <= API_LIMIT_VALUE
+            and len(name) <= API_LIMIT_NAME
+            and len(result) < API_LIMIT_USER_ATTRIBUTES
+        ):
+            result[name] = value  # the usual value: nothing below would change it
+            continue
         if len(result) >= API_LIMIT_USER_ATTRIBUTES:
             tally["user attributes over the 100 per batch limit dropped"] += 1
             continue

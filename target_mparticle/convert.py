@@ -34,7 +34,7 @@ from target_mparticle.clean import (
     replayed_fields,
 )
 from target_mparticle.inbound import InvalidRecordError, fit_shell
-from target_mparticle.items import BatchDefaults, Item, digest_id, public, with_fields
+from target_mparticle.items import BatchDefaults, Item, digest_id, public
 from target_mparticle.mapped import MappedRecords
 
 __all__ = ["BatchDefaults", "Converter", "Item", "digest_id", "is_tap_event", "is_whole_batch"]
@@ -130,14 +130,20 @@ class Converter(MappedRecords, AudienceRows):
         device = clean_device_info(record.get("device_info"), tally)
         for kind, value in identities.device.items():
             device.setdefault(kind, value)
-        batch = with_fields(
-            {"environment": environment_of(record, self.environment)},
-            user_identities=identities.user,
-            mpid=mpid,
-            device_info=device,
-            application_info=clean_application_info(record.get("application_info"), tally),
-            user_attributes=clean_user_attributes(record.get("user_attributes"), tally),
-        )
+        application = clean_application_info(record.get("application_info"), tally)
+        attributes = clean_user_attributes(record.get("user_attributes"), tally)
+        # The fields that hold something, in the order bodies have always had them.
+        batch: dict[str, t.Any] = {"environment": environment_of(record, self.environment)}
+        if identities.user:
+            batch["user_identities"] = identities.user
+        if mpid is not None:
+            batch["mpid"] = mpid
+        if device:
+            batch["device_info"] = device
+        if application:
+            batch["application_info"] = application
+        if attributes:
+            batch["user_attributes"] = attributes
         if replay:
             batch.update(replayed_fields(record, tally))
         fit_shell(batch, tally)

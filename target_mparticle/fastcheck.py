@@ -77,6 +77,8 @@ def _node(
     types: frozenset[type] | None, checks: list[tuple[frozenset[type] | None, Check]]
 ) -> Node:
     """A node from its types and its checks, each with the types it applies to (None: all)."""
+    if types is None and not checks:
+        return _ANY
     if any(applies is None for applies, _ in checks):
         free: frozenset[type] = frozenset()
     else:
@@ -210,6 +212,8 @@ class Compiler:
         table = {name: self.field(parts, name) for name in named}
         other = self.field(parts, None)
 
+        if not required and other is _ANY and all(node is _ANY for node in table.values()):
+            return _any_object  # e.g. a stream schema that names fields but types none
         # The types each field takes without further checks, for the usual field's
         # one look-up (a type in `free` is also one its node accepts).
         frees = {name: node[1] for name, node in table.items()}
@@ -250,6 +254,10 @@ class Compiler:
             (None, functools.partial(passes, sub)) for sub in subs if sub[2]
         ]
         return _node(types, checks)
+
+
+def _any_object(_value: dict[str, t.Any]) -> bool:
+    return True
 
 
 def _definition_name(ref: object) -> str | None:

@@ -329,3 +329,12 @@ def test_a_usual_event_is_certain_from_its_coercions_alone():
     assert not _certainly_valid(
         "custom_event", {k: v for k, v in data.items() if k != "event_name"}
     )
+
+
+def test_fields_named_but_not_typed_take_any_value_and_required_ones_must_be_there():
+    named = Compiler({}).check({"type": "object", "properties": {"a": {}, "b": True}})
+    assert named({"a": {"x": [1]}, "c": None})
+    assert not named(["a"])
+    required = Compiler({}).check({"type": "object", "properties": {"a": {}}, "required": ["a"]})
+    assert required({"a": None})
+    assert not required({"b": 1})

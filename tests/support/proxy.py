@@ -92,7 +92,7 @@ def counting_proxy(upstream: str) -> Iterator[tuple[str, RequestLog]]:
             return  # the RequestLog is the record; stderr stays quiet
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", log

@@ -64,6 +64,17 @@ _AS_IS_STRING = frozenset({_STRING, _ANY})
 _KIND_BY_NAME: dict[str, int] = {}
 
 
+#: Entries a per-field-name table keeps: field names come from the input, and one
+#: producer's thousands of distinct names must not grow memory without end.
+MAX_NAMES = 4096
+
+
+def _bounded(table: dict[t.Any, t.Any]) -> None:
+    """Empty a per-name table that reached `MAX_NAMES` (it refills from the names in use)."""
+    if len(table) >= MAX_NAMES:
+        table.clear()
+
+
 def _kind(key: str) -> int:
     """How a field is coerced, from its name alone (looked up once per name)."""
     kind = _KIND_BY_NAME.get(key)
@@ -82,6 +93,7 @@ def _kind(key: str) -> int:
             kind = _SCALAR_MAP
         else:
             kind = _ANY
+        _bounded(_KIND_BY_NAME)
         _KIND_BY_NAME[key] = kind
     return kind
 
@@ -179,6 +191,7 @@ _COERCE_BY_NAME: dict[str, Coerce] = {}
 def _coercion(name: str) -> Coerce:
     coerce = _COERCE_BY_NAME.get(name)
     if coerce is None:
+        _bounded(_COERCE_BY_NAME)
         coerce = _COERCE_BY_NAME[name] = _COERCE_BY_KIND[_kind(name)]
     return coerce
 
@@ -279,6 +292,7 @@ def _certainly_valid(event_type: str, clean: dict[str, t.Any]) -> bool:
         key = (event_type, name)
         rule = rules_.get(key)
         if rule is None:
+            _bounded(rules_)
             rule = rules_[key] = _field_rule(event_type, name) or False
         if rule is True:
             continue

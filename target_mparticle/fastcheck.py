@@ -170,20 +170,40 @@ class Compiler:
         if parts:
             checks.append((frozenset({dict}), self._object(parts)))
         if "anyOf" in schema:
-            options = [self.node(sub) for sub in schema["anyOf"]]
-            if _ANY in options:
+            any_of = self._any_of(schema["anyOf"])
+            if any_of is None:
                 return _node(types, checks)
-            union = frozenset().union(*(t.cast("frozenset[type]", o[0]) for o in options))
-            types = union if types is None else types & union
-            # Most values match an option that only names types: no call for those.
-            plain = frozenset().union(*(o[0] for o in options if o[0] and not o[2]))
-            checked = [o for o in options if o[2]]
-            if checked:
-                applies = frozenset().union(*(t.cast("frozenset[type]", o[0]) for o in checked))
-                checks.append(
-                    (applies - plain, lambda v: any(passes(option, v) for option in checked))
-                )
+            union, entry = any_of
+            if union is not None:
+                types = union if types is None else types & union
+            if entry is not None:
+                checks.append(entry)
         return _node(types, checks)
+
+    def _any_of(
+        self, schemas: t.Iterable[object]
+    ) -> tuple[frozenset[type] | None, tuple[frozenset[type] | None, Check] | None] | None:
+        """`anyOf`: the types it allows (None: any) and the check it adds, if any.
+
+        None when one option takes anything, so the keyword says nothing.
+        """
+        options = [self.node(sub) for sub in schemas]
+        if any(option is _ANY for option in options):
+            return None
+        typed = [o[0] for o in options if o[0] is not None]
+        union = frozenset().union(*typed) if len(typed) == len(options) else None
+        # Most values match an option that only names types: no call for those.
+        plain = frozenset().union(*(o[0] for o in options if o[0] is not None and not o[2]))
+        checked = [o for o in options if o[2]]
+        if not checked:
+            return union, None
+        applies: frozenset[type] | None = None
+        if all(o[0] is not None for o in checked):
+            applies = frozenset().union(*(o[0] for o in checked if o[0])) - plain
+        return union, (
+            applies,
+            lambda v: type(v) in plain or any(passes(o, v) for o in checked),
+        )
 
     def _resolve(self, schema: object) -> object:
         """A `$ref`-only schema's target (one level), else the schema itself."""

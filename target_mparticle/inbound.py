@@ -152,7 +152,7 @@ def _plain_data_parts(event_type: str) -> list[dict[str, t.Any]] | None:
     return parts
 
 
-@functools.cache
+@functools.lru_cache(maxsize=4096)  # field names come from the input: bounded
 def data_field_node(event_type: str, name: str) -> Node | None:
     """The quick check of one `data` field of an event type (None: not plain, see above)."""
     parts = _plain_data_parts(event_type)

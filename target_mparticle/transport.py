@@ -94,7 +94,7 @@ class Transport:
             return self._post_proxied(target, body, headers)
         conn = self._connection()
         try:
-            conn.request("POST", target, body=body, headers=dict(headers))
+            conn.request("POST", target, body=body, headers=headers)
             response = conn.getresponse()
             data = response.read()
         except TimeoutError as exc:  # socket.timeout is TimeoutError
@@ -171,6 +171,10 @@ def _closed_by_peer(conn: http.client.HTTPConnection) -> bool:
     if sock is None:
         return False  # not connected yet: http.client connects on the next request
     try:
+        if hasattr(select, "poll"):  # select() refuses descriptors above 1023
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
         return True

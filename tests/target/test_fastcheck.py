@@ -338,3 +338,26 @@ def test_fields_named_but_not_typed_take_any_value_and_required_ones_must_be_the
     required = Compiler({}).check({"type": "object", "properties": {"a": {}}, "required": ["a"]})
     assert required({"a": None})
     assert not required({"b": 1})
+
+
+def test_any_of_with_an_untyped_option_is_judged_by_each_option():
+    check = Compiler({}).check({"anyOf": [{"enum": ["a", "b"]}, {"type": "null"}]})
+    assert check("a")
+    assert check(None)
+    assert not check("c")
+    assert not check(1)
+    typed = Compiler({}).check({"anyOf": [{"type": "string", "enum": ["a"]}, {"type": "integer"}]})
+    assert typed("a")
+    assert typed(3)
+    assert not typed("b")
+    assert not typed(None)
+
+
+def test_tables_keyed_by_input_field_names_stay_bounded():
+    from target_mparticle import clean  # noqa: PLC0415 - the module's private tables
+
+    for index in range(clean.MAX_NAMES + 50):
+        clean_event("custom_event", {"event_name": "e", f"field_{index}": "x"}, Tally())
+    assert len(clean._FIELD_RULES) <= clean.MAX_NAMES
+    assert len(clean._COERCE_BY_NAME) <= clean.MAX_NAMES
+    assert len(clean._KIND_BY_NAME) <= clean.MAX_NAMES

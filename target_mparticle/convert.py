@@ -58,12 +58,21 @@ def is_whole_batch(record: t.Mapping[str, t.Any]) -> bool:
 _BORROWED = ("source_message_id", "session_uuid", "timestamp_unixtime_ms")
 
 
-def _borrows(record: t.Mapping[str, t.Any], data: t.Mapping[str, t.Any]) -> bool:
-    """Whether `data` lacks a field the record has beside it (older or partial records)."""
+def _with_borrowed(record: t.Mapping[str, t.Any], data: dict[str, t.Any]) -> dict[str, t.Any]:
+    """`data`, or a copy given the fields it lacks from beside it in the record.
+
+    Older or partial records carry an event's id, session or time only at the top
+    level; most carry them in `data` too, and then `data` is used as it is.
+    """
+    filled = data
     for field in _BORROWED:
         if data.get(field) is None and record.get(field) is not None:
-            return True
-    return "custom_attributes" not in data and bool(record.get("custom_attributes"))
+            filled = dict(data) if filled is data else filled
+            filled[field] = record[field]
+    if "custom_attributes" not in data and record.get("custom_attributes"):
+        filled = dict(data) if filled is data else filled
+        filled["custom_attributes"] = record["custom_attributes"]
+    return filled
 
 
 def line_group(record: t.Mapping[str, t.Any]) -> str | None:
@@ -155,14 +164,7 @@ class Converter(MappedRecords, AudienceRows):
     # -- tap-mparticle events -------------------------------------------------
 
     def _tap_event(self, record: dict[str, t.Any]) -> Item:
-        data: dict[str, t.Any] = record["data"]
-        if _borrows(record, data):
-            data = dict(data)
-            for field in _BORROWED:
-                if data.get(field) is None and record.get(field) is not None:
-                    data[field] = record[field]
-            if "custom_attributes" not in data and record.get("custom_attributes"):
-                data["custom_attributes"] = record["custom_attributes"]
+        data = _with_borrowed(record, record["data"])
         event = clean_event(record["event_type"], data, self.tally)
         group = self._line_group(record)
         line_key = None if group is None else ("line", group)

@@ -390,3 +390,30 @@ def test_content_ids_are_sha1_name_based_uuids(parts):
     encoded = msgspec.json.encode(parts, order="sorted")
     digest = hashlib.sha1(encoded, usedforsecurity=False).digest()[:16]
     assert digest_id(*parts) == str(uuid.UUID(bytes=digest, version=5))
+
+
+def test_a_tap_event_takes_what_its_data_lacks_from_beside_it_without_changing_the_record():
+    record = {
+        "event_type": "custom_event",
+        "mpid": 7,
+        "source_message_id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+        "timestamp_unixtime_ms": "1763000000000",
+        "custom_attributes": {"title": "Song"},
+        "data": {"event_name": "Play", "custom_event_type": "media", "source_message_id": None},
+        "_sdc_source_file": "f.txt",
+        "_sdc_source_lineno": 1,
+        "_sdc_event_index": 0,
+    }
+    data_before = dict(record["data"])
+    (event,) = converter(stream="events", key=()).convert(record).events
+    assert event["data"] == {
+        "event_name": "Play",
+        "custom_event_type": "media",
+        "source_message_id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+        "timestamp_unixtime_ms": 1_763_000_000_000,
+        "custom_attributes": {"title": "Song"},
+    }
+    assert record["data"] == data_before
+    complete = {**record, "data": {**data_before, "source_message_id": "mine"}}
+    (own,) = converter(stream="events", key=()).convert(complete).events
+    assert own["data"]["source_message_id"] == "mine"

@@ -25,6 +25,7 @@ The mParticle ID is not an identity type in the Events API but a column of its o
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING
 
@@ -117,6 +118,7 @@ _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
 
 
+@functools.lru_cache(maxsize=4096)  # a few dozen spellings recur on every record
 def squash(name: str) -> str:
     """Reduce a spelling to its lookup key: lower case, separators removed.
 

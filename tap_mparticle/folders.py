@@ -20,12 +20,14 @@ mParticle's "Store Data In Folders By Date" decides what a folder's date means:
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import TYPE_CHECKING
-
-from tap_mparticle.storage import folder_date
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+
+#: mParticle's daily folders (`2024-05-01/`).
+DATE_FOLDER = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 
 #: Slack between a folder's name and its files' LastModified (see the module docstring).
 UPLOAD_FOLDER_SLACK = dt.timedelta(days=1)
@@ -64,3 +66,51 @@ def folder_filter(
         return day is not None and day < first_day
 
     return skip_folder
+
+
+def folder_date(folder_key: str) -> dt.date | None:
+    """Return the last day a date folder can hold files for, or None for any other folder.
+
+    Two layouts are dated: mParticle's `YYYY-MM-DD/` folders, and the `YYYY/MM/DD/HH/`
+    prefixes Kinesis Firehose writes (so `2024/` can hold files up to 2024-12-31,
+    `2024/05/` up to 2024-05-31, `2024/05/01/` and its hour folders that day only).
+
+    Args:
+        folder_key: A folder's key, with or without its trailing slash.
+
+    Returns:
+        The date, or None.
+    """
+    parts = folder_key.rstrip("/").split("/")
+    match = DATE_FOLDER.match(parts[-1])
+    if match is not None:
+        return _date(int(match[1]), int(match[2]), int(match[3]))
+    # The longest run of numeric folders at the end that starts with a four-digit year.
+    for size in (4, 3, 2, 1):
+        chain = parts[-size:]
+        if len(parts) >= size and _is_date_chain(chain):
+            return _last_day([int(p) for p in chain])
+    return None
+
+
+def _is_date_chain(chain: list[str]) -> bool:
+    widths = (4, 2, 2, 2)[: len(chain)]
+    return all(len(p) == w and p.isdigit() for p, w in zip(chain, widths, strict=True))
+
+
+def _last_day(chain: list[int]) -> dt.date | None:
+    year = chain[0]
+    if len(chain) == 1:
+        return _date(year, 12, 31)
+    month = chain[1]
+    if len(chain) == 2:  # noqa: PLR2004  (year and month)
+        following = _date(year + 1, 1, 1) if month == 12 else _date(year, month + 1, 1)  # noqa: PLR2004
+        return None if following is None else following - dt.timedelta(days=1)
+    return _date(year, month, chain[2])
+
+
+def _date(year: int, month: int, day: int) -> dt.date | None:
+    try:
+        return dt.date(year, month, day)
+    except ValueError:
+        return None

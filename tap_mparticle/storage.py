@@ -18,7 +18,6 @@ import dataclasses
 import datetime as dt
 import logging
 import os
-import re
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlparse
@@ -31,11 +30,10 @@ import botocore.session
 import smart_open
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
 UTC = dt.timezone.utc
 LOGGER = logging.getLogger("tap-mparticle")
-DATE_FOLDER = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 LIST_PAGE_SIZE = 1000  # S3's own maximum; a module constant so tests page over a few keys
 # smart_open reads S3 objects in ranged requests of this size and reconnects on a
 # dropped body, which boto3's plain `Body.read()` does not.
@@ -68,6 +66,54 @@ class RemoteFile:
     size: int
 
 
+#: One entry of a folder's listing, names counted from the bucket's top: a
+#: sub-folder's name, or an object's (name, size in bytes, last modified).
+Listed = str | tuple[str, int, dt.datetime]
+
+
+def walk_folders(
+    root: str,
+    prefix: str,
+    uri_prefix: str,
+    skip_folder: Callable[[str], bool],
+    list_folder: Callable[[str], Iterable[Listed]],
+) -> Iterator[RemoteFile]:
+    """The walk every bucket storage shares: one folder level per listing request.
+
+    `list_folder` lists one folder in that storage's own API (and raises
+    StorageError naming it); the rules live here once: a sub-folder that
+    `skip_folder` refuses (given its name relative to `root`) is never listed, folder
+    markers and empty objects (mParticle's validation file, Data Lake directory
+    markers) carry no data and are passed over, keys are relative to `root`.
+
+    Args:
+        root: The bucket_url's prefix ("" or ending in "/").
+        prefix: Relative to the root; "" or ending in "/".
+        uri_prefix: What a full object name is appended to for its URI (`s3://bucket/`).
+        skip_folder: True for a relative folder name (ending in "/") not to list.
+        list_folder: Lists one folder (a full name) level.
+
+    Yields:
+        Every object with content, in no particular order.
+    """
+    pending = [root + prefix]
+    while pending:
+        for entry in list_folder(pending.pop()):
+            if isinstance(entry, str):
+                if entry and not skip_folder(entry[len(root) :]):
+                    pending.append(entry)
+                continue
+            name, size, modified = entry
+            if name.endswith("/") or not size:
+                continue
+            yield RemoteFile(
+                key=name[len(root) :],
+                uri=uri_prefix + name,
+                last_modified=modified.astimezone(UTC),
+                size=size,
+            )
+
+
 class Storage(Protocol):
     """What the streams need from a place that holds files."""
 
@@ -85,54 +131,6 @@ class Storage(Protocol):
     def open(self, file: RemoteFile) -> IO[bytes]:
         """Open a file for streaming reads of its raw bytes."""
         ...
-
-
-def folder_date(folder_key: str) -> dt.date | None:
-    """Return the last day a date folder can hold files for, or None for any other folder.
-
-    Two layouts are dated: mParticle's `YYYY-MM-DD/` folders, and the `YYYY/MM/DD/HH/`
-    prefixes Kinesis Firehose writes (so `2024/` can hold files up to 2024-12-31,
-    `2024/05/` up to 2024-05-31, `2024/05/01/` and its hour folders that day only).
-
-    Args:
-        folder_key: A folder's key, with or without its trailing slash.
-
-    Returns:
-        The date, or None.
-    """
-    parts = folder_key.rstrip("/").split("/")
-    match = DATE_FOLDER.match(parts[-1])
-    if match is not None:
-        return _date(int(match[1]), int(match[2]), int(match[3]))
-    # The longest run of numeric folders at the end that starts with a four-digit year.
-    for size in (4, 3, 2, 1):
-        chain = parts[-size:]
-        if len(parts) >= size and _is_date_chain(chain):
-            return _last_day([int(p) for p in chain])
-    return None
-
-
-def _is_date_chain(chain: list[str]) -> bool:
-    widths = (4, 2, 2, 2)[: len(chain)]
-    return all(len(p) == w and p.isdigit() for p, w in zip(chain, widths, strict=True))
-
-
-def _last_day(chain: list[int]) -> dt.date | None:
-    year = chain[0]
-    if len(chain) == 1:
-        return _date(year, 12, 31)
-    month = chain[1]
-    if len(chain) == 2:  # noqa: PLR2004  (year and month)
-        following = _date(year + 1, 1, 1) if month == 12 else _date(year, month + 1, 1)  # noqa: PLR2004
-        return None if following is None else following - dt.timedelta(days=1)
-    return _date(year, month, chain[2])
-
-
-def _date(year: int, month: int, day: int) -> dt.date | None:
-    try:
-        return dt.date(year, month, day)
-    except ValueError:
-        return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,38 +198,27 @@ class S3Storage:
         Raises:
             StorageError: The bucket cannot be listed; names bucket and endpoint.
         """
-        pending = [self.root + prefix]
+        return walk_folders(
+            self.root, prefix, f"s3://{self.bucket}/", skip_folder, self._list_folder
+        )
+
+    def _list_folder(self, folder: str) -> Iterator[Listed]:
         paginator = self.client.get_paginator("list_objects_v2")
-        while pending:
-            folder = pending.pop()
-            try:
-                pages = paginator.paginate(
-                    Bucket=self.bucket,
-                    Prefix=folder,
-                    Delimiter="/",
-                    PaginationConfig={"PageSize": LIST_PAGE_SIZE},
-                )
-                for page in pages:
-                    for common in page.get("CommonPrefixes", []):
-                        sub = common.get("Prefix", "")
-                        if sub and not skip_folder(sub[len(self.root) :]):
-                            pending.append(sub)
-                    for obj in page.get("Contents", []):
-                        key = obj.get("Key", "")
-                        size = obj.get("Size", 0)
-                        if key.endswith("/") or size == 0:
-                            continue  # folder markers and empty objects carry no data
-                        yield RemoteFile(
-                            key=key[len(self.root) :],
-                            uri=f"s3://{self.bucket}/{key}",
-                            last_modified=obj["LastModified"].astimezone(UTC),
-                            size=size,
-                        )
-            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-                msg = (
-                    f"cannot list s3://{self.bucket}/{folder} at {self._endpoint()}: {_reason(exc)}"
-                )
-                raise StorageError(msg) from None
+        try:
+            pages = paginator.paginate(
+                Bucket=self.bucket,
+                Prefix=folder,
+                Delimiter="/",
+                PaginationConfig={"PageSize": LIST_PAGE_SIZE},
+            )
+            for page in pages:
+                for common in page.get("CommonPrefixes", []):
+                    yield common.get("Prefix", "")
+                for obj in page.get("Contents", []):
+                    yield obj.get("Key", ""), obj.get("Size", 0), obj["LastModified"]
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            msg = f"cannot list s3://{self.bucket}/{folder} at {self._endpoint()}: {_reason(exc)}"
+            raise StorageError(msg) from None
 
     def open(self, file: RemoteFile) -> IO[bytes]:
         """Open an object for streaming, buffered reads of its raw (still compressed) bytes.

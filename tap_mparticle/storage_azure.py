@@ -16,7 +16,7 @@ import logging
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote
 
-from tap_mparticle.storage import RemoteFile, StorageError
+from tap_mparticle.storage import Listed, RemoteFile, StorageError, walk_folders
 from tap_mparticle.storage_stream import chunked_stream, import_extra
 
 if TYPE_CHECKING:
@@ -162,35 +162,28 @@ class AzureStorage:
         Raises:
             StorageError: The container cannot be listed; names container and endpoint.
         """
-        pending = [self.root + prefix]
-        while pending:
-            folder = pending.pop()
-            try:
-                pages = self.client.walk_blobs(
-                    name_starts_with=folder or None,
-                    delimiter="/",
-                    results_per_page=LIST_PAGE_SIZE,
-                ).by_page()
-                for page in pages:
-                    for item in page:
-                        name: str = item.name
-                        size = getattr(item, "size", None)
-                        if size is None:  # a BlobPrefix: one folder further down
-                            if not skip_folder(name[len(self.root) :]):
-                                pending.append(name)
-                            continue
-                        if name.endswith("/") or size == 0:
-                            continue
-                        yield RemoteFile(
-                            key=name[len(self.root) :],
-                            uri=f"az://{self.container_name}/{name}",
-                            last_modified=item.last_modified,
-                            size=int(size),
-                        )
-            except self._exceptions.AzureError as exc:
-                where = f"az://{self.container_name}/{folder} at {self.endpoint}"
-                msg = f"cannot list {where}: {self._reason(exc)}"
-                raise StorageError(msg) from None
+        return walk_folders(
+            self.root, prefix, f"az://{self.container_name}/", skip_folder, self._list_folder
+        )
+
+    def _list_folder(self, folder: str) -> Iterator[Listed]:
+        try:
+            pages = self.client.walk_blobs(
+                name_starts_with=folder or None,
+                delimiter="/",
+                results_per_page=LIST_PAGE_SIZE,
+            ).by_page()
+            for page in pages:
+                for item in page:
+                    size = getattr(item, "size", None)
+                    if size is None:  # a BlobPrefix: one folder further down
+                        yield item.name
+                    else:
+                        yield item.name, int(size), item.last_modified
+        except self._exceptions.AzureError as exc:
+            where = f"az://{self.container_name}/{folder} at {self.endpoint}"
+            msg = f"cannot list {where}: {self._reason(exc)}"
+            raise StorageError(msg) from None
 
     def open(self, file: RemoteFile) -> IO[bytes]:
         """Open a blob for streaming, ranged reads of its raw bytes.

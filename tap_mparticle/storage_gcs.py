@@ -14,7 +14,7 @@ import dataclasses
 import datetime as dt
 from typing import IO, TYPE_CHECKING, Any
 
-from tap_mparticle.storage import RemoteFile, StorageError
+from tap_mparticle.storage import Listed, RemoteFile, StorageError, walk_folders
 from tap_mparticle.storage_stream import chunked_stream, import_extra
 
 if TYPE_CHECKING:
@@ -129,33 +129,22 @@ class GcsStorage:
         Raises:
             StorageError: The bucket cannot be listed; names bucket and endpoint.
         """
-        pending = [self.root + prefix]
-        while pending:
-            folder = pending.pop()
-            try:
-                listing = self.client.list_blobs(
-                    self._bucket, prefix=folder, delimiter="/", page_size=LIST_PAGE_SIZE
-                )
-                for page in listing.pages:
-                    for blob in page:
-                        name: str = blob.name
-                        size = int(blob.size or 0)
-                        if name.endswith("/") or size == 0:
-                            continue  # folder placeholders and validation files carry no data
-                        yield RemoteFile(
-                            key=name[len(self.root) :],
-                            uri=f"gs://{self.bucket}/{name}",
-                            last_modified=blob.updated.astimezone(UTC),
-                            size=size,
-                        )
-                    pending.extend(
-                        sub
-                        for sub in sorted(page.prefixes)
-                        if not skip_folder(sub[len(self.root) :])
-                    )
-            except self._errors() as exc:
-                msg = f"cannot list gs://{self.bucket}/{folder} at {self.endpoint}: "
-                raise StorageError(msg + self._reason(exc)) from None
+        return walk_folders(
+            self.root, prefix, f"gs://{self.bucket}/", skip_folder, self._list_folder
+        )
+
+    def _list_folder(self, folder: str) -> Iterator[Listed]:
+        try:
+            listing = self.client.list_blobs(
+                self._bucket, prefix=folder, delimiter="/", page_size=LIST_PAGE_SIZE
+            )
+            for page in listing.pages:
+                for blob in page:
+                    yield blob.name, int(blob.size or 0), blob.updated
+                yield from sorted(page.prefixes)  # a set: sorted, so runs list alike
+        except self._errors() as exc:
+            msg = f"cannot list gs://{self.bucket}/{folder} at {self.endpoint}: "
+            raise StorageError(msg + self._reason(exc)) from None
 
     def open(self, file: RemoteFile) -> IO[bytes]:
         """Open an object for streaming, ranged reads of its stored bytes.

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_tap import BUCKET, KEY, SECRET, explode, s3_client  # noqa: E402
+from benchmarks.bench_tap import BUCKET, KEY, SECRET, bare_loop, explode, s3_client  # noqa: E402
 from scripts.generate_drop import generate_drop  # noqa: E402
 from tests.support.cloud import (  # noqa: E402
     Azurite,
@@ -52,18 +52,6 @@ from tests.support.cloud import (  # noqa: E402
     fake_gcs,
     gcs_config,
 )
-
-
-def bare_s3(endpoint: str) -> int:
-    """What someone would write with boto3 and the json module; returns events written."""
-    s3 = s3_client(endpoint)
-    count = 0
-    with Path(os.devnull).open("w") as sink:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
-            for obj in page.get("Contents", []):
-                body = s3.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read()
-                count += explode(body, obj["Key"], sink)
-    return count
 
 
 def bare_gcs(server: FakeGcs) -> int:
@@ -144,7 +132,7 @@ def serve(
             s3.create_bucket(Bucket=BUCKET)
             for key, body in files:
                 s3.put_object(Bucket=BUCKET, Key=key, Body=body)
-            yield s3_tap_config(endpoint), lambda: bare_s3(endpoint)
+            yield s3_tap_config(endpoint), lambda: bare_loop(endpoint)
         finally:
             server.stop()
     elif storage == "gcs":

@@ -274,6 +274,17 @@ def test_an_unreadable_gcs_credentials_file_is_one_line(tmp_path, fake_gcs_serve
     assert_one_line(out, str(key_file), "gcs_credentials_file", "", ("SECRET-PEM-TEXT",))
 
 
+def run_without(blocked: str, config_file: os.PathLike[str]) -> subprocess.CompletedProcess[str]:
+    """The tap's CLI in a Python where the comma-separated modules cannot be imported."""
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_MODULE, blocked, "--config", str(config_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
 @pytest.mark.parametrize(
     ("url", "blocked", "extra"),
     [
@@ -286,13 +297,7 @@ def test_an_unreadable_gcs_credentials_file_is_one_line(tmp_path, fake_gcs_serve
 def test_a_missing_extra_is_one_line_naming_it(tmp_path, url, blocked, extra):
     config_file = tmp_path / "config.json"
     config_file.write_text(json.dumps({"bucket_url": url, "azure_account_name": "acme"}))
-    done = subprocess.run(
-        [sys.executable, "-c", WITHOUT_MODULE, blocked, "--config", str(config_file)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    done = run_without(blocked, config_file)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert f"pip install 'tap-mparticle[{extra}]'" in error_lines(done.stderr)[-1]
@@ -305,13 +310,7 @@ def test_a_local_run_needs_no_cloud_client(tmp_path):
     config_file = tmp_path / "config.json"
     config_file.write_text(json.dumps({"bucket_url": str(drop)}))
     blocked = "google.cloud.storage,azure.storage.blob,azure.identity"
-    done = subprocess.run(
-        [sys.executable, "-c", WITHOUT_MODULE, blocked, "--config", str(config_file)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    done = run_without(blocked, config_file)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count('"type":"RECORD"') + done.stdout.count('"type": "RECORD"') == 2
 

@@ -22,7 +22,13 @@ import urllib3
 
 from target_mparticle.pacing import Pacer
 from target_mparticle.schema_rules import MAX_BATCHES_PER_REQUEST, MAX_REQUEST_BYTES
-from target_mparticle.transport import Reply, Transport, TransportFailure, TransportTimeout
+from target_mparticle.transport import (
+    Reply,
+    Transport,
+    TransportFailure,
+    TransportTimeout,
+    TransportUntrusted,
+)
 
 if t.TYPE_CHECKING:
     import pathlib
@@ -51,6 +57,10 @@ class DeliveryError(Exception):
 
 class AuthError(DeliveryError):
     """mParticle refused the key or secret; retrying cannot help."""
+
+
+class UntrustedServerError(DeliveryError):
+    """The API host's TLS certificate did not verify; retrying cannot help."""
 
 
 class BadRequestError(DeliveryError):
@@ -273,6 +283,12 @@ class EventsApiClient:
             response = self._transport.post(path, body, self._headers)
         except TransportTimeout:
             return "timed out", None, False
+        except TransportUntrusted as exc:
+            msg = (
+                f"the TLS certificate of {url} did not verify ({exc}); if a private CA or "
+                "a TLS-inspecting proxy signs it, name that CA's bundle in REQUESTS_CA_BUNDLE"
+            )
+            raise UntrustedServerError(msg) from exc
         except TransportFailure as exc:
             return f"connection failed ({exc})", None, False
         status = response.status

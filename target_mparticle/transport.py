@@ -10,8 +10,9 @@ is reused; a proxy named by `HTTPS_PROXY`/`HTTP_PROXY` (and not excluded by
 `NO_PROXY`) is honoured by handing the requests to urllib3's proxy manager, the
 one case plain connections do not cover.
 
-Failures come back as two exceptions, `TransportTimeout` and `TransportFailure`,
-each with a short reason; the client decides what is retried.
+Failures come back as `TransportTimeout` and `TransportFailure`, each with a
+short reason; the client decides what is retried. A certificate that does not
+verify is `TransportUntrusted`, a failure no retry can fix.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class TransportTimeout(Exception):  # noqa: N818 - reads as what happened
 
 class TransportFailure(Exception):  # noqa: N818
     """The connection failed or broke (refused, reset, closed mid-answer, TLS)."""
+
+
+class TransportUntrusted(TransportFailure):
+    """The server's TLS certificate did not verify against the trusted CA bundle."""
 
 
 class Reply(t.NamedTuple):
@@ -97,6 +102,9 @@ class Transport:
             conn.request("POST", target, body=body, headers=headers)
             response = conn.getresponse()
             data = response.read()
+        except ssl.SSLCertVerificationError as exc:
+            self._discard(conn)
+            raise TransportUntrusted(_verify_reason(exc)) from exc
         except TimeoutError as exc:  # socket.timeout is TimeoutError
             self._discard(conn)
             raise TransportTimeout(str(exc) or "timed out") from exc
@@ -147,6 +155,9 @@ class Transport:
         except urllib3.exceptions.TimeoutError as exc:
             raise TransportTimeout(str(exc)) from exc
         except urllib3.exceptions.HTTPError as exc:
+            untrusted = _verify_failure(exc)
+            if untrusted is not None:
+                raise TransportUntrusted(_verify_reason(untrusted)) from exc
             raise TransportFailure(type(exc).__name__) from exc
         headers = {name.lower(): value for name, value in response.headers.items()}
         return Reply(response.status, headers, response.data, response.reason or "")
@@ -159,6 +170,22 @@ class Transport:
             conn.close()
         if self._proxied is not None:
             self._proxied.clear()
+
+
+def _verify_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate failure urllib3 wrapped in `exc` (as an argument or a cause), if any."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # urllib3 nests a few levels at most
+        if seen is None or isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        nested = [a for a in seen.args if isinstance(a, BaseException)]
+        seen = nested[0] if nested else seen.__cause__ or seen.__context__
+    return None
+
+
+def _verify_reason(exc: ssl.SSLCertVerificationError) -> str:
+    """OpenSSL's words for why, e.g. 'self-signed certificate in certificate chain'."""
+    return str(exc.verify_message or exc.reason or "certificate verify failed")
 
 
 def _closed_by_peer(conn: http.client.HTTPConnection) -> bool:

@@ -35,6 +35,9 @@ from typing_extensions import Self
 
 from tests.support.rate_limit import TokenBucket
 
+if t.TYPE_CHECKING:
+    import ssl
+
 SCHEMA_DIR = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "mparticle_schema"
 BATCH_SCHEMA = SCHEMA_DIR / "mparticle-eventsapi-schema.json"
 BULK_SCHEMA = SCHEMA_DIR / "mparticle-eventsapi-bulk-schema.json"
@@ -190,8 +193,9 @@ class EventsApiServer:
         reject_if: t.Callable[[dict[str, t.Any]], str | None] | None = None,
         validate: bool = True,
         rate_limit: tuple[float, float] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        """Create the server (not yet serving)."""
+        """Create the server (not yet serving); with `tls` it speaks HTTPS only."""
         self.api_key = api_key
         self.bucket = TokenBucket(*rate_limit) if rate_limit else None
         self.api_secret = api_secret
@@ -211,6 +215,11 @@ class EventsApiServer:
         self.hanging = threading.Event()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
+        self._scheme = "http"
+        if tls is not None:
+            # The handshake happens as each connection is accepted.
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
+            self._scheme = "https"
         self._thread: threading.Thread | None = None
 
     # -- scripting -------------------------------------------------------------
@@ -240,7 +249,7 @@ class EventsApiServer:
     def url(self) -> str:
         """Base URL ending in /v2."""
         host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}/v2"
+        return f"{self._scheme}://{host!s}:{port}/v2"
 
     def batches(self) -> list[dict[str, t.Any]]:
         """Accepted batches (first copy of each source_request_id), in arrival order."""

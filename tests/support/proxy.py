@@ -2,7 +2,8 @@
 
 Counting S3 requests on the server side (not by hooking the client under test)
 shows what the tap really sends: the proxy sees the same bytes moto does. Used as
-`HTTP_PROXY` (requests name an absolute URL), it shows a client honours the variable.
+`HTTP_PROXY` (requests name an absolute URL), it shows a client honours the variable;
+as `HTTPS_PROXY` it opens the CONNECT tunnels TLS goes through (to 127.0.0.1 only).
 """
 
 from __future__ import annotations
@@ -47,6 +48,23 @@ class RequestLog:
             self.requests.clear()
 
 
+def _tunnel(client: socket.socket, upstream: socket.socket) -> None:
+    """Copy bytes both ways until each side has closed its end."""
+
+    def copy(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    back = threading.Thread(target=copy, args=(upstream, client), daemon=True)
+    back.start()
+    copy(client, upstream)
+    back.join()
+    upstream.close()
+
+
 @contextlib.contextmanager
 def counting_proxy(upstream: str) -> Iterator[tuple[str, RequestLog]]:
     """Serve a proxy to `upstream` (http://host:port); yields its URL and its log."""
@@ -87,6 +105,18 @@ def counting_proxy(upstream: str) -> Iterator[tuple[str, RequestLog]]:
                 self.wfile.write(data)
 
         do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward  # noqa: N815
+
+        def do_CONNECT(self) -> None:
+            log.add(self.command, self.path)  # the path is host:port
+            host, _, port = self.path.rpartition(":")
+            if host != "127.0.0.1" or not port.isdigit():
+                self.send_error(403, "tunnels only to 127.0.0.1")
+                return
+            upstream_socket = socket.create_connection((host, int(port)), timeout=60)
+            self.send_response(200, "Connection established")
+            self.end_headers()
+            self.close_connection = True
+            _tunnel(self.connection, upstream_socket)
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002, ARG002
             return  # the RequestLog is the record; stderr stays quiet

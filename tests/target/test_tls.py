@@ -1,0 +1,127 @@
+"""TLS to the Events API, for real: the stand-in speaks HTTPS with a certificate from a
+throwaway CA, and the target must trust exactly what `REQUESTS_CA_BUNDLE` (or
+`CURL_CA_BUNDLE`) names, directly and through an `HTTPS_PROXY` tunnel.
+
+A certificate that does not verify is a setting to fix, not a blip: the run stops at
+the first attempt with one line that says so, and writes no STATE.
+"""
+
+from __future__ import annotations
+
+import json
+import typing as t
+
+import pytest
+
+from target_mparticle.client import UntrustedServerError
+from tests.support.eventsapi import EventsApiServer
+from tests.support.proxy import counting_proxy
+from tests.support.target import SECRET, run_target, run_target_cli, singer_lines
+from tests.support.tls import LocalTLS, local_tls
+
+if t.TYPE_CHECKING:
+    import pathlib
+    from collections.abc import Iterator
+
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "NO_PROXY")
+CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+USERS = [{"id": i, "email": f"u{i}@example.com", "plan": "pro"} for i in range(1, 151)]
+
+
+@pytest.fixture
+def tls(tmp_path: pathlib.Path) -> LocalTLS:
+    return local_tls(tmp_path)
+
+
+@pytest.fixture
+def https_server(tls: LocalTLS) -> Iterator[EventsApiServer]:
+    with EventsApiServer(api_key="test-key", api_secret=SECRET, tls=tls.server_context) as running:
+        yield running
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No proxy and no CA bundle from the machine: each test names its own."""
+    for name in (*PROXY_VARIABLES, "HTTPS_PROXY", *CA_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def users_config(server: EventsApiServer, tmp_path: pathlib.Path) -> dict[str, t.Any]:
+    return {
+        "api_key": "test-key",
+        "api_secret": SECRET,
+        "api_url": server.url,
+        "max_batches_per_second": 0,
+        "backoff_base_seconds": 0.01,
+        "backoff_max_seconds": 0.05,
+        "max_retries": 3,
+        "mappings": {"users": {"kind": "user"}},
+        "dead_letter_path": str(tmp_path / "dead.jsonl"),
+    }
+
+
+def users_input() -> list[str]:
+    lines = list(singer_lines("users", USERS, ["id"]))
+    return [*lines, json.dumps({"type": "STATE", "value": {"done": True}})]
+
+
+@pytest.mark.parametrize("variable", CA_VARIABLES)
+def test_the_ca_bundle_the_environment_names_is_trusted(
+    https_server, tls, clean_env, tmp_path, variable
+):
+    assert https_server.url.startswith("https://127.0.0.1:")
+    clean_env.setenv(variable, str(tls.ca_bundle))
+    run = run_target(users_config(https_server, tmp_path), users_input())
+    assert run.error is None
+    ids = sorted(int(b["user_attributes"]["id"]) for b in https_server.batches())
+    assert ids == [u["id"] for u in USERS]
+    assert len(https_server.requests) == 2  # 150 users: 100 + 50 batches
+    assert run.states == [{"done": True}]
+
+
+def test_tls_through_an_https_proxy_tunnel_trusts_the_same_bundle(
+    https_server, tls, clean_env, tmp_path
+):
+    clean_env.setenv("REQUESTS_CA_BUNDLE", str(tls.ca_bundle))
+    with counting_proxy("http://127.0.0.1:1") as (proxy_url, log):
+        clean_env.setenv("HTTPS_PROXY", proxy_url)
+        run = run_target(users_config(https_server, tmp_path), users_input())
+    assert run.error is None
+    assert len(https_server.batches()) == len(USERS)
+    port = https_server.url.split(":")[2].split("/")[0]
+    connects = [path for method, path, _ in log.requests if method == "CONNECT"]
+    assert connects  # the requests went through the tunnel, not around it
+    assert set(connects) == {f"127.0.0.1:{port}"}
+
+
+@pytest.mark.parametrize("proxied", [False, True], ids=["direct", "through_proxy"])
+def test_a_certificate_that_does_not_verify_stops_at_once_with_one_line(
+    https_server, clean_env, tmp_path, proxied
+):
+    # No bundle named: certifi's public CAs, which never signed the local CA.
+    config = users_config(https_server, tmp_path)
+    config["max_retries"] = 5
+    with counting_proxy("http://127.0.0.1:1") as (proxy_url, log):
+        if proxied:
+            clean_env.setenv("HTTPS_PROXY", proxy_url)
+        done = run_target_cli(tmp_path, config, "\n".join(users_input()) + "\n")
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1, done.stderr
+    assert "TLS certificate of https://127.0.0.1:" in errors[0]
+    assert "did not verify" in errors[0]
+    assert "REQUESTS_CA_BUNDLE" in errors[0]
+    assert "Traceback" not in done.stderr
+    assert "Retrying" not in done.stderr  # a retry cannot fix a certificate
+    assert done.stdout == ""  # no STATE
+    assert https_server.batches() == []
+    assert bool(log.requests) is proxied
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_an_untrusted_certificate_is_its_own_error_in_process(https_server, tmp_path):
+    run = run_target(users_config(https_server, tmp_path), users_input())
+    assert isinstance(run.error, UntrustedServerError)
+    assert "certificate" in str(run.error)
+    assert run.states == []

@@ -3,8 +3,9 @@
 Outbound copies and other producers write what the inbound schema refuses: numbers
 as strings, `user_identities` as an array, identity names in another spelling
 (`customerid`), empty objects, fields only mParticle may set. Each field is coerced
-by name here, then `inbound.fit_event` / `inbound.fit_shell` check the result against
-the published schema and drop only what still cannot be valid.
+by name (`coerce`) and each part of a batch fixed here, then `inbound.fit_event` /
+`inbound.fit_shell` check the result against the published schema and drop only
+what still cannot be valid.
 """
 
 from __future__ import annotations
@@ -17,8 +18,18 @@ from mparticle_facts.identities import (
     canonical_identity_type,
     is_mpid_key,
 )
-from mparticle_facts.numbers import MAX_DIGITS, to_bool, to_int, to_number
+from mparticle_facts.numbers import to_int
 from target_mparticle import schema_rules as rules
+from target_mparticle.coerce import (
+    DROP,
+    KIND_TYPES,
+    SCALAR_MAP,
+    bounded,
+    clean_data,
+    clean_object,
+    clean_value,
+    kind_of,
+)
 from target_mparticle.fastcheck import Node, passes
 from target_mparticle.inbound import (
     InvalidRecordError,
@@ -37,7 +48,7 @@ from target_mparticle.values import (
     user_attributes,
 )
 
-_DROP = object()
+_UNSEEN: t.Any = object()
 #: Where the original of an enum value the schema lacks is kept, in custom_attributes.
 ORIGINAL_TYPE_ATTRIBUTE = "original_custom_event_type"
 #: Batch fields a replay carries over as they are (after `fit_shell`). Left out on
@@ -58,183 +69,6 @@ REPLAYED_BATCH_FIELDS = (
 ENVIRONMENTS = frozenset({"production", "development"})
 
 
-_INTEGER, _NUMBER, _BOOLEAN, _UUID, _STRING, _NAME, _SCALAR_MAP, _ANY = range(8)
-_AS_IS_STRING = frozenset({_STRING, _ANY})
-#: Field name -> how `_clean_value` treats it, filled as names are met (a few dozen).
-_KIND_BY_NAME: dict[str, int] = {}
-
-
-#: Entries a per-field-name table keeps: field names come from the input, and one
-#: producer's thousands of distinct names must not grow memory without end.
-MAX_NAMES = 4096
-
-
-def _bounded(table: dict[t.Any, t.Any]) -> None:
-    """Empty a per-name table that reached `MAX_NAMES` (it refills from the names in use)."""
-    if len(table) >= MAX_NAMES:
-        table.clear()
-
-
-def _kind(key: str) -> int:
-    """How a field is coerced, from its name alone (looked up once per name)."""
-    kind = _KIND_BY_NAME.get(key)
-    if kind is None:
-        if key in rules.INTEGER_FIELDS:
-            kind = _INTEGER
-        elif key in rules.NUMBER_FIELDS:
-            kind = _NUMBER
-        elif key in rules.BOOLEAN_FIELDS:
-            kind = _BOOLEAN
-        elif key in rules.UUID_DATA_FIELDS:
-            kind = _UUID
-        elif key in rules.STRICT_STRING_FIELDS:
-            kind = _NAME if key in {"event_name", "screen_name"} else _STRING
-        elif key in rules.SCALAR_MAP_FIELDS:
-            kind = _SCALAR_MAP
-        else:
-            kind = _ANY
-        _bounded(_KIND_BY_NAME)
-        _KIND_BY_NAME[key] = kind
-    return kind
-
-
-Coerce = t.Callable[[t.Any, Tally], t.Any]
-
-
-def _as_any(value: object, tally: Tally) -> object:
-    if isinstance(value, dict):
-        return clean_object(value, tally)
-    if isinstance(value, list):
-        return [
-            clean_object(v, tally) if isinstance(v, dict) else _scalar(v)
-            for v in value
-            if v is not None
-        ]
-    return _scalar(value)
-
-
-def _as_integer(value: object, _tally: Tally) -> object:
-    if type(value) is str and value.isdigit() and value.isascii() and len(value) <= MAX_DIGITS:
-        return int(value)  # what to_int gives such text, without its general steps
-    number = to_int(value)
-    return _DROP if number is None else number
-
-
-def _as_number(value: object, _tally: Tally) -> object:
-    real = to_number(value)
-    return _DROP if real is None else real
-
-
-def _as_boolean(value: object, _tally: Tally) -> object:
-    flag = to_bool(value)
-    return _DROP if flag is None else flag
-
-
-def _as_uuid(value: object, _tally: Tally) -> object:
-    return value if isinstance(value, str) and rules.UUID_PATTERN.match(value) else _DROP
-
-
-def _as_string(value: object, _tally: Tally) -> object:
-    if isinstance(value, (dict, list)):
-        return _DROP
-    return to_attribute_string(value)
-
-
-def _as_name(value: object, tally: Tally) -> object:
-    if isinstance(value, (dict, list)):
-        return _DROP
-    return truncate(
-        to_attribute_string(value), rules.API_LIMIT_NAME, "event names truncated to 256", tally
-    )
-
-
-def _as_scalar_map(value: object, tally: Tally) -> object:
-    if not isinstance(value, dict):
-        return _DROP
-    if len(value) <= rules.API_LIMIT_ATTRIBUTES_PER_EVENT:
-        for name, item in value.items():
-            if (
-                type(item) is not str
-                or type(name) is not str
-                or len(item) > rules.API_LIMIT_VALUE
-                or len(name) > rules.API_LIMIT_NAME
-            ):
-                break
-        else:
-            return dict(value)  # what event_attributes gives strings within the limits
-    return event_attributes(value.items(), tally)
-
-
-_COERCE_BY_KIND: dict[int, Coerce] = {
-    _ANY: _as_any,
-    _INTEGER: _as_integer,
-    _NUMBER: _as_number,
-    _BOOLEAN: _as_boolean,
-    _UUID: _as_uuid,
-    _STRING: _as_string,
-    _NAME: _as_name,
-    _SCALAR_MAP: _as_scalar_map,
-}
-#: The Python types each coercion can return (`_ANY` and `_UUID` are left out:
-#: any type, and strings the schema constrains further).
-_KIND_TYPES: dict[int, frozenset[type]] = {
-    _INTEGER: frozenset({int}),
-    _NUMBER: frozenset({int, float}),
-    _BOOLEAN: frozenset({bool}),
-    _STRING: frozenset({str}),
-    _NAME: frozenset({str}),
-}
-#: Field name -> its coercion, filled as names are met.
-_COERCE_BY_NAME: dict[str, Coerce] = {}
-
-
-def _coercion(name: str) -> Coerce:
-    coerce = _COERCE_BY_NAME.get(name)
-    if coerce is None:
-        _bounded(_COERCE_BY_NAME)
-        coerce = _COERCE_BY_NAME[name] = _COERCE_BY_KIND[_kind(name)]
-    return coerce
-
-
-def _clean_value(key: str, value: object, tally: Tally) -> object:
-    """Coerce one field to the type the inbound schema gives fields of that name."""
-    if value is None:
-        return _DROP
-    return _coercion(key)(value, tally)
-
-
-def _scalar(value: object) -> object:
-    if isinstance(value, (str, bool, int, float)):
-        return value
-    real = to_number(value)
-    return real if real is not None else to_attribute_string(value)
-
-
-def clean_object(
-    data: t.Mapping[str, t.Any], tally: Tally, skip: frozenset[str] = frozenset()
-) -> dict[str, t.Any]:
-    """Coerce every field of an object by name; nulls and the `skip` fields are left out."""
-    out: dict[str, t.Any] = {}
-    kinds = _KIND_BY_NAME
-    coercions = _COERCE_BY_NAME
-    for key, value in data.items():
-        if value is None or key in skip:
-            continue
-        name = key if type(key) is str else str(key)
-        # The commonest cases, already what the coercion would return: a string
-        # where any string goes, an int where an integer goes.
-        kind = kinds.get(name)
-        if (type(value) is str and kind in _AS_IS_STRING) or (
-            type(value) is int and kind == _INTEGER
-        ):
-            out[name] = value
-            continue
-        cleaned = (coercions.get(name) or _coercion(name))(value, tally)
-        if cleaned is not _DROP:
-            out[name] = cleaned
-    return out
-
-
 def clean_event(event_type: object, data: object, tally: Tally) -> dict[str, t.Any]:
     """An event from any producer made acceptable to the inbound schema.
 
@@ -245,7 +79,7 @@ def clean_event(event_type: object, data: object, tally: Tally) -> dict[str, t.A
         msg = f"event_type {event_type!r} is not one the Events API accepts"
         raise InvalidRecordError(msg)
     raw = data if isinstance(data, dict) else {}
-    clean = clean_object(raw, tally, rules.OUTBOUND_ONLY_DATA_FIELDS)
+    clean = clean_data(raw, tally)
     if event_type in {"custom_event", "commerce_event"}:
         _fit_custom_event_type(event_type, clean, tally)
     if event_type == "screen_view" and "screen_name" not in clean and "event_name" in clean:
@@ -267,36 +101,57 @@ def _field_rule(event_type: str, name: str) -> Node | bool | None:
     node = data_field_node(event_type, name)
     if node is None:
         return None
-    kind = _kind(name)
-    if kind == _SCALAR_MAP and name in scalar_map_fields(event_type):
+    kind = kind_of(name)
+    if kind == SCALAR_MAP and name in scalar_map_fields(event_type):
         return True  # event_attributes makes a map of strings, which such a field takes
-    types = _KIND_TYPES.get(kind)
+    types = KIND_TYPES.get(kind)
     if types is not None and types <= node[1]:
         return True  # the coercion's every result is a type the field takes unchecked
     return node
 
 
+#: (event type, the cleaned data's field names in order) -> the quick checks its
+#: values still need, or None when such data is never certainly valid.
+_SHAPE_CHECKS: dict[tuple[str, tuple[str, ...]], tuple[tuple[str, Node], ...] | None] = {}
+
+
+def _shape_checks(event_type: str, names: tuple[str, ...]) -> tuple[tuple[str, Node], ...] | None:
+    """What data with exactly these fields needs checked: each field's rule, found once."""
+    if event_type not in event_definitions():
+        return None
+    if not required_data_fields(event_type) <= set(names):
+        return None
+    checks: list[tuple[str, Node]] = []
+    for name in names:
+        key = (event_type, name)
+        rule = _FIELD_RULES.get(key)
+        if rule is None:
+            bounded(_FIELD_RULES)
+            rule = _FIELD_RULES[key] = _field_rule(event_type, name) or False
+        if rule is False:
+            return None
+        if rule is not True:
+            checks.append((name, rule))
+    return tuple(checks)
+
+
 def _certainly_valid(event_type: str, clean: dict[str, t.Any]) -> bool:
     """Whether `{event_type, data: clean}` is valid, from the coercions and quick checks.
 
-    One pass over the fields `clean_object` made: a field whose coercion can only
-    give a valid value costs a look-up; the others get their field's quick check.
-    False sends the event to `fit_event`, which decides (see `fastcheck`).
+    Events of one type mostly come with the same few sets of fields, so what a set
+    needs is worked out once: a field whose coercion can only give a valid value
+    needs nothing more, the others their field's quick check. False sends the event
+    to `fit_event`, which decides (see `fastcheck`).
     """
-    if event_type not in event_definitions():
+    shape = (event_type, tuple(clean))
+    checks = _SHAPE_CHECKS.get(shape, _UNSEEN)
+    if checks is _UNSEEN:
+        bounded(_SHAPE_CHECKS)
+        checks = _SHAPE_CHECKS[shape] = _shape_checks(*shape)
+    if checks is None:
         return False
-    if not required_data_fields(event_type) <= clean.keys():
-        return False
-    rules_ = _FIELD_RULES
-    for name, value in clean.items():
-        key = (event_type, name)
-        rule = rules_.get(key)
-        if rule is None:
-            _bounded(rules_)
-            rule = rules_[key] = _field_rule(event_type, name) or False
-        if rule is True:
-            continue
-        if rule is False or not passes(rule, value):
+    for name, node in checks:  # noqa: SIM110 - a loop, not all() over a generator: per event
+        if not passes(node, clean[name]):
             return False
     return True
 
@@ -422,8 +277,8 @@ def clean_device_info(raw: object, tally: Tally) -> dict[str, t.Any]:
             if value in allowed:
                 out[key] = value
             continue
-        cleaned = _clean_value(key, value, tally)
-        if cleaned is not _DROP and not isinstance(cleaned, (dict, list)):
+        cleaned = clean_value(key, value, tally)
+        if cleaned is not DROP and not isinstance(cleaned, (dict, list)):
             out[key] = cleaned
     return out
 

@@ -14,8 +14,8 @@ import typing as t
 from mparticle_facts.identities import DEVICE_IDENTITIES, field_identity_type
 from mparticle_facts.numbers import to_int
 from target_mparticle import schema_rules as rules
-from target_mparticle.clean import clean_object
 from target_mparticle.clock import now_ms
+from target_mparticle.coerce import clean_object
 from target_mparticle.inbound import InvalidRecordError, fit_event, fit_shell
 from target_mparticle.items import ConverterBase, Item, digest_id, public, with_fields
 from target_mparticle.values import (

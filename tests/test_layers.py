@@ -82,6 +82,7 @@ LAYERS: list[set[str]] = [
         "target_mparticle.items",
         "target_mparticle.mapped",
         "target_mparticle.audience_rows",
+        "target_mparticle.coerce",
         "target_mparticle.clean",
         "target_mparticle.convert",
         "target_mparticle.assemble",

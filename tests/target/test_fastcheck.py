@@ -17,8 +17,9 @@ import typing as t
 import fastjsonschema
 import pytest
 
-from target_mparticle import inbound
+from target_mparticle import inbound, schema_rules
 from target_mparticle.clean import _certainly_valid, clean_event
+from target_mparticle.coerce import clean_data, clean_object
 from target_mparticle.convert import BatchDefaults, Converter
 from target_mparticle.fastcheck import Compiler
 from target_mparticle.inbound import InvalidRecordError
@@ -314,6 +315,36 @@ def test_whatever_clean_event_returns_for_a_broken_real_event_is_valid():
     assert results > 10_000
 
 
+def test_an_events_data_planned_once_per_shape_cleans_as_field_by_field():
+    """`clean_data` (a plan per set of field names) gives what `clean_object` gives.
+
+    Every field of mParticle's real events, top level and nested, takes every hostile
+    value, plus names at and over their limit and a digit string where an integer goes.
+    """
+    samples = [
+        e["data"]
+        for b in real_batches("events/") + real_batches("firehose-events/")
+        for e in b.get("events") or ()
+        if isinstance(e.get("data"), dict)
+    ]
+    # What an outbound copy adds, which only mParticle may set.
+    samples.append({**samples[0], **dict.fromkeys(schema_rules.OUTBOUND_ONLY_DATA_FIELDS, "1")})
+    extra = ("7", "n" * schema_rules.API_LIMIT_NAME, "n" * (schema_rules.API_LIMIT_NAME + 1))
+    compared = 0
+    for data in samples:
+        for path in positions(data):
+            for value in (*HOSTILE, *extra):
+                broken = replaced(data, path, value)
+                planned, field_by_field = Tally(), Tally()
+                expected = clean_object(
+                    broken, field_by_field, schema_rules.OUTBOUND_ONLY_DATA_FIELDS
+                )
+                assert clean_data(broken, planned) == expected, (path, value)
+                assert planned == field_by_field
+                compared += 1
+    assert compared > 10_000
+
+
 def test_a_usual_event_is_certain_from_its_coercions_alone():
     data = {
         "event_name": "Play",
@@ -354,10 +385,12 @@ def test_any_of_with_an_untyped_option_is_judged_by_each_option():
 
 
 def test_tables_keyed_by_input_field_names_stay_bounded():
-    from target_mparticle import clean  # noqa: PLC0415 - the module's private tables
+    from target_mparticle import clean, coerce  # noqa: PLC0415 - the modules' private tables
 
-    for index in range(clean.MAX_NAMES + 50):
+    for index in range(coerce.MAX_NAMES + 50):
         clean_event("custom_event", {"event_name": "e", f"field_{index}": "x"}, Tally())
-    assert len(clean._FIELD_RULES) <= clean.MAX_NAMES
-    assert len(clean._COERCE_BY_NAME) <= clean.MAX_NAMES
-    assert len(clean._KIND_BY_NAME) <= clean.MAX_NAMES
+    assert len(clean._FIELD_RULES) <= coerce.MAX_NAMES
+    assert len(clean._SHAPE_CHECKS) <= coerce.MAX_NAMES
+    assert len(coerce._COERCE_BY_NAME) <= coerce.MAX_NAMES
+    assert len(coerce._KIND_BY_NAME) <= coerce.MAX_NAMES
+    assert len(coerce._DATA_PLANS) <= coerce.MAX_NAMES

@@ -1,0 +1,244 @@
+"""Each field coerced by its name to the type mParticle's inbound schema gives it.
+
+Outbound copies and other producers write numbers as strings, booleans as text,
+names over their limit. Which coercion a field gets depends on its name alone, so it
+is looked up once per name (tables bounded by `MAX_NAMES`), and an event's data,
+whose fields come in the same few orders, gets its plan once per set of names.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from mparticle_facts.numbers import MAX_DIGITS, to_bool, to_int, to_number
+from target_mparticle import schema_rules as rules
+from target_mparticle.values import (
+    Tally,
+    event_attributes,
+    to_attribute_string,
+    truncate,
+)
+
+#: What a coercion returns for a value it cannot make fit: the field is left out.
+DROP = object()
+
+_INTEGER, _NUMBER, _BOOLEAN, _UUID, _STRING, _NAME, SCALAR_MAP, _ANY = range(8)
+_AS_IS_STRING = frozenset({_STRING, _ANY})
+#: Field name -> how `clean_value` treats it, filled as names are met (a few dozen).
+_KIND_BY_NAME: dict[str, int] = {}
+
+
+#: Entries a per-field-name table keeps: field names come from the input, and one
+#: producer's thousands of distinct names must not grow memory without end.
+MAX_NAMES = 4096
+
+
+def bounded(table: dict[t.Any, t.Any]) -> None:
+    """Empty a per-name table that reached `MAX_NAMES` (it refills from the names in use)."""
+    if len(table) >= MAX_NAMES:
+        table.clear()
+
+
+def kind_of(key: str) -> int:
+    """How a field is coerced, from its name alone (looked up once per name)."""
+    kind = _KIND_BY_NAME.get(key)
+    if kind is None:
+        if key in rules.INTEGER_FIELDS:
+            kind = _INTEGER
+        elif key in rules.NUMBER_FIELDS:
+            kind = _NUMBER
+        elif key in rules.BOOLEAN_FIELDS:
+            kind = _BOOLEAN
+        elif key in rules.UUID_DATA_FIELDS:
+            kind = _UUID
+        elif key in rules.STRICT_STRING_FIELDS:
+            kind = _NAME if key in {"event_name", "screen_name"} else _STRING
+        elif key in rules.SCALAR_MAP_FIELDS:
+            kind = SCALAR_MAP
+        else:
+            kind = _ANY
+        bounded(_KIND_BY_NAME)
+        _KIND_BY_NAME[key] = kind
+    return kind
+
+
+Coerce = t.Callable[[t.Any, Tally], t.Any]
+
+
+def _as_any(value: object, tally: Tally) -> object:
+    if isinstance(value, dict):
+        return clean_object(value, tally)
+    if isinstance(value, list):
+        return [
+            clean_object(v, tally) if isinstance(v, dict) else _scalar(v)
+            for v in value
+            if v is not None
+        ]
+    return _scalar(value)
+
+
+def _as_integer(value: object, _tally: Tally) -> object:
+    if type(value) is str and value.isdigit() and value.isascii() and len(value) <= MAX_DIGITS:
+        return int(value)  # what to_int gives such text, without its general steps
+    number = to_int(value)
+    return DROP if number is None else number
+
+
+def _as_number(value: object, _tally: Tally) -> object:
+    real = to_number(value)
+    return DROP if real is None else real
+
+
+def _as_boolean(value: object, _tally: Tally) -> object:
+    flag = to_bool(value)
+    return DROP if flag is None else flag
+
+
+def _as_uuid(value: object, _tally: Tally) -> object:
+    return value if isinstance(value, str) and rules.UUID_PATTERN.match(value) else DROP
+
+
+def _as_string(value: object, _tally: Tally) -> object:
+    if isinstance(value, (dict, list)):
+        return DROP
+    return to_attribute_string(value)
+
+
+def _as_name(value: object, tally: Tally) -> object:
+    if isinstance(value, (dict, list)):
+        return DROP
+    return truncate(
+        to_attribute_string(value), rules.API_LIMIT_NAME, "event names truncated to 256", tally
+    )
+
+
+def _as_scalar_map(value: object, tally: Tally) -> object:
+    if not isinstance(value, dict):
+        return DROP
+    if len(value) <= rules.API_LIMIT_ATTRIBUTES_PER_EVENT:
+        for name, item in value.items():
+            if (
+                type(item) is not str
+                or type(name) is not str
+                or len(item) > rules.API_LIMIT_VALUE
+                or len(name) > rules.API_LIMIT_NAME
+            ):
+                break
+        else:
+            return dict(value)  # what event_attributes gives strings within the limits
+    return event_attributes(value.items(), tally)
+
+
+_COERCE_BY_KIND: dict[int, Coerce] = {
+    _ANY: _as_any,
+    _INTEGER: _as_integer,
+    _NUMBER: _as_number,
+    _BOOLEAN: _as_boolean,
+    _UUID: _as_uuid,
+    _STRING: _as_string,
+    _NAME: _as_name,
+    SCALAR_MAP: _as_scalar_map,
+}
+#: The Python types each coercion can return (`_ANY` and `_UUID` are left out:
+#: any type, and strings the schema constrains further).
+KIND_TYPES: dict[int, frozenset[type]] = {
+    _INTEGER: frozenset({int}),
+    _NUMBER: frozenset({int, float}),
+    _BOOLEAN: frozenset({bool}),
+    _STRING: frozenset({str}),
+    _NAME: frozenset({str}),
+}
+#: Field name -> its coercion, filled as names are met.
+_COERCE_BY_NAME: dict[str, Coerce] = {}
+
+
+def _coercion(name: str) -> Coerce:
+    coerce = _COERCE_BY_NAME.get(name)
+    if coerce is None:
+        bounded(_COERCE_BY_NAME)
+        coerce = _COERCE_BY_NAME[name] = _COERCE_BY_KIND[kind_of(name)]
+    return coerce
+
+
+def clean_value(key: str, value: object, tally: Tally) -> object:
+    """Coerce one field to the type the inbound schema gives fields of that name."""
+    if value is None:
+        return DROP
+    return _coercion(key)(value, tally)
+
+
+def _scalar(value: object) -> object:
+    if isinstance(value, (str, bool, int, float)):
+        return value
+    real = to_number(value)
+    return real if real is not None else to_attribute_string(value)
+
+
+def clean_object(
+    data: t.Mapping[str, t.Any], tally: Tally, skip: frozenset[str] = frozenset()
+) -> dict[str, t.Any]:
+    """Coerce every field of an object by name; nulls and the `skip` fields are left out."""
+    out: dict[str, t.Any] = {}
+    kinds = _KIND_BY_NAME
+    coercions = _COERCE_BY_NAME
+    for key, value in data.items():
+        if value is None or key in skip:
+            continue
+        name = key if type(key) is str else str(key)
+        # The commonest cases, already what the coercion would return: a string
+        # where any string goes (a name within its limit), an int where an integer goes.
+        kind = kinds.get(name)
+        if (
+            type(value) is str
+            and (kind in _AS_IS_STRING or (kind == _NAME and len(value) <= rules.API_LIMIT_NAME))
+        ) or (type(value) is int and kind == _INTEGER):
+            out[name] = value
+            continue
+        cleaned = (coercions.get(name) or _coercion(name))(value, tally)
+        if cleaned is not DROP:
+            out[name] = cleaned
+    return out
+
+
+#: An event's data field names, in order -> per field kept: the key, its name as
+#: text, the type its value is kept as-is in (None: none), whether it is a name
+#: (kept as-is within its limit) and its coercion.
+_DATA_PLANS: dict[tuple[t.Any, ...], tuple[tuple[t.Any, str, type | None, bool, Coerce], ...]] = {}
+
+
+def _data_plan(keys: tuple[t.Any, ...]) -> tuple[tuple[t.Any, str, type | None, bool, Coerce], ...]:
+    plan = []
+    for key in keys:
+        if key in rules.OUTBOUND_ONLY_DATA_FIELDS:
+            continue
+        name = key if type(key) is str else str(key)
+        kind = kind_of(name)
+        as_is = str if kind in _AS_IS_STRING else int if kind == _INTEGER else None
+        plan.append((key, name, as_is, kind == _NAME, _coercion(name)))
+    return tuple(plan)
+
+
+def clean_data(data: t.Mapping[str, t.Any], tally: Tally) -> dict[str, t.Any]:
+    """`clean_object` of an event's data, without the fields only mParticle may set.
+
+    The same result, from a plan made once per set of field names: an event's data
+    comes in few shapes, and looking each field's kind up again was a third of it.
+    """
+    keys = tuple(data)
+    plan = _DATA_PLANS.get(keys)
+    if plan is None:
+        bounded(_DATA_PLANS)
+        plan = _DATA_PLANS[keys] = _data_plan(keys)
+    out: dict[str, t.Any] = {}
+    for key, name, as_is, is_name, coerce in plan:
+        value = data[key]
+        if value is None:
+            continue
+        kind = type(value)
+        if kind is as_is or (is_name and kind is str and len(value) <= rules.API_LIMIT_NAME):
+            out[name] = value
+            continue
+        cleaned = coerce(value, tally)
+        if cleaned is not DROP:
+            out[name] = cleaned
+    return out

@@ -66,7 +66,9 @@ READ: dict[tuple[str, str], str] = {
     ("singer_sdk.sinks.core:Sink", "_singer_validate_message"): (
         "the plain RECORD path, as the SDK's"
     ),
-    ("singer_sdk.sinks.core:Sink", "_after_process_record"): "the plain RECORD path, as the SDK's",
+    ("singer_sdk.sinks.core:Sink", "_after_process_record"): (
+        "the plain RECORD path skips it: the SDK's only logs the batch context at DEBUG"
+    ),
     ("singer_sdk.target_base:Target", "_handle_max_record_age"): (
         "the plain RECORD path, as the SDK's"
     ),
@@ -122,25 +124,44 @@ def _plain(maps: t.Any, sink: t.Any, stream_name: object) -> Sink | None:  # noq
         or only.stream_alias != stream_name
         or sink.include_sdc_metadata_properties
         or type(sink).preprocess_record is not SdkSink.preprocess_record
+        or type(sink)._after_process_record is not SdkSink._after_process_record  # noqa: SLF001
     ):
         return None
     return t.cast("Sink", sink)
+
+
+#: The metadata columns `Sink._remove_sdc_metadata_from_record` pops.
+SDC_METADATA = frozenset(
+    {
+        "_sdc_extracted_at",
+        "_sdc_received_at",
+        "_sdc_batched_at",
+        "_sdc_deleted_at",
+        "_sdc_sequence",
+        "_sdc_table_version",
+        "_sdc_sync_started_at",
+    }
+)
 
 
 def process_plain_record(target: Target, sink: Sink, record: dict[str, t.Any]) -> None:
     """The SDK's RECORD steps that do something for a plain sink, in the SDK's order.
 
     Skipped: the record's copy (the reader made the dict for this message alone), the
-    identity map, the sink look-ups and the empty preprocessing hook.
+    identity map, the sink look-ups, the empty preprocessing hook and the SDK's
+    after-record hook (one DEBUG line of the batch context, naming no record). The
+    metadata removal and the key check are called only when they have something to
+    do, which a look at the record's keys tells.
     """
     context = sink._get_context(record)  # noqa: SLF001
-    sink._remove_sdc_metadata_from_record(record)  # noqa: SLF001
+    if not SDC_METADATA.isdisjoint(record):
+        sink._remove_sdc_metadata_from_record(record)  # noqa: SLF001
     sink._validate_and_parse(record)  # noqa: SLF001
-    sink._singer_validate_message(record)  # noqa: SLF001
+    if not record.keys() >= set(sink.key_properties):
+        sink._singer_validate_message(record)  # noqa: SLF001 - raises the SDK's error
     sink.tally_record_read()
     sink.process_record(record, context)
     sink.record_counter_metric.increment()
-    sink._after_process_record(context)  # noqa: SLF001
     if sink.is_full:
         target.logger.info(
             "Target sink for '%s' is full. Current size is '%s'. Draining...",

@@ -11,6 +11,8 @@ import json
 import typing as t
 
 import pytest
+from singer_sdk.exceptions import MissingKeyPropertiesError
+from singer_sdk.sinks import Sink as SdkSink
 
 from target_mparticle import sdk_hooks
 from tests.support.target import SCHEMA, run_target
@@ -75,3 +77,63 @@ def test_what_is_configured_on_records_goes_the_sdk_way(extra):
     assert run.error is None
     plain = extra.get("stream_maps", {}).get("other") is not None
     assert (sdk_hooks.plain_sink(run.target, "events") is not None) is plain
+
+
+def users_lines(records: list[dict[str, t.Any]], *, strict: bool = False) -> list[str]:
+    """A users SCHEMA naming every field of `records` (only id and email when strict)."""
+    names = ["id", "email"] if strict else [k for r in records for k in r]
+    schema = {"type": "object", "properties": {name: {} for name in names}}
+    if strict:
+        schema["additionalProperties"] = False
+    head = {"type": "SCHEMA", "stream": "users", "schema": schema, "key_properties": ["id"]}
+    return [json.dumps(head)] + [
+        json.dumps({"type": "RECORD", "stream": "users", "record": r}) for r in records
+    ]
+
+
+def test_the_straight_path_drops_the_sdk_metadata_columns_the_sdk_path_drops(tmp_path):
+    """Taps with `add_record_metadata` send `_sdc_*` columns the SCHEMA need not name.
+
+    The SDK removes them before validation, so a schema without them still passes.
+    """
+    stamped = {
+        "_sdc_extracted_at": "2024-05-01T00:00:00+00:00",
+        "_sdc_received_at": "2024-05-01T00:00:01+00:00",
+        "_sdc_batched_at": "2024-05-01T00:00:02+00:00",
+        "_sdc_deleted_at": None,
+        "_sdc_sequence": 17,
+        "_sdc_table_version": 3,
+        "_sdc_sync_started_at": 1714521600000,
+    }
+    assert set(stamped) == sdk_hooks.SDC_METADATA
+    records = [{"id": 1, "email": "a@example.com", **stamped}, {"id": 2, "email": "b@example.com"}]
+    config = {"mappings": {"users": {"kind": "user"}}, "dry_run": True}
+    bodies = {}
+    for name, extra in (("straight", {}), ("sdk", {"stream_maps": {"users": {"email": "email"}}})):
+        path = tmp_path / f"{name}.jsonl"
+        lines = users_lines(records, strict=True)
+        run = run_target({**config, "dry_run_path": str(path), **extra}, lines)
+        assert run.error is None
+        assert (sdk_hooks.plain_sink(run.target, "users") is not None) is (name == "straight")
+        bodies[name] = path.read_text()
+    assert bodies["straight"] == bodies["sdk"]
+    assert "a@example.com" in bodies["straight"]
+    assert "_sdc_" not in bodies["straight"]
+
+
+def test_sdc_metadata_is_what_the_sdk_removes():
+    record = {"id": 1, "_sdc_source_file": "f", **dict.fromkeys(sdk_hooks.SDC_METADATA, 1)}
+    SdkSink._remove_sdc_metadata_from_record(t.cast("t.Any", None), record)
+    assert record == {"id": 1, "_sdc_source_file": "f"}
+
+
+def test_a_record_without_its_key_stops_the_straight_path_as_the_sdk_path(tmp_path):
+    records = [{"id": 1, "email": "a@example.com"}, {"email": "b@example.com"}]
+    errors = []
+    for extra in ({}, {"stream_maps": {"users": {"email": "email"}}}):
+        config = {"mappings": {"users": {"kind": "user"}}, "dry_run": True, **extra}
+        config["dry_run_path"] = str(tmp_path / "dry.jsonl")
+        run = run_target(config, users_lines(records))
+        errors.append(run.error)
+    assert all(isinstance(e, MissingKeyPropertiesError) for e in errors), errors
+    assert str(errors[0]) == str(errors[1])

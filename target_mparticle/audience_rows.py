@@ -67,7 +67,7 @@ class AudienceRows(ConverterBase):
         return shell
 
     def _audience_item(self, record: dict[str, t.Any], shell: dict[str, t.Any]) -> Item:
-        fit_shell(shell, self.tally)
+        fit_shell(shell, self.tally, built_attributes=True)
         user = digest_id(
             "user", shell.get("mpid"), shell.get("user_identities"), shell.get("device_info")
         )

@@ -155,7 +155,7 @@ class Converter(MappedRecords, AudienceRows):
             batch["user_attributes"] = attributes
         if replay:
             batch.update(replayed_fields(record, tally))
-        fit_shell(batch, tally)
+        fit_shell(batch, tally, built_attributes=True)
         if not identities.user and "mpid" not in batch and not batch.get("device_info"):
             msg = "has no user identity, mpid or device identity"
             raise InvalidRecordError(msg)

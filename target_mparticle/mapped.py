@@ -141,7 +141,7 @@ class MappedRecords(ConverterBase):
                     batch["deleted_user_attributes"] = deleted
         if self._batch_fields_apply:
             with_fields(batch, **self._mapped_batch_fields(record))
-        fit_shell(batch, self.tally)
+        fit_shell(batch, self.tally, built_attributes=True)
         content = public(record) if plan.has_metadata else record
         if mapping.kind == "user":
             request_id = digest_id("user", self.stream, content)

@@ -24,7 +24,7 @@ from target_mparticle.convert import BatchDefaults, Converter
 from target_mparticle.fastcheck import Compiler
 from target_mparticle.inbound import InvalidRecordError
 from target_mparticle.settings import TargetSettings
-from target_mparticle.values import Tally
+from target_mparticle.values import Tally, user_attributes
 from tests.support.files import real_batches
 
 UUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
@@ -201,6 +201,27 @@ def test_no_broken_real_batch_is_judged_more_leniently_than_by_the_schema():
         for new in HOSTILE
     ]
     assert judged(quick, check, mutants) > len(mutants) / 10
+
+
+def test_attributes_user_attributes_builds_are_always_valid_so_the_quick_check_trusts_them():
+    """`fit_shell(..., built_attributes=True)` skips them; this is why that is sound."""
+    check = inbound._shell_check()
+    trusting = inbound._shell_quick(built_attributes=True)
+    values = (*HOSTILE, "v" * 5000, ["a"] * 1200, ["x" * 600, None, 2.5, True], 1e300, -0.0)
+    names = ("plan", "n" * 300, "", "$Age")
+    shells = []
+    for value in values:
+        attributes = user_attributes([(name, value) for name in names], Tally())
+        shells.append({"environment": "development", "mpid": 7, "user_attributes": attributes})
+    assert judged(trusting, check, shells) == len(shells)
+    # Everything else is still checked: only the attributes are taken as they are.
+    broken = [
+        {**shells[0], "mpid": "seven"},
+        {**shells[0], "environment": "staging"},
+        {**shells[0], "user_identities": {"email": ["a"]}},
+        {**shells[0], "new_field": 1},
+    ]
+    assert judged(trusting, check, broken) == 0
 
 
 def test_the_usual_shells_take_the_quick_path():

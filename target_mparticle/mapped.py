@@ -131,7 +131,7 @@ class MappedRecords(ConverterBase):
         if device:
             batch["device_info"] = device
         if plan.attributes:
-            attrs = user_attributes(((n, record.get(f)) for n, f in plan.attributes), self.tally)
+            attrs = user_attributes([(n, record.get(f)) for n, f in plan.attributes], self.tally)
             if attrs:
                 batch["user_attributes"] = attrs
             if mapping.null_user_attributes == "delete":

@@ -135,7 +135,9 @@ def user_attributes(
 ) -> dict[str, str | list[str]]:
     """Build ``user_attributes``: like event attributes, but lists stay lists."""
     result: dict[str, str | list[str]] = {}
-    for name, value in _flat(pairs).items():
+    for name, flat_value in _flat(pairs).items():
+        # An int's text is what to_attribute_string would give it: the usual path below.
+        value = str(flat_value) if type(flat_value) is int else flat_value
         if (
             type(value) is str
             and len(value) <= API_LIMIT_VALUE

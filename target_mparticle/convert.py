@@ -114,7 +114,9 @@ class Converter(MappedRecords, AudienceRows):
     def convert(self, record: dict[str, t.Any]) -> Item:
         """Pick the record's shape and build its item; raises InvalidRecordError."""
         try:
-            if not self.mapping.explicit or self.mapping.audience_only:
+            if (not self.mapping.explicit or self.mapping.audience_only) and (
+                "audience_id" in record  # what both audience row shapes have
+            ):
                 if is_audience_membership(record):
                     return self._audience_membership(record)
                 if is_audience_attribute(record):

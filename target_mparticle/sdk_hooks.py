@@ -44,6 +44,10 @@ OVERRIDDEN: dict[tuple[str, str], str] = {
         "a RECORD for a stream without stream maps, flattening or metadata goes straight "
         "to its sink: the SDK's copy, identity map and look-ups cost a quarter of a record"
     ),
+    ("singer_sdk.singerlib.encoding.base:GenericSingerReader", "process_lines"): (
+        "the same loop (in preflight.SingerInputReader) without a set built and a check "
+        "called per line for the `type` key every good message has"
+    ),
     ("singer_sdk.plugin_base:PluginBase", "cb_config"): (
         "a config file that is not a JSON object is one line, not a traceback"
     ),

@@ -187,7 +187,10 @@ class EventsSink(BatchSink):
             )
         if line is not None:
             self._open_line_size += 1
-        context.setdefault("records", []).append(item)
+        pending = context.get("records")
+        if pending is None:
+            pending = context["records"] = []
+        pending.append(item)
 
     def _line_open(self) -> bool:
         """True while the last line read may still go on: no STATE has come since."""

@@ -167,13 +167,25 @@ SCHEMA = json.dumps(
         ('{"type": "RECORD", "stream": "s", "record": {}}\n', "line 1: A record for stream 's'"),
         (f"{SCHEMA}\n" + '{"type": "GOSSIP"}\n', "line 2: Unknown message type 'GOSSIP'"),
         ('{"type": "SCHEMA", "stream": "s"}\n', "line 1: Line is missing required schema key"),
+        (f"{SCHEMA}\n" + '{"stream": "s"}\n', "line 2: Line is missing required type key"),
+        (f"{SCHEMA}\n[1, 2]\n", "line 2: Line is missing required type key"),
+        ('"RECORD"\n', "line 1: Line is missing required type key"),
         (
             f"{SCHEMA}\n".encode()
             + b'{"type": "RECORD", "stream": "s", "record": {"a": "\xff"}}\n',
             'line 2: not a JSON message: \'{"type": "RECORD"',
         ),
     ],
-    ids=["not-json", "no-schema", "unknown-type", "no-schema-key", "not-utf-8"],
+    ids=[
+        "not-json",
+        "no-schema",
+        "unknown-type",
+        "no-schema-key",
+        "no-type",
+        "array",
+        "string",
+        "not-utf-8",
+    ],
 )
 def test_target_malformed_singer_input_is_one_line(
     tmp_path: Path, stdin: str | bytes, message: str

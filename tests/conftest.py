@@ -21,7 +21,7 @@ from tests.support.eventsapi import EventsApiServer
 from tests.support.files import REPO_ROOT
 from tests.support.s3 import AWS_TEST_KEY, AWS_TEST_SECRET, STORAGES, serve_drop, strict_moto
 from tests.support.tap import Drop
-from tests.support.target import SECRET
+from tests.support.target import SECRET, local_config
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -157,14 +157,4 @@ def server() -> Iterator[EventsApiServer]:
 @pytest.fixture
 def config(server: EventsApiServer, tmp_path: Path) -> dict[str, Any]:
     """A target config reaching `server`, unpaced, with short retries and local output files."""
-    return {
-        "api_key": "test-key",
-        "api_secret": SECRET,
-        "api_url": server.url,
-        "max_batches_per_second": 0,
-        "backoff_base_seconds": 0.01,
-        "backoff_max_seconds": 0.05,
-        "max_retries": 3,
-        "dead_letter_path": str(tmp_path / "dead.jsonl"),
-        "dry_run_path": str(tmp_path / "dry.jsonl"),
-    }
+    return local_config(server.url, tmp_path)

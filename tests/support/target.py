@@ -24,6 +24,22 @@ if t.TYPE_CHECKING:
 FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "target" / "fixtures"
 SECRET = "s3cr3t-never-logged"
 
+
+def local_config(api_url: str, tmp_path: pathlib.Path) -> dict[str, t.Any]:
+    """A target config for a local stand-in: unpaced, short retries, files in `tmp_path`."""
+    return {
+        "api_key": "test-key",
+        "api_secret": SECRET,
+        "api_url": api_url,
+        "max_batches_per_second": 0,
+        "backoff_base_seconds": 0.01,
+        "backoff_max_seconds": 0.05,
+        "max_retries": 3,
+        "dead_letter_path": str(tmp_path / "dead.jsonl"),
+        "dry_run_path": str(tmp_path / "dry.jsonl"),
+    }
+
+
 FILE = "s3://drop/2024-05-01/app_20240501000000000000_1.txt"
 NOW_MS = 1_714_521_600_000
 KEY = ["_sdc_source_file", "_sdc_source_lineno", "_sdc_event_index"]

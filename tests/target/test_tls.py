@@ -16,7 +16,13 @@ import pytest
 from target_mparticle.client import UntrustedServerError
 from tests.support.eventsapi import EventsApiServer
 from tests.support.proxy import counting_proxy
-from tests.support.target import SECRET, run_target, run_target_cli, singer_lines
+from tests.support.target import (
+    SECRET,
+    local_config,
+    run_target,
+    run_target_cli,
+    singer_lines,
+)
 from tests.support.tls import LocalTLS, local_tls
 
 if t.TYPE_CHECKING:
@@ -48,17 +54,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 
 def users_config(server: EventsApiServer, tmp_path: pathlib.Path) -> dict[str, t.Any]:
-    return {
-        "api_key": "test-key",
-        "api_secret": SECRET,
-        "api_url": server.url,
-        "max_batches_per_second": 0,
-        "backoff_base_seconds": 0.01,
-        "backoff_max_seconds": 0.05,
-        "max_retries": 3,
-        "mappings": {"users": {"kind": "user"}},
-        "dead_letter_path": str(tmp_path / "dead.jsonl"),
-    }
+    return {**local_config(server.url, tmp_path), "mappings": {"users": {"kind": "user"}}}
 
 
 def users_input() -> list[str]:

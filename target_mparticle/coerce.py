@@ -174,42 +174,21 @@ def _scalar(value: object) -> object:
     return real if real is not None else to_attribute_string(value)
 
 
-def clean_object(
-    data: t.Mapping[str, t.Any], tally: Tally, skip: frozenset[str] = frozenset()
-) -> dict[str, t.Any]:
-    """Coerce every field of an object by name; nulls and the `skip` fields are left out."""
-    out: dict[str, t.Any] = {}
-    kinds = _KIND_BY_NAME
-    coercions = _COERCE_BY_NAME
-    for key, value in data.items():
-        if value is None or key in skip:
-            continue
-        name = key if type(key) is str else str(key)
-        # The commonest cases, already what the coercion would return: a string
-        # where any string goes (a name within its limit), an int where an integer goes.
-        kind = kinds.get(name)
-        if (
-            type(value) is str
-            and (kind in _AS_IS_STRING or (kind == _NAME and len(value) <= rules.API_LIMIT_NAME))
-        ) or (type(value) is int and kind == _INTEGER):
-            out[name] = value
-            continue
-        cleaned = (coercions.get(name) or _coercion(name))(value, tally)
-        if cleaned is not DROP:
-            out[name] = cleaned
-    return out
+#: (fields left out, an object's field names in order) -> per field kept: the key, its
+#: name as text, the type its value is kept as-is in (None: none), whether it is a
+#: name (kept as-is within its limit), and its coercion.
+_PLANS: dict[
+    tuple[frozenset[str], tuple[t.Any, ...]],
+    tuple[tuple[t.Any, str, type | None, bool, Coerce], ...],
+] = {}
 
 
-#: An event's data field names, in order -> per field kept: the key, its name as
-#: text, the type its value is kept as-is in (None: none), whether it is a name
-#: (kept as-is within its limit) and its coercion.
-_DATA_PLANS: dict[tuple[t.Any, ...], tuple[tuple[t.Any, str, type | None, bool, Coerce], ...]] = {}
-
-
-def _data_plan(keys: tuple[t.Any, ...]) -> tuple[tuple[t.Any, str, type | None, bool, Coerce], ...]:
+def _plan(
+    skip: frozenset[str], keys: tuple[t.Any, ...]
+) -> tuple[tuple[t.Any, str, type | None, bool, Coerce], ...]:
     plan = []
     for key in keys:
-        if key in rules.OUTBOUND_ONLY_DATA_FIELDS:
+        if key in skip:
             continue
         name = key if type(key) is str else str(key)
         kind = kind_of(name)
@@ -218,17 +197,22 @@ def _data_plan(keys: tuple[t.Any, ...]) -> tuple[tuple[t.Any, str, type | None, 
     return tuple(plan)
 
 
-def clean_data(data: t.Mapping[str, t.Any], tally: Tally) -> dict[str, t.Any]:
-    """`clean_object` of an event's data, without the fields only mParticle may set.
+def clean_object(
+    data: t.Mapping[str, t.Any], tally: Tally, skip: frozenset[str] = frozenset()
+) -> dict[str, t.Any]:
+    """Coerce every field of an object by name; nulls and the `skip` fields are left out.
 
-    The same result, from a plan made once per set of field names: an event's data
-    comes in few shapes, and looking each field's kind up again was a third of it.
+    The objects of one kind (an event's data, its location) come with the same few
+    sets of fields, so what each field gets is planned once per set of names: a
+    value already of the type its coercion returns (a string where any string or a
+    name within its limit goes, an int where an integer goes) is kept as it is,
+    any other goes through its coercion.
     """
-    keys = tuple(data)
-    plan = _DATA_PLANS.get(keys)
+    shape = (skip, tuple(data))
+    plan = _PLANS.get(shape)
     if plan is None:
-        bounded(_DATA_PLANS)
-        plan = _DATA_PLANS[keys] = _data_plan(keys)
+        bounded(_PLANS)
+        plan = _PLANS[shape] = _plan(*shape)
     out: dict[str, t.Any] = {}
     for key, name, as_is, is_name, coerce in plan:
         value = data[key]
@@ -242,3 +226,8 @@ def clean_data(data: t.Mapping[str, t.Any], tally: Tally) -> dict[str, t.Any]:
         if cleaned is not DROP:
             out[name] = cleaned
     return out
+
+
+def clean_data(data: t.Mapping[str, t.Any], tally: Tally) -> dict[str, t.Any]:
+    """An event's data coerced, without the fields only mParticle may set."""
+    return clean_object(data, tally, rules.OUTBOUND_ONLY_DATA_FIELDS)

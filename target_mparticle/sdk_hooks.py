@@ -97,11 +97,18 @@ def max_record_age_s(target: Target) -> float:
     return float(getattr(target, "_max_record_age_in_minutes", 0.0)) * 60
 
 
+class Plain(t.NamedTuple):
+    """A sink RECORDs go straight to, and its key properties as a set."""
+
+    sink: Sink
+    keys: frozenset[str]
+
+
 #: Per target: the stream maps and sink last checked, and the verdict.
-_PLAIN: dict[tuple[int, object], tuple[object, object, Sink | None]] = {}
+_PLAIN: dict[tuple[int, object], tuple[object, object, Plain | None]] = {}
 
 
-def plain_sink(target: Target, stream_name: object) -> Sink | None:
+def plain_sink(target: Target, stream_name: object) -> Plain | None:
     """The sink a RECORD of `stream_name` goes straight to, or None for the SDK's path.
 
     Straight means the SDK's per-record steps would do nothing: one stream map that
@@ -114,8 +121,9 @@ def plain_sink(target: Target, stream_name: object) -> Sink | None:
     if memo is not None and memo[0] is maps and memo[1] is sink:
         return memo[2]  # a SCHEMA message replaces the maps or the sink: checked again
     found = _plain(maps, sink, stream_name)
-    _PLAIN[id(target), stream_name] = (maps, sink, found)
-    return found
+    plain = None if found is None else Plain(found, frozenset(found.key_properties))
+    _PLAIN[id(target), stream_name] = (maps, sink, plain)
+    return plain
 
 
 def _plain(maps: t.Any, sink: t.Any, stream_name: object) -> Sink | None:  # noqa: ANN401 - SDK's untyped
@@ -148,7 +156,7 @@ SDC_METADATA = frozenset(
 )
 
 
-def process_plain_record(target: Target, sink: Sink, record: dict[str, t.Any]) -> None:
+def process_plain_record(target: Target, plain: Plain, record: dict[str, t.Any]) -> None:
     """The SDK's RECORD steps that do something for a plain sink, in the SDK's order.
 
     Skipped: the record's copy (the reader made the dict for this message alone), the
@@ -157,11 +165,12 @@ def process_plain_record(target: Target, sink: Sink, record: dict[str, t.Any]) -
     metadata removal and the key check are called only when they have something to
     do, which a look at the record's keys tells.
     """
+    sink = plain.sink
     context = sink._get_context(record)  # noqa: SLF001
     if not SDC_METADATA.isdisjoint(record):
         sink._remove_sdc_metadata_from_record(record)  # noqa: SLF001
     sink._validate_and_parse(record)  # noqa: SLF001
-    if not record.keys() >= set(sink.key_properties):
+    if not record.keys() >= plain.keys:
         sink._singer_validate_message(record)  # noqa: SLF001 - raises the SDK's error
     sink.tally_record_read()
     sink.process_record(record, context)

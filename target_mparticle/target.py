@@ -114,11 +114,11 @@ class TargetMParticle(Target):
         """A plain stream's RECORD goes straight to its sink; anything else as the SDK does."""
         stream_name = message_dict.get("stream")
         record = message_dict.get("record")
-        sink = sdk_hooks.plain_sink(self, stream_name)
-        if sink is None or not isinstance(record, dict):
+        plain = sdk_hooks.plain_sink(self, stream_name)
+        if plain is None or not isinstance(record, dict):
             super()._process_record_message(message_dict)
             return
-        sdk_hooks.process_plain_record(self, sink, record)
+        sdk_hooks.process_plain_record(self, plain, record)
 
     @override
     def _process_state_message(self, message_dict: dict[str, t.Any]) -> None:

@@ -29,7 +29,8 @@ if t.TYPE_CHECKING:
     import pathlib
     from collections.abc import Iterator
 
-PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "NO_PROXY")
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+PROXY_VARIABLES += ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 USERS = [{"id": i, "email": f"u{i}@example.com", "plan": "pro"} for i in range(1, 151)]
 
@@ -48,7 +49,7 @@ def https_server(tls: LocalTLS) -> Iterator[EventsApiServer]:
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """No proxy and no CA bundle from the machine: each test names its own."""
-    for name in (*PROXY_VARIABLES, "HTTPS_PROXY", *CA_VARIABLES):
+    for name in (*PROXY_VARIABLES, *CA_VARIABLES):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 

@@ -22,6 +22,7 @@ import msgspec
 from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.exceptions import (
     ConfigValidationError,
+    InvalidJSONSchema,
     MissingKeyPropertiesError,
     RecordsWithoutSchemaException,
 )
@@ -41,8 +42,19 @@ CHATTY_LOGGERS = ("urllib3", "requests")
 
 
 #: What `exit_with_one_line` reports: config mistakes and malformed Singer input
-#: (the SDK raises a plain ValueError for an unknown message type).
-_MALFORMED = (InvalidInputLine, RecordsWithoutSchemaException, MissingKeyPropertiesError)
+#: (the SDK raises a plain ValueError for an unknown message type, and
+#: InvalidJSONSchema for a SCHEMA message whose schema is not JSON Schema).
+_MALFORMED = (
+    InvalidInputLine,
+    RecordsWithoutSchemaException,
+    MissingKeyPropertiesError,
+    InvalidJSONSchema,
+)
+#: Why a BATCH message is refused (the target does not declare the `batch` capability).
+NO_BATCH_MESSAGES = (
+    "BATCH messages are not supported: configure the tap without batch_config, so that "
+    "its records arrive as RECORD messages"
+)
 INPUT_ERRORS = (ConfigValidationError, *_MALFORMED, ValueError)
 
 
@@ -121,22 +133,49 @@ class SingerInputReader(MsgSpecReader):
 
         A message that is an object with a `type`, as every good one is, skips
         `assert_line_requires` (anything else still gets it, and its error); the
-        decoding method is looked up once. Otherwise line for line the SDK's.
+        decoding method is looked up once. A `type` that is not text is an unknown
+        message type (the SDK's loop raised TypeError on a list or an object), and a
+        BATCH message is refused in one line (`NO_BATCH_MESSAGES`; the SDK would hand
+        its files' raw rows to sinks that expect converted records). Otherwise line
+        for line the SDK's.
         """
         stats: dict[str, int] = collections.defaultdict(int)
         deserialize = self.deserialize_json
+        callbacks = {**callbacks, "BATCH": _refuse_batch}
         for line in file_input or self.default_input:
             self._current_message = line
             line_dict = deserialize(line)
             if type(line_dict) is not dict or "type" not in line_dict:
                 self.assert_line_requires(line_dict, requires={"type"})
             record_type = line_dict["type"]
+            if type(record_type) is not str:  # a list or an object: no type, not a crash
+                self._process_unknown_message(line_dict)
             if callback := callbacks.get(record_type):
                 callback(line_dict)
             else:
                 self._process_unknown_message(line_dict)
             stats[record_type] += 1
         return collections.Counter(**stats)
+
+
+def _refuse_batch(_message: dict[str, t.Any]) -> None:
+    raise InvalidInputLine(NO_BATCH_MESSAGES)
+
+
+def check_record_message(message: Mapping[str, t.Any]) -> None:
+    """Refuse a RECORD whose `stream` is not text or whose `record` is not an object.
+
+    A missing field is left to the SDK, which names it; this catches the present
+    ones the SDK would crash on (a list as a stream name, a record that is a list).
+
+    Raises:
+        InvalidInputLine: Naming the field and quoting the start of its value.
+    """
+    for field, kind, what in (("stream", str, "text"), ("record", dict, "an object")):
+        if field in message and not isinstance(message[field], kind):
+            quoted = repr(message[field])[:80]
+            msg = f"a RECORD message's {field!r} is not {what}: {quoted}"
+            raise InvalidInputLine(msg)
 
 
 def output_path_errors(config: Mapping[str, t.Any]) -> list[str]:

@@ -26,6 +26,7 @@ from target_mparticle.preflight import (
     NumberedLines,
     SingerInputReader,
     check_config_files,
+    check_record_message,
     exit_with_one_line,
     guard_logs,
     warn_unknown_settings,
@@ -114,8 +115,12 @@ class TargetMParticle(Target):
         """A plain stream's RECORD goes straight to its sink; anything else as the SDK does."""
         stream_name = message_dict.get("stream")
         record = message_dict.get("record")
+        if type(stream_name) is not str or type(record) is not dict:
+            check_record_message(message_dict)  # a present field of the wrong kind is one line
+            super()._process_record_message(message_dict)
+            return
         plain = sdk_hooks.plain_sink(self, stream_name)
-        if plain is None or not isinstance(record, dict):
+        if plain is None:
             super()._process_record_message(message_dict)
             return
         sdk_hooks.process_plain_record(self, plain, record)

@@ -170,6 +170,29 @@ SCHEMA = json.dumps(
         (f"{SCHEMA}\n" + '{"stream": "s"}\n', "line 2: Line is missing required type key"),
         (f"{SCHEMA}\n[1, 2]\n", "line 2: Line is missing required type key"),
         ('"RECORD"\n', "line 1: Line is missing required type key"),
+        ('{"type": ["RECORD"]}\n', "line 1: Unknown message type"),
+        (f"{SCHEMA}\n" + '{"type": {"RECORD": 1}}\n', "line 2: Unknown message type"),
+        (
+            f"{SCHEMA}\n" + '{"type": "RECORD", "stream": ["s"], "record": {}}\n',
+            "line 2: a RECORD message's 'stream' is not text: ['s']",
+        ),
+        (
+            f"{SCHEMA}\n" + '{"type": "RECORD", "stream": "s", "record": [1]}\n',
+            "line 2: a RECORD message's 'record' is not an object: [1]",
+        ),
+        (
+            f"{SCHEMA}\n" + '{"type": "RECORD", "stream": "s", "record": null}\n',
+            "line 2: a RECORD message's 'record' is not an object: None",
+        ),
+        (
+            f"{SCHEMA}\n" + '{"type": "BATCH", "stream": "s", "manifest": []}\n',
+            "line 2: BATCH messages are not supported",
+        ),
+        (
+            json.dumps({**json.loads(SCHEMA), "schema": {"properties": {"a": {"type": "bogus"}}}})
+            + "\n",
+            "line 1: Schema Validation Error",
+        ),
         (
             f"{SCHEMA}\n".encode()
             + b'{"type": "RECORD", "stream": "s", "record": {"a": "\xff"}}\n',
@@ -184,6 +207,13 @@ SCHEMA = json.dumps(
         "no-type",
         "array",
         "string",
+        "type-list",
+        "type-object",
+        "stream-list",
+        "record-list",
+        "record-null",
+        "batch",
+        "schema-not-json-schema",
         "not-utf-8",
     ],
 )

@@ -40,6 +40,10 @@ OVERRIDDEN: dict[tuple[str, str], str] = {
         "the same parsing on the schema's date-like fields only, found once per schema, "
         "instead of each field's schema looked up on every record"
     ),
+    ("singer_sdk.sinks.core:Sink", "_validate_and_parse"): (
+        "a record its stream's SCHEMA refuses goes to on_invalid_record; the SDK logs a "
+        "traceback and stops the run whatever the setting says"
+    ),
     ("singer_sdk.target_base:Target", "_process_record_message"): (
         "a RECORD for a stream without stream maps, flattening or metadata goes straight "
         "to its sink: the SDK's copy, identity map and look-ups cost a quarter of a record"
@@ -66,7 +70,6 @@ READ: dict[tuple[str, str], str] = {
     ("singer_sdk.sinks.core:Sink", "_remove_sdc_metadata_from_record"): (
         "the plain RECORD path, as the SDK's"
     ),
-    ("singer_sdk.sinks.core:Sink", "_validate_and_parse"): "the plain RECORD path, as the SDK's",
     ("singer_sdk.sinks.core:Sink", "_singer_validate_message"): (
         "the plain RECORD path, as the SDK's"
     ),

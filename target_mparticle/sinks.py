@@ -20,6 +20,7 @@ import functools
 import logging
 import typing as t
 
+from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.helpers._typing import get_datelike_property_type
 from singer_sdk.sinks import BatchSink
 
@@ -89,6 +90,8 @@ class EventsSink(BatchSink):
         self._open_line: tuple[t.Any, t.Any] | None = None
         self._open_line_size = 0
         self._state_at_last_record: object = None
+        #: Why the stream's SCHEMA refused the record being processed, if it did.
+        self._refusal: str | None = None
         self.delivery.ignored.schema_arrived(stream_name, schema, mapping)
 
     @override
@@ -113,6 +116,27 @@ class EventsSink(BatchSink):
         if self.schema.get("additionalProperties", False):
             return None
         return frozenset(self.schema.get("properties") or ())
+
+    @override
+    def _validate_and_parse(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
+        """The SDK's checks, but a record its stream's SCHEMA refuses is an invalid record.
+
+        The SDK logs a traceback and stops the run, whatever `on_invalid_record` says.
+        Here the refusal is kept for `process_record`, which hands the record to
+        `on_invalid_record` like one mParticle would refuse: one line and exit 1
+        (`fail`), counted (`skip`) or written with its reason (`dead_letter`).
+        """
+        self._refusal = None
+        if self._validator is not None:
+            try:
+                self._validator.validate(record)
+            except InvalidRecord as exc:
+                self._refusal = f"does not match its stream's SCHEMA: {exc.error_message}"
+                return record
+        self._parse_timestamps_in_record(
+            record=record, schema=self.schema, treatment=self.datetime_error_treatment
+        )
+        return record
 
     @override
     def _parse_timestamps_in_record(
@@ -175,6 +199,11 @@ class EventsSink(BatchSink):
         if line is None or line != self._open_line:
             self._open_line, self._open_line_size = line, 0
         self.delivery.ignored.record_seen(self.stream_name, record)
+        refusal, self._refusal = self._refusal, None
+        if refusal is not None:
+            reason = f"{self.converter.describe(record)}: {refusal}"
+            self.delivery.invalid.handle(self.stream_name, record, reason)
+            return
         try:
             item = self.converter.convert(record)
         except InvalidRecordError as exc:

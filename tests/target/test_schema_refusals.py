@@ -1,0 +1,89 @@
+"""A record its own stream's SCHEMA refuses is an invalid record, under `on_invalid_record`.
+
+The SDK would log a traceback and stop the run whatever the setting says; a tap that
+emits a value of the wrong type for one row must not make a dead-letter run fail.
+"""
+
+from __future__ import annotations
+
+import json
+import typing as t
+
+import pytest
+
+from tests.support.target import run_target, run_target_cli
+
+SCHEMA = {
+    "type": "SCHEMA",
+    "stream": "users",
+    "schema": {
+        "type": "object",
+        "properties": {"id": {"type": "integer"}, "email": {"type": "string"}},
+    },
+    "key_properties": ["id"],
+}
+USERS = [
+    {"id": 1, "email": "a@example.com"},
+    {"id": "two", "email": "b@example.com"},  # not the integer the SCHEMA promises
+    {"id": 3, "email": "c@example.com"},
+]
+
+
+def lines() -> list[str]:
+    return [
+        json.dumps(SCHEMA),
+        *(json.dumps({"type": "RECORD", "stream": "users", "record": u}) for u in USERS),
+        json.dumps({"type": "STATE", "value": {"users": 3}}),
+    ]
+
+
+def users_config(config: dict[str, t.Any], **extra: t.Any) -> dict[str, t.Any]:
+    return {**config, "mappings": {"users": {"kind": "user"}}, **extra}
+
+
+def sent_emails(server: t.Any) -> list[str]:
+    return sorted(b["user_identities"]["email"] for b in server.batches())
+
+
+def test_dead_letter_keeps_the_refused_record_with_the_schema_error_and_sends_the_rest(
+    server, config, tmp_path
+):
+    run = run_target(users_config(config, on_invalid_record="dead_letter"), lines())
+    assert run.error is None
+    assert sent_emails(server) == ["a@example.com", "c@example.com"]
+    (letter,) = [json.loads(x) for x in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert letter["stream"] == "users"
+    assert letter["record"] == USERS[1]
+    assert "does not match its stream's SCHEMA" in letter["reason"]
+    assert "id" in letter["reason"]
+    assert run.states == [{"users": 3}]  # the refused record is accounted for
+
+
+def test_skip_counts_the_refused_record_and_sends_the_rest(server, config):
+    run = run_target(users_config(config, on_invalid_record="skip"), lines())
+    assert run.error is None
+    assert sent_emails(server) == ["a@example.com", "c@example.com"]
+    assert run.target.delivery.invalid.count == 1
+
+
+def test_fail_is_one_line_naming_the_record_and_no_state(config, tmp_path):
+    done = run_target_cli(tmp_path, users_config(config), "\n".join(lines()) + "\n")
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1, done.stderr
+    assert "does not match its stream's SCHEMA" in errors[0]
+    assert "stream 'users' record" in errors[0]
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_with_validate_records_off_the_record_is_judged_by_mparticle_alone(
+    server, config, validate
+):
+    run = run_target(
+        users_config(config, on_invalid_record="skip", validate_records=validate), lines()
+    )
+    assert run.error is None
+    expected = ["a@example.com", "c@example.com"]
+    assert sent_emails(server) == (expected if validate else sorted([*expected, "b@example.com"]))

@@ -121,7 +121,8 @@ class EventsSink(BatchSink):
     def _validate_and_parse(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
         """The SDK's checks, but a record its stream's SCHEMA refuses is an invalid record.
 
-        The SDK logs a traceback and stops the run, whatever `on_invalid_record` says.
+        The SDK logs a traceback and stops the run, whatever `on_invalid_record` says
+        (or, for a date-time it cannot read, raises a bare ValueError).
         Here the refusal is kept for `process_record`, which hands the record to
         `on_invalid_record` like one mParticle would refuse: one line and exit 1
         (`fail`), counted (`skip`) or written with its reason (`dead_letter`).
@@ -133,9 +134,12 @@ class EventsSink(BatchSink):
             except InvalidRecord as exc:
                 self._refusal = f"does not match its stream's SCHEMA: {exc.error_message}"
                 return record
-        self._parse_timestamps_in_record(
-            record=record, schema=self.schema, treatment=self.datetime_error_treatment
-        )
+        try:
+            self._parse_timestamps_in_record(
+                record=record, schema=self.schema, treatment=self.datetime_error_treatment
+            )
+        except ValueError as exc:  # a date-time the SDK cannot read, with treatment ERROR
+            self._refusal = f"does not match its stream's SCHEMA: {exc}"
         return record
 
     @override

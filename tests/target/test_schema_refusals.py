@@ -87,3 +87,24 @@ def test_with_validate_records_off_the_record_is_judged_by_mparticle_alone(
     assert run.error is None
     expected = ["a@example.com", "c@example.com"]
     assert sent_emails(server) == (expected if validate else sorted([*expected, "b@example.com"]))
+
+
+def test_a_date_time_the_sdk_cannot_read_is_refused_like_any_schema_mismatch(
+    server, config, tmp_path
+):
+    schema = json.loads(json.dumps(SCHEMA))
+    schema["schema"]["properties"]["seen"] = {"type": "string", "format": "date-time"}
+    records = [
+        {"id": 1, "email": "a@example.com", "seen": "2024-05-01T00:00:00+00:00"},
+        {"id": 2, "email": "b@example.com", "seen": "not a time"},
+    ]
+    lines_ = [
+        json.dumps(schema),
+        *(json.dumps({"type": "RECORD", "stream": "users", "record": r}) for r in records),
+    ]
+    run = run_target(users_config(config, on_invalid_record="dead_letter"), lines_)
+    assert run.error is None
+    assert sent_emails(server) == ["a@example.com"]
+    (letter,) = [json.loads(x) for x in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert letter["record"] == records[1]
+    assert "Could not parse value 'not a time' for field 'seen'" in letter["reason"]

@@ -274,7 +274,7 @@ def clean_device_info(raw: object, tally: Tally) -> dict[str, t.Any]:
             continue
         allowed = rules.DEVICE_INFO_ENUMS.get(key)
         if allowed is not None:
-            if value in allowed:
+            if isinstance(value, str) and value in allowed:
                 out[key] = value
             continue
         cleaned = clean_value(key, value, tally)
@@ -292,7 +292,7 @@ def clean_application_info(raw: object, tally: Tally) -> dict[str, t.Any]:
         if key not in rules.APPLICATION_INFO_FIELDS or value is None:
             continue
         if key == "os":
-            if value in rules.APPLICATION_OS_VALUES:
+            if isinstance(value, str) and value in rules.APPLICATION_OS_VALUES:
                 out[key] = value
         elif key == "apple_search_ads_attributes":
             if isinstance(value, dict):

@@ -304,8 +304,9 @@ class MappedRecords(ConverterBase):
             action["action"] = verb or (
                 event_type if event_type in rules.PRODUCT_ACTIONS else "purchase"
             )
-        if action.get("action") not in rules.PRODUCT_ACTIONS:
-            msg = f"product action {action.get('action')!r} is not one the Events API accepts"
+        verb = action.get("action")
+        if not isinstance(verb, str) or verb not in rules.PRODUCT_ACTIONS:
+            msg = f"product action {verb!r} is not one the Events API accepts"
             raise InvalidRecordError(msg)
         products = action.get("products")
         if isinstance(products, list):

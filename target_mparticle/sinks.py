@@ -165,6 +165,15 @@ class EventsSink(BatchSink):
             return
         present = {k: record[k] for k in datelike["properties"] if k in record}
         if present:
+            for name, value in present.items():
+                if (
+                    value is not None
+                    and not isinstance(value, str)
+                    and get_datelike_property_type(datelike["properties"][name])
+                ):
+                    # The SDK's parser raises TypeError, past its error treatment.
+                    msg = f"Could not parse value {value!r:.80} for field {name!r}: not text"
+                    raise ValueError(msg)
             super()._parse_timestamps_in_record(present, datelike, treatment)
             record.update(present)
 

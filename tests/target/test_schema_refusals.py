@@ -7,6 +7,7 @@ emits a value of the wrong type for one row must not make a dead-letter run fail
 from __future__ import annotations
 
 import json
+import pathlib
 import typing as t
 
 import pytest
@@ -89,22 +90,33 @@ def test_with_validate_records_off_the_record_is_judged_by_mparticle_alone(
     assert sent_emails(server) == (expected if validate else sorted([*expected, "b@example.com"]))
 
 
-def test_a_date_time_the_sdk_cannot_read_is_refused_like_any_schema_mismatch(
-    server, config, tmp_path
-):
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("not a time", True, "Could not parse value 'not a time' for field 'seen'"),
+        # Unchecked, a list reaches the SDK's parser, which raised TypeError past its
+        # error treatment.
+        (["2024-05-01"], False, "Could not parse value ['2024-05-01'] for field 'seen': not text"),
+    ],
+    ids=["unreadable", "not-text"],
+)
+def test_a_date_time_the_sdk_cannot_read_is_refused_like_any_schema_mismatch(server, config, case):
+    seen, validate, reason = case
     schema = json.loads(json.dumps(SCHEMA))
     schema["schema"]["properties"]["seen"] = {"type": "string", "format": "date-time"}
     records = [
         {"id": 1, "email": "a@example.com", "seen": "2024-05-01T00:00:00+00:00"},
-        {"id": 2, "email": "b@example.com", "seen": "not a time"},
+        {"id": 2, "email": "b@example.com", "seen": seen},
     ]
     lines_ = [
         json.dumps(schema),
         *(json.dumps({"type": "RECORD", "stream": "users", "record": r}) for r in records),
     ]
-    run = run_target(users_config(config, on_invalid_record="dead_letter"), lines_)
+    settings = users_config(config, on_invalid_record="dead_letter", validate_records=validate)
+    run = run_target(settings, lines_)
     assert run.error is None
     assert sent_emails(server) == ["a@example.com"]
-    (letter,) = [json.loads(x) for x in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    dead = pathlib.Path(config["dead_letter_path"]).read_text()
+    (letter,) = [json.loads(x) for x in dead.splitlines()]
     assert letter["record"] == records[1]
-    assert "Could not parse value 'not a time' for field 'seen'" in letter["reason"]
+    assert reason in letter["reason"]

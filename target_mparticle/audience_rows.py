@@ -24,7 +24,7 @@ def is_audience_membership(record: t.Mapping[str, t.Any]) -> bool:
     """Whether ``record`` is a tap-mparticle ``audience_memberships`` row."""
     return (
         "audience_id" in record
-        and record.get("action") in {"add", "remove"}
+        and record.get("action") in ("add", "remove")  # compared, never hashed: any value
         and "identity_type" in record
     )
 
@@ -33,7 +33,7 @@ def is_audience_attribute(record: t.Mapping[str, t.Any]) -> bool:
     """Whether ``record`` is a tap-mparticle ``audience_user_attributes`` row."""
     return (
         "audience_id" in record
-        and record.get("action") in {"upsert", "delete"}
+        and record.get("action") in ("upsert", "delete")
         and isinstance(record.get("key"), str)
     )
 

@@ -1,14 +1,16 @@
 """Values that are lists or objects where mParticle expects one word of a list.
 
 Found by mutating tap-mparticle's real output at random: an object as `platform`,
-`os` or a product action's `action` raised TypeError (unhashable) deep in the
-conversion. Such a value is now simply not one of the allowed words: the field is
-dropped (device and application info) or the record refused (product action).
+`os`, a product action's `action` or an audience row's `action` raised TypeError
+(unhashable) deep in the conversion. Such a value is now simply not one of the
+allowed words: the field is dropped (device and application info) or the record
+refused (product action, audience row).
 """
 
 from __future__ import annotations
 
 import json
+import pathlib
 import typing as t
 
 import pytest
@@ -59,3 +61,34 @@ def test_a_product_action_that_is_not_a_word_refuses_the_record(server, config, 
     (letter,) = [json.loads(x) for x in (tmp_path / "dead.jsonl").read_text().splitlines()]
     assert "product action" in letter["reason"]
     assert "is not one the Events API accepts" in letter["reason"]
+
+
+@pytest.mark.parametrize("stream", ["audience_memberships", "audience_user_attributes"])
+@pytest.mark.parametrize("value", [*HOSTILE, "bogus"], ids=repr)
+def test_an_audience_row_whose_action_is_not_a_word_is_no_audience_row(
+    server, config, stream, value
+):
+    """Like an unknown word, it is not read as an audience change: handled once, no crash."""
+    config["on_invalid_record"] = "dead_letter"
+    row = {
+        "audience_id": 8754,
+        "mpid": 77,
+        "identity_type": "customer_id",
+        "identity_value": "c1",
+        "key": "tier",
+        "value": "gold",
+        "action": value,
+    }
+    schema = {"properties": {k: {} for k in row}}
+    lines = [
+        json.dumps({"type": "SCHEMA", "stream": stream, "schema": schema, "key_properties": []}),
+        json.dumps({"type": "RECORD", "stream": stream, "record": row}),
+    ]
+    run = run_target(config, lines)
+    assert run.error is None
+    dead = pathlib.Path(config["dead_letter_path"])
+    letters = dead.read_text().splitlines() if dead.exists() else []
+    assert len(server.batches()) + len(letters) == 1
+    for batch in server.batches():  # sent as any record of an unmapped stream is
+        assert batch["mpid"] == 77
+        assert "audience" not in batch.get("user_attributes", {})

@@ -105,7 +105,11 @@ class EventsSink(BatchSink):
     def _datelike_schema(self) -> dict[str, t.Any] | None:
         """The schema's date, time and date-time properties alone (None if there are none)."""
         properties = self.schema.get("properties") or {}
-        datelike = {k: v for k, v in properties.items() if get_datelike_property_type(v)}
+        datelike = {
+            k: v
+            for k, v in properties.items()
+            if isinstance(v, dict) and get_datelike_property_type(v)  # `true` is a schema too
+        }
         if not datelike:
             return None
         return {"type": "object", "properties": datelike, "additionalProperties": True}

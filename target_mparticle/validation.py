@@ -12,10 +12,11 @@ every property the schema names).
 
 from __future__ import annotations
 
+import re
 import typing as t
 
 import fastjsonschema
-from singer_sdk.exceptions import InvalidRecord
+from singer_sdk.exceptions import InvalidJSONSchema, InvalidRecord
 from singer_sdk.sinks.core import BaseJSONSchemaValidator, JSONSchemaValidator
 
 from target_mparticle._compat import override
@@ -79,5 +80,11 @@ def compiled_or_default(
     """
     try:
         return CompiledValidator(schema, validate_formats=validate_formats)
-    except (fastjsonschema.JsonSchemaDefinitionException, ValueError, TypeError):
+    except re.error as exc:
+        # No validator can use it: jsonschema would fail on the first value it checks.
+        msg = f"a pattern in the stream's schema is not a regular expression ({exc})"
+        raise InvalidJSONSchema(msg) from None
+    except Exception:  # noqa: BLE001 - see below
+        # fastjsonschema's code generator fails in assorted ways on what it cannot
+        # compile (JsonSchemaDefinitionException, or KeyError for an object `const`).
         return JSONSchemaValidator(schema, validate_formats=validate_formats)

@@ -194,6 +194,11 @@ SCHEMA = json.dumps(
             "line 1: Schema Validation Error",
         ),
         (
+            json.dumps({**json.loads(SCHEMA), "schema": {"properties": {"a": {"pattern": "("}}}})
+            + "\n",
+            "line 1: a pattern in the stream's schema is not a regular expression",
+        ),
+        (
             f"{SCHEMA}\n".encode()
             + b'{"type": "RECORD", "stream": "s", "record": {"a": "\xff"}}\n',
             'line 2: not a JSON message: \'{"type": "RECORD"',
@@ -214,6 +219,7 @@ SCHEMA = json.dumps(
         "record-null",
         "batch",
         "schema-not-json-schema",
+        "schema-bad-pattern",
         "not-utf-8",
     ],
 )

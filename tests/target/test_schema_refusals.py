@@ -120,3 +120,22 @@ def test_a_date_time_the_sdk_cannot_read_is_refused_like_any_schema_mismatch(ser
     (letter,) = [json.loads(x) for x in dead.splitlines()]
     assert letter["record"] == records[1]
     assert reason in letter["reason"]
+
+
+def test_boolean_property_schemas_are_schemas_too(server, config):
+    """`true` takes any value and `false` none (JSON Schema's boolean schemas)."""
+    schema = {
+        "type": "SCHEMA",
+        "stream": "users",
+        "schema": {"type": "object", "properties": {"id": True, "email": True, "gone": False}},
+        "key_properties": ["id"],
+    }
+    records = [{"id": 1, "email": "a@example.com"}, {"id": 2, "email": "b@example.com", "gone": 1}]
+    lines_ = [
+        json.dumps(schema),
+        *(json.dumps({"type": "RECORD", "stream": "users", "record": r}) for r in records),
+    ]
+    run = run_target(users_config(config, on_invalid_record="skip"), lines_)
+    assert run.error is None
+    assert sent_emails(server) == ["a@example.com"]
+    assert run.target.delivery.invalid.count == 1

@@ -4,7 +4,7 @@ from collections import Counter
 
 import fastjsonschema
 import pytest
-from singer_sdk.exceptions import InvalidRecord
+from singer_sdk.exceptions import InvalidJSONSchema, InvalidRecord
 from singer_sdk.sinks.core import JSONSchemaValidator
 
 from target_mparticle.inbound import fit_shell
@@ -49,6 +49,22 @@ def test_a_schema_it_cannot_compile_keeps_the_sdk_validator():
     schema = {"type": "object", "properties": {"a": {"$ref": "#/definitions/missing"}}}
     check = compiled_or_default(schema, validate_formats=False)
     assert isinstance(check, JSONSchemaValidator)
+
+
+def test_a_schema_fastjsonschema_cannot_generate_code_for_keeps_the_sdk_validator():
+    # fastjsonschema's generator raises KeyError for an object `const`.
+    schema = {"type": "object", "properties": {"a": {"const": {"x": [1]}}}}
+    check = compiled_or_default(schema, validate_formats=False)
+    assert isinstance(check, JSONSchemaValidator)
+    check.validate({"a": {"x": [1]}})
+    with pytest.raises(InvalidRecord):
+        check.validate({"a": 7})
+
+
+def test_a_pattern_that_is_no_regular_expression_is_a_schema_error():
+    schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": "("}}}
+    with pytest.raises(InvalidJSONSchema, match=r"not a regular expression \(missing \)"):
+        compiled_or_default(schema, validate_formats=False)
 
 
 def test_shell_check_skips_only_plain_attribute_values():

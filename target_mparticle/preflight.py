@@ -142,6 +142,8 @@ class SingerInputReader(MsgSpecReader):
         stats: dict[str, int] = collections.defaultdict(int)
         deserialize = self.deserialize_json
         callbacks = {**callbacks, "BATCH": _refuse_batch}
+        if "SCHEMA" in callbacks:
+            callbacks["SCHEMA"] = _checked_schema(callbacks["SCHEMA"])
         for line in file_input or self.default_input:
             self._current_message = line
             line_dict = deserialize(line)
@@ -160,6 +162,26 @@ class SingerInputReader(MsgSpecReader):
 
 def _refuse_batch(_message: dict[str, t.Any]) -> None:
     raise InvalidInputLine(NO_BATCH_MESSAGES)
+
+
+def _checked_schema(
+    process: t.Callable[[dict[str, t.Any]], None],
+) -> t.Callable[[dict[str, t.Any]], None]:
+    """`process`, after refusing a schema whose `properties` is not an object.
+
+    The SDK's own check lets such a schema through and then fails on it with an
+    AttributeError while setting up the stream's sink.
+    """
+
+    def checked(message: dict[str, t.Any]) -> None:
+        schema = message.get("schema")
+        if isinstance(schema, dict) and not isinstance(schema.get("properties", {}), dict):
+            quoted = repr(schema["properties"])[:80]
+            msg = f"a SCHEMA message's 'properties' is not an object: {quoted}"
+            raise InvalidInputLine(msg)
+        process(message)
+
+    return checked
 
 
 def check_record_message(message: Mapping[str, t.Any]) -> None:

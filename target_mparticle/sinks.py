@@ -20,7 +20,7 @@ import functools
 import logging
 import typing as t
 
-from singer_sdk.exceptions import InvalidRecord
+from singer_sdk.exceptions import InvalidJSONSchema, InvalidRecord
 from singer_sdk.helpers._typing import get_datelike_property_type
 from singer_sdk.sinks import BatchSink
 
@@ -138,6 +138,10 @@ class EventsSink(BatchSink):
             except InvalidRecord as exc:
                 self._refusal = f"does not match its stream's SCHEMA: {exc.error_message}"
                 return record
+            except Exception as exc:  # noqa: BLE001 - any other failure is the schema's
+                # e.g. a `$ref` that leads nowhere, found by jsonschema only when used.
+                msg = f"the stream's schema cannot check records: {exc}"
+                raise InvalidJSONSchema(msg) from None
         try:
             self._parse_timestamps_in_record(
                 record=record, schema=self.schema, treatment=self.datetime_error_treatment

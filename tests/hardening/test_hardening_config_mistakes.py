@@ -199,6 +199,15 @@ SCHEMA = json.dumps(
             "line 1: a pattern in the stream's schema is not a regular expression",
         ),
         (
+            json.dumps({**json.loads(SCHEMA), "schema": {"properties": "x"}}) + "\n",
+            "line 1: a SCHEMA message's 'properties' is not an object: 'x'",
+        ),
+        (
+            json.dumps({**json.loads(SCHEMA), "schema": {"properties": {"a": {"$ref": "#/no"}}}})
+            + '\n{"type": "RECORD", "stream": "s", "record": {"a": 1}}\n',
+            "line 2: the stream's schema cannot check records: PointerToNowhere",
+        ),
+        (
             f"{SCHEMA}\n".encode()
             + b'{"type": "RECORD", "stream": "s", "record": {"a": "\xff"}}\n',
             'line 2: not a JSON message: \'{"type": "RECORD"',
@@ -220,6 +229,8 @@ SCHEMA = json.dumps(
         "batch",
         "schema-not-json-schema",
         "schema-bad-pattern",
+        "schema-properties-not-object",
+        "schema-ref-to-nowhere",
         "not-utf-8",
     ],
 )

@@ -150,14 +150,21 @@ class SingerInputReader(MsgSpecReader):
             if type(line_dict) is not dict or "type" not in line_dict:
                 self.assert_line_requires(line_dict, requires={"type"})
             record_type = line_dict["type"]
-            if type(record_type) is not str:  # a list or an object: no type, not a crash
-                self._process_unknown_message(line_dict)
-            if callback := callbacks.get(record_type):
+            try:
+                callback = callbacks.get(record_type)
+            except TypeError:  # a list or an object as the type: unknown, not a crash
+                callback = None
+            if callback:
                 callback(line_dict)
             else:
                 self._process_unknown_message(line_dict)
             stats[record_type] += 1
         return collections.Counter(**stats)
+
+
+def quoted(value: object) -> str:
+    """The start of a hostile value for an error line: its repr, cut at 80 characters."""
+    return repr(value)[:80]
 
 
 def _refuse_batch(_message: dict[str, t.Any]) -> None:
@@ -176,8 +183,9 @@ def _checked_schema(
     def checked(message: dict[str, t.Any]) -> None:
         schema = message.get("schema")
         if isinstance(schema, dict) and not isinstance(schema.get("properties", {}), dict):
-            quoted = repr(schema["properties"])[:80]
-            msg = f"a SCHEMA message's 'properties' is not an object: {quoted}"
+            msg = (
+                f"a SCHEMA message's 'properties' is not an object: {quoted(schema['properties'])}"
+            )
             raise InvalidInputLine(msg)
         process(message)
 
@@ -195,8 +203,7 @@ def check_record_message(message: Mapping[str, t.Any]) -> None:
     """
     for field, kind, what in (("stream", str, "text"), ("record", dict, "an object")):
         if field in message and not isinstance(message[field], kind):
-            quoted = repr(message[field])[:80]
-            msg = f"a RECORD message's {field!r} is not {what}: {quoted}"
+            msg = f"a RECORD message's {field!r} is not {what}: {quoted(message[field])}"
             raise InvalidInputLine(msg)
 
 

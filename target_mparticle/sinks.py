@@ -28,6 +28,7 @@ from target_mparticle._compat import override
 from target_mparticle.assemble import trailing_group
 from target_mparticle.convert import Converter, Item
 from target_mparticle.inbound import InvalidRecordError
+from target_mparticle.preflight import quoted
 from target_mparticle.schema_rules import MAX_BATCHES_PER_REQUEST
 from target_mparticle.validation import compiled_or_default
 
@@ -173,16 +174,17 @@ class EventsSink(BatchSink):
             return
         present = {k: record[k] for k in datelike["properties"] if k in record}
         if present:
-            for name, value in present.items():
-                if (
-                    value is not None
-                    and not isinstance(value, str)
-                    and get_datelike_property_type(datelike["properties"][name])
-                ):
-                    # The SDK's parser raises TypeError, past its error treatment.
-                    msg = f"Could not parse value {value!r:.80} for field {name!r}: not text"
-                    raise ValueError(msg)
-            super()._parse_timestamps_in_record(present, datelike, treatment)
+            try:
+                super()._parse_timestamps_in_record(present, datelike, treatment)
+            except TypeError:
+                # A value that is not text: the SDK's parser raises TypeError past its
+                # error treatment. Name the field, as it names one it cannot read.
+                bad = [k for k, v in present.items() if v is not None and type(v) is not str]
+                if not bad:
+                    raise
+                name = bad[0]
+                msg = f"Could not parse value {quoted(present[name])} for field {name!r}: not text"
+                raise ValueError(msg) from None
             record.update(present)
 
     @functools.cached_property

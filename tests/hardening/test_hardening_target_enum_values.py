@@ -15,18 +15,14 @@ import typing as t
 
 import pytest
 
-from tests.support.target import event_record, run_target
+from tests.support.target import event_record, run_target, singer_lines
 
 HOSTILE = [{"a": 1}, ["iOS"], [], {}]
 
 
 def tap_lines(record: dict[str, t.Any]) -> list[str]:
-    schema = {"properties": {k: {} for k in record}}
-    return [
-        json.dumps({"type": "SCHEMA", "stream": "events", "schema": schema, "key_properties": []}),
-        json.dumps({"type": "RECORD", "stream": "events", "record": record}),
-        json.dumps({"type": "STATE", "value": {"line": 1}}),  # the line is complete
-    ]
+    """One tap-shaped event, then the STATE that says its line is complete."""
+    return [*singer_lines("events", [record]), json.dumps({"type": "STATE", "value": {"line": 1}})]
 
 
 @pytest.mark.parametrize("value", HOSTILE, ids=repr)
@@ -48,14 +44,7 @@ def test_a_product_action_that_is_not_a_word_refuses_the_record(server, config, 
     config["mappings"] = {"orders": {"kind": "commerce_event", "custom_event_type": "purchase"}}
     config["on_invalid_record"] = "dead_letter"
     order = {"id": 1, "customer_id": "c1", "product_action": {"action": value}}
-    schema = {"properties": {k: {} for k in order}}
-    lines = [
-        json.dumps(
-            {"type": "SCHEMA", "stream": "orders", "schema": schema, "key_properties": ["id"]}
-        ),
-        json.dumps({"type": "RECORD", "stream": "orders", "record": order}),
-    ]
-    run = run_target(config, lines)
+    run = run_target(config, list(singer_lines("orders", [order], ["id"])))
     assert run.error is None
     assert server.batches() == []
     (letter,) = [json.loads(x) for x in (tmp_path / "dead.jsonl").read_text().splitlines()]
@@ -79,12 +68,7 @@ def test_an_audience_row_whose_action_is_not_a_word_is_no_audience_row(
         "value": "gold",
         "action": value,
     }
-    schema = {"properties": {k: {} for k in row}}
-    lines = [
-        json.dumps({"type": "SCHEMA", "stream": stream, "schema": schema, "key_properties": []}),
-        json.dumps({"type": "RECORD", "stream": stream, "record": row}),
-    ]
-    run = run_target(config, lines)
+    run = run_target(config, list(singer_lines(stream, [row])))
     assert run.error is None
     dead = pathlib.Path(config["dead_letter_path"])
     letters = dead.read_text().splitlines() if dead.exists() else []

@@ -7,6 +7,8 @@ stream (stream maps, flattening, record metadata) still goes the SDK's way.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import typing as t
 
@@ -15,7 +17,9 @@ from singer_sdk.exceptions import MissingKeyPropertiesError
 from singer_sdk.sinks import Sink as SdkSink
 
 from target_mparticle import sdk_hooks
-from tests.support.target import SCHEMA, run_target
+from target_mparticle.sinks import EventsSink
+from target_mparticle.target import TargetMParticle
+from tests.support.target import SCHEMA, line_messages, run_target, state_message
 
 if t.TYPE_CHECKING:
     import pathlib
@@ -137,3 +141,22 @@ def test_a_record_without_its_key_stops_the_straight_path_as_the_sdk_path(tmp_pa
         errors.append(run.error)
     assert all(isinstance(e, MissingKeyPropertiesError) for e in errors), errors
     assert str(errors[0]) == str(errors[1])
+
+
+@pytest.mark.parametrize("hook", ["preprocess_record", "_after_process_record"])
+def test_a_sink_class_that_overrides_a_per_record_hook_takes_the_sdk_path(hook):
+    """The straight path skips these two hooks, so a sink that has its own must not take it."""
+    calls: list[str] = []
+
+    def own(_self: object, *args: t.Any) -> t.Any:  # (record, context) or (context,)
+        calls.append(hook)
+        return args[0]
+
+    sink_class = type("OwnHookSink", (EventsSink,), {hook: own})
+    target_class = type("OwnHookTarget", (TargetMParticle,), {"default_sink_class": sink_class})
+    source = io.StringIO("\n".join([SCHEMA, *line_messages(1, 3), state_message(1)]) + "\n")
+    target = target_class(config={"dry_run": True})
+    with contextlib.redirect_stdout(io.StringIO()):
+        target.listen(source)  # type: ignore[arg-type]
+    assert sdk_hooks.plain_sink(target, "events") is None
+    assert calls == [hook] * 3

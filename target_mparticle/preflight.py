@@ -244,6 +244,27 @@ def _writable(setting: str, value: str) -> list[str]:
     return []
 
 
+#: Bytes read from stdin at a time. The default buffer is the file system's block
+#: (4 KiB): every refill releases the interpreter lock, and while requests are in
+#: flight a sender thread takes it each time, so a 150 MB input cost some 40,000
+#: thread switches, about a tenth of the run's CPU. A pipe still hands over at most
+#: what it holds (64 KiB by default) per read.
+STDIN_READ_BYTES = 1 << 20
+
+
+def stdin_bytes() -> t.IO[bytes]:
+    """Standard input as bytes, read in `STDIN_READ_BYTES` chunks.
+
+    Falls back to `sys.stdin.buffer` when stdin is not a file descriptor (a test
+    runner's in-memory stream).
+    """
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return sys.stdin.buffer
+    return open(fd, "rb", buffering=STDIN_READ_BYTES, closefd=False)
+
+
 class NumberedLines:
     """Iterate over input lines, remembering the number of the last one handed out.
 

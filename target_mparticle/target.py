@@ -29,6 +29,7 @@ from target_mparticle.preflight import (
     check_record_message,
     exit_with_one_line,
     guard_logs,
+    stdin_bytes,
     warn_unknown_settings,
 )
 from target_mparticle.schema_rules import MAX_BATCHES_PER_REQUEST
@@ -234,7 +235,8 @@ class TargetMParticle(Target):
         # again, about a tenth of the run's CPU. Collect far less often instead.
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
-        lines = NumberedLines(file_input or sys.stdin.buffer)
+        source = file_input or stdin_bytes()
+        lines = NumberedLines(source)
         try:
             super().invoke(
                 about=about,
@@ -253,6 +255,9 @@ class TargetMParticle(Target):
                 exc,
             )
             sys.exit(1)
+        finally:
+            if source is not file_input and source is not sys.stdin.buffer:
+                source.close()  # our own reader of fd 0 (closefd=False: stdin stays open)
 
 
 if __name__ == "__main__":

@@ -5,14 +5,23 @@ the next ones are read and converted (see `overlap`: drains are sent one after
 another, at most two queued), and each is settled (every item accepted with HTTP
 202, or deliberately skipped or dead-lettered) in order. A STATE that arrives
 meanwhile is held and passed on (`on_state`) only once the drains before it settled.
+
+A drain that mParticle accepted whole is settled by the sender thread the moment it
+finishes, so its STATE goes out then, even while the main thread waits for the tap's
+next line (a tap that pauses between files would otherwise hold back the STATE of
+records already delivered). A drain that failed or had batches refused is left to
+the main thread, which handles the refusals (`on_invalid_record`) before the STATE.
+One lock orders the two threads' settling and every STATE written.
 The run's counters, the repairs counted while converting, and what the target ignored
 are kept here too, for the summary.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import logging
+import threading
 import time
 import typing as t
 
@@ -27,6 +36,7 @@ from target_mparticle.values import Tally
 
 if t.TYPE_CHECKING:
     from target_mparticle.convert import Item
+    from target_mparticle.overlap import InFlight
     from target_mparticle.settings import TargetSettings
 
 LOGGER = logging.getLogger("target-mparticle")
@@ -50,6 +60,9 @@ class Delivery:
         self.overlap = Overlap()
         #: Writes a STATE held back until the drain in flight settled (set by the target).
         self.on_state: t.Callable[[dict[str, t.Any]], None] | None = None
+        # Reentrant: a signal handler on the main thread may settle while it holds it.
+        self._settling = threading.RLock()
+        self._sender_error: BaseException | None = None
 
     @functools.cached_property
     def client(self) -> EventsApiClient | DryRunClient:
@@ -88,31 +101,78 @@ class Delivery:
                 self._settle_oldest()
             isolate = self.settings.on_invalid_record != "fail"
             client = self.client
-            self.overlap.start(
+            flight = self.overlap.start(
                 (stream, len(items), len(prepared), requests_),
                 lambda: client.deliver(requests_, isolate_bad=isolate),
             )
+            flight.outcome.add_done_callback(self._settle_accepted)
         finally:
             self.delivering -= 1
+
+    def pass_or_hold(self, state: dict[str, t.Any]) -> None:
+        """Write `state` now if no drain is in flight, else hold it with the newest one.
+
+        Drains that finished with refusals are settled first (their dead letters, then
+        their STATE), so they do not wait for a later drain to need their place.
+        """
+        self._raise_sender_error()
+        while (oldest := self.overlap.oldest()) is not None and oldest.outcome.done():
+            self._settle_oldest()
+        with self._settling:
+            passed = self.overlap.hold_or_pass(state)
+            if passed is not None and self.on_state is not None:
+                self.on_state(passed)
 
     def settle(self) -> None:
         """Wait for every drain in flight, handle what mParticle refused, pass STATE on."""
         while self.overlap.in_flight:
             self._settle_oldest()
+        self._raise_sender_error()
+
+    def _settle_accepted(self, _done: object = None) -> None:
+        """On the sender thread, as a drain finishes: settle it if mParticle took it whole.
+
+        Settles, in order, each finished drain at the head of the queue that neither
+        failed nor had a batch refused; anything else stays for the main thread.
+        """
+        try:
+            with self._settling:
+                for flight in self.overlap.pop_accepted():
+                    self._settled(flight)
+        except BaseException as exc:  # noqa: BLE001 - e.g. stdout closed: raised on the main thread
+            self._sender_error = exc
+
+    def _raise_sender_error(self) -> None:
+        if self._sender_error is not None:
+            raise self._sender_error
 
     def _settle_oldest(self) -> None:
         """Wait for the oldest drain in flight; then its refusals, progress line and STATE."""
         self.delivering += 1
         try:
-            flight, refused = self.overlap.settle_oldest()
-            if flight is None:
+            oldest = self.overlap.oldest()
+            if oldest is None:
                 return
-            for batch, reason in refused:
-                for item in batch.items:
-                    self.invalid.handle(flight.stream, item.record, f"{flight.stream!r}: {reason}")
-            self.invalid.sync()
+            # Wait without the lock: the sender takes it to settle a drain it finished.
+            concurrent.futures.wait([oldest.outcome])
+            with self._settling:
+                if self.overlap.oldest() is not oldest:
+                    return  # the sender settled it as it finished
+                flight, refused = self.overlap.settle_oldest()
+                if flight is None:
+                    return
+                for batch, reason in refused:
+                    for item in batch.items:
+                        self.invalid.handle(
+                            flight.stream, item.record, f"{flight.stream!r}: {reason}"
+                        )
+                self.invalid.sync()
+                self._settled(flight)
         finally:
             self.delivering -= 1
+
+    def _settled(self, flight: InFlight) -> None:
+        """A drain is settled: its progress line, then the STATE held with it."""
         LOGGER.info(
             "%s",
             progress_line(

@@ -12,8 +12,11 @@ instead of stopping the main thread, and at most three drains are ever in memory
 
 A STATE message that arrives while drains are in flight is held with the newest
 of them and written once that drain has settled, which is after every drain before
-it: STATE still only ever follows acceptance. After a failed drain the ones queued
-behind it are not sent; the failure surfaces when its drain is settled.
+it: STATE still only ever follows acceptance. A drain taken whole can be settled as
+soon as it finished (`pop_accepted`, called by the sender as it finishes one); one
+with refusals or a failure waits for `settle_oldest` on the main thread. After a
+failed drain the ones queued behind it are not sent; the failure surfaces when its
+drain is settled.
 """
 
 from __future__ import annotations
@@ -72,11 +75,31 @@ class Overlap:
         self,
         flight: tuple[str, int, int, list[Request]],
         deliver: t.Callable[[], Refused],
-    ) -> None:
+    ) -> InFlight:
         """Queue a drain for the sender, behind the drains already queued."""
         if self._sender is None:
             self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mparticle-drain")
-        self.flights.append(InFlight(*flight, self._sender.submit(self._run, deliver)))
+        queued = InFlight(*flight, self._sender.submit(self._run, deliver))
+        self.flights.append(queued)
+        return queued
+
+    def oldest(self) -> InFlight | None:
+        """The drain queued longest ago and not settled yet, if any."""
+        return self.flights[0] if self.flights else None
+
+    def pop_accepted(self) -> list[InFlight]:
+        """Take, from the head of the queue, each finished drain mParticle took whole.
+
+        Stops at the first drain still being sent, failed, or with batches refused:
+        that one, and every drain behind it, waits for `settle_oldest`.
+        """
+        accepted = []
+        while self.flights:
+            outcome = self.flights[0].outcome
+            if not outcome.done() or outcome.exception() is not None or outcome.result():
+                break
+            accepted.append(self.flights.popleft())
+        return accepted
 
     def _run(self, deliver: t.Callable[[], Refused]) -> Refused:
         if self._failed:

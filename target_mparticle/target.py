@@ -145,8 +145,10 @@ class TargetMParticle(Target):
         A dry run passes none on: Meltano would save it, and the real run after the
         dry run would then start where the dry run ended and send nothing.
         """
-        if "delivery" in self.__dict__ and self.delivery.overlap.hold_or_pass(state) is None:
-            return  # passed on once the drains in flight have settled (overlap.py)
+        if "delivery" in self.__dict__:
+            # Written now, or once the drains in flight have settled (delivery.py).
+            self.delivery.pass_or_hold(state)
+            return
         self._pass_state_on(state)
 
     def _pass_state_on(self, state: dict[str, t.Any]) -> None:

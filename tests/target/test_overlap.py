@@ -19,11 +19,15 @@ from target_mparticle.overlap import MAX_IN_FLIGHT, Overlap
 class Drain:
     """A delivery that records when it ran and finishes when the test lets it."""
 
-    def __init__(self, name: str, log: list[str], *, fail: bool = False) -> None:
+    def __init__(
+        self, name: str, log: list[str], *, fail: bool = False, refused: list[t.Any] | None = None
+    ) -> None:
         self.name = name
         self.log = log
         self.fail = fail
+        self.refused = refused or []
         self.release = threading.Event()
+        self.finished = threading.Event()
 
     def __call__(self) -> list[t.Any]:
         self.log.append(f"start {self.name}")
@@ -32,11 +36,12 @@ class Drain:
         if self.fail:
             msg = f"{self.name} failed"
             raise DeliveryError(msg)
-        return []
+        return self.refused
 
 
 def start(overlap: Overlap, drain: Drain) -> None:
-    overlap.start((drain.name, 1, 1, []), drain)
+    flight = overlap.start((drain.name, 1, 1, []), drain)
+    flight.outcome.add_done_callback(lambda _: drain.finished.set())
 
 
 def test_drains_are_sent_one_after_another_in_the_order_queued():
@@ -87,3 +92,43 @@ def test_nothing_queued_behind_a_failed_drain_is_sent():
         overlap.settle_oldest()
     overlap.close()
     assert log == ["start a", "end a"]
+
+
+def finish(*drains: Drain) -> None:
+    for drain in drains:
+        drain.release.set()
+        assert drain.finished.wait(timeout=10)
+
+
+def test_finished_drains_taken_whole_are_popped_in_order_up_to_the_first_other():
+    overlap = Overlap()
+    log: list[str] = []
+    a, b = Drain("a", log), Drain("b", log, refused=[("batch", "refused by test")])
+    start(overlap, a)
+    start(overlap, b)
+    assert overlap.pop_accepted() == []  # a is still being sent
+    finish(a)
+    assert [f.stream for f in overlap.pop_accepted()] == ["a"]
+    c = Drain("c", log)
+    start(overlap, c)
+    finish(b, c)
+    # b had a batch refused: it, and c behind it, wait for the main thread.
+    assert overlap.pop_accepted() == []
+    flight, refused = overlap.settle_oldest()
+    assert flight is not None
+    assert (flight.stream, refused) == ("b", [("batch", "refused by test")])
+    assert [f.stream for f in overlap.pop_accepted()] == ["c"]
+    assert not overlap.in_flight
+    overlap.close()
+
+
+def test_a_failed_drain_is_never_popped_as_accepted():
+    overlap = Overlap()
+    log: list[str] = []
+    failing = Drain("a", log, fail=True)
+    start(overlap, failing)
+    finish(failing)
+    assert overlap.pop_accepted() == []
+    with pytest.raises(DeliveryError, match="a failed"):
+        overlap.settle_oldest()
+    overlap.close()

@@ -1,4 +1,8 @@
-"""How the target reads standard input: in large chunks, yet line by line from a pipe."""
+"""How the target reads standard input: in large chunks, yet line by line from a pipe.
+
+The pipe tests keep the tap's side open, as a tap that pauses between files does, and
+wait (with a deadline, not a sleep) for what must come out meanwhile.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,15 @@ import json
 import select
 import subprocess
 import sys
+import time
+import typing as t
 
 from target_mparticle.preflight import STDIN_READ_BYTES, stdin_bytes
 from tests.support.eventsapi import EventsApiServer
 from tests.support.target import SECRET, singer_lines
+
+if t.TYPE_CHECKING:
+    from pathlib import Path
 
 # In a child process: read one line of stdin through `stdin_bytes`, report how much
 # the reader holds after that one read, then close it and check fd 0 is still open.
@@ -52,15 +61,10 @@ def test_stdin_without_a_descriptor_is_read_as_it_is(monkeypatch):
     assert stdin_bytes() is fake.buffer
 
 
-def test_a_pipe_is_read_as_lines_arrive_not_once_a_chunk_is_full(tmp_path):
-    """A STATE written while the tap's pipe stays open is read and passed on meanwhile.
+class PipedTarget:
+    """target-mparticle as a process whose stdin stays open until `finish`."""
 
-    Far less than one chunk is written before the test waits for the STATE to come
-    back on the target's stdout: a reader that waited to fill its buffer would hang.
-    """
-    records = [{"id": i, "email": f"u{i}@example.com"} for i in range(1, 151)]
-    schema, *rows = singer_lines("users", records, ["id"])
-    with EventsApiServer(api_key="test-key", api_secret=SECRET) as server:
+    def __init__(self, server: EventsApiServer, tmp_path: Path, **settings: t.Any) -> None:
         config = tmp_path / "config.json"
         config.write_text(
             json.dumps(
@@ -70,29 +74,111 @@ def test_a_pipe_is_read_as_lines_arrive_not_once_a_chunk_is_full(tmp_path):
                     "api_url": server.url,
                     "max_batches_per_second": 0,
                     "mappings": {"users": {"kind": "user"}},
+                    **settings,
                 }
             )
         )
-        process = subprocess.Popen(
+        self.process = subprocess.Popen(
             [sys.executable, "-m", "target_mparticle", "--config", str(config)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
+            bufsize=0,  # unbuffered: `select` then sees every line not yet read
         )
-        try:
-            assert process.stdin is not None
-            assert process.stdout is not None
-            state = json.dumps({"type": "STATE", "value": {"at": 0}})
-            process.stdin.write(f"{schema}\n{state}\n".encode())
-            process.stdin.flush()
-            ready, _, _ = select.select([process.stdout], [], [], 60)
-            assert ready, "no STATE while the pipe was open: the reader waited for more"
-            assert json.loads(process.stdout.readline()) == {"at": 0}
-            rows.append(json.dumps({"type": "STATE", "value": {"at": 150}}))
-            stdout, _ = process.communicate(("\n".join(rows) + "\n").encode(), timeout=60)
-        finally:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0
-    assert [json.loads(s) for s in stdout.decode().splitlines()] == [{"at": 150}]
-    assert len(server.batches()) == 150
+
+    def send(self, lines: t.Iterable[str]) -> None:
+        assert self.process.stdin is not None
+        data = "".join(f"{line}\n" for line in lines).encode()
+        while data:
+            data = data[self.process.stdin.write(data) or 0 :]
+
+    def next_state(self) -> t.Any:
+        """The next STATE the target writes while its input is still open."""
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], 60)
+        assert ready, "no STATE came out while the input stayed open"
+        return json.loads(self.process.stdout.readline())
+
+    def finish(self, lines: t.Iterable[str] = ()) -> list[t.Any]:
+        """Send the last lines, close the input; the STATEs written after that."""
+        stdout, _ = self.process.communicate(
+            "".join(f"{line}\n" for line in lines).encode(), timeout=60
+        )
+        assert self.process.returncode == 0
+        return [json.loads(line) for line in stdout.decode().splitlines()]
+
+    def __enter__(self) -> PipedTarget:  # noqa: PYI034 - never subclassed
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.process.kill()
+        self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
+def state(value: t.Any) -> str:
+    return json.dumps({"type": "STATE", "value": value})
+
+
+def users(first: int, last: int) -> list[dict[str, t.Any]]:
+    return [{"id": i, "email": f"u{i}@example.com"} for i in range(first, last + 1)]
+
+
+def test_a_pipe_is_read_as_lines_arrive_not_once_a_chunk_is_full(tmp_path):
+    """Far less than one chunk is written before the STATE must come back."""
+    schema, *rows = singer_lines("users", users(1, 150), ["id"])
+    with EventsApiServer(api_key="test-key", api_secret=SECRET) as server:
+        with PipedTarget(server, tmp_path) as target:
+            target.send([schema, state({"at": 0})])
+            assert target.next_state() == {"at": 0}
+            assert target.finish([*rows, state({"at": 150})]) == [{"at": 150}]
+        assert len(server.batches()) == 150
+
+
+def test_a_delivered_drains_state_is_passed_on_while_the_tap_pauses(tmp_path):
+    """The STATE after records mParticle accepted does not wait for the tap's next line."""
+    schema, *first = singer_lines("users", users(1, 150), ["id"])
+    _, *second = singer_lines("users", users(151, 300), ["id"])
+    with EventsApiServer(api_key="test-key", api_secret=SECRET) as server:
+        with PipedTarget(server, tmp_path) as target:
+            target.send([schema, *first, state({"at": 150})])
+            assert target.next_state() == {"at": 150}
+            assert len(server.batches()) == 150  # passed on only after acceptance
+            target.send([*second, state({"at": 300})])
+            assert target.next_state() == {"at": 300}
+            assert target.finish() == []
+        assert len(server.batches()) == 300
+
+
+def test_a_drain_with_refusals_has_its_dead_letters_written_before_its_state(tmp_path):
+    """A refused batch is handled on the main thread: at the next STATE, not before."""
+    schema, *rows = singer_lines("users", users(1, 150), ["id"])
+    dead = tmp_path / "dead.jsonl"
+
+    def refuse(batch: dict[str, t.Any]) -> str | None:
+        return "refused by test" if batch["user_identities"]["email"] == "u37@example.com" else None
+
+    settings = {"on_invalid_record": "dead_letter", "dead_letter_path": str(dead)}
+    with (
+        EventsApiServer(api_key="test-key", api_secret=SECRET, reject_if=refuse) as server,
+        PipedTarget(server, tmp_path, **settings) as target,
+    ):
+        target.send([schema, *rows, state({"at": 150})])
+        wait_for(lambda: len(server.batches()) == 149)
+        # The drain is answered; its STATE waits for the main thread, which is
+        # reading. The next STATE line makes it settle the drain, then pass both.
+        target.send([state({"at": "later"})])
+        assert target.next_state() == {"at": 150}
+        assert [json.loads(line)["record"]["id"] for line in dead.read_text().splitlines()] == [37]
+        assert target.next_state() == {"at": "later"}
+        assert target.finish() == []
+
+
+def wait_for(condition: t.Callable[[], bool]) -> None:
+    """Poll `condition` until it holds (a deadline, not a timing assertion)."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)

@@ -16,7 +16,7 @@ import typing as t
 
 from target_mparticle.preflight import STDIN_READ_BYTES, stdin_bytes
 from tests.support.eventsapi import EventsApiServer
-from tests.support.target import SECRET, singer_lines
+from tests.support.target import SECRET, local_config, singer_lines
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -66,17 +66,9 @@ class PipedTarget:
 
     def __init__(self, server: EventsApiServer, tmp_path: Path, **settings: t.Any) -> None:
         config = tmp_path / "config.json"
+        mappings = {"users": {"kind": "user"}}
         config.write_text(
-            json.dumps(
-                {
-                    "api_key": "test-key",
-                    "api_secret": SECRET,
-                    "api_url": server.url,
-                    "max_batches_per_second": 0,
-                    "mappings": {"users": {"kind": "user"}},
-                    **settings,
-                }
-            )
+            json.dumps({**local_config(server.url, tmp_path), "mappings": mappings, **settings})
         )
         self.process = subprocess.Popen(
             [sys.executable, "-m", "target_mparticle", "--config", str(config)],
@@ -155,15 +147,14 @@ def test_a_delivered_drains_state_is_passed_on_while_the_tap_pauses(tmp_path):
 def test_a_drain_with_refusals_has_its_dead_letters_written_before_its_state(tmp_path):
     """A refused batch is handled on the main thread: at the next STATE, not before."""
     schema, *rows = singer_lines("users", users(1, 150), ["id"])
-    dead = tmp_path / "dead.jsonl"
+    dead = tmp_path / "dead.jsonl"  # local_config's dead_letter_path
 
     def refuse(batch: dict[str, t.Any]) -> str | None:
         return "refused by test" if batch["user_identities"]["email"] == "u37@example.com" else None
 
-    settings = {"on_invalid_record": "dead_letter", "dead_letter_path": str(dead)}
     with (
         EventsApiServer(api_key="test-key", api_secret=SECRET, reject_if=refuse) as server,
-        PipedTarget(server, tmp_path, **settings) as target,
+        PipedTarget(server, tmp_path, on_invalid_record="dead_letter") as target,
     ):
         target.send([schema, *rows, state({"at": 150})])
         wait_for(lambda: len(server.batches()) == 149)

@@ -91,6 +91,7 @@ class Delivery:
             stream: The stream the items came from.
             items: The drain's converted records.
         """
+        self._raise_sender_error()
         self.delivering += 1
         try:
             prepared, rejected = assemble(items, self.settings.historical, now_ms())

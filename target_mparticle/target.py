@@ -257,6 +257,16 @@ class TargetMParticle(Target):
                 exc,
             )
             sys.exit(1)
+        except BrokenPipeError:
+            # Click would exit 1 without a word, as for `... | head`.
+            logging.getLogger(cls.name).error(  # noqa: TRY400
+                "stdout was closed (whatever read target-mparticle's output stopped), so a "
+                "STATE could not be passed on; stopping. Records before it were delivered; "
+                "the next run resumes from the last STATE written and mParticle drops copies."
+            )
+            # Nothing more can reach stdout: keep the interpreter's last flush quiet.
+            sys.stdout = open(os.devnull, "w")  # noqa: PTH123, SIM115 - until the process exits
+            sys.exit(1)
         finally:
             if source is not file_input and source is not sys.stdin.buffer:
                 source.close()  # our own reader of fd 0 (closefd=False: stdin stays open)

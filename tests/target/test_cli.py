@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import signal
 import subprocess
@@ -11,7 +12,7 @@ import sys
 import pytest
 
 from tests.support.eventsapi import EventsApiServer, Fault
-from tests.support.target import FIXTURES, SECRET, run_target_cli
+from tests.support.target import FIXTURES, SECRET, local_config, run_target_cli, singer_lines
 
 
 def run_cli(config: dict, input_path: pathlib.Path, tmp_path: pathlib.Path):
@@ -196,3 +197,29 @@ def test_sigterm_during_delivery_exits_at_once_without_a_newer_state(tmp_path):
         states = [json.loads(line) for line in stdout.decode().splitlines()]
         assert [s["bookmarks"]["users"]["id"] for s in states] == [100, 200]
         assert b"stopping without a new STATE" in stderr
+
+
+def test_stdout_closed_by_the_reader_is_one_line_and_exit_1(tmp_path):
+    """Whatever reads the target's STATE stopped: say so, instead of click's silent exit 1."""
+    records = [{"id": i, "email": f"u{i}@example.com"} for i in range(1, 151)]
+    lines = [*singer_lines("users", records, ["id"]), json.dumps({"type": "STATE", "value": 150})]
+    with EventsApiServer(api_key="test-key", api_secret=SECRET) as server:
+        config = tmp_path / "config.json"
+        mappings = {"users": {"kind": "user"}}
+        config.write_text(json.dumps({**local_config(server.url, tmp_path), "mappings": mappings}))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "target_mparticle", "--config", str(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "TARGET_MPARTICLE_LOGLEVEL": "WARNING"},
+        )
+        assert process.stdout is not None
+        process.stdout.close()  # the reader is gone before the first STATE
+        _, stderr = process.communicate(("\n".join(lines) + "\n").encode(), timeout=60)
+        assert len(server.batches()) == 150  # delivered before the STATE failed
+    assert process.returncode == 1
+    errors = stderr.decode().strip().splitlines()
+    assert len(errors) == 1
+    assert "stdout was closed" in errors[0]
+    assert "Traceback" not in stderr.decode()

@@ -6,12 +6,12 @@ another, at most two queued), and each is settled (every item accepted with HTTP
 202, or deliberately skipped or dead-lettered) in order. A STATE that arrives
 meanwhile is held and passed on (`on_state`) only once the drains before it settled.
 
-A drain that mParticle accepted whole is settled by the sender thread the moment it
-finishes, so its STATE goes out then, even while the main thread waits for the tap's
-next line (a tap that pauses between files would otherwise hold back the STATE of
-records already delivered). A drain that failed or had batches refused is left to
-the main thread, which handles the refusals (`on_invalid_record`) before the STATE.
-One lock orders the two threads' settling and every STATE written.
+A drain is settled by the sender thread the moment it finishes (its refused batches
+handed to `on_invalid_record`, then its STATE written), even while the main thread
+waits for the tap's next line: a tap that pauses between files would otherwise hold
+back the STATE of records already delivered. A drain that failed is left to the
+main thread, which raises its failure. One lock orders the two threads' settling and
+every STATE written.
 The run's counters, the repairs counted while converting, and what the target ignored
 are kept here too, for the summary.
 """
@@ -36,7 +36,7 @@ from target_mparticle.values import Tally
 
 if t.TYPE_CHECKING:
     from target_mparticle.convert import Item
-    from target_mparticle.overlap import InFlight
+    from target_mparticle.overlap import InFlight, Refused
     from target_mparticle.settings import TargetSettings
 
 LOGGER = logging.getLogger("target-mparticle")
@@ -106,19 +106,13 @@ class Delivery:
                 (stream, len(items), len(prepared), requests_),
                 lambda: client.deliver(requests_, isolate_bad=isolate),
             )
-            flight.outcome.add_done_callback(self._settle_accepted)
+            flight.outcome.add_done_callback(self._settle_finished)
         finally:
             self.delivering -= 1
 
     def pass_or_hold(self, state: dict[str, t.Any]) -> None:
-        """Write `state` now if no drain is in flight, else hold it with the newest one.
-
-        Drains that finished with refusals are settled first (their dead letters, then
-        their STATE), so they do not wait for a later drain to need their place.
-        """
+        """Write `state` now if no drain is in flight, else hold it with the newest one."""
         self._raise_sender_error()
-        while (oldest := self.overlap.oldest()) is not None and oldest.outcome.done():
-            self._settle_oldest()
         with self._settling:
             passed = self.overlap.hold_or_pass(state)
             if passed is not None and self.on_state is not None:
@@ -130,16 +124,16 @@ class Delivery:
             self._settle_oldest()
         self._raise_sender_error()
 
-    def _settle_accepted(self, _done: object = None) -> None:
-        """On the sender thread, as a drain finishes: settle it if mParticle took it whole.
+    def _settle_finished(self, _done: object = None) -> None:
+        """On the sender thread, as a drain finishes: settle it, unless it failed.
 
-        Settles, in order, each finished drain at the head of the queue that neither
-        failed nor had a batch refused; anything else stays for the main thread.
+        Settles, in order, each finished drain at the head of the queue; a failed one
+        (and so everything behind it) stays for the main thread.
         """
         try:
             with self._settling:
-                for flight in self.overlap.pop_accepted():
-                    self._settled(flight)
+                for flight, refused in self.overlap.pop_finished():
+                    self._settled(flight, refused)
         except BaseException as exc:  # noqa: BLE001 - e.g. stdout closed: raised on the main thread
             self._sender_error = exc
 
@@ -160,20 +154,17 @@ class Delivery:
                 if self.overlap.oldest() is not oldest:
                     return  # the sender settled it as it finished
                 flight, refused = self.overlap.settle_oldest()
-                if flight is None:
-                    return
-                for batch, reason in refused:
-                    for item in batch.items:
-                        self.invalid.handle(
-                            flight.stream, item.record, f"{flight.stream!r}: {reason}"
-                        )
-                self.invalid.sync()
-                self._settled(flight)
+                if flight is not None:
+                    self._settled(flight, refused)
         finally:
             self.delivering -= 1
 
-    def _settled(self, flight: InFlight) -> None:
-        """A drain is settled: its progress line, then the STATE held with it."""
+    def _settled(self, flight: InFlight, refused: Refused) -> None:
+        """A drain is done: what mParticle refused, its progress line, then its STATE."""
+        for batch, reason in refused:
+            for item in batch.items:
+                self.invalid.handle(flight.stream, item.record, f"{flight.stream!r}: {reason}")
+        self.invalid.sync()
         LOGGER.info(
             "%s",
             progress_line(

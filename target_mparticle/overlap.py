@@ -12,11 +12,10 @@ instead of stopping the main thread, and at most three drains are ever in memory
 
 A STATE message that arrives while drains are in flight is held with the newest
 of them and written once that drain has settled, which is after every drain before
-it: STATE still only ever follows acceptance. A drain taken whole can be settled as
-soon as it finished (`pop_accepted`, called by the sender as it finishes one); one
-with refusals or a failure waits for `settle_oldest` on the main thread. After a
-failed drain the ones queued behind it are not sent; the failure surfaces when its
-drain is settled.
+it: STATE still only ever follows acceptance. A drain is settled as soon as it
+finished (`pop_finished`, called by the sender as it finishes one), unless it
+failed: that waits for `settle_oldest` on the main thread, which raises it. After a
+failed drain the ones queued behind it are not sent.
 """
 
 from __future__ import annotations
@@ -87,19 +86,20 @@ class Overlap:
         """The drain queued longest ago and not settled yet, if any."""
         return self.flights[0] if self.flights else None
 
-    def pop_accepted(self) -> list[InFlight]:
-        """Take, from the head of the queue, each finished drain mParticle took whole.
+    def pop_finished(self) -> list[tuple[InFlight, Refused]]:
+        """Take, from the head of the queue, each drain that finished without failing.
 
-        Stops at the first drain still being sent, failed, or with batches refused:
-        that one, and every drain behind it, waits for `settle_oldest`.
+        Returns each with the batches mParticle refused. Stops at the first drain
+        still being sent, or failed: that one waits for `settle_oldest`, which raises
+        its failure.
         """
-        accepted = []
+        finished = []
         while self.flights:
             outcome = self.flights[0].outcome
-            if not outcome.done() or outcome.exception() is not None or outcome.result():
+            if not outcome.done() or outcome.exception() is not None:
                 break
-            accepted.append(self.flights.popleft())
-        return accepted
+            finished.append((self.flights.popleft(), outcome.result()))
+        return finished
 
     def _run(self, deliver: t.Callable[[], Refused]) -> Refused:
         if self._failed:

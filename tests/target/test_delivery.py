@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import pytest
@@ -211,6 +213,28 @@ def test_http_400_isolates_the_bad_batch_into_dead_letters(picky_server, config,
     assert "refused by test" in dead[0]["reason"]
     assert run.states == [1]
     assert SECRET not in (tmp_path / "dead.jsonl").read_text()
+
+
+def test_dead_letters_are_on_disk_before_the_state_after_them_is_written(
+    picky_server, config, tmp_path
+):
+    config["api_url"] = picky_server.url
+    config["on_invalid_record"] = "dead_letter"
+    dead = tmp_path / "dead.jsonl"
+    target = TargetMParticle(config=config)
+    written: list[tuple[object, list[int]]] = []
+    write = target.delivery.on_state
+    assert write is not None
+
+    def write_and_look(state: dict) -> None:
+        on_disk = dead.read_text().splitlines() if dead.exists() else []
+        written.append((state, [json.loads(line)["record"]["id"] for line in on_disk]))
+        write(state)
+
+    target.delivery.on_state = write_and_look  # which thread settles, this one sees it
+    with contextlib.redirect_stdout(io.StringIO()):
+        target.listen(io.StringIO("\n".join(_records_with_one_bad()) + "\n"))
+    assert written == [(1, [37])]
 
 
 def test_http_400_with_fail_shows_the_api_message(picky_server, config):

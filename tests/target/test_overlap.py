@@ -100,35 +100,33 @@ def finish(*drains: Drain) -> None:
         assert drain.finished.wait(timeout=10)
 
 
-def test_finished_drains_taken_whole_are_popped_in_order_up_to_the_first_other():
+def test_finished_drains_are_popped_in_order_with_what_was_refused():
     overlap = Overlap()
     log: list[str] = []
-    a, b = Drain("a", log), Drain("b", log, refused=[("batch", "refused by test")])
+    refusal = ("batch", "refused by test")
+    a, b = Drain("a", log), Drain("b", log, refused=[refusal])
     start(overlap, a)
     start(overlap, b)
-    assert overlap.pop_accepted() == []  # a is still being sent
+    assert overlap.pop_finished() == []  # a is still being sent
     finish(a)
-    assert [f.stream for f in overlap.pop_accepted()] == ["a"]
+    assert [(f.stream, refused) for f, refused in overlap.pop_finished()] == [("a", [])]
     c = Drain("c", log)
     start(overlap, c)
     finish(b, c)
-    # b had a batch refused: it, and c behind it, wait for the main thread.
-    assert overlap.pop_accepted() == []
-    flight, refused = overlap.settle_oldest()
-    assert flight is not None
-    assert (flight.stream, refused) == ("b", [("batch", "refused by test")])
-    assert [f.stream for f in overlap.pop_accepted()] == ["c"]
+    popped = overlap.pop_finished()
+    assert [(f.stream, refused) for f, refused in popped] == [("b", [refusal]), ("c", [])]
     assert not overlap.in_flight
     overlap.close()
 
 
-def test_a_failed_drain_is_never_popped_as_accepted():
+def test_a_failed_drain_and_those_behind_it_are_left_for_settle_oldest():
     overlap = Overlap()
     log: list[str] = []
-    failing = Drain("a", log, fail=True)
+    failing, behind = Drain("a", log, fail=True), Drain("b", log)
     start(overlap, failing)
-    finish(failing)
-    assert overlap.pop_accepted() == []
+    start(overlap, behind)
+    finish(failing, behind)
+    assert overlap.pop_finished() == []
     with pytest.raises(DeliveryError, match="a failed"):
         overlap.settle_oldest()
     overlap.close()

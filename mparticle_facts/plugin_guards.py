@@ -1,9 +1,9 @@
-"""Guards both plugins put round their config files and their logs.
+"""Guards both plugins put round their config files, their logs and their stdout.
 
 Not facts about mParticle, but the same in both plugins, so they live once in the
 package both share: reading a config or state file that must be a JSON object (one
-line when it is not), naming settings no one has, and masking secret values in every
-log line, at any level, DEBUG included.
+line when it is not), naming settings no one has, masking secret values in every
+log line, at any level, DEBUG included, and saying so when stdout's reader is gone.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from __future__ import annotations
 import difflib
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+import os
+import sys
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -136,3 +138,23 @@ def guard_logs(secrets: Iterable[object], chatty_loggers: Iterable[str]) -> None
             handler.addFilter(_MaskSecrets(values))
         else:
             existing.secrets = sorted({*existing.secrets, *values}, key=len, reverse=True)
+
+
+def exit_stdout_closed(logger: logging.Logger, resume: str) -> NoReturn:
+    """Stop with one line because stdout's reader is gone; exit code 1.
+
+    Click turns the BrokenPipeError into a silent exit 1 (its convention for a
+    command piped into `head`); for a Singer plugin it means the other end of the
+    pipeline stopped, which deserves a word.
+
+    Args:
+        logger: The plugin's logger (stderr is still open).
+        resume: What the next run starts from, for the message.
+    """
+    logger.error(
+        "stdout was closed (whatever reads this plugin's output stopped); stopping. %s",
+        resume,
+    )
+    # Nothing more can reach stdout: keep the interpreter's last flush quiet.
+    sys.stdout = open(os.devnull, "w")  # noqa: PTH123, SIM115 - until the process exits
+    sys.exit(1)

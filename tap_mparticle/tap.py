@@ -14,6 +14,7 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 from typing_extensions import override
 
+from mparticle_facts.plugin_guards import exit_stdout_closed
 from tap_mparticle.audience_streams import (
     AudienceFileStream,
     AudienceMembershipsStream,
@@ -370,3 +371,8 @@ class TapMParticle(Tap):
             # traceback would only repeat it. The exit code tells the orchestrator.
             cls.logger.error("%s", exc)  # noqa: TRY400
             raise SystemExit(1) from None
+        except BrokenPipeError:
+            exit_stdout_closed(
+                cls.logger,
+                "The next run resumes from the last STATE the target passed on.",
+            )

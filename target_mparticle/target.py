@@ -16,6 +16,7 @@ from functools import cached_property
 
 from singer_sdk import Target
 
+from mparticle_facts.plugin_guards import exit_stdout_closed
 from target_mparticle import sdk_hooks
 from target_mparticle._compat import override
 from target_mparticle.client import AuthError, DeliveryError
@@ -258,15 +259,11 @@ class TargetMParticle(Target):
             )
             sys.exit(1)
         except BrokenPipeError:
-            # Click would exit 1 without a word, as for `... | head`.
-            logging.getLogger(cls.name).error(  # noqa: TRY400
-                "stdout was closed (whatever read target-mparticle's output stopped), so a "
-                "STATE could not be passed on; stopping. Records before it were delivered; "
-                "the next run resumes from the last STATE written and mParticle drops copies."
+            exit_stdout_closed(
+                logging.getLogger(cls.name),
+                "A STATE could not be passed on; records before it were delivered, and the "
+                "next run resumes from the last STATE written (mParticle drops copies).",
             )
-            # Nothing more can reach stdout: keep the interpreter's last flush quiet.
-            sys.stdout = open(os.devnull, "w")  # noqa: PTH123, SIM115 - until the process exits
-            sys.exit(1)
         finally:
             if source is not file_input and source is not sys.stdin.buffer:
                 source.close()  # our own reader of fd 0 (closefd=False: stdin stays open)

@@ -173,3 +173,27 @@ def test_failing_part_way_exits_even_with_large_downloads_in_flight(tmp_path):
     )
     assert done.returncode == 1
     assert f"{bad.resolve()}:1: not valid JSON" in done.stderr.decode()
+
+
+def test_stdout_closed_by_the_reader_is_one_line_and_exit_1(tmp_path):
+    """The target (or `head`) stopped reading: say so, instead of click's silent exit 1."""
+    root = tmp_path / "drop"
+    root.mkdir()
+    for index in range(4):
+        (root / f"app_{index}.txt").write_bytes((GOOD + b"\n") * 2000)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"bucket_url": str(root), "download_concurrency": 3}))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tap_mparticle", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "TAP_MPARTICLE_LOGLEVEL": "WARNING"},
+    )
+    assert process.stdout is not None
+    process.stdout.close()  # the reader is gone before the first message
+    _, stderr = process.communicate(timeout=120)  # a hang at exit fails here
+    assert process.returncode == 1
+    assert "Traceback" not in stderr.decode()
+    errors = error_lines(stderr.decode())
+    assert len(errors) == 1
+    assert "stdout was closed" in errors[0]

@@ -174,7 +174,7 @@ class Received:
     n_bytes: int
     status: int
     body: bytes = b""  # the request body as it arrived, for snapshot tests
-    at: float = 0.0  # monotonic seconds when answered
+    at: float = 0.0  # monotonic seconds when the answer went out
 
 
 class EventsApiServer:
@@ -321,6 +321,12 @@ class EventsApiServer:
             status: int, payload: object = None, headers: dict[str, str] | None = None
         ) -> None:
             body = b"" if payload is None else json.dumps(payload).encode()
+            # Recorded before the answer goes out: a client that has its answer may
+            # finish, and its test look at `requests`, before this thread resumes.
+            with self.lock:
+                self.requests.append(
+                    Received(path, len(batches or []), len(raw), status, raw, time.monotonic())
+                )
             try:
                 handler.send_response(status)
                 for key, value in (headers or {}).items():
@@ -332,10 +338,6 @@ class EventsApiServer:
                 handler.wfile.write(body)
             except (BrokenPipeError, ConnectionResetError):
                 handler.close_connection = True  # the client gave up waiting
-            with self.lock:
-                self.requests.append(
-                    Received(path, len(batches or []), len(raw), status, raw, time.monotonic())
-                )
 
         batches: list[dict[str, t.Any]] | None = None
         if fault is not None and fault.kind == "drop":

@@ -112,8 +112,8 @@ class Delivery:
 
     def pass_or_hold(self, state: dict[str, t.Any]) -> None:
         """Write `state` now if no drain is in flight, else hold it with the newest one."""
-        self._raise_sender_error()
         with self._settling:
+            self._raise_sender_error()
             passed = self.overlap.hold_or_pass(state)
             if passed is not None and self.on_state is not None:
                 self.on_state(passed)
@@ -122,20 +122,25 @@ class Delivery:
         """Wait for every drain in flight, handle what mParticle refused, pass STATE on."""
         while self.overlap.in_flight:
             self._settle_oldest()
-        self._raise_sender_error()
+        with self._settling:  # a drain the sender took off the queue may still be settling
+            self._raise_sender_error()
 
     def _settle_finished(self, _done: object = None) -> None:
         """On the sender thread, as a drain finishes: settle it, unless it failed.
 
         Settles, in order, each finished drain at the head of the queue; a failed one
-        (and so everything behind it) stays for the main thread.
+        (and so everything behind it) stays for the main thread. Once settling has
+        failed here (stdout closed, dead letters that cannot be written), nothing more
+        is settled: a later drain's STATE would move past the one that failed.
         """
-        try:
-            with self._settling:
+        with self._settling:
+            if self._sender_error is not None:
+                return
+            try:
                 for flight, refused in self.overlap.pop_finished():
                     self._settled(flight, refused)
-        except BaseException as exc:  # noqa: BLE001 - e.g. stdout closed: raised on the main thread
-            self._sender_error = exc
+            except BaseException as exc:  # noqa: BLE001 - raised on the main thread
+                self._sender_error = exc
 
     def _raise_sender_error(self) -> None:
         if self._sender_error is not None:
@@ -151,6 +156,7 @@ class Delivery:
             # Wait without the lock: the sender takes it to settle a drain it finished.
             concurrent.futures.wait([oldest.outcome])
             with self._settling:
+                self._raise_sender_error()
                 if self.overlap.oldest() is not oldest:
                     return  # the sender settled it as it finished
                 flight, refused = self.overlap.settle_oldest()

@@ -61,24 +61,34 @@ class InvalidRecords:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._file = self.path.open("ab")
             except OSError as exc:
-                # Checked before the run; this is a disk that changed since.
-                msg = f"dead_letter_path {str(self.path)!r} cannot be written ({exc.strerror})"
-                raise InvalidRecordFatalError(msg) from None
+                raise self._unwritable(exc) from None
         line = {
             "stream": stream,
             "reason": reason,
             "dead_lettered_at": dt.datetime.now(tz=dt.timezone.utc).isoformat(),
             "record": dict(record),
         }
-        self._file.write(_ENCODER.encode(line) + b"\n")
+        try:
+            self._file.write(_ENCODER.encode(line) + b"\n")
+        except OSError as exc:
+            raise self._unwritable(exc) from None
         self._dirty = True
+
+    def _unwritable(self, exc: OSError) -> InvalidRecordFatalError:
+        # Checked before the run; this is a disk that changed or filled since.
+        return InvalidRecordFatalError(
+            f"dead_letter_path {str(self.path)!r} cannot be written ({exc.strerror or exc})"
+        )
 
     def sync(self) -> None:
         """Make written dead letters durable; called before STATE can move on."""
         with self._lock:
             if self._file is not None and self._dirty:
-                self._file.flush()
-                os.fsync(self._file.fileno())
+                try:
+                    self._file.flush()
+                    os.fsync(self._file.fileno())
+                except OSError as exc:
+                    raise self._unwritable(exc) from None
                 self._dirty = False
 
     def close(self) -> None:

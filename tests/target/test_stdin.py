@@ -11,6 +11,7 @@ import json
 import select
 import subprocess
 import sys
+import time
 import typing as t
 
 from target_mparticle.preflight import STDIN_READ_BYTES, stdin_bytes
@@ -161,3 +162,46 @@ def test_a_drain_with_refusals_has_its_dead_letters_written_before_its_state(tmp
         assert [json.loads(line)["record"]["id"] for line in dead.read_text().splitlines()] == [37]
         assert len(server.batches()) == 149
         assert target.finish() == []
+
+
+def test_dead_letters_that_cannot_be_written_stop_before_any_later_state(tmp_path):
+    """The sender cannot write a drain's dead letter: no STATE goes out after it.
+
+    The tap's side stays open, so it is the sender thread that settles both drains.
+    Once the first failed, the second (answered later) must not have its STATE
+    written past it; the run then ends with one line about the dead-letter file.
+    """
+    _, *first = singer_lines("users", users(1, 150), ["id"])
+    schema, *second = singer_lines("users", users(151, 300), ["id"])
+    letters = tmp_path / "letters"
+
+    def refuse(batch: dict[str, t.Any]) -> str | None:
+        return "refused by test" if batch["user_identities"]["email"] == "u37@example.com" else None
+
+    with (
+        EventsApiServer(api_key="test-key", api_secret=SECRET, reject_if=refuse) as server,
+        PipedTarget(
+            server,
+            tmp_path,
+            on_invalid_record="dead_letter",
+            dead_letter_path=str(letters / "dead.jsonl"),
+        ) as target,
+    ):
+        target.send([schema, state({"at": 0})])
+        assert target.next_state() == {"at": 0}  # started: the path was checked, and fine
+        letters.write_text("a file where the dead letters' directory should go")
+        target.send([*first, state({"at": 150}), *second, state({"at": 300})])
+        # Both drains answered (or the run already stopped, if the first failed to
+        # settle before the second was queued).
+        wait_for(lambda: len(server.batches()) == 299 or target.process.poll() is not None)
+        stdout, _ = target.process.communicate(timeout=60)
+    assert target.process.returncode == 1
+    assert stdout == b""  # neither STATE: the second must not pass the first
+
+
+def wait_for(condition: t.Callable[[], bool]) -> None:
+    """Poll `condition` until it holds (a deadline, not a timing assertion)."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)

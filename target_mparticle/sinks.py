@@ -24,6 +24,7 @@ from singer_sdk.exceptions import InvalidJSONSchema, InvalidRecord
 from singer_sdk.helpers._typing import get_datelike_property_type
 from singer_sdk.sinks import BatchSink
 
+from target_mparticle import sdk_hooks
 from target_mparticle._compat import override
 from target_mparticle.assemble import trailing_group
 from target_mparticle.convert import Converter, Item
@@ -209,8 +210,10 @@ class EventsSink(BatchSink):
     @override
     def is_full(self) -> bool:
         """Full, unless everything pending is the open line (which must stay whole)."""
-        size = self.current_size
-        if size and size == self._open_line_size and self._line_open():
+        size = self._batch_records_read + len(self._carry)  # current_size, without 2 calls
+        if size < self.max_size:
+            return False  # the usual answer: HARD_MAX_SIZE is never below max_size
+        if size == self._open_line_size and self._line_open():
             return size >= HARD_MAX_SIZE
         return size >= self.max_size
 
@@ -290,6 +293,7 @@ class EventsSink(BatchSink):
     @override
     def process_batch(self, context: dict[str, t.Any]) -> None:
         """Deliver the drain; returns only once every item is accepted or dead-lettered."""
+        sdk_hooks.log_record_count(self)
         full = self.current_size >= self.max_size  # counts the carry, as is_full does
         items: list[Item] = self._carry + context.get("records", [])
         cut = self._sendable(items, full=full)

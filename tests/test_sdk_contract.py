@@ -65,9 +65,9 @@ def resolve(path: str) -> object:
 
 
 def source_of(owner: object, name: str) -> str | None:
-    """The source of a function, method or property; None for an instance attribute."""
+    """The source of a function, method or property; None for an attribute holding data."""
     found = inspect.getattr_static(owner, name, None)
-    if found is None:
+    if found is None or isinstance(found, (int, float, str)):
         return None
     if isinstance(found, (classmethod, staticmethod)):
         found = found.__func__
@@ -82,8 +82,8 @@ def test_each_listed_sdk_part_exists_unchanged(owner, name):
     resolved = resolve(owner)
     source = source_of(resolved, name)
     if source is None:
-        # Set in __init__: the SDK's own code must still assign it.
-        assignment = re.compile(rf"self\.{name}\s*(:[^=]*)?=")
+        # Set in __init__ or the class body: the SDK's own code must still assign it.
+        assignment = re.compile(rf"(self\.|^    ){name}\s*(:[^=]*)?=", re.MULTILINE)
         assert assignment.search(inspect.getsource(resolved)), (owner, name)
         return
     fingerprint = hashlib.sha256(source.encode()).hexdigest()[:16]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import time
 import typing as t
 
 import pytest
@@ -160,3 +161,87 @@ def test_a_sink_class_that_overrides_a_per_record_hook_takes_the_sdk_path(hook):
         target.listen(source)  # type: ignore[arg-type]
     assert sdk_hooks.plain_sink(target, "events") is None
     assert calls == [hook] * 3
+
+
+def listen_with(target: TargetMParticle, lines: list[str], before: t.Callable[[int], None]) -> None:
+    """Feed `lines` to `target`, calling `before(n)` just before line n is read."""
+
+    def source() -> t.Iterator[str]:
+        for number, line in enumerate(lines):
+            before(number)
+            yield line + "\n"
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        target.listen(source())  # type: ignore[arg-type]
+
+
+def users(count: int) -> list[str]:
+    return users_lines([{"id": i, "email": f"u{i}@example.com"} for i in range(count)])
+
+
+def logged_record_counts(caplog: pytest.LogCaptureFixture) -> list[int]:
+    points = [
+        json.loads(r.getMessage().removeprefix("METRIC: "))
+        for r in caplog.records
+        if r.getMessage().startswith("METRIC: ")
+    ]
+    return [p["value"] for p in points if p["metric"] == "record_count"]
+
+
+@pytest.mark.parametrize("path", ["straight", "sdk"])
+def test_every_record_is_in_the_record_count_metric_on_both_paths(tmp_path, caplog, path):
+    extra = {} if path == "straight" else {"stream_maps": {"users": {"email": "email"}}}
+    config = {"mappings": {"users": {"kind": "user"}}, "dry_run": True, **extra}
+    config["dry_run_path"] = str(tmp_path / "dry.jsonl")
+    caplog.set_level("INFO", logger="singer_sdk.metrics")
+    run = run_target(config, users(2_345))
+    assert run.error is None
+    assert (sdk_hooks.plain_sink(run.target, "users") is not None) is (path == "straight")
+    assert sum(logged_record_counts(caplog)) == 2_345
+    # What the SDK's `tally_record_read` keeps, for a sink class that reads it.
+    assert run.target.get_sink("users")._total_records_read == 2_345
+
+
+def test_the_record_count_metric_is_logged_at_a_drain_once_its_interval_has_passed(
+    tmp_path, caplog
+):
+    """The straight path adds to the counter without the clock; a drain asks the clock."""
+    target = TargetMParticle(
+        config={
+            "mappings": {"users": {"kind": "user"}},
+            "dry_run": True,
+            "dry_run_path": str(tmp_path / "dry.jsonl"),
+        }
+    )
+    lines = users(300)
+    lines.insert(201, json.dumps({"type": "STATE", "value": {"at": 200}}))
+
+    def before(number: int) -> None:
+        if number == 1:  # the SCHEMA is in: the interval has passed as far as the counter knows
+            target.get_sink("users").record_counter_metric.last_log_time = 0
+
+    caplog.set_level("INFO", logger="singer_sdk.metrics")
+    listen_with(target, lines, before)
+    # One line at the STATE's drain (200 records), one with the rest at the end.
+    assert logged_record_counts(caplog) == [200, 100]
+
+
+def test_the_straight_path_drains_records_older_than_the_sdk_age_limit(tmp_path):
+    dry = tmp_path / "dry.jsonl"
+    target = TargetMParticle(
+        config={"mappings": {"users": {"kind": "user"}}, "dry_run": True, "dry_run_path": str(dry)}
+    )
+    sent_before_last: list[int] = []
+    lines = users(5)
+
+    def before(number: int) -> None:
+        if number == 3:  # two records pending; the last full drain was an hour ago
+            target._last_full_drain_at = time.time() - 3_600
+        if number == len(lines) - 1:
+            sent_before_last.append(target.get_sink("users").sent_records)  # type: ignore[attr-defined]
+
+    listen_with(target, lines, before)
+    assert sdk_hooks.plain_sink(target, "users") is not None
+    # The third record was older than the limit's clock allows: all three sent at once.
+    assert sent_before_last == [3]
+    assert len(dry.read_text().splitlines()) == 2

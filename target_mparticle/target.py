@@ -83,6 +83,8 @@ class TargetMParticle(Target):
         self.max_parallelism = 1  # see the class comment: per-user order across streams
         self._states_held_back = 0
         self._last_written_state: dict[str, t.Any] | None = None
+        #: Stream -> its plain sink (or None: the SDK's path), until the next SCHEMA.
+        self._plain: dict[str, sdk_hooks.Plain | None] = {}
 
     @cached_property
     def delivery(self) -> Delivery:
@@ -121,11 +123,26 @@ class TargetMParticle(Target):
             check_record_message(message_dict)  # a present field of the wrong kind is one line
             super()._process_record_message(message_dict)
             return
-        plain = sdk_hooks.plain_sink(self, stream_name)
+        try:
+            plain = self._plain[stream_name]
+        except KeyError:
+            plain = self._plain[stream_name] = sdk_hooks.plain_sink(self, stream_name)
         if plain is None:
             super()._process_record_message(message_dict)
             return
         sdk_hooks.process_plain_record(self, plain, record)
+
+    @override
+    def _process_schema_message(self, message_dict: dict[str, t.Any]) -> None:
+        """The SDK's, then each stream's plain sink is looked up again at its next RECORD.
+
+        Only a SCHEMA replaces a stream's maps or sink (of its own stream, or of
+        another that a stream map aliases to it), so between two the answer is kept.
+        """
+        try:
+            super()._process_schema_message(message_dict)
+        finally:
+            self._plain.clear()
 
     @override
     def _process_state_message(self, message_dict: dict[str, t.Any]) -> None:

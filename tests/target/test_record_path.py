@@ -245,3 +245,51 @@ def test_the_straight_path_drains_records_older_than_the_sdk_age_limit(tmp_path)
     # The third record was older than the limit's clock allows: all three sent at once.
     assert sent_before_last == [3]
     assert len(dry.read_text().splitlines()) == 2
+
+
+def test_a_new_schema_mid_stream_takes_the_next_records_to_the_new_sink(tmp_path):
+    """A changed SCHEMA replaces the stream's sink: later RECORDs must not reach the old one.
+
+    The old sink is drained and cleaned up at the next full drain; its stricter
+    successor refuses what the old schema let through.
+    """
+    dry = tmp_path / "dry.jsonl"
+    loose = {"type": "object", "properties": {"id": {}, "email": {}}}
+    strict = {
+        "type": "object",
+        "properties": {"id": {}, "email": {}, "plan": {"type": "string"}},
+        "additionalProperties": False,
+    }
+
+    def schema(body: dict[str, t.Any]) -> str:
+        return json.dumps(
+            {"type": "SCHEMA", "stream": "users", "schema": body, "key_properties": ["id"]}
+        )
+
+    def record(i: int, plan: object) -> str:
+        body = {"id": i, "email": f"u{i}@example.com", "plan": plan}
+        return json.dumps({"type": "RECORD", "stream": "users", "record": body})
+
+    lines = [
+        schema(loose),
+        *(record(i, "free") for i in (1, 2, 3)),
+        schema(strict),
+        *(record(i, "pro") for i in (4, 5, 6)),
+        json.dumps({"type": "STATE", "value": {"at": 6}}),
+        *(record(i, 7) for i in (7, 8, 9)),  # a plan the strict schema refuses
+    ]
+    config = {
+        "mappings": {"users": {"kind": "user"}},
+        "dry_run": True,
+        "dry_run_path": str(dry),
+        "on_invalid_record": "skip",
+    }
+    run = run_target(config, lines)
+    assert run.error is None
+    sent = [
+        batch["user_identities"]["email"]
+        for line in dry.read_text().splitlines()
+        for batch in json.loads(line)["body"]
+    ]
+    assert sorted(sent) == [f"u{i}@example.com" for i in range(1, 7)]
+    assert run.target.delivery.invalid.count == 3

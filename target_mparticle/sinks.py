@@ -144,6 +144,11 @@ class EventsSink(BatchSink):
                 # e.g. a `$ref` that leads nowhere, found by jsonschema only when used.
                 msg = f"the stream's schema cannot check records: {exc}"
                 raise InvalidJSONSchema(msg) from None
+        if self._datelike_schema is None:
+            # Nothing to parse and no field to warn about: the usual record, no calls.
+            known = self._known_fields
+            if known is None or known.issuperset(record):
+                return record
         try:
             self._parse_timestamps_in_record(
                 record=record, schema=self.schema, treatment=self.datetime_error_treatment

@@ -293,3 +293,24 @@ def test_a_new_schema_mid_stream_takes_the_next_records_to_the_new_sink(tmp_path
     ]
     assert sorted(sent) == [f"u{i}@example.com" for i in range(1, 7)]
     assert run.target.delivery.invalid.count == 3
+
+
+@pytest.mark.parametrize("path", ["straight", "sdk"])
+def test_a_field_the_schema_does_not_name_is_warned_about_once(tmp_path, caplog, path):
+    extra = {} if path == "straight" else {"stream_maps": {"users": {"email": "email"}}}
+    records = [{"id": i, "email": f"u{i}@example.com", "plan": "pro"} for i in range(3)]
+    schema = {"type": "object", "properties": {"id": {}, "email": {}}}
+    head = {"type": "SCHEMA", "stream": "users", "schema": schema, "key_properties": ["id"]}
+    lines = [json.dumps(head)] + [
+        json.dumps({"type": "RECORD", "stream": "users", "record": r}) for r in records
+    ]
+    config = {"mappings": {"users": {"kind": "user"}}, "dry_run": True, **extra}
+    config["dry_run_path"] = str(tmp_path / "dry.jsonl")
+    caplog.set_level("WARNING")
+    run = run_target(config, lines)
+    assert run.error is None
+    assert (sdk_hooks.plain_sink(run.target, "users") is not None) is (path == "straight")
+    warned = [
+        r.getMessage() for r in caplog.records if "No schema for record field" in r.getMessage()
+    ]
+    assert warned == ["No schema for record field 'plan'"]

@@ -38,8 +38,9 @@ UUID_DEVICE_FIELDS = frozenset(
     }
 )
 
+#: `\Z`, not `$`: a `$` also matches before a final newline, which the schema refuses.
 UUID_PATTERN = re.compile(
-    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z"
 )
 
 DEVICE_INFO_FIELDS = frozenset(

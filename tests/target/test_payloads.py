@@ -417,3 +417,18 @@ def test_a_tap_event_takes_what_its_data_lacks_from_beside_it_without_changing_t
     complete = {**record, "data": {**data_before, "source_message_id": "mine"}}
     (own,) = converter(stream="events", key=()).convert(complete).events
     assert own["data"]["source_message_id"] == "mine"
+
+
+def test_a_uuid_with_a_trailing_newline_is_dropped_alone_not_with_the_device_info():
+    """A `$` pattern took it; the schema refused it and every device identity went with it."""
+    mapping = {
+        "kind": "user",
+        "identities": {"email": "email", "push_token": "push", "ios_advertising_id": "idfa"},
+    }
+    conv = converter(mapping)
+    uuid = "0f8fad5b-d9cb-469f-a165-70867728950e"
+    record = {"id": 1, "email": "a@example.com", "push": "tok", "idfa": uuid + "\n"}
+    item = conv.convert(record)
+    assert item.batch["device_info"] == {"push_token": "tok"}
+    assert conv.tally["ios_advertising_id values that are not UUIDs dropped"] == 1
+    assert conv.convert({**record, "idfa": uuid}).batch["device_info"]["ios_advertising_id"] == uuid

@@ -287,6 +287,84 @@ def _plain_attributes(attributes: dict[str, t.Any]) -> bool:
     return True
 
 
+#: Shapes a `CertainShapes` keeps before it starts again (a stream of ever new shapes).
+MAX_SHAPES = 1024
+#: Batch fields holding objects whose entries `certain_by_types` looks at one by one.
+_MAPS = ("user_identities", "device_info")
+#: What a plain object schema may say for `_entry_node` to read it alone.
+_PLAIN_OBJECT = frozenset({"type", "properties", "additionalProperties", "description"})
+
+
+@functools.lru_cache(maxsize=MAX_SHAPES)
+def _field_node(field: str, entry: str | None) -> Node | None:
+    """The quick check of a batch field, or (`entry`) of one entry of a `_MAPS` field.
+
+    None when the field's schema is more than a plain object, so its entries' nodes
+    alone do not decide.
+    """
+    shell = schema()
+    if entry is None:
+        return _compiler().field([shell], field)
+    part = shell["properties"].get(field)
+    if isinstance(part, dict) and set(part) == {"$ref"}:
+        name = str(part["$ref"]).removeprefix("#/definitions/")
+        part = shell["definitions"].get(name)
+    if not isinstance(part, dict) or not set(part) <= _PLAIN_OBJECT:
+        return None
+    return _compiler().field([part], entry)
+
+
+def certain_by_types(batch: t.Mapping[str, t.Any]) -> bool:
+    """Whether every batch with these field names and value types is valid, as this one is.
+
+    True when each value (each entry, in `user_identities` and `device_info`) is one
+    its field takes for its type alone, with no further check (`fastcheck`'s free
+    types). `environment` is left to the caller, which must key on its value, and
+    `user_attributes` must be as `values.user_attributes` built them (see
+    `_shell_quick`).
+    """
+    for field, value in batch.items():
+        if field in {"environment", "user_attributes"}:
+            continue
+        if field in _MAPS and type(value) is dict:
+            for entry, item in value.items():
+                node = _field_node(field, entry)
+                if node is None or type(item) not in node[1]:
+                    return False
+            continue
+        node = _field_node(field, None)
+        if node is None or type(value) not in node[1]:
+            return False
+    return True
+
+
+class CertainShapes:
+    """Shapes of built batch shells known valid for any values of the types they hold.
+
+    A converter that builds shells from a record always the same way (identities as
+    strings, an mpid as an int, attributes by `values.user_attributes`) keys each on
+    what varies besides the values: the environment, the field names and the names in
+    `user_identities` and `device_info`. The first shell of a shape is checked; once
+    it is certain by its types (`certain_by_types`), the others of that shape are not
+    checked again. Any other shell is fitted as `fit_shell` fits it.
+    """
+
+    def __init__(self) -> None:
+        """Start with no shape known."""
+        self._known: set[t.Hashable] = set()
+
+    def fit(self, batch: dict[str, t.Any], shape: t.Hashable, tally: t.Counter[str]) -> None:
+        """Leave `batch` as it is when its shape is known valid, else `fit_shell` it."""
+        if shape in self._known:
+            return
+        if _shell_quick(True)(batch) and certain_by_types(batch):  # noqa: FBT003 - cached by position
+            if len(self._known) >= MAX_SHAPES:
+                self._known.clear()
+            self._known.add(shape)
+            return
+        fit_shell(batch, tally, built_attributes=True)
+
+
 def fit_shell(
     batch: dict[str, t.Any], tally: t.Counter[str], *, built_attributes: bool = False
 ) -> dict[str, t.Any]:

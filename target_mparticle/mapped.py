@@ -16,7 +16,7 @@ from mparticle_facts.numbers import to_int
 from target_mparticle import schema_rules as rules
 from target_mparticle.clock import now_ms
 from target_mparticle.coerce import clean_object
-from target_mparticle.inbound import InvalidRecordError, fit_event, fit_shell
+from target_mparticle.inbound import CertainShapes, InvalidRecordError, fit_event, fit_shell
 from target_mparticle.items import ConverterBase, Item, digest_id, public, with_fields
 from target_mparticle.values import (
     Tally,
@@ -141,7 +141,12 @@ class MappedRecords(ConverterBase):
                     batch["deleted_user_attributes"] = deleted
         if self._batch_fields_apply:
             with_fields(batch, **self._mapped_batch_fields(record))
-        fit_shell(batch, self.tally, built_attributes=True)
+            fit_shell(batch, self.tally, built_attributes=True)
+        else:
+            # Strings for identities, an int for the mpid, built attributes: the same
+            # names make a shell of the same validity (a tenth of a user record).
+            shape = (batch["environment"], tuple(batch), tuple(user_ids), tuple(device))
+            self._shapes.fit(batch, shape, self.tally)
         content = public(record) if plan.has_metadata else record
         if mapping.kind == "user":
             request_id = digest_id("user", self.stream, content)
@@ -150,6 +155,11 @@ class MappedRecords(ConverterBase):
         event = self._mapped_event(record, set(plan.used), content)
         request_id = digest_id("event", self.stream, event["data"]["source_message_id"])
         return Item(self.stream, record, batch, [event], None, request_id)
+
+    @functools.cached_property
+    def _shapes(self) -> CertainShapes:
+        """The shell shapes of this stream known valid (see `inbound.CertainShapes`)."""
+        return CertainShapes()
 
     @functools.cached_property
     def _batch_fields_apply(self) -> bool:

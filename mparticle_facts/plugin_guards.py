@@ -96,6 +96,56 @@ def parse_json_object(text: str, where: str) -> dict[str, Any]:
     return value
 
 
+def _texts(value: object) -> set[str]:
+    """How a value, and each part of it, can appear in a message: as text and as repr."""
+    found = {str(value), repr(value)}
+    parts: Iterable[object] = ()
+    if isinstance(value, dict):
+        parts = [*value.keys(), *value.values()]
+    elif isinstance(value, (list, tuple)):
+        parts = value
+    for part in parts:
+        found |= _texts(part)
+    return found
+
+
+def redact_config_errors(
+    errors: Iterable[str], config: Mapping[str, Any], secrets: Iterable[str]
+) -> list[str]:
+    """Config validation messages without the values of secret settings.
+
+    The SDK's messages start with the value they refuse (`98765432 is not of type
+    'string', 'null' in config['api_key']`): a secret of the wrong type would be
+    printed before the log filter that masks secrets exists, and that filter only
+    knows text values. The value is replaced by `***`; the setting is still named.
+
+    Args:
+        errors: The messages, one per mistake.
+        config: The config as given.
+        secrets: The names of the secret settings.
+
+    Returns:
+        The messages, masked.
+    """
+    values = [config[name] for name in secrets if config.get(name) is not None]
+    texts = sorted(
+        {text for value in values for text in _texts(value) if len(text) >= MIN_SECRET_LENGTH},
+        key=len,
+        reverse=True,
+    )
+    masked = []
+    for error in errors:
+        line = error
+        for value in values:
+            shown = repr(value)
+            if line.startswith(shown):  # the usual form, whatever the value's length
+                line = MASK + line[len(shown) :]
+        for text in texts:
+            line = line.replace(text, MASK)
+        masked.append(line)
+    return masked
+
+
 class _MaskSecrets(logging.Filter):
     """Replace secret values in a log record's final message."""
 

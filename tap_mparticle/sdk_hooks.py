@@ -2,7 +2,7 @@
 
 A file tap needs what the SDK keeps private: STATE per file rather than per record,
 record messages without the SDK's per-record walk, and the stream's tap. The stream
-base (`client.py`) overrides or reads only the names listed here.
+base (`client.py`) and the tap override or read only the names listed here.
 `tests/test_sdk_contract.py` checks each against the installed SDK (it exists, its
 signature, and a fingerprint of its source), so an SDK upgrade that renames or
 changes one fails the suite instead of silently changing what the tap does. Re-read
@@ -10,6 +10,11 @@ the SDK's new code before updating a fingerprint.
 """
 
 from __future__ import annotations
+
+import typing as t
+
+if t.TYPE_CHECKING:
+    from singer_sdk import Tap
 
 #: Methods the tap overrides: (SDK class, method) -> why.
 OVERRIDDEN: dict[tuple[str, str], str] = {
@@ -39,4 +44,12 @@ READ: dict[tuple[str, str], str] = {
         "the version every RECORD message carries"
     ),
     ("singer_sdk.helpers._util", "utc_now"): "the time_extracted the SDK itself stamps",
+    ("singer_sdk.plugin_base:PluginBase", "_config"): (
+        "the config as given, to mask secret values in the SDK's config errors"
+    ),
 }
+
+
+def raw_config(plugin: Tap) -> dict[str, t.Any]:
+    """The config as given, also when the SDK's check of it failed (`config` is unset then)."""
+    return dict(getattr(plugin, "_config", None) or {})

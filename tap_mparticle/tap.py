@@ -14,7 +14,8 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 from typing_extensions import override
 
-from mparticle_facts.plugin_guards import exit_stdout_closed
+from mparticle_facts.plugin_guards import exit_stdout_closed, redact_config_errors
+from tap_mparticle import sdk_hooks
 from tap_mparticle.audience_streams import (
     AudienceFileStream,
     AudienceMembershipsStream,
@@ -276,7 +277,13 @@ class TapMParticle(Tap):
 
     @override
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        try:
+            super().__init__(*args, **kwargs)
+        except ConfigValidationError as exc:
+            # The SDK checked the config before our log filter could mask its secrets.
+            raw = sdk_hooks.raw_config(self)
+            exc.errors = redact_config_errors(exc.errors or [str(exc)], raw, SECRET_SETTINGS)
+            raise
         guard_logs(
             [
                 *(self.config.get(name) for name in SECRET_SETTINGS),

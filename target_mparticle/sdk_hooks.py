@@ -68,6 +68,9 @@ READ: dict[tuple[str, str], str] = {
         "replaced on every new STATE: tells a sink whether a STATE came since a record"
     ),
     ("singer_sdk.target_base:Target", "_sinks_active"): "records pending in every sink",
+    ("singer_sdk.plugin_base:PluginBase", "_config"): (
+        "the config as given, to mask secret values in the SDK's config errors"
+    ),
     ("singer_sdk.sinks.core:Sink", "_warned_missing_fields"): (
         "fields without a schema are warned about once, as the SDK's own parsing does"
     ),
@@ -102,6 +105,11 @@ READ: dict[tuple[str, str], str] = {
         "how old the oldest pending record is, to drain on a STATE"
     ),
 }
+
+
+def raw_config(plugin: Target) -> dict[str, t.Any]:
+    """The config as given, also when the SDK's check of it failed (`config` is unset then)."""
+    return dict(getattr(plugin, "_config", None) or {})
 
 
 def latest_state(target: Target) -> object:

@@ -15,8 +15,9 @@ import typing as t
 from functools import cached_property
 
 from singer_sdk import Target
+from singer_sdk.exceptions import ConfigValidationError
 
-from mparticle_facts.plugin_guards import exit_stdout_closed
+from mparticle_facts.plugin_guards import exit_stdout_closed, redact_config_errors
 from target_mparticle import sdk_hooks
 from target_mparticle._compat import override
 from target_mparticle.client import AuthError, DeliveryError
@@ -49,6 +50,7 @@ if t.TYPE_CHECKING:
 STATE_DRAIN_MIN_RECORDS = MAX_BATCHES_PER_REQUEST
 STATE_DRAIN_MAX_AGE_S = 60.0
 GC_THRESHOLDS = (50_000, 20, 100)
+SECRET_SETTINGS = ("api_key", "api_secret")
 
 
 class TargetMParticle(Target):
@@ -76,8 +78,14 @@ class TargetMParticle(Target):
     @override
     def __init__(self, **kwargs: t.Any) -> None:  # noqa: ANN401 - passed on to the SDK
         """Read the settings once; every mistake is one line naming its setting."""
-        super().__init__(**kwargs)
-        guard_logs((self.config.get("api_key"), self.config.get("api_secret")))
+        try:
+            super().__init__(**kwargs)
+        except ConfigValidationError as exc:
+            # The SDK checked the config before our log filter could mask its secrets.
+            raw = sdk_hooks.raw_config(self)
+            exc.errors = redact_config_errors(exc.errors or [str(exc)], raw, SECRET_SETTINGS)
+            raise
+        guard_logs(self.config.get(name) for name in SECRET_SETTINGS)
         warn_unknown_settings(self)
         self.settings = TargetSettings.from_config(self.config)
         self.max_parallelism = 1  # see the class comment: per-user order across streams

@@ -113,3 +113,28 @@ def test_target_prints_and_writes_no_secret_at_debug(tmp_path: Path):
     ]
     assert leaks(TARGET_SECRETS, *outputs) == {}
     assert "hardening-wrong-secret" not in refused_auth.stderr
+
+
+def test_a_secret_of_the_wrong_type_is_named_never_shown(tmp_path: Path):
+    """The SDK's config check quotes the value it refuses, before any log filter exists."""
+    target_secrets = {"api_key": 98765432, "api_secret": ["hardening-listed-secret"]}
+    tap_secrets = {
+        "aws_access_key_id": {"id": "AKIAHARDENINGNESTED"},
+        "aws_secret_access_key": 12345678,
+        "aws_session_token": 7,  # short: still not shown where its setting is named
+    }
+    runs = [
+        run_debug("target_mparticle", {"dry_run": True, **target_secrets}, tmp_path),
+        run_debug("tap_mparticle", {"bucket_url": str(tmp_path), **tap_secrets}, tmp_path),
+    ]
+    texts = ["98765432", "hardening-listed-secret", "AKIAHARDENINGNESTED", "12345678"]
+    for run, names in zip(runs, (target_secrets, tap_secrets), strict=True):
+        assert run.returncode == 1
+        assert "Traceback" not in run.stderr
+        errors = [line for line in run.stderr.splitlines() if "| ERROR" in line]
+        assert [e for e in errors if "7 is not" in e] == []
+        for name in names:  # each named, its value masked
+            assert any(
+                f"*** is not of type 'string', 'null' in config['{name}']" in e for e in errors
+            )
+        assert [text for text in texts if text in run.stdout + run.stderr] == []

@@ -287,6 +287,8 @@ def _plain_attributes(attributes: dict[str, t.Any]) -> bool:
     return True
 
 
+#: The batch fields that say whose batch it is.
+_IDENTITY_FIELDS = frozenset({"user_identities", "mpid", "device_info"})
 #: Shapes a `CertainShapes` keeps before it starts again (a stream of ever new shapes).
 MAX_SHAPES = 1024
 #: Batch fields holding objects whose entries `certain_by_types` looks at one by one.
@@ -401,6 +403,10 @@ def fit_shell(
             msg = f"batch is not valid for the Events API: {reason}"
             raise InvalidRecordError(msg)
         del batch[path[0]]
+        if path[0] in _IDENTITY_FIELDS and not _IDENTITY_FIELDS.intersection(batch):
+            # mParticle would take the batch and attach it to no one.
+            msg = f"batch has no identity left once {path[0]} is dropped: {reason}"
+            raise InvalidRecordError(msg)
         tally[f"batch fields that could not be valid dropped ({path[0]})"] += 1
     msg = f"batch has more than {MAX_FIXES} fields that cannot be valid"
     raise InvalidRecordError(msg)

@@ -13,7 +13,7 @@ from target_mparticle.assemble import THIRTY_DAYS_MS, assemble, trailing_group
 from target_mparticle.clean import clean_event, clean_identities
 from target_mparticle.client import BULK_PATH, HISTORICAL_PATH, pack
 from target_mparticle.convert import BatchDefaults, Converter, digest_id
-from target_mparticle.inbound import InvalidRecordError
+from target_mparticle.inbound import InvalidRecordError, fit_shell
 from target_mparticle.mapping import StreamMapping, mapping_errors
 from target_mparticle.schema_rules import MAX_REQUEST_BYTES
 from target_mparticle.values import Tally, event_attributes, to_epoch_ms, user_attributes
@@ -432,3 +432,13 @@ def test_a_uuid_with_a_trailing_newline_is_dropped_alone_not_with_the_device_inf
     assert item.batch["device_info"] == {"push_token": "tok"}
     assert conv.tally["ios_advertising_id values that are not UUIDs dropped"] == 1
     assert conv.convert({**record, "idfa": uuid}).batch["device_info"]["ios_advertising_id"] == uuid
+
+
+def test_a_batch_whose_only_identity_cannot_be_valid_is_refused_not_sent_to_no_one():
+    tally = Tally()
+    kept = fit_shell(
+        {"environment": "development", "mpid": 5, "device_info": {"ios_idfv": "x"}}, tally
+    )
+    assert kept == {"environment": "development", "mpid": 5}  # another identity is left
+    with pytest.raises(InvalidRecordError, match="no identity left once device_info is dropped"):
+        fit_shell({"environment": "development", "device_info": {"ios_idfv": "x"}}, Tally())

@@ -71,7 +71,11 @@ def test_shell_check_skips_only_plain_attribute_values():
     # Strings and lists of strings skip the compiled per-attribute check (it is valid by
     # construction); anything else still meets it, and the rest of the batch always does.
     tally: Counter[str] = Counter()
-    plain = {"environment": "development", "user_attributes": {"a": "x", "b": ["y"]}}
+    plain = {
+        "environment": "development",
+        "user_identities": {"email": "a@example.com"},
+        "user_attributes": {"a": "x", "b": ["y"]},
+    }
     assert fit_shell(dict(plain), tally) == plain
     wrong_mpid = {**plain, "mpid": "not a number"}
     assert fit_shell(wrong_mpid, tally) == plain

@@ -77,12 +77,20 @@ class AudienceRows(ConverterBase):
     def _audience_membership(self, record: dict[str, t.Any]) -> Item:
         """An add sets the audience's user attribute to true; a remove deletes it."""
         shell = self._audience_user(record)
+        audience_id = to_int(record.get("audience_id"))
+        if audience_id is None:
+            msg = f"audience_id {record.get('audience_id')!r} is not an integer"
+            raise InvalidRecordError(msg)
+        # An int and two strings: what the setting's check formatted it with.
         name = self.audience_attribute_name.format(
-            audience_id=record.get("audience_id"),
-            audience_name=record.get("audience_name") or "",
-            variant=record.get("variant") or "",
+            audience_id=audience_id,
+            audience_name=to_attribute_string(record.get("audience_name") or ""),
+            variant=to_attribute_string(record.get("variant") or ""),
         )
         name = truncate(name, rules.API_LIMIT_NAME, "attribute names truncated to 256", self.tally)
+        if not name:
+            msg = "audience_attribute_name gives it an empty attribute name"
+            raise InvalidRecordError(msg)
         if record.get("action") == "remove":
             shell["deleted_user_attributes"] = [name]
         else:
@@ -93,6 +101,9 @@ class AudienceRows(ConverterBase):
         """An upsert sets the attribute (lists as lists); a delete deletes it."""
         shell = self._audience_user(record)
         key = str(record["key"])
+        if not key:
+            msg = "its attribute key is empty"
+            raise InvalidRecordError(msg)
         value = record.get("list_value")
         if value is None:
             value = record.get("value")

@@ -291,6 +291,36 @@ def test_audience_attribute_name_placeholders(server, config):
     assert names == ["aud_Big spenders_12-B", "seg 11"]
 
 
+def test_audience_rows_that_cannot_name_their_attribute_are_invalid(server, config):
+    """An audience id that is no integer (it used to become `audience_None`), an empty name."""
+    config["on_invalid_record"] = "dead_letter"
+    config["mappings"] = {"nameless": {"audience_attribute_name": "{audience_name}"}}
+    run = run_target(
+        config,
+        [
+            *singer_lines(
+                "audience_memberships",
+                [
+                    membership(t.cast("int", None), "add"),
+                    membership(t.cast("int", {"id": 1}), "add"),
+                    membership(t.cast("int", "21"), "add"),  # integer text is an integer
+                ],
+            ),
+            *singer_lines("nameless", [membership(22, "add", audience_name=None)]),
+            *singer_lines("audience_user_attributes", [attribute("", "upsert", value="x")]),
+        ],
+    )
+    assert run.error is None
+    names = [name for b in server.batches() for name in b.get("user_attributes", {})]
+    assert names == ["audience_21"]
+    reasons = [letter["reason"] for letter in dead_letters(config)]
+    assert len(reasons) == 4
+    assert "audience_id None is not an integer" in reasons[0]
+    assert "audience_id {'id': 1} is not an integer" in reasons[1]
+    assert "audience_attribute_name gives it an empty attribute name" in reasons[2]
+    assert "its attribute key is empty" in reasons[3]
+
+
 def test_a_later_change_for_a_user_is_never_overtaken(server, config):
     """Adds then removes, within one drain and across drains with requests in parallel.
 

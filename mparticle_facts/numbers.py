@@ -28,6 +28,9 @@ MAX_UNIX_MS = (
 #: Digits a number read from text may have. Beyond this Python's own int/str
 #: conversion refuses (4,300 digits), and `1e999999999` would be a billion-digit int.
 MAX_DIGITS = 4_000
+#: The range of mParticle's 64-bit integers.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 
@@ -58,6 +61,16 @@ def to_int(value: object) -> int | None:
     if number is None or number != number.to_integral_value():
         return None
     return int(number)
+
+
+def to_int64(value: object) -> int | None:
+    """`to_int`, and None too for a whole number outside 64 bits (MPIDs, times, ids).
+
+    The Events API schema says only "integer"; mParticle stores these as 64-bit
+    signed numbers, so a larger one cannot be what the producer meant.
+    """
+    number = to_int(value)
+    return number if number is not None and INT64_MIN <= number <= INT64_MAX else None
 
 
 def _decimal(value: object) -> decimal.Decimal | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import typing as t
 
 from mparticle_facts.identities import DEVICE_IDENTITIES, USER_IDENTITIES, canonical_identity_type
-from mparticle_facts.numbers import to_int
+from mparticle_facts.numbers import to_int64
 from target_mparticle import schema_rules as rules
 from target_mparticle.inbound import InvalidRecordError, fit_shell
 from target_mparticle.items import ConverterBase, Item, digest_id, public
@@ -43,7 +43,7 @@ class AudienceRows(ConverterBase):
 
     def _audience_user(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
         """Who an audience row is about: its raw identity where one can be sent, and MPID."""
-        mpid = to_int(record.get("mpid"))
+        mpid = to_int64(record.get("mpid"))
         shell: dict[str, t.Any] = {"environment": self.environment}
         kind = canonical_identity_type(str(record.get("identity_type") or ""))
         value = record.get("identity_value")
@@ -77,7 +77,7 @@ class AudienceRows(ConverterBase):
     def _audience_membership(self, record: dict[str, t.Any]) -> Item:
         """An add sets the audience's user attribute to true; a remove deletes it."""
         shell = self._audience_user(record)
-        audience_id = to_int(record.get("audience_id"))
+        audience_id = to_int64(record.get("audience_id"))
         if audience_id is None:
             msg = f"audience_id {record.get('audience_id')!r} is not an integer"
             raise InvalidRecordError(msg)

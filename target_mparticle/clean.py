@@ -18,7 +18,7 @@ from mparticle_facts.identities import (
     canonical_identity_type,
     is_mpid_key,
 )
-from mparticle_facts.numbers import to_int
+from mparticle_facts.numbers import to_int64
 from target_mparticle import schema_rules as rules
 from target_mparticle.coerce import (
     DROP,
@@ -241,7 +241,7 @@ def clean_identities(raw: object, tally: Tally) -> Identities:
             continue
         spelled = str(name)
         if is_mpid_key(spelled):
-            mpid = to_int(value)
+            mpid = to_int64(value)
             continue
         kind = canonical_identity_type(spelled)
         if kind in USER_IDENTITIES:
@@ -329,7 +329,7 @@ def replayed_fields(record: t.Mapping[str, t.Any], tally: Tally) -> dict[str, t.
         if isinstance(value, dict):
             value = clean_object(value, tally)
         out[key] = value
-    origin = to_int(record.get("origin_mpid"))
+    origin = to_int64(record.get("origin_mpid"))
     if origin is not None:
         out["origin_mpid"] = origin
     device_id = record.get("mp_deviceid")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typing as t
 
-from mparticle_facts.numbers import MAX_DIGITS, to_bool, to_int, to_number
+from mparticle_facts.numbers import INT64_MAX, INT64_MIN, to_bool, to_int, to_int64, to_number
 from target_mparticle import schema_rules as rules
 from target_mparticle.values import (
     Tally,
@@ -77,11 +77,19 @@ def _as_any(value: object, tally: Tally) -> object:
     return _scalar(value)
 
 
-def _as_integer(value: object, _tally: Tally) -> object:
-    if type(value) is str and value.isdigit() and value.isascii() and len(value) <= MAX_DIGITS:
-        return int(value)  # what to_int gives such text, without its general steps
-    number = to_int(value)
-    return DROP if number is None else number
+#: Digits of text that is an integer within 64 bits whatever they are.
+INT64_DIGITS = 18
+
+
+def _as_integer(value: object, tally: Tally) -> object:
+    if type(value) is str and value.isdigit() and value.isascii() and len(value) <= INT64_DIGITS:
+        return int(value)  # what to_int64 gives such text, without its general steps
+    number = to_int64(value)
+    if number is None:
+        if to_int(value) is not None:
+            tally["integers outside 64 bits dropped"] += 1
+        return DROP
+    return number
 
 
 def _as_number(value: object, _tally: Tally) -> object:
@@ -205,7 +213,7 @@ def clean_object(
     The objects of one kind (an event's data, its location) come with the same few
     sets of fields, so what each field gets is planned once per set of names: a
     value already of the type its coercion returns (a string where any string or a
-    name within its limit goes, an int where an integer goes) is kept as it is,
+    name within its limit goes, an int within 64 bits where an integer goes) is kept as it is,
     any other goes through its coercion.
     """
     shape = (skip, tuple(data))
@@ -219,7 +227,9 @@ def clean_object(
         if value is None:
             continue
         kind = type(value)
-        if kind is as_is or (is_name and kind is str and len(value) <= rules.API_LIMIT_NAME):
+        if (kind is as_is and (kind is str or INT64_MIN <= value <= INT64_MAX)) or (
+            is_name and kind is str and len(value) <= rules.API_LIMIT_NAME
+        ):
             out[name] = value
             continue
         cleaned = coerce(value, tally)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import typing as t
 
-from mparticle_facts.numbers import to_int
+from mparticle_facts.numbers import to_int64
 from target_mparticle.audience_rows import (
     AudienceRows,
     is_audience_attribute,
@@ -135,7 +135,7 @@ class Converter(MappedRecords, AudienceRows):
         """The batch fields of a replayed event's or batch's record, fitted to the schema."""
         tally = self.tally
         identities = clean_identities(record.get("user_identities"), tally)
-        mpid = to_int(record.get("mpid"))
+        mpid = to_int64(record.get("mpid"))
         if mpid is None:
             mpid = identities.mpid
         device = clean_device_info(record.get("device_info"), tally)

@@ -12,7 +12,7 @@ import functools
 import typing as t
 
 from mparticle_facts.identities import DEVICE_IDENTITIES, field_identity_type
-from mparticle_facts.numbers import to_int
+from mparticle_facts.numbers import to_int64
 from target_mparticle import schema_rules as rules
 from target_mparticle.clock import now_ms
 from target_mparticle.coerce import clean_object
@@ -185,9 +185,9 @@ class MappedRecords(ConverterBase):
             if value is None or value == "":
                 continue
             if identity_type == "mpid":
-                mpid = to_int(value)
+                mpid = to_int64(value)
                 if mpid is None:
-                    msg = f"mpid field {field!r} is not an integer"
+                    msg = f"mpid field {field!r} is not a 64-bit integer"
                     raise InvalidRecordError(msg)
             elif identity_type in rules.UUID_DEVICE_FIELDS:
                 text = to_attribute_string(value)

@@ -12,8 +12,7 @@ from collections import Counter
 
 import msgspec
 
-from mparticle_facts.numbers import epoch_ms as to_epoch_ms
-from mparticle_facts.numbers import to_bool, to_int, to_number
+from mparticle_facts.numbers import MAX_UNIX_MS, MIN_UNIX_MS, epoch_ms, to_bool, to_int, to_number
 from target_mparticle.schema_rules import (
     API_LIMIT_ATTRIBUTES_PER_EVENT,
     API_LIMIT_NAME,
@@ -38,6 +37,16 @@ __all__ = [
     "truncate",
     "user_attributes",
 ]
+
+
+def to_epoch_ms(value: object) -> int | None:
+    """`numbers.epoch_ms`, and None too for a moment outside the years 1 to 9999.
+
+    `10**30` reads as milliseconds, but as an event time it is no moment mParticle
+    (or anyone) could mean; the tap refuses such times too.
+    """
+    moment = epoch_ms(value)
+    return moment if moment is not None and MIN_UNIX_MS <= moment <= MAX_UNIX_MS else None
 
 
 class Tally(Counter[str]):

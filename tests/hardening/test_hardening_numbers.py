@@ -13,7 +13,16 @@ import typing as t
 
 import pytest
 
-from mparticle_facts.numbers import MAX_DIGITS, epoch_ms, to_int, to_number
+from mparticle_facts.numbers import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_DIGITS,
+    epoch_ms,
+    to_int,
+    to_int64,
+    to_number,
+)
+from tests.support.files import dead_letters
 from tests.support.target import run_target, singer_lines
 
 if t.TYPE_CHECKING:
@@ -83,3 +92,76 @@ def test_hostile_numbers_in_records_cost_only_their_field(
     assert len(sent) == len(HOSTILE_TEXT)
     assert all("event_id" not in e["data"] and "session_id" not in e["data"] for e in sent)
     assert json.dumps(sent)  # every body was valid JSON the stand-in accepted
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (INT64_MAX, INT64_MAX),
+        (INT64_MIN, INT64_MIN),
+        (str(INT64_MAX), INT64_MAX),
+        (INT64_MAX + 1, None),
+        (INT64_MIN - 1, None),
+        ("9223372036854775808", None),
+        (10**30, None),
+        ("1e30", None),
+    ],
+)
+def test_64_bit_integers_are_read_and_larger_ones_refused(value, expected):
+    assert to_int64(value) == expected
+
+
+def test_integers_beyond_64_bits_never_reach_a_request(
+    server: EventsApiServer, config: dict[str, t.Any]
+):
+    """mParticle's ids and times are 64-bit; the schema's `integer` has no bound to say so."""
+    huge = 10**30
+    data = {"event_name": "Play", "custom_event_type": "media", "event_id": huge}
+    replayed = [
+        {
+            "user_identities": {"customer_id": "c1"},
+            "events": [
+                {"event_type": "custom_event", "data": {**data, "timestamp_unixtime_ms": ts}}
+            ],
+        }
+        for ts in (1_763_000_000_000, str(huge), huge)
+    ]
+    replayed.append({"mpid": huge, "events": [{"event_type": "custom_event", "data": data}]})
+    config["on_invalid_record"] = "dead_letter"
+    config["mappings"] = {
+        "users": {"kind": "user", "identities": {"mpid": "mp"}},
+        "orders": {"kind": "custom_event", "timestamp_field": "ts", "identities": {"email": "e"}},
+    }
+    run = run_target(
+        config,
+        [
+            *singer_lines("replayed", replayed),
+            *singer_lines("users", [{"id": 1, "mp": huge}, {"id": 2, "mp": INT64_MAX}]),
+            *singer_lines("orders", [{"id": 1, "e": "a@example.com", "ts": huge}]),
+        ],
+    )
+    assert run.error is None
+    sent = server.events()
+    assert len(sent) == 3
+    assert all("event_id" not in e["data"] for e in sent)  # dropped, the events sent
+    assert [e["data"].get("timestamp_unixtime_ms") for e in sent].count(1_763_000_000_000) == 1
+    assert max(abs(v) for v in _integers(server.batches())) <= INT64_MAX
+    assert [b.get("mpid") for b in server.batches() if "events" not in b] == [INT64_MAX]
+    reasons = [letter["reason"] for letter in dead_letters(config)]
+    assert len(reasons) == 3
+    # 3 event ids and 2 event times, each dropped and counted for the run's summary.
+    assert run.target.delivery.tally["integers outside 64 bits dropped"] == 5
+    assert any("timestamp field 'ts' holds no usable time" in r for r in reasons)
+    assert any("has no user identity, mpid or device identity" in r for r in reasons)
+    assert any("mpid field 'mp' is not a 64-bit integer" in r for r in reasons)
+
+
+def _integers(value: object) -> t.Iterator[int]:
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _integers(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _integers(item)
+    elif type(value) is int:
+        yield value

@@ -125,8 +125,7 @@ def assemble(
         if any(m.batch is not shell for m in members[1:]):
             shell = fold_user_updates([m.batch for m in members])
         for chunk, request_id, body in _encoded(members, shell, events):
-            whole = first.group is None or not chunk or chunk is events
-            owners = members if whole else _owners(members, chunk)
+            owners = members if not chunk or chunk is events else _owners(members, chunk)
             if len(body) > rules.MAX_BATCH_BYTES:
                 reason = f"batch is {len(body)} bytes, over the {rules.MAX_BATCH_BYTES} cap"
                 rejected.extend((m, reason) for m in owners)
@@ -216,5 +215,11 @@ def fold_user_updates(shells: t.Sequence[dict[str, t.Any]]) -> dict[str, t.Any]:
 
 
 def _owners(members: list[Item], chunk: list[dict[str, t.Any]]) -> list[Item]:
+    """The records with events in `chunk`, each restricted to those events."""
     ids = {id(e) for e in chunk}
-    return [m for m in members if any(id(e) in ids for e in m.events)]
+    owners = []
+    for member in members:
+        mine = [e for e in member.events if id(e) in ids]
+        if mine:
+            owners.append(member.part(mine))
+    return owners

@@ -63,6 +63,12 @@ class Delivery:
         # Reentrant: a signal handler on the main thread may settle while it holds it.
         self._settling = threading.RLock()
         self._sender_error: BaseException | None = None
+        #: Stream -> how its records are named in messages (each sink's converter).
+        self.describers: dict[str, t.Callable[[t.Mapping[str, t.Any]], str]] = {}
+        #: Records whose every batch mParticle accepted (or the dry run wrote).
+        self.delivered = 0
+        #: Per drain in flight: the records assembly already refused.
+        self._refused_early: dict[int, set[int]] = {}
 
     @functools.cached_property
     def client(self) -> EventsApiClient | DryRunClient:
@@ -96,16 +102,18 @@ class Delivery:
         try:
             prepared, rejected = assemble(items, self.settings.historical, now_ms())
             for item, reason in rejected:
-                self.invalid.handle(stream, item.record, f"{stream!r}: {reason}")
+                self.invalid.handle(stream, item.record, f"{self._named(stream, item)}: {reason}")
             requests_ = pack(prepared)
             while self.overlap.full:
                 self._settle_oldest()
             isolate = self.settings.on_invalid_record != "fail"
             client = self.client
-            flight = self.overlap.start(
-                (stream, len(items), len(prepared), requests_),
-                lambda: client.deliver(requests_, isolate_bad=isolate),
-            )
+            with self._settling:  # registered before anything can settle the drain
+                flight = self.overlap.start(
+                    (stream, len(items), len(prepared), requests_),
+                    lambda: client.deliver(requests_, isolate_bad=isolate),
+                )
+                self._refused_early[id(flight)] = {_whole_id(item) for item, _ in rejected}
             flight.outcome.add_done_callback(self._settle_finished)
         finally:
             self.delivering -= 1
@@ -167,10 +175,14 @@ class Delivery:
 
     def _settled(self, flight: InFlight, refused: Refused) -> None:
         """A drain is done: what mParticle refused, its progress line, then its STATE."""
+        refused_ids = self._refused_early.pop(id(flight), set())
         for batch, reason in refused:
             for item in batch.items:
-                self.invalid.handle(flight.stream, item.record, f"{flight.stream!r}: {reason}")
+                named = self._named(flight.stream, item)
+                self.invalid.handle(flight.stream, item.record, f"{named}: {reason}")
+                refused_ids.add(_whole_id(item))
         self.invalid.sync()
+        self.delivered += flight.n_records - len(refused_ids)
         LOGGER.info(
             "%s",
             progress_line(
@@ -185,23 +197,24 @@ class Delivery:
         if flight.held_state is not None and self.on_state is not None:
             self.on_state(flight.held_state)
 
+    def _named(self, stream: str, item: Item) -> str:
+        """The record as its stream's converter names it (stream and key)."""
+        describe = self.describers.get(stream)
+        return describe(item.record) if describe is not None else repr(stream)
+
     def held_back_s(self) -> float:
         """Wall-clock seconds requests waited for pacing or rate limits (0 in a dry run)."""
         client = self.__dict__.get("client")
         return client.pacer.held_back_s if isinstance(client, EventsApiClient) else 0.0
 
-    def report(self, records: int) -> None:
-        """Log the run's summary, what it ignored, and what it repaired.
-
-        Args:
-            records: Records the sinks delivered.
-        """
+    def report(self) -> None:
+        """Log the run's summary, what it ignored, and what it repaired."""
         client = self.__dict__.get("client")
         stats = client.stats if client is not None else None
         LOGGER.info(
             "%s",
             summary_line(
-                records=records,
+                records=self.delivered,
                 destination=client.describe() if client is not None else self.settings.base_url,
                 seconds=time.monotonic() - self._started,
                 stats=stats,
@@ -221,3 +234,8 @@ class Delivery:
         if client is not None:
             client.close()
         self.invalid.close()
+
+
+def _whole_id(item: Item) -> int:
+    """One number per record, for each part of it too (see `Item.part`)."""
+    return id(item.origin or item)

@@ -43,6 +43,20 @@ class Item:
     group: str | None
     request_id: str
     refused: list[tuple[dict[str, t.Any], str]] = dataclasses.field(default_factory=list)
+    #: For a part of a record split over several batches: the whole record's item.
+    origin: Item | None = None
+
+    def part(self, events: list[dict[str, t.Any]]) -> Item:
+        """This record restricted to some of its events (what one batch of it holds).
+
+        A record split over batches is refused batch by batch: each refusal names
+        only its own events, and so no event is dead-lettered twice or after it
+        was sent.
+        """
+        if len(events) == len(self.events):
+            return self
+        record = {**self.record, "events": events}
+        return dataclasses.replace(self, record=record, events=events, origin=self)
 
 
 def digest_id(*parts: object) -> str:

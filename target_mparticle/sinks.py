@@ -95,6 +95,7 @@ class EventsSink(BatchSink):
         #: Why the stream's SCHEMA refused the record being processed, if it did.
         self._refusal: str | None = None
         self.delivery.ignored.schema_arrived(stream_name, schema, mapping)
+        self.delivery.describers[stream_name] = self.converter.describe
 
     @override
     def get_validator(self) -> BaseJSONSchemaValidator | None:

@@ -199,8 +199,7 @@ class TargetMParticle(Target):
         """Drain, then log the run's summary and close files and connections."""
         super().process_endofpipe()
         self.delivery.settle()
-        records = sum(getattr(s, "sent_records", 0) for s in sdk_hooks.active_sinks(self))
-        self.delivery.report(records)
+        self.delivery.report()
         if self._states_held_back:
             self.logger.info(
                 "Dry run: %d STATE message%s held back (none passed on)",

@@ -211,6 +211,8 @@ def test_http_400_isolates_the_bad_batch_into_dead_letters(picky_server, config,
     dead = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
     assert [d["record"]["id"] for d in dead] == [37]
     assert "refused by test" in dead[0]["reason"]
+    assert dead[0]["reason"].startswith("stream 'people' record {\"id\":37}: ")
+    assert run.target.delivery.delivered == 149
     assert run.states == [1]
     assert SECRET not in (tmp_path / "dead.jsonl").read_text()
 
@@ -307,3 +309,53 @@ def test_full_sink_drains_keep_each_users_events_in_one_batch(server, config):
         run = run_target(config, "tap_events.singer")
         assert run.error is None
         assert {k: len(b["events"]) for k, b in other.accepted.items()} == whole
+
+
+def _event(name: str, attributes: int = 0) -> dict:
+    data = {"event_name": name, "custom_event_type": "other"}
+    if attributes:  # each about 4 KB: 40 make an event over the 128,000-byte batch cap
+        data["custom_attributes"] = {f"a{i}": "x" * 4_000 for i in range(attributes)}
+    return {"event_type": "custom_event", "data": data}
+
+
+def test_a_batch_split_for_size_is_refused_piece_by_piece_never_twice(config, tmp_path):
+    """Two events too big for any batch: each dead-lettered alone; the small one is sent."""
+    config["on_invalid_record"] = "dead_letter"
+    config["dry_run"] = True
+    config["dry_run_path"] = str(tmp_path / "dry.jsonl")
+    big = {
+        "user_identities": {"email": "a@x"},
+        "events": [_event("small"), *(_event(n, 40) for n in ("big1", "big2"))],
+    }
+    good = {"user_identities": {"email": "b@x"}, "events": [_event("fine")]}
+    run = run_target(
+        config,
+        [*singer_lines("replayed", [big, good], []), json.dumps({"type": "STATE", "value": 1})],
+    )
+    assert run.error is None
+    sent = [
+        [e["data"]["event_name"] for e in batch["events"]]
+        for line in (tmp_path / "dry.jsonl").read_text().splitlines()
+        for batch in json.loads(line)["body"]
+    ]
+    assert sorted(sent) == [["fine"], ["small"]]
+    dead = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert [[e["data"]["event_name"] for e in d["record"]["events"]] for d in dead] == [
+        ["big1"],
+        ["big2"],
+    ]
+    assert all(d["record"]["user_identities"] == {"email": "a@x"} for d in dead)
+    assert all(d["reason"].startswith("stream 'replayed' record {\"record\":") for d in dead)
+    assert all("over the 128000 cap" in d["reason"] for d in dead)
+    assert run.target.delivery.delivered == 1  # the record with refused events is not counted
+
+
+def test_records_delivered_count_every_sink_a_schema_change_replaced(config, tmp_path):
+    config["dry_run"] = True
+    config["dry_run_path"] = str(tmp_path / "dry.jsonl")
+    before = list(singer_lines("people", [{"id": 1, "email": "a@x"}], ["id"]))
+    after = list(singer_lines("people", [{"id": 2, "email": "b@x", "plan": "pro"}], ["id"]))
+    run = run_target(config, [*before, *after])
+    assert run.error is None
+    assert before[0] != after[0]  # a new SCHEMA: a new sink for the second record
+    assert run.target.delivery.delivered == 2

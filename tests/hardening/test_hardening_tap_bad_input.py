@@ -196,6 +196,25 @@ def test_a_bad_document_in_a_back_to_back_line_costs_only_itself(
     assert len(skipped(caplog)) == 2
 
 
+@pytest.mark.parametrize("max_line", [jsondocs.MAX_LINE, 64])
+def test_a_lone_surrogate_escape_costs_its_document_and_a_pair_is_kept(
+    tmp_path: Path, caplog, monkeypatch, max_line: int
+):
+    # msgspec refuses the whole line, so the standard-library decoder reads it,
+    # document by document; 64 bytes sends it down the long-line path instead.
+    monkeypatch.setattr(jsondocs, "MAX_LINE", max_line)
+    documents = [json.dumps(firehose(i)).encode() for i in range(4)]
+    documents[1] = documents[1].replace(b'"c1"', b'"\\ud800"')  # lone, in a value
+    documents[2] = documents[2].replace(b'"customer_id"', b'"\\udc80b"')  # lone, in a key
+    documents[3] = documents[3].replace(b'"c3"', b'"\\ud83d\\ude00"')  # a pair: U+1F600
+    root = audience_drop(tmp_path, "delivery-1", b"".join(documents) + b"\n")
+    values = [r["identity_value"] for r in memberships(root, caplog)]
+    assert values == ["c0", "\U0001f600"]
+    messages = skipped(caplog)
+    assert len(messages) == 2
+    assert all("delivery-1:1: a string with a lone surrogate escape" in m for m in messages)
+
+
 def test_fail_mode_stops_with_one_error_line_naming_file_and_line(tmp_path: Path):
     drop = tmp_path / "drop"
     drop.mkdir()

@@ -88,6 +88,10 @@ def write_case(root: Path, kind: str) -> Case:  # noqa: PLR0911  (one branch per
         bad = b'{"IsAddRequest": true, "IdentityValues": {"email": "\xff\xfe"}}'
         (audiences / DELTA_NAME).write_bytes(b"\n".join([DELTA, DELTA, bad, DELTA]))
         return Case(DELTA_NAME, 3, "bytes that are not UTF-8 at offset 52", good + 3)
+    if kind == "lone_surrogate":
+        bad = b'{"IsAddRequest": true, "IdentityValues": {"customer_id": "\\udc80b"}}'
+        (audiences / DELTA_NAME).write_bytes(b"\n".join([DELTA, DELTA, bad, DELTA]))
+        return Case(DELTA_NAME, 3, "a string with a lone surrogate escape", good + 3)
     if kind == "not_a_shape":
         (audiences / "fh.json").write_bytes(
             b"\n".join([FIREHOSE, FIREHOSE, b'{"hello": 1}', FIREHOSE])
@@ -107,6 +111,7 @@ KINDS = (
     "csv_wrong_columns",
     "not_json",
     "not_utf8",
+    "lone_surrogate",
     "not_a_shape",
     "truncated_gzip",
 )

@@ -215,6 +215,56 @@ def test_a_lone_surrogate_escape_costs_its_document_and_a_pair_is_kept(
     assert all("delivery-1:1: a string with a lone surrogate escape" in m for m in messages)
 
 
+def partner(profile_changes: dict, audience_changes: dict | None = None) -> bytes:
+    """One partner-feed line: a profile with an email, in audience 1 (as changed)."""
+    audience = {"audience_id": 1, "action": "add", **(audience_changes or {})}
+    profile = {
+        "mpid": "1",
+        "user_identities": [{"type": "email", "value": "a@b.c"}],
+        "audiences": [audience],
+        **profile_changes,
+    }
+    message = {
+        "type": "audience_membership_change_request",
+        "timestamp_ms": 1714592744065,
+        "user_profiles": [profile],
+    }
+    return json.dumps(message).encode() + b"\n"
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (partner({"user_identities": 5}), "user_identities is 5, not an array"),
+        (partner({"device_identities": "ab"}), "device_identities is 'ab', not an array"),
+        (partner({}, {"action": ["add"]}), "audience action ['add'] is not add"),
+        (partner({}, {"action": {"add": 1}}), "audience action {'add': 1} is not add"),
+        (
+            partner({}, {"action": "attribute_update", "user_attributes": 7}),
+            "user_attributes is 7, not an array",
+        ),
+        (
+            partner(
+                {},
+                {"action": "attribute_update", "user_attributes": [{"key": "k", "action": {}}]},
+            ),
+            "user attribute change {'key': 'k', 'action': {}} needs a key",
+        ),
+    ],
+)
+def test_a_wrongly_typed_partner_feed_value_costs_only_its_line(
+    tmp_path: Path, caplog, bad: bytes, reason: str
+):
+    root = audience_drop(tmp_path, "feed.jsonl", partner({}) + bad + partner({}))
+    rows = memberships(root, caplog)
+    assert [(r["_sdc_source_lineno"], r["identity_value"]) for r in rows] == [
+        (1, "a@b.c"),
+        (3, "a@b.c"),
+    ]
+    (message,) = skipped(caplog)
+    assert f"feed.jsonl:2: {reason}" in message
+
+
 def test_fail_mode_stops_with_one_error_line_naming_file_and_line(tmp_path: Path):
     drop = tmp_path / "drop"
     drop.mkdir()

@@ -7,6 +7,7 @@ with `fail` the run stops with one ERROR line naming the file and line.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tap_mparticle import audience_download, jsondocs
+from tap_mparticle.audience_records import AudienceFile
 from tests.support.cases import (
     CSV_HEADER,
     OUT_OF_RANGE_TS,
@@ -25,6 +27,7 @@ from tests.support.cases import (
     gzip_with_flipped_byte,
     huge_int_batch_line,
     patch_member,
+    with_central_directory_offset,
     zip_of,
 )
 from tests.support.tap import run_cli, run_tap
@@ -142,6 +145,45 @@ def test_zip_members_with_unsupported_method_or_encryption_cost_only_themselves(
     assert len(messages) == 2
     assert any("1_Aud1" in m and "compression method" in m for m in messages)
     assert any("2_Aud2" in m and "encrypted" in m for m in messages)
+
+
+def test_a_zip_whose_offsets_point_outside_it_is_bad_input_not_a_storage_error(
+    tmp_path: Path, caplog
+):
+    # The seek before the archive's start fails with OSError (EINVAL), which once
+    # read as a storage failure: not skippable, and blamed on the bucket.
+    members = {
+        f"{n}_Aud{n}_172136Nov292018.csv": (CSV_HEADER + csv_row(n, "x")).encode() for n in (1, 2)
+    }
+    archive = with_central_directory_offset(zip_of(members), 0xC8000000)
+    root = audience_drop(tmp_path, "download.zip", archive)
+    good = {"5_Aud_172136Nov292018.csv": (CSV_HEADER + csv_row(5, "kept")).encode()}
+    (root / "audiences" / "other.zip").write_bytes(zip_of(good))
+    assert [r["identity_value"] for r in memberships(root, caplog)] == ["kept"]
+    messages = skipped(caplog)
+    assert len(messages) == 2
+    for n in (1, 2):
+        assert any(
+            f"download.zip!/{n}_Aud{n}_172136Nov292018.csv: unreadable archive member "
+            "(an offset in the archive points outside it" in m
+            for m in messages
+        ), messages
+
+
+def test_a_storage_read_that_fails_while_a_zip_is_spooled_stays_a_storage_error():
+    # Only zipfile's reads of the local spool count as the archive's fault.
+    class Dropped(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer) -> int:  # noqa: ARG002  (io's signature)
+            raise ConnectionResetError(104, "Connection reset by peer")
+
+    file = AudienceFile(
+        location="s3://b/audiences/download.zip", name="download.zip", normalize=str
+    )
+    with pytest.raises(ConnectionResetError):
+        list(audience_download.parse_download_zip(io.BufferedReader(Dropped()), file))
 
 
 def test_a_zip_with_no_csv_and_no_manifest_is_bad_input(tmp_path: Path, caplog):

@@ -74,6 +74,57 @@ def test_every_data_exception_in_an_events_file_costs_only_its_own_line_or_event
     assert any("4300 digits" in m for m in messages)
 
 
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (
+            batch_line(event("bad", 1e20)),
+            "event 0 timestamp_unixtime_ms 1e+20 is outside the years",
+        ),
+        (
+            batch_line(event("bad", -1e300)),
+            "event 0 timestamp_unixtime_ms -1e+300 is outside the years",
+        ),
+        (
+            batch_line(event("bad", 1714521600000.7)),
+            "event 0 timestamp_unixtime_ms 1714521600000.7 is not an integer",
+        ),
+        (batch_line(event("bad", "NaN")), "event 0 timestamp_unixtime_ms 'NaN' is not an integer"),
+    ],
+)
+def test_an_event_timestamp_that_is_no_integer_costs_its_event_not_a_silent_null(
+    tmp_path: Path, caplog, bad: bytes, reason: str
+):
+    (tmp_path / "a.txt").write_bytes(batch_line(event("before")) + bad + batch_line(event("after")))
+    records = read(tmp_path, caplog)
+    assert names(records) == ["before", "after"]
+    assert all(r["timestamp"] == "2024-05-01T00:00:00.000+00:00" for r in records)
+    (message,) = skipped(caplog)
+    assert f"a.txt:2: {reason}" in message
+
+
+@pytest.mark.parametrize(
+    ("mpid", "reason"),
+    [
+        ("abc", "batch field mpid is 'abc', not an integer"),
+        (1.5, "batch field mpid is 1.5, not an integer"),
+    ],
+)
+def test_an_mpid_that_is_no_integer_is_bad_input_for_both_streams(
+    tmp_path: Path, caplog, mpid: object, reason: str
+):
+    bad = json.dumps({"mpid": mpid, "events": [event("bad")]}).encode() + b"\n"
+    (tmp_path / "a.txt").write_bytes(batch_line(event("before")) + bad + batch_line(event("after")))
+    caplog.set_level(logging.WARNING)
+    config = {"bucket_url": str(tmp_path), "on_bad_record": "skip"}
+    out = run_tap(config, streams={"events", "batches"})
+    assert names(out.records("events")) == ["before", "after"]
+    assert [r["_sdc_source_lineno"] for r in out.records("batches")] == [1, 3]
+    messages = skipped(caplog)
+    assert len(messages) == 2  # once per stream, as the same line is bad for both
+    assert all(f"a.txt:2: {reason}" in m for m in messages)
+
+
 def test_an_integer_beyond_64_bits_is_read_not_rejected(tmp_path: Path, caplog):
     (tmp_path / "a.txt").write_bytes(huge_int_batch_line(30))
     assert [r["mpid"] for r in read(tmp_path, caplog)] == [int("9" * 30)]

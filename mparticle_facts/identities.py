@@ -207,18 +207,38 @@ def is_mpid_key(name: str) -> bool:
 class IdentityNormalizer:
     """Map identity names to the Events API's, warning once per name it does not know.
 
-    One instance per stream keeps the warnings per run, and memoises every name it
-    has seen, so the per-record cost is one dict lookup.
+    One instance per stream keeps the warnings per run, and memoises the names it
+    has seen, so the per-record cost is one dict lookup. A source normally uses a
+    handful of names; hostile or broken data can use a new one per row, so both
+    the memo (`MAX_MEMO` names; later ones are normalised on each sighting, which
+    costs a few string operations) and the warnings (`MAX_WARNED` names; later
+    ones are counted in `unwarned`, for one summary line) are bounded.
     """
+
+    #: Names remembered; beyond, memory would grow with the data.
+    MAX_MEMO = 10_000
+    #: Unknown names warned about one by one; beyond, the log would grow with the data.
+    MAX_WARNED = 20
 
     def __init__(self, warn: Callable[[str, str], None]) -> None:
         """Start with nothing seen.
 
         Args:
-            warn: Called once per unknown name with `(name, kept_as)`.
+            warn: Called with `(name, kept_as)` once for each of the first
+                `MAX_WARNED` unknown names; `warned` is already counted.
         """
         self._warn = warn
         self._seen: dict[str, str] = {}
+        #: Unknown names warned about so far.
+        self.warned = 0
+        #: Unknown names not warned about: distinct while the memo has room, then
+        #: every sighting of a name it could not keep (an upper bound).
+        self.unwarned = 0
+
+    @property
+    def memo_full(self) -> bool:
+        """Whether names stopped being remembered (so `unwarned` may count repeats)."""
+        return len(self._seen) >= self.MAX_MEMO
 
     def __call__(self, name: str) -> str:
         """Normalise one name.
@@ -235,8 +255,13 @@ class IdentityNormalizer:
         canonical = canonical_identity_type(name)
         if canonical is None:
             canonical = snake_case(name)
-            self._warn(name, canonical)
-        self._seen[name] = canonical
+            if self.warned < self.MAX_WARNED:
+                self.warned += 1
+                self._warn(name, canonical)
+            else:
+                self.unwarned += 1
+        if len(self._seen) < self.MAX_MEMO:
+            self._seen[name] = canonical
         return canonical
 
 

@@ -65,8 +65,18 @@ MAX_MANIFEST_BYTES = 16 << 20
 #: the declared size, so this bounds what one member can emit).
 MAX_MEMBER_BYTES = 8 << 30
 #: What reading an archive member can raise on bad data: unsupported compression
-#: methods (NotImplementedError), the encrypted flag (RuntimeError), bad CRCs.
-_MEMBER_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError)
+#: methods (NotImplementedError), the encrypted flag (RuntimeError), bad CRCs, and
+#: OSError for an offset in the archive that points before its start (a seek to a
+#: negative position: EINVAL). The archive is wholly spooled to a local file before
+#: zipfile reads it (`parse_download_zip`), so no OSError here is a storage failure.
+_MEMBER_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    NotImplementedError,
+    RuntimeError,
+    OSError,
+)
 _CSV_NAME = re.compile(r"^(?P<id>-?\d+)_(?P<rest>.+?)\.csv$", re.IGNORECASE)
 _BOM = b"\xef\xbb\xbf"
 
@@ -323,8 +333,8 @@ def parse_download_zip(stream: IO[bytes], file: AudienceFile) -> Iterator[Audien
         spool.seek(0)
         try:
             archive = zipfile.ZipFile(spool)
-        except (zipfile.BadZipFile, *_MEMBER_ERRORS) as exc:
-            msg = f"not a readable ZIP archive ({exc})"
+        except _MEMBER_ERRORS as exc:
+            msg = f"not a readable ZIP archive ({_why(exc)})"
             raise BadInputError(file.location, msg) from None
         with archive:
             yield from _zip_members(archive, file)
@@ -372,7 +382,7 @@ def _zip_csv(
     except BadInputError as exc:
         yield exc  # this member is unreadable; the others may be fine
     except _MEMBER_ERRORS as exc:
-        yield BadInputError(location, f"unreadable archive member ({exc})")
+        yield BadInputError(location, f"unreadable archive member ({_why(exc)})")
 
 
 def _zip_manifest(
@@ -395,5 +405,11 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, location: str)
         with archive.open(info) as member:
             return member.read(MAX_MANIFEST_BYTES + 1)[:MAX_MANIFEST_BYTES]
     except _MEMBER_ERRORS as exc:
-        msg = f"unreadable archive member ({exc})"
+        msg = f"unreadable archive member ({_why(exc)})"
         raise BadInputError(location, msg) from None
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError):  # see _MEMBER_ERRORS
+        return f"an offset in the archive points outside it: {exc.strerror or exc}"
+    return str(exc)

@@ -103,12 +103,22 @@ def to_timestamp(value: Any) -> str | None:  # noqa: ANN401  (any JSON scalar)
 
 
 def _iso_timestamp(value: str) -> str:
+    """ISO 8601 text as RFC 3339 UTC, or a NotAudienceError for this value alone.
+
+    A valid ISO string can still be outside the years 1 to 9999 once in UTC
+    (`0001-01-01T00:00:00+01:00`) or at millisecond precision: that is a bad value
+    on its line like any other, not an error that costs the whole file.
+    """
     try:
         moment = parse_timestamp(value.strip())
     except ValueError:
         msg = f"timestamp {value!r} is not a number of seconds or milliseconds"
         raise NotAudienceError(msg) from None
-    return format_unix_ms(round(moment.timestamp() * 1000))
+    try:
+        return format_unix_ms(round(moment.timestamp() * 1000))
+    except (OverflowError, ValueError):
+        msg = f"timestamp {value!r} is out of range"
+        raise NotAudienceError(msg) from None
 
 
 def to_bool(value: Any, field: str) -> bool:  # noqa: ANN401  (any JSON scalar)

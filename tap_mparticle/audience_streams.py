@@ -274,6 +274,7 @@ class AudienceFileStream(MParticleFileStream):
             downloads.close()  # type: ignore[attr-defined]  # a generator
         self.finish_files(cursor)
         self.log_summary(time.monotonic() - started)
+        self._log_unwarned_identities()
 
     def _manifest(self, file: RemoteFile) -> Manifest | None:
         """Read (once per folder) the `manifest.json` next to an unzipped download CSV."""
@@ -306,6 +307,29 @@ class AudienceFileStream(MParticleFileStream):
             self.name,
             name,
             kept_as,
+        )
+        if self._normalize.warned == self._normalize.MAX_WARNED:
+            self.logger.warning(
+                "%s: further identity types in no table are kept in snake_case and "
+                "counted, not named one by one (the count is logged at the end)",
+                self.name,
+            )
+
+    def _log_unwarned_identities(self) -> None:
+        normalize = self._normalize
+        if not normalize.unwarned:
+            return
+        repeats = (
+            f" (sightings past the first {normalize.MAX_MEMO} names: a name may count twice)"
+            if normalize.memo_full
+            else ""
+        )
+        self.logger.warning(
+            "%s: %d further identity type names in no table of known spellings were "
+            "kept in snake_case%s",
+            self.name,
+            normalize.unwarned,
+            repeats,
         )
 
 

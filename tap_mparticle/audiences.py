@@ -208,10 +208,29 @@ def _cloud_storage(
     return [(MEMBERSHIPS, row) for row in rows]
 
 
+def _array(container: dict[str, Any], key: str) -> list[Any]:
+    """`container[key]` as a list; missing, null or empty is `[]`.
+
+    Iterating a number raises TypeError and iterating a string or object walks
+    its characters or keys; either would be a crash or a misleading message far
+    from the real problem, which is the value's type.
+
+    Raises:
+        NotAudienceError: The value is present but not an array.
+    """
+    value = container.get(key)
+    if isinstance(value, list):
+        return value
+    if not value:  # null, "", 0, {}: nothing listed, as mParticle's examples write it
+        return []
+    msg = f"{key} is {value!r:.40}, not an array"
+    raise NotAudienceError(msg)
+
+
 def _partner_identities(profile: dict[str, Any]) -> list[tuple[str, Any, str]]:
     found = []
     for group in ("user_identities", "device_identities", "partner_identities"):
-        for identity in profile.get(group) or ():
+        for identity in _array(profile, group):
             if not isinstance(identity, dict) or not identity.get("type"):
                 msg = f"an entry of {group} has no type"
                 raise NotAudienceError(msg)
@@ -226,11 +245,7 @@ def _partner_identities(profile: dict[str, Any]) -> list[tuple[str, Any, str]]:
 def _partner_feed(document: dict[str, Any], file: AudienceFile) -> list[tuple[str, dict[str, Any]]]:
     timestamp = to_timestamp(document.get("timestamp_ms"))
     out: list[tuple[str, dict[str, Any]]] = []
-    profiles = document.get("user_profiles") or []  # none at all: a heartbeat
-    if not isinstance(profiles, list):
-        msg = "user_profiles is not an array"
-        raise NotAudienceError(msg)
-    for profile in profiles:
+    for profile in _array(document, "user_profiles"):  # none at all: a heartbeat
         if not isinstance(profile, dict):
             msg = "an entry of user_profiles is not an object"
             raise NotAudienceError(msg)
@@ -248,7 +263,7 @@ def _partner_feed(document: dict[str, Any], file: AudienceFile) -> list[tuple[st
                     )
                 )
                 continue
-            if action not in PARTNER_ACTIONS:
+            if not isinstance(action, str) or action not in PARTNER_ACTIONS:
                 msg = f"audience action {action!r} is not add, delete or attribute_update"
                 raise NotAudienceError(msg)
             rows = identity_rows(
@@ -283,11 +298,7 @@ def _profile_audiences(profile: dict[str, Any]) -> list[dict[str, Any]]:
         raise NotAudienceError(msg)
     entries: list[dict[str, Any]] = []
     for key in keys:
-        listed = profile.get(key) or []
-        if not isinstance(listed, list):
-            msg = f"{key} is not an array"
-            raise NotAudienceError(msg)
-        for entry in listed:
+        for entry in _array(profile, key):
             if not isinstance(entry, dict):
                 msg = f"an entry of {key} is not an object"
                 raise NotAudienceError(msg)
@@ -319,7 +330,7 @@ def _attribute_updates(
     mpid: int | None,
     timestamp: str | None,
 ) -> Iterator[dict[str, Any]]:
-    for change in audience.get("user_attributes") or ():
+    for change in _array(audience, "user_attributes"):
         if not isinstance(change, dict):
             msg = "an entry of user_attributes is not an object"
             raise NotAudienceError(msg)
@@ -327,7 +338,7 @@ def _attribute_updates(
             continue  # `{}` appears in mParticle's own example: nothing changed
         key = change.get("key")
         action = change.get("action")
-        if not key or action not in ATTRIBUTE_ACTIONS:
+        if not key or not isinstance(action, str) or action not in ATTRIBUTE_ACTIONS:
             msg = f"user attribute change {change!r} needs a key and action upsert or delete"
             raise NotAudienceError(msg)
         list_value = change.get("list_value")

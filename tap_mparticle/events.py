@@ -19,6 +19,7 @@ rather than passing as an empty one.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from mparticle_facts.numbers import format_unix_ms, to_int
@@ -159,15 +160,18 @@ def explode_batch(batch: Any) -> Iterator[dict[str, Any] | NotABatchError]:  # n
     events = check_batch(batch).get("events")
     if not events:
         return
+    # The same line-level checks as the batches stream: a typed field holding
+    # something else (an mpid that is no integer) is bad input for both streams.
+    typed = typed_fields(batch)
     environment = batch.get("environment")
     context = {
-        "mpid": to_int(batch.get("mpid")),
-        "batch_id": to_int(batch.get("batch_id")),
+        "mpid": typed["mpid"],
+        "batch_id": typed["batch_id"],
         "environment": environment if isinstance(environment, str) else None,
         "user_identities": identities_as_object(batch.get("user_identities")),
-        "user_attributes": _object(batch.get("user_attributes")),
-        "device_info": _object(batch.get("device_info")),
-        "application_info": _object(batch.get("application_info")),
+        "user_attributes": _object(typed["user_attributes"]),
+        "device_info": _object(typed["device_info"]),
+        "application_info": _object(typed["application_info"]),
     }
     for index, event in enumerate(events):
         yield _event_record(index, event, context)
@@ -192,12 +196,15 @@ def _event_record(
         name = data.get("screen_name")
     else:
         name = None
-    ts_ms = to_int(data.get("timestamp_unixtime_ms"))
+    raw_ts = data.get("timestamp_unixtime_ms")
+    ts_ms = _event_millis(raw_ts)
+    if ts_ms is None and raw_ts not in (None, ""):
+        return NotABatchError(f"event {index} timestamp_unixtime_ms {raw_ts!r} is not an integer")
     try:
         timestamp = None if ts_ms is None else format_unix_ms(ts_ms)
     except (OverflowError, ValueError):  # beyond the years 1 to 9999
         return NotABatchError(
-            f"event {index} timestamp_unixtime_ms {ts_ms} is outside the years 1 to 9999"
+            f"event {index} timestamp_unixtime_ms {raw_ts!r} is outside the years 1 to 9999"
         )
     return {
         "event_type": event_type,
@@ -213,22 +220,36 @@ def _event_record(
     }
 
 
-def batch_record(batch: Any) -> dict[str, Any]:  # noqa: ANN401  (any JSON value)
-    """Build the `batches` record of one batch: every top-level field, typed.
+def _event_millis(value: Any) -> int | None:  # noqa: ANN401  (any JSON value)
+    """An event's epoch milliseconds; a whole float too large to be exact still counts.
+
+    `to_int` refuses a float beyond 2**53 (it cannot be an exact id), but no
+    instant from year 1 to 9999 is that large: `1e20` is a timestamp out of range,
+    and says so, rather than a missing one.
+    """
+    number = to_int(value)
+    if number is None and isinstance(value, float) and math.isfinite(value):
+        return int(value) if value.is_integer() else None
+    return number
+
+
+def typed_fields(batch: dict[str, Any]) -> dict[str, Any]:
+    """The batch's integer, string and object fields, each checked against its type.
+
+    Both streams call this on every batch, so a line is bad input for both or for
+    neither.
 
     Args:
-        batch: A decoded JSON document from one line of a drop file.
+        batch: A batch (see `check_batch`).
 
     Returns:
-        The record, without provenance columns. Fields the schema does not name
-        are kept, as written, in `other_fields`.
+        The fields by name: integers exact, strings as strings, objects as written
+        (None where a field is absent).
 
     Raises:
-        NotABatchError: The document is not a batch, or a typed field holds a value
-            of another type (an `mpid` that is no integer, `user_attributes` that
-            are no object, ...).
+        NotABatchError: A field holds a value of another type (an `mpid` that is
+            no integer, `user_attributes` that are no object, ...).
     """
-    check_batch(batch)
     record: dict[str, Any] = {}
     for name in INTEGER_FIELDS:
         value = batch.get(name)
@@ -249,6 +270,25 @@ def batch_record(batch: Any) -> dict[str, Any]:  # noqa: ANN401  (any JSON value
             msg = f"batch field {name} is a JSON {type(value).__name__}, not an object"
             raise NotABatchError(msg)
         record[name] = value
+    return record
+
+
+def batch_record(batch: Any) -> dict[str, Any]:  # noqa: ANN401  (any JSON value)
+    """Build the `batches` record of one batch: every top-level field, typed.
+
+    Args:
+        batch: A decoded JSON document from one line of a drop file.
+
+    Returns:
+        The record, without provenance columns. Fields the schema does not name
+        are kept, as written, in `other_fields`.
+
+    Raises:
+        NotABatchError: The document is not a batch, or a typed field holds a value
+            of another type (an `mpid` that is no integer, `user_attributes` that
+            are no object, ...).
+    """
+    record = typed_fields(check_batch(batch))
     record["events"] = _array_of("events", batch.get("events"), dict)
     record["user_identities"] = (
         _array_of("user_identities", identities_as_array(batch["user_identities"]), dict)

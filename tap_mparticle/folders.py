@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
 #: mParticle's daily folders (`2024-05-01/`).
-DATE_FOLDER = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+DATE_FOLDER = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})$")
 
 #: Slack between a folder's name and its files' LastModified (see the module docstring).
 UPLOAD_FOLDER_SLACK = dt.timedelta(days=1)
@@ -94,8 +94,11 @@ def folder_date(folder_key: str) -> dt.date | None:
 
 
 def _is_date_chain(chain: list[str]) -> bool:
+    # ASCII digits only: str.isdigit() also takes "²⁰²⁴", which int() then refuses.
     widths = (4, 2, 2, 2)[: len(chain)]
-    return all(len(p) == w and p.isdigit() for p, w in zip(chain, widths, strict=True))
+    return all(
+        len(p) == w and p.isascii() and p.isdigit() for p, w in zip(chain, widths, strict=True)
+    )
 
 
 def _last_day(chain: list[int]) -> dt.date | None:

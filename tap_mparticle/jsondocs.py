@@ -49,6 +49,11 @@ _WHITESPACE = " \t\r\n"
 _GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
 #: Where the next document of a line may start after a bad one.
 _NEXT_DOCUMENT = re.compile(r"\}\s*(?=\{)")
+#: A `\\uD800`-`\\uDFFF` escape: the only way a surrogate reaches decoded text (strict
+#: UTF-8 decoding refuses encoded ones), so text without one needs no further check.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_REASON = "a string with a lone surrogate escape, which is not Unicode text"
 
 _msgspec_decode = msgspec.json.Decoder().decode
 _raw_decode = json.JSONDecoder().raw_decode
@@ -120,6 +125,7 @@ def _concatenated(line: bytes, lineno: int, location: str) -> Iterator[Document 
     except UnicodeDecodeError as exc:
         yield _not_utf8(location, lineno, exc)
         return
+    escaped = _SURROGATE_ESCAPE.search(text) is not None
     pos = _skip_whitespace(text, 0)
     while pos < len(text):
         try:
@@ -131,7 +137,7 @@ def _concatenated(line: bytes, lineno: int, location: str) -> Iterator[Document 
                 return
             pos = boundary.end()
             continue
-        yield lineno, value
+        yield _checked(lineno, value, location, escaped=escaped)
         pos = _skip_whitespace(text, end)
 
 
@@ -139,6 +145,39 @@ def _skip_whitespace(text: str, pos: int) -> int:
     while pos < len(text) and text[pos] in _WHITESPACE:
         pos += 1
     return pos
+
+
+def _checked(
+    lineno: int, value: object, location: str, *, escaped: bool
+) -> Document | BadInputError:
+    r"""The document, or an error if a string or key in it holds a lone surrogate.
+
+    msgspec refuses `"\ud800"` but the standard-library decoder accepts it, and a
+    string with a lone surrogate is not Unicode text: writing it as UTF-8 fails
+    far from here, with a traceback. Paired surrogates decode to one character,
+    so only escapes that stay surrogates after decoding are refused. `escaped`
+    says the raw text holds a surrogate escape at all; without one (the usual
+    case) the value is not walked.
+    """
+    if escaped and _holds_surrogate(value):
+        return BadInputError(location, _SURROGATE_REASON, lineno)
+    return lineno, value
+
+
+def _holds_surrogate(value: object) -> bool:
+    """Whether any string or key in `value` holds a surrogate (iterative: depth is free)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def _bad_document(location: str, lineno: int, exc: Exception, pos: int) -> BadInputError:
@@ -207,7 +246,8 @@ def _long_line(  # noqa: C901  (one loop: refill, decode, resynchronise)
             pos += 1
             resyncing = True
             continue
-        yield lineno, value
+        escaped = _SURROGATE_ESCAPE.search(buffer, pos, end) is not None
+        yield _checked(lineno, value, location, escaped=escaped)
         pos = end
 
 

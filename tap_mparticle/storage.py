@@ -100,11 +100,12 @@ def walk_folders(
     while pending:
         for entry in list_folder(pending.pop()):
             if isinstance(entry, str):
-                if entry and not skip_folder(entry[len(root) :]):
+                usable = entry and is_text_key(entry, uri_prefix + entry)
+                if usable and not skip_folder(entry[len(root) :]):
                     pending.append(entry)
                 continue
             name, size, modified = entry
-            if name.endswith("/") or not size:
+            if name.endswith("/") or not size or not is_text_key(name, uri_prefix + name):
                 continue
             yield RemoteFile(
                 key=name[len(root) :],
@@ -112,6 +113,26 @@ def walk_folders(
                 last_modified=modified.astimezone(UTC),
                 size=size,
             )
+
+
+def is_text_key(name: str, where: str) -> bool:
+    r"""Whether a listed name can be a key; if not, say the file (or folder) is skipped.
+
+    A key is written as UTF-8 to records, state and hashes. A local name that is
+    not UTF-8 reaches Python with its bad bytes as lone surrogates (PEP 383), and a
+    JSON listing (GCS) can hold a `\ud800` escape: either would fail far from
+    here with a traceback. Its bytes are shown as `\xff`, as `ls -b` shows them.
+    """
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        try:
+            shown = where.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a surrogate that stands for no byte
+            shown = where.encode("utf-8", "backslashreplace").decode()
+        LOGGER.warning("Skipping %s: its name is not UTF-8 text, so it cannot be a key", shown)
+        return False
+    return True
 
 
 class Storage(Protocol):
@@ -321,6 +342,8 @@ class LocalStorage:
             return None  # .DS_Store, editor swap files, partial downloads
         if entry.is_symlink():
             self._skipped_link(entry.path)
+            return None
+        if not is_text_key(entry.name, entry.path):
             return None
         relative = Path(entry.path).relative_to(self.root).as_posix()
         if entry.is_dir(follow_symlinks=False):

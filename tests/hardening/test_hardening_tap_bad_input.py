@@ -7,6 +7,7 @@ with `fail` the run stops with one ERROR line naming the file and line.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tap_mparticle import audience_download, jsondocs
+from tap_mparticle.audience_records import AudienceFile
 from tests.support.cases import (
     CSV_HEADER,
     OUT_OF_RANGE_TS,
@@ -25,6 +27,7 @@ from tests.support.cases import (
     gzip_with_flipped_byte,
     huge_int_batch_line,
     patch_member,
+    with_central_directory_offset,
     zip_of,
 )
 from tests.support.tap import run_cli, run_tap
@@ -69,6 +72,57 @@ def test_every_data_exception_in_an_events_file_costs_only_its_own_line_or_event
     assert any("outside the years 1 to 9999" in m for m in messages)
     assert any("nested deeper" in m for m in messages)
     assert any("4300 digits" in m for m in messages)
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (
+            batch_line(event("bad", 1e20)),
+            "event 0 timestamp_unixtime_ms 1e+20 is outside the years",
+        ),
+        (
+            batch_line(event("bad", -1e300)),
+            "event 0 timestamp_unixtime_ms -1e+300 is outside the years",
+        ),
+        (
+            batch_line(event("bad", 1714521600000.7)),
+            "event 0 timestamp_unixtime_ms 1714521600000.7 is not an integer",
+        ),
+        (batch_line(event("bad", "NaN")), "event 0 timestamp_unixtime_ms 'NaN' is not an integer"),
+    ],
+)
+def test_an_event_timestamp_that_is_no_integer_costs_its_event_not_a_silent_null(
+    tmp_path: Path, caplog, bad: bytes, reason: str
+):
+    (tmp_path / "a.txt").write_bytes(batch_line(event("before")) + bad + batch_line(event("after")))
+    records = read(tmp_path, caplog)
+    assert names(records) == ["before", "after"]
+    assert all(r["timestamp"] == "2024-05-01T00:00:00.000+00:00" for r in records)
+    (message,) = skipped(caplog)
+    assert f"a.txt:2: {reason}" in message
+
+
+@pytest.mark.parametrize(
+    ("mpid", "reason"),
+    [
+        ("abc", "batch field mpid is 'abc', not an integer"),
+        (1.5, "batch field mpid is 1.5, not an integer"),
+    ],
+)
+def test_an_mpid_that_is_no_integer_is_bad_input_for_both_streams(
+    tmp_path: Path, caplog, mpid: object, reason: str
+):
+    bad = json.dumps({"mpid": mpid, "events": [event("bad")]}).encode() + b"\n"
+    (tmp_path / "a.txt").write_bytes(batch_line(event("before")) + bad + batch_line(event("after")))
+    caplog.set_level(logging.WARNING)
+    config = {"bucket_url": str(tmp_path), "on_bad_record": "skip"}
+    out = run_tap(config, streams={"events", "batches"})
+    assert names(out.records("events")) == ["before", "after"]
+    assert [r["_sdc_source_lineno"] for r in out.records("batches")] == [1, 3]
+    messages = skipped(caplog)
+    assert len(messages) == 2  # once per stream, as the same line is bad for both
+    assert all(f"a.txt:2: {reason}" in m for m in messages)
 
 
 def test_an_integer_beyond_64_bits_is_read_not_rejected(tmp_path: Path, caplog):
@@ -144,6 +198,45 @@ def test_zip_members_with_unsupported_method_or_encryption_cost_only_themselves(
     assert any("2_Aud2" in m and "encrypted" in m for m in messages)
 
 
+def test_a_zip_whose_offsets_point_outside_it_is_bad_input_not_a_storage_error(
+    tmp_path: Path, caplog
+):
+    # The seek before the archive's start fails with OSError (EINVAL), which once
+    # read as a storage failure: not skippable, and blamed on the bucket.
+    members = {
+        f"{n}_Aud{n}_172136Nov292018.csv": (CSV_HEADER + csv_row(n, "x")).encode() for n in (1, 2)
+    }
+    archive = with_central_directory_offset(zip_of(members), 0xC8000000)
+    root = audience_drop(tmp_path, "download.zip", archive)
+    good = {"5_Aud_172136Nov292018.csv": (CSV_HEADER + csv_row(5, "kept")).encode()}
+    (root / "audiences" / "other.zip").write_bytes(zip_of(good))
+    assert [r["identity_value"] for r in memberships(root, caplog)] == ["kept"]
+    messages = skipped(caplog)
+    assert len(messages) == 2
+    for n in (1, 2):
+        assert any(
+            f"download.zip!/{n}_Aud{n}_172136Nov292018.csv: unreadable archive member "
+            "(an offset in the archive points outside it" in m
+            for m in messages
+        ), messages
+
+
+def test_a_storage_read_that_fails_while_a_zip_is_spooled_stays_a_storage_error():
+    # Only zipfile's reads of the local spool count as the archive's fault.
+    class Dropped(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer) -> int:  # noqa: ARG002  (io's signature)
+            raise ConnectionResetError(104, "Connection reset by peer")
+
+    file = AudienceFile(
+        location="s3://b/audiences/download.zip", name="download.zip", normalize=str
+    )
+    with pytest.raises(ConnectionResetError):
+        list(audience_download.parse_download_zip(io.BufferedReader(Dropped()), file))
+
+
 def test_a_zip_with_no_csv_and_no_manifest_is_bad_input(tmp_path: Path, caplog):
     root = audience_drop(tmp_path, "download.zip", zip_of({"readme.txt": b"hello"}))
     assert memberships(root, caplog) == []
@@ -194,6 +287,75 @@ def test_a_bad_document_in_a_back_to_back_line_costs_only_itself(
     values = [r["identity_value"] for r in memberships(root, caplog)]
     assert values == ["c0", "c1", "c3", "c5", "c9"]
     assert len(skipped(caplog)) == 2
+
+
+@pytest.mark.parametrize("max_line", [jsondocs.MAX_LINE, 64])
+def test_a_lone_surrogate_escape_costs_its_document_and_a_pair_is_kept(
+    tmp_path: Path, caplog, monkeypatch, max_line: int
+):
+    # msgspec refuses the whole line, so the standard-library decoder reads it,
+    # document by document; 64 bytes sends it down the long-line path instead.
+    monkeypatch.setattr(jsondocs, "MAX_LINE", max_line)
+    documents = [json.dumps(firehose(i)).encode() for i in range(4)]
+    documents[1] = documents[1].replace(b'"c1"', b'"\\ud800"')  # lone, in a value
+    documents[2] = documents[2].replace(b'"customer_id"', b'"\\udc80b"')  # lone, in a key
+    documents[3] = documents[3].replace(b'"c3"', b'"\\ud83d\\ude00"')  # a pair: U+1F600
+    root = audience_drop(tmp_path, "delivery-1", b"".join(documents) + b"\n")
+    values = [r["identity_value"] for r in memberships(root, caplog)]
+    assert values == ["c0", "\U0001f600"]
+    messages = skipped(caplog)
+    assert len(messages) == 2
+    assert all("delivery-1:1: a string with a lone surrogate escape" in m for m in messages)
+
+
+def partner(profile_changes: dict, audience_changes: dict | None = None) -> bytes:
+    """One partner-feed line: a profile with an email, in audience 1 (as changed)."""
+    audience = {"audience_id": 1, "action": "add", **(audience_changes or {})}
+    profile = {
+        "mpid": "1",
+        "user_identities": [{"type": "email", "value": "a@b.c"}],
+        "audiences": [audience],
+        **profile_changes,
+    }
+    message = {
+        "type": "audience_membership_change_request",
+        "timestamp_ms": 1714592744065,
+        "user_profiles": [profile],
+    }
+    return json.dumps(message).encode() + b"\n"
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (partner({"user_identities": 5}), "user_identities is 5, not an array"),
+        (partner({"device_identities": "ab"}), "device_identities is 'ab', not an array"),
+        (partner({}, {"action": ["add"]}), "audience action ['add'] is not add"),
+        (partner({}, {"action": {"add": 1}}), "audience action {'add': 1} is not add"),
+        (
+            partner({}, {"action": "attribute_update", "user_attributes": 7}),
+            "user_attributes is 7, not an array",
+        ),
+        (
+            partner(
+                {},
+                {"action": "attribute_update", "user_attributes": [{"key": "k", "action": {}}]},
+            ),
+            "user attribute change {'key': 'k', 'action': {}} needs a key",
+        ),
+    ],
+)
+def test_a_wrongly_typed_partner_feed_value_costs_only_its_line(
+    tmp_path: Path, caplog, bad: bytes, reason: str
+):
+    root = audience_drop(tmp_path, "feed.jsonl", partner({}) + bad + partner({}))
+    rows = memberships(root, caplog)
+    assert [(r["_sdc_source_lineno"], r["identity_value"]) for r in rows] == [
+        (1, "a@b.c"),
+        (3, "a@b.c"),
+    ]
+    (message,) = skipped(caplog)
+    assert f"feed.jsonl:2: {reason}" in message
 
 
 def test_fail_mode_stops_with_one_error_line_naming_file_and_line(tmp_path: Path):

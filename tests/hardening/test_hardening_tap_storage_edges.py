@@ -1,14 +1,17 @@
-"""The drop's edges: symbolic links are not followed, and a read that dies is one line."""
+"""The drop's edges: links not followed, names not text skipped, a read that dies one line."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import http.server
 import logging
+import os
 import socket
 import threading
 from typing import TYPE_CHECKING, Any
 
+from tap_mparticle.storage import walk_folders
 from tests.support.cases import batch_line, event
 from tests.support.tap import run_cli, run_tap
 
@@ -43,6 +46,48 @@ def test_a_linked_bucket_url_itself_is_read(tmp_path: Path):
     (tmp_path / "link").symlink_to(real)
     records = run_tap({"bucket_url": str(tmp_path / "link")}).records("events")
     assert [r["event_name"] for r in records] == ["x"]
+
+
+def test_local_names_that_are_not_utf8_are_skipped_with_a_warning_naming_them(
+    tmp_path: Path, caplog
+):
+    drop = tmp_path / "drop"
+    (drop / "2024-05-01").mkdir(parents=True)
+    (drop / "2024-05-01" / "a.txt").write_bytes(batch_line(event("inside")))
+    folder = os.fsencode(drop)
+    bad_file = folder + b"/2024-05-01/App_\xff\xfe_20240501000000000000_00001.txt"
+    bad_folder = folder + b"/f\xff"
+    os.mkdir(bad_folder)  # noqa: PTH102  (a bytes path: Path takes str)
+    for path in (bad_file, bad_folder + b"/b.txt"):
+        with open(path, "wb") as handle:  # noqa: PTH123  (a bytes path: Path takes str)
+            handle.write(batch_line(event("not-text")))
+    caplog.set_level(logging.WARNING)
+    out = run_tap({"bucket_url": str(drop), "start_date": "2024-01-01T00:00:00Z"})
+    assert [r["event_name"] for r in out.records("events")] == ["inside"]
+    warnings = sorted(r.getMessage() for r in caplog.records if "not UTF-8" in r.getMessage())
+    assert warnings == [
+        (
+            f"Skipping {drop}/2024-05-01/App_\\xff\\xfe_20240501000000000000_00001.txt: "
+            "its name is not UTF-8 text, so it cannot be a key"
+        ),
+        f"Skipping {drop}/f\\xff: its name is not UTF-8 text, so it cannot be a key",
+    ]
+
+
+def test_bucket_keys_that_are_not_text_are_skipped_by_every_cloud_listing(caplog):
+    # A JSON listing (GCS) can carry a lone surrogate escape; S3 and Azure share the walk.
+    stamp = dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)
+    listing = {
+        "": ["bad\ud800/", ("a.txt", 5, stamp), ("b\udcff.txt", 5, stamp)],
+        "bad\ud800/": [("bad\ud800/c.txt", 5, stamp)],
+    }
+    caplog.set_level(logging.WARNING)
+    files = list(walk_folders("", "", "gs://b/", lambda _: False, listing.__getitem__))
+    assert [f.key for f in files] == ["a.txt"]
+    warnings = [r.getMessage() for r in caplog.records if "not UTF-8" in r.getMessage()]
+    assert len(warnings) == 2
+    assert any("gs://b/bad\\ud800/" in w for w in warnings)
+    assert any("gs://b/b\\xff.txt" in w for w in warnings)
 
 
 BODY = b"".join(batch_line(event(f"e{i}")) for i in range(3_000))

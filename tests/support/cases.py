@@ -96,3 +96,15 @@ def patch_member(archive: bytes, name: str, *, method: int | None = None, flags:
                     data[start + method_at : start + method_at + 2] = method.to_bytes(2, "little")
             start += 4
     return bytes(data)
+
+
+def with_central_directory_offset(archive: bytes, offset: int) -> bytes:
+    """Rewrite the end record's offset of the central directory (4 bytes at +16).
+
+    zipfile then finds the directory where it is, but takes the difference as
+    padding before the archive, so every member's header offset goes negative.
+    """
+    data = bytearray(archive)
+    end = data.rfind(b"PK\x05\x06")
+    data[end + 16 : end + 20] = offset.to_bytes(4, "little")
+    return bytes(data)

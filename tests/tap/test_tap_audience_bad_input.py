@@ -33,6 +33,22 @@ DELTA = json.dumps(
 CSV_HEADER = b"mpid, scanned_timestamp_ms, identity_value, identity_type\n"
 CSV_NAME = "8754_PotentialParisians_172136Nov292018.csv"
 CSV_ROW = b"-1327484737295091692, 1538596779, h.jekyll, customer_id\n"
+#: Valid ISO 8601, but past the last millisecond of year 9999 / before year 1 in UTC.
+LATE_ISO, EARLY_ISO = "9999-12-31T23:59:59.9Z", "0001-01-01T00:00:00+01:00"
+
+
+def partner_line(timestamp: object) -> bytes:
+    profile = {
+        "mpid": "1",
+        "user_identities": [{"type": "email", "value": "a@b.c"}],
+        "audiences": [{"audience_id": 1, "action": "add"}],
+    }
+    message = {
+        "type": "audience_membership_change_request",
+        "timestamp_ms": timestamp,
+        "user_profiles": [profile],
+    }
+    return json.dumps(message).encode()
 
 
 class Case:
@@ -88,6 +104,12 @@ def write_case(root: Path, kind: str) -> Case:  # noqa: PLR0911  (one branch per
         bad = b'{"IsAddRequest": true, "IdentityValues": {"email": "\xff\xfe"}}'
         (audiences / DELTA_NAME).write_bytes(b"\n".join([DELTA, DELTA, bad, DELTA]))
         return Case(DELTA_NAME, 3, "bytes that are not UTF-8 at offset 52", good + 3)
+    if kind == "lone_surrogate":
+        bad = b'{"IsAddRequest": true, "IdentityValues": {"customer_id": "\\udc80b"}}'
+        (audiences / DELTA_NAME).write_bytes(b"\n".join([DELTA, DELTA, bad, DELTA]))
+        return Case(DELTA_NAME, 3, "a string with a lone surrogate escape", good + 3)
+    if kind.startswith("iso_out_of_range_"):
+        return write_timestamp_case(audiences, kind, good)
     if kind == "not_a_shape":
         (audiences / "fh.json").write_bytes(
             b"\n".join([FIREHOSE, FIREHOSE, b'{"hello": 1}', FIREHOSE])
@@ -101,12 +123,36 @@ def write_case(root: Path, kind: str) -> Case:  # noqa: PLR0911  (one branch per
     raise AssertionError(kind)
 
 
+def write_timestamp_case(audiences: Path, kind: str, good: int) -> Case:
+    """A valid ISO timestamp out of range, in each audience shape that reads one."""
+    if kind == "iso_out_of_range_delta":
+        delta = {"IsAddRequest": True, "IdentityValues": {"customer_id": "c"}}
+        bad = json.dumps({**delta, "MembershipChangedTimestamp": LATE_ISO}).encode()
+        (audiences / DELTA_NAME).write_bytes(b"\n".join([DELTA, DELTA, bad, DELTA]))
+        return Case(DELTA_NAME, 3, f"timestamp {LATE_ISO!r} is out of range", good + 3)
+    if kind == "iso_out_of_range_partner":
+        lines = [partner_line(1714592744065), partner_line(EARLY_ISO), partner_line(None)]
+        (audiences / "feed.jsonl").write_bytes(b"\n".join(lines))
+        return Case("feed.jsonl", 2, f"timestamp {EARLY_ISO!r} is out of range", good + 2)
+    if kind == "iso_out_of_range_csv":
+        (audiences / "dl").mkdir()
+        bad = f"1, {EARLY_ISO}, x, customer_id\n".encode()
+        (audiences / "dl" / CSV_NAME).write_bytes(CSV_HEADER + CSV_ROW + bad + CSV_ROW)
+        (audiences / "dl" / "manifest.json").write_bytes(manifest(3))
+        return Case(f"dl/{CSV_NAME}", 3, f"timestamp {EARLY_ISO!r} is out of range", good + 2)
+    raise AssertionError(kind)
+
+
 KINDS = (
     "manifest_mismatch",
     "zip_manifest_mismatch",
     "csv_wrong_columns",
     "not_json",
     "not_utf8",
+    "lone_surrogate",
+    "iso_out_of_range_delta",
+    "iso_out_of_range_partner",
+    "iso_out_of_range_csv",
     "not_a_shape",
     "truncated_gzip",
 )

@@ -20,6 +20,7 @@ BAD_LINES = {
     "not_a_batch": b"[1, 2, 3]",
     "events_not_array": b'{"events": "nope"}',
     "event_without_type": b'{"events": [{"data": {}}]}',
+    "lone_surrogate": b'{"events": [{"event_type": "custom_event", "data": {"n": "\\ud800"}}]}',
 }
 EXPECTED_REASON = {
     "not_json": "not valid JSON",
@@ -27,6 +28,7 @@ EXPECTED_REASON = {
     "not_a_batch": "not an mParticle batch",
     "events_not_array": "not an mParticle batch",
     "event_without_type": "event 0 has no string 'event_type'",
+    "lone_surrogate": "a string with a lone surrogate escape",
 }
 
 

@@ -7,6 +7,7 @@ import os
 
 import time_machine
 
+from tap_mparticle.folders import folder_date
 from tests.support.proxy import counting_proxy
 from tests.support.s3 import s3_config
 from tests.support.tap import run_tap
@@ -83,3 +84,17 @@ def test_upload_time_trusts_the_folder_date_and_event_time_does_not(tmp_path):
     assert names(upload) == []
     event = run_tap({**config, "date_folders_by": "event_time"}, state=first.final_state)
     assert names(event) == ["LateInOldFolder"]
+
+
+def test_a_folder_of_non_ascii_digits_is_no_date_folder_and_is_read(tmp_path):
+    # "²⁰²⁴" passes str.isdigit() but not int(): it once crashed the listing.
+    assert folder_date("²⁰²⁴/") is None
+    assert folder_date("2024/²⁰/") is None
+    arabic_indic = "\u0662\u0660\u0662\u0664-\u0660\u0665-\u0660\u0661/"  # 2024-05-01
+    assert folder_date(arabic_indic) is None  # other decimal digits: not mParticle's
+    assert folder_date("2024/") == dt.date(2024, 12, 31)
+    root = tmp_path / "drop"
+    (root / "²⁰²⁴").mkdir(parents=True)
+    (root / "²⁰²⁴" / "App_1.txt").write_text(batch_line(1, "Superscript"))
+    out = run_tap({"bucket_url": str(root), "start_date": "2024-01-01T00:00:00Z"})
+    assert names(out) == ["Superscript"]

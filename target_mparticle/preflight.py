@@ -74,7 +74,9 @@ def exit_with_one_line(exc: Exception, lines: NumberedLines, logger: logging.Log
         for error in exc.errors or [str(exc)]:
             logger.error("%s", error)
     elif isinstance(exc, _MALFORMED) or str(exc).startswith("Unknown message type"):
-        logger.error("Malformed Singer input at line %d: %s", lines.lineno, exc)
+        # One line: some of the SDK's messages run over two (MissingKeyPropertiesError).
+        message = " ".join(part.strip() for part in str(exc).splitlines())
+        logger.error("Malformed Singer input at line %d: %s", lines.lineno, message)
     else:
         raise exc
     sys.exit(1)
@@ -132,12 +134,14 @@ class SingerInputReader(MsgSpecReader):
         """The SDK's loop over the input, without two calls per line that do nothing.
 
         A message that is an object with a `type`, as every good one is, skips
-        `assert_line_requires` (anything else still gets it, and its error); the
-        decoding method is looked up once. A `type` that is not text is an unknown
-        message type (the SDK's loop raised TypeError on a list or an object), and a
-        BATCH message is refused in one line (`NO_BATCH_MESSAGES`; the SDK would hand
-        its files' raw rows to sinks that expect converted records). Otherwise line
-        for line the SDK's.
+        `assert_line_requires` (an object without one still gets it, and its error);
+        a line that is JSON but no object is refused in one line (the SDK's check
+        raised TypeError on a number, true, false or null). The decoding method is
+        looked up once. A `type` that is not text is an unknown message type (the
+        SDK's loop raised TypeError on a list or an object), and a BATCH message is
+        refused in one line (`NO_BATCH_MESSAGES`; the SDK would hand its files' raw
+        rows to sinks that expect converted records). Otherwise line for line the
+        SDK's.
         """
         stats: dict[str, int] = collections.defaultdict(int)
         deserialize = self.deserialize_json
@@ -147,7 +151,10 @@ class SingerInputReader(MsgSpecReader):
         for line in file_input or self.default_input:
             self._current_message = line
             line_dict = deserialize(line)
-            if type(line_dict) is not dict or "type" not in line_dict:
+            if type(line_dict) is not dict:
+                msg = f"not a Singer message (a JSON object): {quoted(line_dict)}"
+                raise InvalidInputLine(msg)
+            if "type" not in line_dict:
                 self.assert_line_requires(line_dict, requires={"type"})
             record_type = line_dict["type"]
             try:
@@ -174,13 +181,23 @@ def _refuse_batch(_message: dict[str, t.Any]) -> None:
 def _checked_schema(
     process: t.Callable[[dict[str, t.Any]], None],
 ) -> t.Callable[[dict[str, t.Any]], None]:
-    """`process`, after refusing a schema whose `properties` is not an object.
+    """`process`, after refusing a SCHEMA the SDK would crash on.
 
-    The SDK's own check lets such a schema through and then fails on it with an
-    AttributeError while setting up the stream's sink.
+    A `stream` that is not text, a `schema` that is not an object, or one whose
+    `properties` is not an object, `key_properties` that are not a list of names:
+    the SDK's own checks let them through and then fail with a TypeError or an
+    AttributeError while setting up the stream's sink (or read the letters of a
+    name as names). A missing field is left to the SDK, which names it.
     """
 
     def checked(message: dict[str, t.Any]) -> None:
+        _check_fields(message, "SCHEMA", (("stream", str, "text"), ("schema", dict, "an object")))
+        keys = message.get("key_properties")
+        if keys is not None and (type(keys) is not list or any(type(k) is not str for k in keys)):
+            msg = (
+                f"a SCHEMA message's 'key_properties' is not a list of field names: {quoted(keys)}"
+            )
+            raise InvalidInputLine(msg)
         schema = message.get("schema")
         if isinstance(schema, dict) and not isinstance(schema.get("properties", {}), dict):
             msg = (
@@ -201,9 +218,22 @@ def check_record_message(message: Mapping[str, t.Any]) -> None:
     Raises:
         InvalidInputLine: Naming the field and quoting the start of its value.
     """
-    for field, kind, what in (("stream", str, "text"), ("record", dict, "an object")):
+    _check_fields(message, "RECORD", (("stream", str, "text"), ("record", dict, "an object")))
+
+
+def _check_fields(
+    message: Mapping[str, t.Any],
+    message_type: str,
+    fields: Iterable[tuple[str, type, str]],
+) -> None:
+    """Refuse the first of `fields` (name, type, what it must be) present with another type.
+
+    Raises:
+        InvalidInputLine: Naming the message type and the field, quoting its value.
+    """
+    for field, kind, what in fields:
         if field in message and not isinstance(message[field], kind):
-            msg = f"a RECORD message's {field!r} is not {what}: {quoted(message[field])}"
+            msg = f"a {message_type} message's {field!r} is not {what}: {quoted(message[field])}"
             raise InvalidInputLine(msg)
 
 

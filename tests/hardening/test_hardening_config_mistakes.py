@@ -168,8 +168,12 @@ SCHEMA = json.dumps(
         (f"{SCHEMA}\n" + '{"type": "GOSSIP"}\n', "line 2: Unknown message type 'GOSSIP'"),
         ('{"type": "SCHEMA", "stream": "s"}\n', "line 1: Line is missing required schema key"),
         (f"{SCHEMA}\n" + '{"stream": "s"}\n', "line 2: Line is missing required type key"),
-        (f"{SCHEMA}\n[1, 2]\n", "line 2: Line is missing required type key"),
-        ('"RECORD"\n', "line 1: Line is missing required type key"),
+        (f"{SCHEMA}\n[1, 2]\n", "line 2: not a Singer message (a JSON object): [1, 2]"),
+        ('"RECORD"\n', "line 1: not a Singer message (a JSON object): 'RECORD'"),
+        (f"{SCHEMA}\nnull\n", "line 2: not a Singer message (a JSON object): None"),
+        (f"{SCHEMA}\n1\n", "line 2: not a Singer message (a JSON object): 1"),
+        (f"{SCHEMA}\ntrue\n", "line 2: not a Singer message (a JSON object): True"),
+        (f"{SCHEMA}\n1.5\n", "line 2: not a Singer message (a JSON object): 1.5"),
         ('{"type": ["RECORD"]}\n', "line 1: Unknown message type"),
         (f"{SCHEMA}\n" + '{"type": {"RECORD": 1}}\n', "line 2: Unknown message type"),
         (
@@ -203,6 +207,39 @@ SCHEMA = json.dumps(
             "line 1: a SCHEMA message's 'properties' is not an object: 'x'",
         ),
         (
+            json.dumps({**json.loads(SCHEMA), "schema": True}) + "\n",
+            "line 1: a SCHEMA message's 'schema' is not an object: True",
+        ),
+        (
+            json.dumps({**json.loads(SCHEMA), "schema": None}) + "\n",
+            "line 1: a SCHEMA message's 'schema' is not an object: None",
+        ),
+        (
+            json.dumps({**json.loads(SCHEMA), "schema": 5}) + "\n",
+            "line 1: a SCHEMA message's 'schema' is not an object: 5",
+        ),
+        (
+            json.dumps({**json.loads(SCHEMA), "stream": None}) + "\n",
+            "line 1: a SCHEMA message's 'stream' is not text: None",
+        ),
+        (
+            json.dumps({**json.loads(SCHEMA), "stream": 5}) + "\n",
+            "line 1: a SCHEMA message's 'stream' is not text: 5",
+        ),
+        (
+            json.dumps({**json.loads(SCHEMA), "key_properties": 5}) + "\n",
+            "line 1: a SCHEMA message's 'key_properties' is not a list of field names: 5",
+        ),
+        (
+            json.dumps({**json.loads(SCHEMA), "key_properties": [["id"]]}) + "\n",
+            "line 1: a SCHEMA message's 'key_properties' is not a list of field names: [['id']]",
+        ),
+        (
+            json.dumps({**json.loads(SCHEMA), "key_properties": ["id"]})
+            + '\n{"type": "RECORD", "stream": "s", "record": {}}\n',
+            "line 2: Record is missing one or more key_properties. Key Properties: ['id']",
+        ),
+        (
             json.dumps({**json.loads(SCHEMA), "schema": {"properties": {"a": {"$ref": "#/no"}}}})
             + '\n{"type": "RECORD", "stream": "s", "record": {"a": 1}}\n',
             "line 2: the stream's schema cannot check records: PointerToNowhere",
@@ -221,6 +258,10 @@ SCHEMA = json.dumps(
         "no-type",
         "array",
         "string",
+        "null",
+        "number",
+        "true",
+        "float",
         "type-list",
         "type-object",
         "stream-list",
@@ -230,6 +271,14 @@ SCHEMA = json.dumps(
         "schema-not-json-schema",
         "schema-bad-pattern",
         "schema-properties-not-object",
+        "schema-true",
+        "schema-null",
+        "schema-number",
+        "schema-stream-null",
+        "schema-stream-number",
+        "key-properties-number",
+        "key-properties-nested",
+        "key-missing-two-line-message",
         "schema-ref-to-nowhere",
         "not-utf-8",
     ],

@@ -26,6 +26,7 @@ from singer_sdk.exceptions import (
     MissingKeyPropertiesError,
     RecordsWithoutSchemaException,
 )
+from singer_sdk.singerlib.encoding.base import GenericSingerReader
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
 from mparticle_facts.plugin_guards import ConfigFileError, read_json_object, unknown_settings
@@ -33,7 +34,7 @@ from mparticle_facts.plugin_guards import guard_logs as _guard_logs
 
 if t.TYPE_CHECKING:
     import logging
-    from collections.abc import Iterable, Iterator, Mapping
+    from collections.abc import Container, Iterable, Iterator, Mapping
 
     import click
     from singer_sdk import Target
@@ -221,6 +222,31 @@ def check_record_message(message: Mapping[str, t.Any]) -> None:
     _check_fields(message, "RECORD", (("stream", str, "text"), ("record", dict, "an object")))
 
 
+def check_activate_version_message(message: dict[str, t.Any], streams: Container[object]) -> None:
+    """Refuse an ACTIVATE_VERSION the SDK would crash on, before it does.
+
+    The target ignores these messages (with the SDK's warning), but the SDK looks up
+    their `stream` and `version` first: a missing one, a stream that is not text, or
+    a stream no SCHEMA described before (as for a RECORD, an error: the tap and the
+    target disagree on what is being loaded) raised a bare KeyError or TypeError.
+
+    Args:
+        message: The ACTIVATE_VERSION message.
+        streams: The stream names SCHEMA messages described so far.
+
+    Raises:
+        InvalidInputLine: Naming the missing field or the stream.
+    """
+    GenericSingerReader.assert_line_requires(message, requires={"stream", "version"})
+    _check_fields(message, "ACTIVATE_VERSION", (("stream", str, "text"),))
+    if message["stream"] not in streams:
+        msg = (
+            f"an ACTIVATE_VERSION message for stream {message['stream']!r}, which no "
+            "SCHEMA message described before it"
+        )
+        raise InvalidInputLine(msg)
+
+
 def _check_fields(
     message: Mapping[str, t.Any],
     message_type: str,
@@ -233,7 +259,11 @@ def _check_fields(
     """
     for field, kind, what in fields:
         if field in message and not isinstance(message[field], kind):
-            msg = f"a {message_type} message's {field!r} is not {what}: {quoted(message[field])}"
+            article = "an" if message_type.startswith("A") else "a"
+            msg = (
+                f"{article} {message_type} message's {field!r} is not {what}: "
+                f"{quoted(message[field])}"
+            )
             raise InvalidInputLine(msg)
 
 

@@ -193,6 +193,18 @@ SCHEMA = json.dumps(
             "line 2: BATCH messages are not supported",
         ),
         (
+            f"{SCHEMA}\n" + '{"type": "ACTIVATE_VERSION", "stream": "s"}\n',
+            "line 2: Line is missing required version key",
+        ),
+        (
+            f"{SCHEMA}\n" + '{"type": "ACTIVATE_VERSION", "stream": ["s"], "version": 1}\n',
+            "line 2: an ACTIVATE_VERSION message's 'stream' is not text: ['s']",
+        ),
+        (
+            f"{SCHEMA}\n" + '{"type": "ACTIVATE_VERSION", "stream": "nope", "version": 1}\n',
+            "line 2: an ACTIVATE_VERSION message for stream 'nope', which no SCHEMA message",
+        ),
+        (
             json.dumps({**json.loads(SCHEMA), "schema": {"properties": {"a": {"type": "bogus"}}}})
             + "\n",
             "line 1: Schema Validation Error",
@@ -268,6 +280,9 @@ SCHEMA = json.dumps(
         "record-list",
         "record-null",
         "batch",
+        "activate-version-no-version",
+        "activate-version-stream-list",
+        "activate-version-unknown-stream",
         "schema-not-json-schema",
         "schema-bad-pattern",
         "schema-properties-not-object",
@@ -292,6 +307,16 @@ def test_target_malformed_singer_input_is_one_line(
     (line,) = error_lines(done.stderr)
     assert f"Malformed Singer input at {message}" in line
     assert "Traceback" not in done.stderr
+
+
+def test_target_activate_version_of_a_described_stream_is_ignored(tmp_path: Path):
+    """The one kind the target accepts (and ignores, with the SDK's warning)."""
+    dry_run = {"dry_run": True, "dry_run_path": str(tmp_path / "dry.jsonl")}
+    activate = json.dumps({"type": "ACTIVATE_VERSION", "stream": "s", "version": 1})
+    done = run_target_cli(tmp_path, dry_run, f"{SCHEMA}\n{activate}\n")
+    assert done.returncode == 0, done.stderr
+    assert "ACTIVATE_VERSION message received but not implemented" in done.stderr
+    assert error_lines(done.stderr) == []
 
 
 def test_target_config_file_that_is_not_an_object(tmp_path: Path):

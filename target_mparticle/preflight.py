@@ -141,14 +141,16 @@ class SingerInputReader(MsgSpecReader):
         looked up once. A `type` that is not text is an unknown message type (the
         SDK's loop raised TypeError on a list or an object), and a BATCH message is
         refused in one line (`NO_BATCH_MESSAGES`; the SDK would hand its files' raw
-        rows to sinks that expect converted records). Otherwise line for line the
-        SDK's.
+        rows to sinks that expect converted records), and so are a SCHEMA or a STATE
+        the SDK would crash on (`check_schema_message`, `check_state`). Otherwise
+        line for line the SDK's.
         """
         stats: dict[str, int] = collections.defaultdict(int)
         deserialize = self.deserialize_json
         callbacks = {**callbacks, "BATCH": _refuse_batch}
-        if "SCHEMA" in callbacks:
-            callbacks["SCHEMA"] = _checked_schema(callbacks["SCHEMA"])
+        for message_type, check in (("SCHEMA", check_schema_message), ("STATE", check_state)):
+            if message_type in callbacks:
+                callbacks[message_type] = _checked(check, callbacks[message_type])
         for line in file_input or self.default_input:
             self._current_message = line
             line_dict = deserialize(line)
@@ -179,35 +181,74 @@ def _refuse_batch(_message: dict[str, t.Any]) -> None:
     raise InvalidInputLine(NO_BATCH_MESSAGES)
 
 
-def _checked_schema(
+def _checked(
+    check: t.Callable[[dict[str, t.Any]], None],
     process: t.Callable[[dict[str, t.Any]], None],
 ) -> t.Callable[[dict[str, t.Any]], None]:
-    """`process`, after refusing a SCHEMA the SDK would crash on.
+    """`process`, after `check` (which raises InvalidInputLine on a malformed message)."""
+
+    def checked(message: dict[str, t.Any]) -> None:
+        check(message)
+        process(message)
+
+    return checked
+
+
+def check_schema_message(message: Mapping[str, t.Any]) -> None:
+    """Refuse a SCHEMA the SDK would crash on.
 
     A `stream` that is not text, a `schema` that is not an object, or one whose
     `properties` is not an object, `key_properties` that are not a list of names:
     the SDK's own checks let them through and then fail with a TypeError or an
     AttributeError while setting up the stream's sink (or read the letters of a
     name as names). A missing field is left to the SDK, which names it.
+
+    Raises:
+        InvalidInputLine: Naming the field and quoting the start of its value.
     """
+    _check_fields(message, "SCHEMA", (("stream", str, "text"), ("schema", dict, "an object")))
+    keys = message.get("key_properties")
+    if keys is not None and (type(keys) is not list or any(type(k) is not str for k in keys)):
+        msg = f"a SCHEMA message's 'key_properties' is not a list of field names: {quoted(keys)}"
+        raise InvalidInputLine(msg)
+    schema = message.get("schema")
+    if isinstance(schema, dict) and not isinstance(schema.get("properties", {}), dict):
+        msg = f"a SCHEMA message's 'properties' is not an object: {quoted(schema['properties'])}"
+        raise InvalidInputLine(msg)
 
-    def checked(message: dict[str, t.Any]) -> None:
-        _check_fields(message, "SCHEMA", (("stream", str, "text"), ("schema", dict, "an object")))
-        keys = message.get("key_properties")
-        if keys is not None and (type(keys) is not list or any(type(k) is not str for k in keys)):
-            msg = (
-                f"a SCHEMA message's 'key_properties' is not a list of field names: {quoted(keys)}"
-            )
-            raise InvalidInputLine(msg)
-        schema = message.get("schema")
-        if isinstance(schema, dict) and not isinstance(schema.get("properties", {}), dict):
-            msg = (
-                f"a SCHEMA message's 'properties' is not an object: {quoted(schema['properties'])}"
-            )
-            raise InvalidInputLine(msg)
-        process(message)
 
-    return checked
+#: How deep a STATE's value may nest (objects and lists): far beyond any tap's
+#: bookmarks, far below the depth at which copying or comparing it runs out of stack.
+MAX_STATE_DEPTH = 100
+
+
+def check_state(message: Mapping[str, t.Any]) -> None:
+    """Refuse a STATE whose value nests deeper than `MAX_STATE_DEPTH`.
+
+    The reader accepts JSON nested up to about 1,000 levels; the SDK deep-copies
+    each STATE when it writes it, which from some 450 levels ran out of stack at the
+    end of the input, long after the line was read.
+
+    Raises:
+        InvalidInputLine: Saying how deep a STATE may nest.
+    """
+    if nests_deeper_than(message.get("value"), MAX_STATE_DEPTH):
+        msg = f"a STATE message's 'value' is nested more than {MAX_STATE_DEPTH} levels deep"
+        raise InvalidInputLine(msg)
+
+
+def nests_deeper_than(value: object, limit: int) -> bool:
+    """Whether objects and lists in `value` nest more than `limit` levels (no recursion)."""
+    if not isinstance(value, (dict, list)):
+        return False
+    stack: list[tuple[dict[t.Any, t.Any] | list[t.Any], int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def check_record_message(message: Mapping[str, t.Any]) -> None:

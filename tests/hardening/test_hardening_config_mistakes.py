@@ -10,8 +10,10 @@ import typing as t
 
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.singerlib.exceptions import InvalidInputLine
 
 from tap_mparticle.tap import TapMParticle
+from target_mparticle.preflight import MAX_STATE_DEPTH, check_state, nests_deeper_than
 from target_mparticle.target import TargetMParticle
 from tests.support.files import error_lines
 from tests.support.tap import run_cli
@@ -193,6 +195,12 @@ SCHEMA = json.dumps(
             "line 2: BATCH messages are not supported",
         ),
         (
+            f"{SCHEMA}\n"
+            '{"type": "RECORD", "stream": "s", "record": {"email": "a@example.com"}}\n'
+            '{"type": "STATE", "value": ' + "[" * 500 + "]" * 500 + "}\n",
+            "line 3: a STATE message's 'value' is nested more than 100 levels deep",
+        ),
+        (
             f"{SCHEMA}\n" + '{"type": "ACTIVATE_VERSION", "stream": "s"}\n',
             "line 2: Line is missing required version key",
         ),
@@ -280,6 +288,7 @@ SCHEMA = json.dumps(
         "record-list",
         "record-null",
         "batch",
+        "state-too-deep",
         "activate-version-no-version",
         "activate-version-stream-list",
         "activate-version-unknown-stream",
@@ -307,6 +316,21 @@ def test_target_malformed_singer_input_is_one_line(
     (line,) = error_lines(done.stderr)
     assert f"Malformed Singer input at {message}" in line
     assert "Traceback" not in done.stderr
+
+
+def nested(depth: int) -> object:
+    value: object = {"bookmarks": "x"}
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def test_target_state_nesting_limit_is_far_above_real_states_and_far_below_the_stack():
+    check_state({"type": "STATE", "value": nested(MAX_STATE_DEPTH)})
+    check_state({"type": "STATE", "value": 5})
+    assert nests_deeper_than(nested(MAX_STATE_DEPTH), MAX_STATE_DEPTH - 1)
+    with pytest.raises(InvalidInputLine, match="more than 100 levels deep"):
+        check_state({"type": "STATE", "value": nested(MAX_STATE_DEPTH + 1)})
 
 
 def test_target_activate_version_of_a_described_stream_is_ignored(tmp_path: Path):

@@ -18,6 +18,7 @@ from target_mparticle.mapping import StreamMapping, mapping_errors
 from target_mparticle.schema_rules import MAX_REQUEST_BYTES
 from target_mparticle.values import Tally, event_attributes, to_epoch_ms, user_attributes
 from tests.support.eventsapi import load_validator
+from tests.support.target import run_target, singer_lines
 
 NOW = 1_763_000_000_000
 validate = load_validator()
@@ -432,3 +433,41 @@ def test_a_uuid_with_a_trailing_newline_is_dropped_alone_not_with_the_device_inf
     assert item.batch["device_info"] == {"push_token": "tok"}
     assert conv.tally["ios_advertising_id values that are not UUIDs dropped"] == 1
     assert conv.convert({**record, "idfa": uuid}).batch["device_info"]["ios_advertising_id"] == uuid
+
+
+@pytest.mark.parametrize("events", [5, True, "abc", {"event_type": "custom_event"}, {}])
+def test_a_whole_batch_whose_events_is_not_a_list_is_one_invalid_record(events):
+    record = {"user_identities": {"email": "a@b.c"}, "events": events}
+    with pytest.raises(InvalidRecordError, match=r"^stream 'raw' record .*: events is not a list"):
+        converter(stream="raw", key=()).convert(record)
+
+
+def test_a_whole_batch_with_null_events_is_still_a_user_update():
+    item = converter(stream="raw", key=()).convert(
+        {"user_identities": {"email": "a@b.c"}, "events": None}
+    )
+    assert item.events == []
+    assert item.refused == []
+    assert item.batch["user_identities"] == {"email": "a@b.c"}
+
+
+def test_a_malformed_whole_batch_is_one_dead_letter_and_the_rest_is_sent(tmp_path):
+    good = {"user_identities": {"email": "good@b.c"}, "events": []}
+    records = [
+        {"user_identities": {"email": "a@b.c"}, "events": "abc"},
+        good,
+    ]
+    config = {
+        "dry_run": True,
+        "dry_run_path": str(tmp_path / "dry.jsonl"),
+        "on_invalid_record": "dead_letter",
+        "dead_letter_path": str(tmp_path / "dead.jsonl"),
+    }
+    run = run_target(config, singer_lines("batches", records))
+    assert run.error is None
+    letters = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert [(x["record"]["user_identities"], x["reason"].split(": ", 1)[1]) for x in letters] == [
+        ({"email": "a@b.c"}, "events is not a list: 'abc'"),
+    ]
+    (request,) = [json.loads(line) for line in (tmp_path / "dry.jsonl").read_text().splitlines()]
+    assert [b["user_identities"] for b in request["body"]] == [{"email": "good@b.c"}]

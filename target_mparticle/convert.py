@@ -131,6 +131,11 @@ class Converter(MappedRecords, AudienceRows):
         except InvalidRecordError as exc:
             msg = f"{self.describe(record)}: {exc}"
             raise InvalidRecordError(msg) from exc
+        except RecursionError:
+            # Objects hundreds of levels deep (the reader takes about 1,000): the
+            # cleaning recurses per level. The record alone is refused, not the run.
+            msg = f"{self.describe(record)}: is nested too deeply to convert"
+            raise InvalidRecordError(msg) from None
 
     def _shell(self, record: t.Mapping[str, t.Any], *, replay: bool) -> dict[str, t.Any]:
         """The batch fields of a replayed event's or batch's record, fitted to the schema."""

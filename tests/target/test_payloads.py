@@ -435,6 +435,13 @@ def test_a_uuid_with_a_trailing_newline_is_dropped_alone_not_with_the_device_inf
     assert conv.convert({**record, "idfa": uuid}).batch["device_info"]["ios_advertising_id"] == uuid
 
 
+def nested(levels: int) -> object:
+    value: object = 1
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
 @pytest.mark.parametrize("events", [5, True, "abc", {"event_type": "custom_event"}, {}])
 def test_a_whole_batch_whose_events_is_not_a_list_is_one_invalid_record(events):
     record = {"user_identities": {"email": "a@b.c"}, "events": events}
@@ -451,10 +458,36 @@ def test_a_whole_batch_with_null_events_is_still_a_user_update():
     assert item.batch["user_identities"] == {"email": "a@b.c"}
 
 
-def test_a_malformed_whole_batch_is_one_dead_letter_and_the_rest_is_sent(tmp_path):
+@pytest.mark.parametrize("where", ["integration_attributes", "location", "tap event location"])
+def test_a_record_nested_too_deeply_to_convert_is_one_invalid_record(where):
+    # 600 levels: the reader takes JSON about 1,000 deep; cleaning recurses per level.
+    data = {"event_name": "E", "custom_event_type": "other"}
+    record: dict = {"user_identities": {"email": "a@b.c"}, "events": []}
+    if where == "integration_attributes":
+        record[where] = nested(600)
+    elif where == "location":
+        record["events"] = [
+            {"event_type": "custom_event", "data": {**data, "location": nested(600)}}
+        ]
+    else:
+        record = {
+            "event_type": "custom_event",
+            "mpid": 5,
+            "data": {**data, "location": nested(600)},
+        }
+    with pytest.raises(InvalidRecordError, match=r"^stream 'raw' record .*: is nested too deeply"):
+        converter(stream="raw", key=()).convert(record)
+
+
+def test_malformed_whole_batches_are_each_one_dead_letter_and_the_rest_is_sent(tmp_path):
     good = {"user_identities": {"email": "good@b.c"}, "events": []}
     records = [
         {"user_identities": {"email": "a@b.c"}, "events": "abc"},
+        {
+            "user_identities": {"email": "b@b.c"},
+            "events": [],
+            "integration_attributes": nested(600),
+        },
         good,
     ]
     config = {
@@ -468,6 +501,7 @@ def test_a_malformed_whole_batch_is_one_dead_letter_and_the_rest_is_sent(tmp_pat
     letters = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
     assert [(x["record"]["user_identities"], x["reason"].split(": ", 1)[1]) for x in letters] == [
         ({"email": "a@b.c"}, "events is not a list: 'abc'"),
+        ({"email": "b@b.c"}, "is nested too deeply to convert"),
     ]
     (request,) = [json.loads(line) for line in (tmp_path / "dry.jsonl").read_text().splitlines()]
     assert [b["user_identities"] for b in request["body"]] == [{"email": "good@b.c"}]

@@ -221,7 +221,7 @@ def process_plain_record(target: Target, plain: Plain, record: dict[str, t.Any])
     plain.counter.value += 1
     if sink.is_full:
         target.logger.info(
-            "Target sink for '%s' is full. Current size is '%s'. Draining...",
+            "Target sink for %r is full. Current size is '%s'. Draining...",
             sink.stream_name,
             sink.current_size,
         )

@@ -36,6 +36,7 @@ from target_mparticle.clean import (
 from target_mparticle.inbound import InvalidRecordError, fit_shell
 from target_mparticle.items import BatchDefaults, Item, digest_id, public
 from target_mparticle.mapped import MappedRecords
+from target_mparticle.preflight import quoted
 
 __all__ = ["BatchDefaults", "Converter", "Item", "digest_id", "is_tap_event", "is_whole_batch"]
 
@@ -130,6 +131,11 @@ class Converter(MappedRecords, AudienceRows):
         except InvalidRecordError as exc:
             msg = f"{self.describe(record)}: {exc}"
             raise InvalidRecordError(msg) from exc
+        except RecursionError:
+            # Objects hundreds of levels deep (the reader takes about 1,000): the
+            # cleaning recurses per level. The record alone is refused, not the run.
+            msg = f"{self.describe(record)}: is nested too deeply to convert"
+            raise InvalidRecordError(msg) from None
 
     def _shell(self, record: t.Mapping[str, t.Any], *, replay: bool) -> dict[str, t.Any]:
         """The batch fields of a replayed event's or batch's record, fitted to the schema."""
@@ -195,10 +201,15 @@ class Converter(MappedRecords, AudienceRows):
     # -- whole batches --------------------------------------------------------
 
     def _whole_batch(self, record: dict[str, t.Any]) -> Item:
+        given_events = record.get("events")
+        if given_events is not None and type(given_events) is not list:
+            # Not a list (a number, text, an object): no events to take one by one.
+            msg = f"events is not a list: {quoted(given_events)}"
+            raise InvalidRecordError(msg)
         batch = self._shell(record, replay=True)
         events: list[dict[str, t.Any]] = []
         refused: list[tuple[dict[str, t.Any], str]] = []
-        for index, raw in enumerate(record.get("events") or ()):
+        for index, raw in enumerate(given_events or ()):
             if not isinstance(raw, dict):
                 refused.append((self._alone(record, raw), f"event {index} is not an object"))
                 continue

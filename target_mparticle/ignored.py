@@ -57,7 +57,7 @@ class IgnoredSettings:
         absent = [name for name in fields if name not in declared]
         if absent:
             LOGGER.warning(
-                "Stream '%s': mapped field%s %s %s not in the stream's schema; "
+                "Stream %r: mapped field%s %s %s not in the stream's schema; "
                 "records are unlikely to carry %s",
                 stream,
                 "s" if len(absent) > 1 else "",
@@ -86,7 +86,7 @@ class IgnoredSettings:
         for (stream, name), count in sorted(self._missing.items()):
             total = self._records[stream]
             LOGGER.warning(
-                "Stream '%s': mapped field %r was absent from %d of %d record%s",
+                "Stream %r: mapped field %r was absent from %d of %d record%s",
                 stream,
                 name,
                 count,
@@ -99,5 +99,5 @@ class IgnoredSettings:
                     "mappings[%r] was not used: no stream named %r arrived (streams seen: %s)",
                     stream,
                     stream,
-                    ", ".join(sorted(self._seen)) or "none",
+                    ", ".join(repr(name) for name in sorted(self._seen)) or "none",
                 )

@@ -26,6 +26,7 @@ from singer_sdk.exceptions import (
     MissingKeyPropertiesError,
     RecordsWithoutSchemaException,
 )
+from singer_sdk.singerlib.encoding.base import GenericSingerReader
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
 from mparticle_facts.plugin_guards import ConfigFileError, read_json_object, unknown_settings
@@ -33,7 +34,7 @@ from mparticle_facts.plugin_guards import guard_logs as _guard_logs
 
 if t.TYPE_CHECKING:
     import logging
-    from collections.abc import Iterable, Iterator, Mapping
+    from collections.abc import Container, Iterable, Iterator, Mapping
 
     import click
     from singer_sdk import Target
@@ -74,7 +75,9 @@ def exit_with_one_line(exc: Exception, lines: NumberedLines, logger: logging.Log
         for error in exc.errors or [str(exc)]:
             logger.error("%s", error)
     elif isinstance(exc, _MALFORMED) or str(exc).startswith("Unknown message type"):
-        logger.error("Malformed Singer input at line %d: %s", lines.lineno, exc)
+        # One line: some of the SDK's messages run over two (MissingKeyPropertiesError).
+        message = " ".join(part.strip() for part in str(exc).splitlines())
+        logger.error("Malformed Singer input at line %d: %s", lines.lineno, message)
     else:
         raise exc
     sys.exit(1)
@@ -132,22 +135,29 @@ class SingerInputReader(MsgSpecReader):
         """The SDK's loop over the input, without two calls per line that do nothing.
 
         A message that is an object with a `type`, as every good one is, skips
-        `assert_line_requires` (anything else still gets it, and its error); the
-        decoding method is looked up once. A `type` that is not text is an unknown
-        message type (the SDK's loop raised TypeError on a list or an object), and a
-        BATCH message is refused in one line (`NO_BATCH_MESSAGES`; the SDK would hand
-        its files' raw rows to sinks that expect converted records). Otherwise line
-        for line the SDK's.
+        `assert_line_requires` (an object without one still gets it, and its error);
+        a line that is JSON but no object is refused in one line (the SDK's check
+        raised TypeError on a number, true, false or null). The decoding method is
+        looked up once. A `type` that is not text is an unknown message type (the
+        SDK's loop raised TypeError on a list or an object), and a BATCH message is
+        refused in one line (`NO_BATCH_MESSAGES`; the SDK would hand its files' raw
+        rows to sinks that expect converted records), and so are a SCHEMA or a STATE
+        the SDK would crash on (`check_schema_message`, `check_state`). Otherwise
+        line for line the SDK's.
         """
         stats: dict[str, int] = collections.defaultdict(int)
         deserialize = self.deserialize_json
         callbacks = {**callbacks, "BATCH": _refuse_batch}
-        if "SCHEMA" in callbacks:
-            callbacks["SCHEMA"] = _checked_schema(callbacks["SCHEMA"])
+        for message_type, check in (("SCHEMA", check_schema_message), ("STATE", check_state)):
+            if message_type in callbacks:
+                callbacks[message_type] = _checked(check, callbacks[message_type])
         for line in file_input or self.default_input:
             self._current_message = line
             line_dict = deserialize(line)
-            if type(line_dict) is not dict or "type" not in line_dict:
+            if type(line_dict) is not dict:
+                msg = f"not a Singer message (a JSON object): {quoted(line_dict)}"
+                raise InvalidInputLine(msg)
+            if "type" not in line_dict:
                 self.assert_line_requires(line_dict, requires={"type"})
             record_type = line_dict["type"]
             try:
@@ -167,29 +177,86 @@ def quoted(value: object) -> str:
     return repr(value)[:80]
 
 
+def printable(name: str) -> str:
+    """`name` for a log line: as it is, or escaped if it holds an unprintable character.
+
+    Escaped is its repr without the quotes, so a line break in it cannot start a line.
+    """
+    return name if name.isprintable() else repr(name)[1:-1]
+
+
 def _refuse_batch(_message: dict[str, t.Any]) -> None:
     raise InvalidInputLine(NO_BATCH_MESSAGES)
 
 
-def _checked_schema(
+def _checked(
+    check: t.Callable[[dict[str, t.Any]], None],
     process: t.Callable[[dict[str, t.Any]], None],
 ) -> t.Callable[[dict[str, t.Any]], None]:
-    """`process`, after refusing a schema whose `properties` is not an object.
-
-    The SDK's own check lets such a schema through and then fails on it with an
-    AttributeError while setting up the stream's sink.
-    """
+    """`process`, after `check` (which raises InvalidInputLine on a malformed message)."""
 
     def checked(message: dict[str, t.Any]) -> None:
-        schema = message.get("schema")
-        if isinstance(schema, dict) and not isinstance(schema.get("properties", {}), dict):
-            msg = (
-                f"a SCHEMA message's 'properties' is not an object: {quoted(schema['properties'])}"
-            )
-            raise InvalidInputLine(msg)
+        check(message)
         process(message)
 
     return checked
+
+
+def check_schema_message(message: Mapping[str, t.Any]) -> None:
+    """Refuse a SCHEMA the SDK would crash on.
+
+    A `stream` that is not text, a `schema` that is not an object, or one whose
+    `properties` is not an object, `key_properties` that are not a list of names:
+    the SDK's own checks let them through and then fail with a TypeError or an
+    AttributeError while setting up the stream's sink (or read the letters of a
+    name as names). A missing field is left to the SDK, which names it.
+
+    Raises:
+        InvalidInputLine: Naming the field and quoting the start of its value.
+    """
+    _check_fields(message, "SCHEMA", (("stream", str, "text"), ("schema", dict, "an object")))
+    keys = message.get("key_properties")
+    if keys is not None and (type(keys) is not list or any(type(k) is not str for k in keys)):
+        msg = f"a SCHEMA message's 'key_properties' is not a list of field names: {quoted(keys)}"
+        raise InvalidInputLine(msg)
+    schema = message.get("schema")
+    if isinstance(schema, dict) and not isinstance(schema.get("properties", {}), dict):
+        msg = f"a SCHEMA message's 'properties' is not an object: {quoted(schema['properties'])}"
+        raise InvalidInputLine(msg)
+
+
+#: How deep a STATE's value may nest (objects and lists): far beyond any tap's
+#: bookmarks, far below the depth at which copying or comparing it runs out of stack.
+MAX_STATE_DEPTH = 100
+
+
+def check_state(message: Mapping[str, t.Any]) -> None:
+    """Refuse a STATE whose value nests deeper than `MAX_STATE_DEPTH`.
+
+    The reader accepts JSON nested up to about 1,000 levels; the SDK deep-copies
+    each STATE when it writes it, which from some 450 levels ran out of stack at the
+    end of the input, long after the line was read.
+
+    Raises:
+        InvalidInputLine: Saying how deep a STATE may nest.
+    """
+    if nests_deeper_than(message.get("value"), MAX_STATE_DEPTH):
+        msg = f"a STATE message's 'value' is nested more than {MAX_STATE_DEPTH} levels deep"
+        raise InvalidInputLine(msg)
+
+
+def nests_deeper_than(value: object, limit: int) -> bool:
+    """Whether objects and lists in `value` nest more than `limit` levels (no recursion)."""
+    if not isinstance(value, (dict, list)):
+        return False
+    stack: list[tuple[dict[t.Any, t.Any] | list[t.Any], int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def check_record_message(message: Mapping[str, t.Any]) -> None:
@@ -201,9 +268,51 @@ def check_record_message(message: Mapping[str, t.Any]) -> None:
     Raises:
         InvalidInputLine: Naming the field and quoting the start of its value.
     """
-    for field, kind, what in (("stream", str, "text"), ("record", dict, "an object")):
+    _check_fields(message, "RECORD", (("stream", str, "text"), ("record", dict, "an object")))
+
+
+def check_activate_version_message(message: dict[str, t.Any], streams: Container[object]) -> None:
+    """Refuse an ACTIVATE_VERSION the SDK would crash on, before it does.
+
+    The target ignores these messages (with the SDK's warning), but the SDK looks up
+    their `stream` and `version` first: a missing one, a stream that is not text, or
+    a stream no SCHEMA described before (as for a RECORD, an error: the tap and the
+    target disagree on what is being loaded) raised a bare KeyError or TypeError.
+
+    Args:
+        message: The ACTIVATE_VERSION message.
+        streams: The stream names SCHEMA messages described so far.
+
+    Raises:
+        InvalidInputLine: Naming the missing field or the stream.
+    """
+    GenericSingerReader.assert_line_requires(message, requires={"stream", "version"})
+    _check_fields(message, "ACTIVATE_VERSION", (("stream", str, "text"),))
+    if message["stream"] not in streams:
+        msg = (
+            f"an ACTIVATE_VERSION message for stream {message['stream']!r}, which no "
+            "SCHEMA message described before it"
+        )
+        raise InvalidInputLine(msg)
+
+
+def _check_fields(
+    message: Mapping[str, t.Any],
+    message_type: str,
+    fields: Iterable[tuple[str, type, str]],
+) -> None:
+    """Refuse the first of `fields` (name, type, what it must be) present with another type.
+
+    Raises:
+        InvalidInputLine: Naming the message type and the field, quoting its value.
+    """
+    for field, kind, what in fields:
         if field in message and not isinstance(message[field], kind):
-            msg = f"a RECORD message's {field!r} is not {what}: {quoted(message[field])}"
+            article = "an" if message_type.startswith("A") else "a"
+            msg = (
+                f"{article} {message_type} message's {field!r} is not {what}: "
+                f"{quoted(message[field])}"
+            )
             raise InvalidInputLine(msg)
 
 

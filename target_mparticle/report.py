@@ -71,7 +71,7 @@ def progress_line(  # noqa: PLR0913  (one line of this many facts)
         The line.
     """
     return (
-        f"Stream '{stream}': {counted(records, 'record')} sent as "
+        f"Stream {stream!r}: {counted(records, 'record')} sent as "
         f"{counted(batches, 'batch')} in {counted(requests, 'request')} "
         f"(run totals: {run_totals(stats, held_back_s)})"
     )

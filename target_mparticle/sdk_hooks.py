@@ -53,6 +53,10 @@ OVERRIDDEN: dict[tuple[str, str], str] = {
         "the plain sink of each stream is kept from one SCHEMA to the next; a SCHEMA "
         "may replace the maps or the sink, so it forgets them"
     ),
+    ("singer_sdk.target_base:Target", "_process_activate_version_message"): (
+        "an ACTIVATE_VERSION without a stream or version, or for a stream no SCHEMA "
+        "described, is one line; the SDK's raises a bare KeyError"
+    ),
     ("singer_sdk.singerlib.encoding.base:GenericSingerReader", "process_lines"): (
         "the same loop (in preflight.SingerInputReader) without a set built and a check "
         "called per line for the `type` key every good message has"
@@ -225,7 +229,7 @@ def process_plain_record(target: Target, plain: Plain, record: dict[str, t.Any])
     plain.counter.value += 1
     if sink.is_full:
         target.logger.info(
-            "Target sink for '%s' is full. Current size is '%s'. Draining...",
+            "Target sink for %r is full. Current size is '%s'. Draining...",
             sink.stream_name,
             sink.current_size,
         )

@@ -29,7 +29,7 @@ from target_mparticle._compat import override
 from target_mparticle.assemble import trailing_group
 from target_mparticle.convert import Converter, Item
 from target_mparticle.inbound import InvalidRecordError
-from target_mparticle.preflight import quoted
+from target_mparticle.preflight import printable, quoted
 from target_mparticle.schema_rules import MAX_BATCHES_PER_REQUEST
 from target_mparticle.validation import compiled_or_default
 
@@ -75,6 +75,10 @@ class EventsSink(BatchSink):
     ) -> None:
         """Bind the stream's converter; carried-over events start empty."""
         super().__init__(target, stream_name, schema, key_properties)
+        # The SDK names the sink's logger after the stream as it is; a line break in
+        # the name (it comes from the input) would start a forged line in each line
+        # logged with it, since the log format prints the logger's name.
+        self.logger = target.logger.getChild(printable(stream_name))
         self.host = t.cast("SinkHost", target)
         self.delivery = self.host.delivery
         mapping = self.host.settings.mapping_for(stream_name)
@@ -174,7 +178,7 @@ class EventsSink(BatchSink):
         if known is not None and not known.issuperset(record):
             for key in record.keys() - known:
                 if record[key] is not None and key not in self._warned_missing_fields:
-                    self.logger.warning("No schema for record field '%s'", key)
+                    self.logger.warning("No schema for record field %r", key)
                     self._warned_missing_fields.add(key)
         datelike = self._datelike_schema if schema is self.schema else schema
         if datelike is None:
@@ -268,7 +272,7 @@ class EventsSink(BatchSink):
             if len(items) - cut < HARD_MAX_SIZE:
                 return cut  # possibly 0: everything pending is the open line
             LOGGER.warning(
-                "Stream '%s': line %s has more than %d events, more than a drain holds; "
+                "Stream %r: line %s has more than %d events, more than a drain holds; "
                 "it is sent in parts",
                 self.stream_name,
                 self._open_line,
@@ -286,7 +290,7 @@ class EventsSink(BatchSink):
         """At the end of input, say which open line was not sent, and why."""
         if self._carry:
             LOGGER.warning(
-                "Stream '%s': %d events of line %s were not sent: no STATE followed them "
+                "Stream %r: %d events of line %s were not sent: no STATE followed them "
                 "before the input ended, so the last STATE does not cover them and the "
                 "next run sends the line whole",
                 self.stream_name,

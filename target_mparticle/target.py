@@ -27,6 +27,7 @@ from target_mparticle.preflight import (
     INPUT_ERRORS,
     NumberedLines,
     SingerInputReader,
+    check_activate_version_message,
     check_config_files,
     check_record_message,
     exit_with_one_line,
@@ -163,6 +164,12 @@ class TargetMParticle(Target):
         ):
             # drain_all writes the STATE only after every sink drained cleanly.
             self.drain_all()
+
+    @override
+    def _process_activate_version_message(self, message_dict: dict[str, t.Any]) -> None:
+        """The SDK's (a warning: not implemented), after one line for a malformed one."""
+        check_activate_version_message(message_dict, self.mapper.stream_maps)
+        super()._process_activate_version_message(message_dict)
 
     @override
     def _write_state_message(self, state: dict[str, t.Any]) -> None:

@@ -43,6 +43,7 @@ FINGERPRINTS = {
     ("singer_sdk.sinks.core:Sink", "_parse_timestamps_in_record"): "b99dc17613b2e3ac",
     ("singer_sdk.target_base:Target", "_process_record_message"): "08aaf4096e2d39e7",
     ("singer_sdk.target_base:Target", "_process_schema_message"): "ed6e8449bc8ff234",
+    ("singer_sdk.target_base:Target", "_process_activate_version_message"): "377950028ca9b3eb",
     ("singer_sdk.target_base:Target", "_handle_max_record_age"): "5762750ab1035404",
     ("singer_sdk.sinks.batch:BatchSink", "_get_context"): "4e0d39040097dc9b",
     ("singer_sdk.sinks.core:Sink", "_remove_sdc_metadata_from_record"): "7cd9e5fb192f13ec",

@@ -10,8 +10,10 @@ import typing as t
 
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.singerlib.exceptions import InvalidInputLine
 
 from tap_mparticle.tap import TapMParticle
+from target_mparticle.preflight import MAX_STATE_DEPTH, check_state, nests_deeper_than
 from target_mparticle.target import TargetMParticle
 from tests.support.files import error_lines
 from tests.support.tap import run_cli
@@ -168,8 +170,12 @@ SCHEMA = json.dumps(
         (f"{SCHEMA}\n" + '{"type": "GOSSIP"}\n', "line 2: Unknown message type 'GOSSIP'"),
         ('{"type": "SCHEMA", "stream": "s"}\n', "line 1: Line is missing required schema key"),
         (f"{SCHEMA}\n" + '{"stream": "s"}\n', "line 2: Line is missing required type key"),
-        (f"{SCHEMA}\n[1, 2]\n", "line 2: Line is missing required type key"),
-        ('"RECORD"\n', "line 1: Line is missing required type key"),
+        (f"{SCHEMA}\n[1, 2]\n", "line 2: not a Singer message (a JSON object): [1, 2]"),
+        ('"RECORD"\n', "line 1: not a Singer message (a JSON object): 'RECORD'"),
+        (f"{SCHEMA}\nnull\n", "line 2: not a Singer message (a JSON object): None"),
+        (f"{SCHEMA}\n1\n", "line 2: not a Singer message (a JSON object): 1"),
+        (f"{SCHEMA}\ntrue\n", "line 2: not a Singer message (a JSON object): True"),
+        (f"{SCHEMA}\n1.5\n", "line 2: not a Singer message (a JSON object): 1.5"),
         ('{"type": ["RECORD"]}\n', "line 1: Unknown message type"),
         (f"{SCHEMA}\n" + '{"type": {"RECORD": 1}}\n', "line 2: Unknown message type"),
         (
@@ -189,6 +195,24 @@ SCHEMA = json.dumps(
             "line 2: BATCH messages are not supported",
         ),
         (
+            f"{SCHEMA}\n"
+            '{"type": "RECORD", "stream": "s", "record": {"email": "a@example.com"}}\n'
+            '{"type": "STATE", "value": ' + "[" * 500 + "]" * 500 + "}\n",
+            "line 3: a STATE message's 'value' is nested more than 100 levels deep",
+        ),
+        (
+            f"{SCHEMA}\n" + '{"type": "ACTIVATE_VERSION", "stream": "s"}\n',
+            "line 2: Line is missing required version key",
+        ),
+        (
+            f"{SCHEMA}\n" + '{"type": "ACTIVATE_VERSION", "stream": ["s"], "version": 1}\n',
+            "line 2: an ACTIVATE_VERSION message's 'stream' is not text: ['s']",
+        ),
+        (
+            f"{SCHEMA}\n" + '{"type": "ACTIVATE_VERSION", "stream": "nope", "version": 1}\n',
+            "line 2: an ACTIVATE_VERSION message for stream 'nope', which no SCHEMA message",
+        ),
+        (
             json.dumps({**json.loads(SCHEMA), "schema": {"properties": {"a": {"type": "bogus"}}}})
             + "\n",
             "line 1: Schema Validation Error",
@@ -201,6 +225,39 @@ SCHEMA = json.dumps(
         (
             json.dumps({**json.loads(SCHEMA), "schema": {"properties": "x"}}) + "\n",
             "line 1: a SCHEMA message's 'properties' is not an object: 'x'",
+        ),
+        (
+            json.dumps({**json.loads(SCHEMA), "schema": True}) + "\n",
+            "line 1: a SCHEMA message's 'schema' is not an object: True",
+        ),
+        (
+            json.dumps({**json.loads(SCHEMA), "schema": None}) + "\n",
+            "line 1: a SCHEMA message's 'schema' is not an object: None",
+        ),
+        (
+            json.dumps({**json.loads(SCHEMA), "schema": 5}) + "\n",
+            "line 1: a SCHEMA message's 'schema' is not an object: 5",
+        ),
+        (
+            json.dumps({**json.loads(SCHEMA), "stream": None}) + "\n",
+            "line 1: a SCHEMA message's 'stream' is not text: None",
+        ),
+        (
+            json.dumps({**json.loads(SCHEMA), "stream": 5}) + "\n",
+            "line 1: a SCHEMA message's 'stream' is not text: 5",
+        ),
+        (
+            json.dumps({**json.loads(SCHEMA), "key_properties": 5}) + "\n",
+            "line 1: a SCHEMA message's 'key_properties' is not a list of field names: 5",
+        ),
+        (
+            json.dumps({**json.loads(SCHEMA), "key_properties": [["id"]]}) + "\n",
+            "line 1: a SCHEMA message's 'key_properties' is not a list of field names: [['id']]",
+        ),
+        (
+            json.dumps({**json.loads(SCHEMA), "key_properties": ["id"]})
+            + '\n{"type": "RECORD", "stream": "s", "record": {}}\n',
+            "line 2: Record is missing one or more key_properties. Key Properties: ['id']",
         ),
         (
             json.dumps({**json.loads(SCHEMA), "schema": {"properties": {"a": {"$ref": "#/no"}}}})
@@ -221,15 +278,31 @@ SCHEMA = json.dumps(
         "no-type",
         "array",
         "string",
+        "null",
+        "number",
+        "true",
+        "float",
         "type-list",
         "type-object",
         "stream-list",
         "record-list",
         "record-null",
         "batch",
+        "state-too-deep",
+        "activate-version-no-version",
+        "activate-version-stream-list",
+        "activate-version-unknown-stream",
         "schema-not-json-schema",
         "schema-bad-pattern",
         "schema-properties-not-object",
+        "schema-true",
+        "schema-null",
+        "schema-number",
+        "schema-stream-null",
+        "schema-stream-number",
+        "key-properties-number",
+        "key-properties-nested",
+        "key-missing-two-line-message",
         "schema-ref-to-nowhere",
         "not-utf-8",
     ],
@@ -243,6 +316,31 @@ def test_target_malformed_singer_input_is_one_line(
     (line,) = error_lines(done.stderr)
     assert f"Malformed Singer input at {message}" in line
     assert "Traceback" not in done.stderr
+
+
+def nested(depth: int) -> object:
+    value: object = {"bookmarks": "x"}
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def test_target_state_nesting_limit_is_far_above_real_states_and_far_below_the_stack():
+    check_state({"type": "STATE", "value": nested(MAX_STATE_DEPTH)})
+    check_state({"type": "STATE", "value": 5})
+    assert nests_deeper_than(nested(MAX_STATE_DEPTH), MAX_STATE_DEPTH - 1)
+    with pytest.raises(InvalidInputLine, match="more than 100 levels deep"):
+        check_state({"type": "STATE", "value": nested(MAX_STATE_DEPTH + 1)})
+
+
+def test_target_activate_version_of_a_described_stream_is_ignored(tmp_path: Path):
+    """The one kind the target accepts (and ignores, with the SDK's warning)."""
+    dry_run = {"dry_run": True, "dry_run_path": str(tmp_path / "dry.jsonl")}
+    activate = json.dumps({"type": "ACTIVATE_VERSION", "stream": "s", "version": 1})
+    done = run_target_cli(tmp_path, dry_run, f"{SCHEMA}\n{activate}\n")
+    assert done.returncode == 0, done.stderr
+    assert "ACTIVATE_VERSION message received but not implemented" in done.stderr
+    assert error_lines(done.stderr) == []
 
 
 def test_target_config_file_that_is_not_an_object(tmp_path: Path):

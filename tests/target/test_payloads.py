@@ -18,6 +18,7 @@ from target_mparticle.mapping import StreamMapping, mapping_errors
 from target_mparticle.schema_rules import MAX_REQUEST_BYTES
 from target_mparticle.values import Tally, event_attributes, to_epoch_ms, user_attributes
 from tests.support.eventsapi import load_validator
+from tests.support.target import run_target, singer_lines
 
 NOW = 1_763_000_000_000
 validate = load_validator()
@@ -442,3 +443,75 @@ def test_a_batch_whose_only_identity_cannot_be_valid_is_refused_not_sent_to_no_o
     assert kept == {"environment": "development", "mpid": 5}  # another identity is left
     with pytest.raises(InvalidRecordError, match="no identity left once device_info is dropped"):
         fit_shell({"environment": "development", "device_info": {"ios_idfv": "x"}}, Tally())
+
+
+def nested(levels: int) -> object:
+    value: object = 1
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize("events", [5, True, "abc", {"event_type": "custom_event"}, {}])
+def test_a_whole_batch_whose_events_is_not_a_list_is_one_invalid_record(events):
+    record = {"user_identities": {"email": "a@b.c"}, "events": events}
+    with pytest.raises(InvalidRecordError, match=r"^stream 'raw' record .*: events is not a list"):
+        converter(stream="raw", key=()).convert(record)
+
+
+def test_a_whole_batch_with_null_events_is_still_a_user_update():
+    item = converter(stream="raw", key=()).convert(
+        {"user_identities": {"email": "a@b.c"}, "events": None}
+    )
+    assert item.events == []
+    assert item.refused == []
+    assert item.batch["user_identities"] == {"email": "a@b.c"}
+
+
+@pytest.mark.parametrize("where", ["integration_attributes", "location", "tap event location"])
+def test_a_record_nested_too_deeply_to_convert_is_one_invalid_record(where):
+    # 600 levels: the reader takes JSON about 1,000 deep; cleaning recurses per level.
+    data = {"event_name": "E", "custom_event_type": "other"}
+    record: dict = {"user_identities": {"email": "a@b.c"}, "events": []}
+    if where == "integration_attributes":
+        record[where] = nested(600)
+    elif where == "location":
+        record["events"] = [
+            {"event_type": "custom_event", "data": {**data, "location": nested(600)}}
+        ]
+    else:
+        record = {
+            "event_type": "custom_event",
+            "mpid": 5,
+            "data": {**data, "location": nested(600)},
+        }
+    with pytest.raises(InvalidRecordError, match=r"^stream 'raw' record .*: is nested too deeply"):
+        converter(stream="raw", key=()).convert(record)
+
+
+def test_malformed_whole_batches_are_each_one_dead_letter_and_the_rest_is_sent(tmp_path):
+    good = {"user_identities": {"email": "good@b.c"}, "events": []}
+    records = [
+        {"user_identities": {"email": "a@b.c"}, "events": "abc"},
+        {
+            "user_identities": {"email": "b@b.c"},
+            "events": [],
+            "integration_attributes": nested(600),
+        },
+        good,
+    ]
+    config = {
+        "dry_run": True,
+        "dry_run_path": str(tmp_path / "dry.jsonl"),
+        "on_invalid_record": "dead_letter",
+        "dead_letter_path": str(tmp_path / "dead.jsonl"),
+    }
+    run = run_target(config, singer_lines("batches", records))
+    assert run.error is None
+    letters = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert [(x["record"]["user_identities"], x["reason"].split(": ", 1)[1]) for x in letters] == [
+        ({"email": "a@b.c"}, "events is not a list: 'abc'"),
+        ({"email": "b@b.c"}, "is nested too deeply to convert"),
+    ]
+    (request,) = [json.loads(line) for line in (tmp_path / "dry.jsonl").read_text().splitlines()]
+    assert [b["user_identities"] for b in request["body"]] == [{"email": "good@b.c"}]

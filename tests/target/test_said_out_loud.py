@@ -33,7 +33,7 @@ def test_a_mapping_for_a_stream_that_never_arrived_is_reported_at_the_end(config
     assert run.error is None
     said = [m for m in warnings(caplog) if "mappings['order']" in m]
     assert said == [
-        "mappings['order'] was not used: no stream named 'order' arrived (streams seen: orders)"
+        "mappings['order'] was not used: no stream named 'order' arrived (streams seen: 'orders')"
     ]
 
 
@@ -57,6 +57,25 @@ def test_mapped_fields_missing_from_schema_and_from_records_are_reported(config,
     assert "Stream 'orders': mapped field 'channel' was absent from 1 of 3 records" in said
     assert "Stream 'orders': mapped field 'coupon' was absent from 3 of 3 records" in said
     assert not any("'total'" in m for m in said)
+
+
+def test_names_from_the_input_cannot_start_a_log_line_of_their_own(config, caplog):
+    stream, field = "orders\nERROR | forged stream", "f\nERROR | forged field"
+    orders = {"identities": {"customer_id": "customer_id"}, "event_attributes": ["coupon"]}
+    config["mappings"] = {stream: orders, "gone\nERROR | forged mapping": orders}
+    lines = [
+        *singer_lines(stream, ORDERS[:1], key=["order_id"]),
+        json.dumps({"type": "RECORD", "stream": stream, "record": {**ORDERS[1], field: 1}}),
+    ]
+    with caplog.at_level(logging.INFO):
+        run = run_target(config, lines)
+    assert run.error is None
+    logged = [(r.name, r.getMessage()) for r in caplog.records]
+    # Said (the unused mapping, the undeclared field, the mapped field never seen, the
+    # drain), but escaped: the log format prints the logger's name and the message.
+    for forged in ("forged stream", "forged field", "forged mapping"):
+        assert any(forged in name + message for name, message in logged), forged
+    assert [x for x in logged if "\n" in x[0] + x[1]] == []
 
 
 @pytest.mark.parametrize(

@@ -67,6 +67,13 @@ REPLAYED_BATCH_FIELDS = (
     "ip",
 )
 ENVIRONMENTS = frozenset({"production", "development"})
+#: The entries `clean_device_info`, `clean_application_info` and the mapped identities
+#: keep only when the schema takes them (enum members, matched UUIDs): for
+#: `inbound.certain_by_types`, a string there is enough.
+VALIDATED_ENTRIES = {
+    "device_info": frozenset(rules.DEVICE_INFO_ENUMS) | rules.UUID_DEVICE_FIELDS,
+    "application_info": frozenset({"os"}),
+}
 
 
 def clean_event(event_type: object, data: object, tally: Tally) -> dict[str, t.Any]:

@@ -163,7 +163,18 @@ class Converter(MappedRecords, AudienceRows):
             batch["user_attributes"] = attributes
         if replay:
             batch.update(replayed_fields(record, tally))
-        fit_shell(batch, tally, built_attributes=True)
+            fit_shell(batch, tally, built_attributes=True)
+        else:
+            # Built by the clean_* functions alone: the same names (and environment)
+            # make a shell of the same validity (see inbound.CertainShapes).
+            shape = (
+                batch["environment"],
+                tuple(batch),
+                tuple(identities.user),
+                tuple(device),
+                tuple(application),
+            )
+            self._shapes.fit(batch, shape, tally)
         if not identities.user and "mpid" not in batch and not batch.get("device_info"):
             msg = "has no user identity, mpid or device identity"
             raise InvalidRecordError(msg)

@@ -292,7 +292,7 @@ _IDENTITY_FIELDS = frozenset({"user_identities", "mpid", "device_info"})
 #: Shapes a `CertainShapes` keeps before it starts again (a stream of ever new shapes).
 MAX_SHAPES = 1024
 #: Batch fields holding objects whose entries `certain_by_types` looks at one by one.
-_MAPS = ("user_identities", "device_info")
+_MAPS = ("user_identities", "device_info", "application_info")
 #: What a plain object schema may say for `_entry_node` to read it alone.
 _PLAIN_OBJECT = frozenset({"type", "properties", "additionalProperties", "description"})
 
@@ -316,20 +316,27 @@ def _field_node(field: str, entry: str | None) -> Node | None:
     return _compiler().field([part], entry)
 
 
-def certain_by_types(batch: t.Mapping[str, t.Any]) -> bool:
+def certain_by_types(
+    batch: t.Mapping[str, t.Any], validated: t.Mapping[str, t.Collection[str]] | None = None
+) -> bool:
     """Whether every batch with these field names and value types is valid, as this one is.
 
-    True when each value (each entry, in `user_identities` and `device_info`) is one
-    its field takes for its type alone, with no further check (`fastcheck`'s free
-    types). `environment` is left to the caller, which must key on its value, and
-    `user_attributes` must be as `values.user_attributes` built them (see
-    `_shell_quick`).
+    True when each value (each entry, in `user_identities`, `device_info` and
+    `application_info`) is one its field takes for its type alone, with no further
+    check (`fastcheck`'s free types). `environment` is left to the caller, which
+    must key on its value, and `user_attributes` must be as `values.user_attributes`
+    built them (see `_shell_quick`). `validated` names, per field, the entries whose
+    builder only ever keeps a text value the schema takes (an enum member, a UUID it
+    matched): for those a string is enough.
     """
     for field, value in batch.items():
         if field in {"environment", "user_attributes"}:
             continue
         if field in _MAPS and type(value) is dict:
+            trusted = validated.get(field, ()) if validated else ()
             for entry, item in value.items():
+                if entry in trusted and type(item) is str:
+                    continue
                 node = _field_node(field, entry)
                 if node is None or type(item) not in node[1]:
                     return False
@@ -351,15 +358,22 @@ class CertainShapes:
     checked again. Any other shell is fitted as `fit_shell` fits it.
     """
 
-    def __init__(self) -> None:
-        """Start with no shape known."""
+    def __init__(self, validated: t.Mapping[str, t.Collection[str]] | None = None) -> None:
+        """Start with no shape known.
+
+        Args:
+            validated: Entries the shells' builder validates itself (see
+                `certain_by_types`).
+        """
         self._known: set[t.Hashable] = set()
+        self._validated = validated
 
     def fit(self, batch: dict[str, t.Any], shape: t.Hashable, tally: t.Counter[str]) -> None:
         """Leave `batch` as it is when its shape is known valid, else `fit_shell` it."""
         if shape in self._known:
             return
-        if _shell_quick(True)(batch) and certain_by_types(batch):  # noqa: FBT003 - cached by position
+        quick = _shell_quick(True)  # noqa: FBT003 - cached by position
+        if quick(batch) and certain_by_types(batch, self._validated):
             if len(self._known) >= MAX_SHAPES:
                 self._known.clear()
             self._known.add(shape)

@@ -14,6 +14,7 @@ import typing as t
 from mparticle_facts.identities import DEVICE_IDENTITIES, field_identity_type
 from mparticle_facts.numbers import to_int64
 from target_mparticle import schema_rules as rules
+from target_mparticle.clean import VALIDATED_ENTRIES
 from target_mparticle.clock import now_ms
 from target_mparticle.coerce import clean_object
 from target_mparticle.inbound import CertainShapes, InvalidRecordError, fit_event, fit_shell
@@ -159,7 +160,7 @@ class MappedRecords(ConverterBase):
     @functools.cached_property
     def _shapes(self) -> CertainShapes:
         """The shell shapes of this stream known valid (see `inbound.CertainShapes`)."""
-        return CertainShapes()
+        return CertainShapes(VALIDATED_ENTRIES)
 
     @functools.cached_property
     def _batch_fields_apply(self) -> bool:

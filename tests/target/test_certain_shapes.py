@@ -15,7 +15,8 @@ import typing as t
 
 import pytest
 
-from target_mparticle import inbound
+from target_mparticle import inbound, schema_rules
+from target_mparticle.clean import VALIDATED_ENTRIES
 from target_mparticle.convert import BatchDefaults, Converter
 from target_mparticle.inbound import CertainShapes, InvalidRecordError, certain_by_types
 from target_mparticle.mapping import StreamMapping
@@ -64,6 +65,13 @@ def test_a_shell_is_certain_by_types_only_where_no_value_can_change_the_verdict(
         assert full(inbound._shell_check(), shell)
 
 
+def test_entries_the_builder_validated_are_certain_as_text_only_when_named():
+    shell = {**SHELL, "device_info": {"platform": "iOS"}, "application_info": {"os": "IOS"}}
+    assert certain_by_types(shell, VALIDATED_ENTRIES)
+    assert not certain_by_types(shell)  # the enums decide, unless the builder checked
+    assert not certain_by_types({**shell, "device_info": {"platform": 1}}, VALIDATED_ENTRIES)
+
+
 def test_a_shape_that_is_not_certain_is_fitted_every_time():
     shapes = CertainShapes()
     tally: collections.Counter[str] = collections.Counter()
@@ -103,4 +111,40 @@ def test_a_warmed_converter_builds_what_a_fresh_one_builds_and_all_of_it_is_vali
                 assert full(check, got[1]), (field, value)
     assert built > len(fields) * len(values) / 2
     # The usual shapes were taken as certain: the saving is there, not only the safety.
+    assert len(warmed._shapes._known) >= 2
+
+
+def tap_event(**batch: object) -> dict[str, t.Any]:
+    """A tap-mparticle events record, its batch's fields given."""
+    data = {"event_name": "Play", "custom_event_type": "media", "timestamp_unixtime_ms": "1"}
+    return {"event_type": "custom_event", "data": data, "mpid": 7, **batch}
+
+
+def test_a_warmed_tap_event_converter_builds_what_fresh_ones_build_all_valid():
+    """Every device and application field, with every enum member and hostile value."""
+    warmed = Converter("events", [], StreamMapping(), BatchDefaults(), Tally())
+    check = inbound._shell_check()
+    enums = {v for values in schema_rules.DEVICE_INFO_ENUMS.values() for v in values}
+    values = (*HOSTILE, *sorted(enums), *sorted(schema_rules.APPLICATION_OS_VALUES), 10**30)
+    usual = {"platform": "iOS", "ios_idfv": UUID, "screen_height": 800}
+    records = [
+        tap_event(
+            device_info={**usual, field: value},
+            application_info={"application_name": "A", "os": "IOS"},
+            user_identities={"email": "a@example.com"},
+        )
+        for field in sorted(schema_rules.DEVICE_INFO_FIELDS)
+        for value in values
+    ]
+    records += [
+        tap_event(device_info=usual, application_info={"application_name": "A", field: value})
+        for field in sorted(schema_rules.APPLICATION_INFO_FIELDS)
+        for value in values
+    ]
+    for record in records:
+        got = outcome(warmed, record)
+        fresh = Converter("events", [], StreamMapping(), BatchDefaults(), Tally())
+        assert got == outcome(fresh, record), record
+        if got[0] == "built":
+            assert full(check, got[1]), record
     assert len(warmed._shapes._known) >= 2

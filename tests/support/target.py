@@ -40,6 +40,16 @@ def local_config(api_url: str, tmp_path: pathlib.Path) -> dict[str, t.Any]:
     }
 
 
+def dry_run_dead_letters(tmp_path: pathlib.Path) -> dict[str, t.Any]:
+    """A dry run whose invalid records go to dead letters, both files in `tmp_path`."""
+    return {
+        "dry_run": True,
+        "dry_run_path": str(tmp_path / "dry.jsonl"),
+        "on_invalid_record": "dead_letter",
+        "dead_letter_path": str(tmp_path / "dead.jsonl"),
+    }
+
+
 FILE = "s3://drop/2024-05-01/app_20240501000000000000_1.txt"
 NOW_MS = 1_714_521_600_000
 KEY = ["_sdc_source_file", "_sdc_source_lineno", "_sdc_event_index"]

@@ -18,7 +18,7 @@ from target_mparticle.mapping import StreamMapping, mapping_errors
 from target_mparticle.schema_rules import MAX_REQUEST_BYTES
 from target_mparticle.values import Tally, event_attributes, to_epoch_ms, user_attributes
 from tests.support.eventsapi import load_validator
-from tests.support.target import run_target, singer_lines
+from tests.support.target import dry_run_dead_letters, run_target, singer_lines
 
 NOW = 1_763_000_000_000
 validate = load_validator()
@@ -500,12 +500,7 @@ def test_malformed_whole_batches_are_each_one_dead_letter_and_the_rest_is_sent(t
         },
         good,
     ]
-    config = {
-        "dry_run": True,
-        "dry_run_path": str(tmp_path / "dry.jsonl"),
-        "on_invalid_record": "dead_letter",
-        "dead_letter_path": str(tmp_path / "dead.jsonl"),
-    }
+    config = dry_run_dead_letters(tmp_path)
     run = run_target(config, singer_lines("batches", records))
     assert run.error is None
     letters = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]

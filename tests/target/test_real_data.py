@@ -18,7 +18,7 @@ from tap_mparticle.events import BATCH_FIELDS, INTEGER_FIELDS, identities_as_arr
 from tests.support.eventsapi import load_validator
 from tests.support.files import REAL_DROP, REPO_ROOT, dead_letters, real_batches
 from tests.support.tap import TapOutput, run_tap
-from tests.support.target import run_target, singer_lines
+from tests.support.target import dry_run_dead_letters, run_target, singer_lines
 
 EVENT_PREFIXES = ("events/", "firehose-events/")
 
@@ -144,12 +144,7 @@ def test_mangled_real_events_still_give_only_valid_bodies(tmp_path):
                     "events": [{"event_type": original.get("event_type"), "data": data}],
                 }
             )
-    config = {
-        "dry_run": True,
-        "dry_run_path": str(tmp_path / "dry.jsonl"),
-        "on_invalid_record": "dead_letter",
-        "dead_letter_path": str(tmp_path / "dead.jsonl"),
-    }
+    config = dry_run_dead_letters(tmp_path)
     run = run_target(config, singer_lines("mangled", batches))
     assert run.error is None
     validate = load_validator()

@@ -17,6 +17,7 @@ from mparticle_facts.numbers import to_int64
 from target_mparticle import schema_rules as rules
 from target_mparticle.inbound import InvalidRecordError, fit_shell
 from target_mparticle.items import ConverterBase, Item, digest_id, public
+from target_mparticle.preflight import quoted
 from target_mparticle.values import to_attribute_string, truncate, user_attributes
 
 
@@ -79,7 +80,9 @@ class AudienceRows(ConverterBase):
         shell = self._audience_user(record)
         audience_id = to_int64(record.get("audience_id"))
         if audience_id is None:
-            msg = f"audience_id {record.get('audience_id')!r} is not an integer"
+            msg = (
+                f"audience_id {quoted(record.get('audience_id'))} is not an integer within 64 bits"
+            )
             raise InvalidRecordError(msg)
         # An int and two strings: what the setting's check formatted it with.
         name = self.audience_attribute_name.format(

@@ -26,7 +26,6 @@ from target_mparticle.coerce import (
     SCALAR_MAP,
     bounded,
     clean_data,
-    clean_object,
     clean_value,
     kind_of,
 )
@@ -333,9 +332,9 @@ def replayed_fields(record: t.Mapping[str, t.Any], tally: Tally) -> dict[str, t.
         value = record.get(key)
         if value is None or value in ({}, [], ""):
             continue
-        if isinstance(value, dict):
-            value = clean_object(value, tally)
-        out[key] = value
+        value = clean_value(key, value, tally)  # objects, lists and numbers too (sdk_version)
+        if value is not DROP:
+            out[key] = value
     origin = to_int64(record.get("origin_mpid"))
     if origin is not None:
         out["origin_mpid"] = origin

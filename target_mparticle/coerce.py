@@ -69,12 +69,15 @@ def _as_any(value: object, tally: Tally) -> object:
     if isinstance(value, dict):
         return clean_object(value, tally)
     if isinstance(value, list):
-        return [
-            clean_object(v, tally) if isinstance(v, dict) else _scalar(v)
-            for v in value
-            if v is not None
-        ]
-    return _scalar(value)
+        items = []
+        for item in value:
+            if item is None:
+                continue
+            cleaned = clean_object(item, tally) if isinstance(item, dict) else _scalar(item, tally)
+            if cleaned is not DROP:
+                items.append(cleaned)
+        return items
+    return _scalar(value, tally)
 
 
 #: Digits of text that is an integer within 64 bits whatever they are.
@@ -92,9 +95,27 @@ def _as_integer(value: object, tally: Tally) -> object:
     return number
 
 
-def _as_number(value: object, _tally: Tally) -> object:
-    real = to_number(value)
-    return DROP if real is None else real
+def _as_number(value: object, tally: Tally) -> object:
+    return _within_64_bits(to_number(value), tally)
+
+
+NUMBERS_DROPPED = "numbers outside 64 bits dropped"
+
+
+def _within_64_bits(real: float | None, tally: Tally) -> object:
+    """`real`, or DROP for no number and (counted) for one beyond 64-bit integers.
+
+    mParticle stores numbers (prices, quantities, coordinates, free-form values) as
+    64-bit integers or doubles and the schema's `number` has no bound to say so: a
+    31-digit price reached the request as it was. Within +-2**63 a number fits a
+    64-bit integer, a double and a decimal alike; beyond it no producer meant it.
+    """
+    if real is None:
+        return DROP
+    if INT64_MIN <= real <= INT64_MAX:
+        return real
+    tally[NUMBERS_DROPPED] += 1
+    return DROP
 
 
 def _as_boolean(value: object, _tally: Tally) -> object:
@@ -175,11 +196,18 @@ def clean_value(key: str, value: object, tally: Tally) -> object:
     return _coercion(key)(value, tally)
 
 
-def _scalar(value: object) -> object:
-    if isinstance(value, (str, bool, int, float)):
+def _scalar(value: object, tally: Tally) -> object:
+    """A value of a field the schema leaves free, such as `sdk_version` or `context`'s.
+
+    Text and flags stay as they are, numbers within 64 bits too (`_within_64_bits`:
+    DROP beyond, where mParticle could not store them), anything else becomes text.
+    """
+    if isinstance(value, (str, bool)):
         return value
     real = to_number(value)
-    return real if real is not None else to_attribute_string(value)
+    if real is not None or isinstance(value, (int, float)):
+        return _within_64_bits(real, tally)
+    return to_attribute_string(value)
 
 
 #: (fields left out, an object's field names in order) -> per field kept: the key, its

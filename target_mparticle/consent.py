@@ -24,9 +24,9 @@ import dataclasses
 import re
 import typing as t
 
-from mparticle_facts.numbers import epoch_ms, to_bool
+from mparticle_facts.numbers import to_bool
 from target_mparticle.inbound import InvalidRecordError
-from target_mparticle.values import to_attribute_string
+from target_mparticle.values import to_attribute_string, to_epoch_ms
 
 #: The keys of the object form; `timestamp` is sent as `timestamp_unixtime_ms`.
 PURPOSE_KEYS = ("consented", "document", "timestamp", "location", "hardware_id")
@@ -119,7 +119,7 @@ def _purpose_state(
         raise InvalidRecordError(msg)
     stamp = default_ms
     if fields.timestamp and record.get(fields.timestamp) is not None:
-        given = epoch_ms(record.get(fields.timestamp))
+        given = to_epoch_ms(record.get(fields.timestamp))  # years 1-9999: within 64 bits
         if given is None:
             msg = f"consent timestamp field {fields.timestamp!r} holds no usable time"
             raise InvalidRecordError(msg)

@@ -26,7 +26,6 @@ from singer_sdk.exceptions import (
     MissingKeyPropertiesError,
     RecordsWithoutSchemaException,
 )
-from singer_sdk.singerlib.encoding.base import GenericSingerReader
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
 from mparticle_facts.plugin_guards import ConfigFileError, read_json_object, unknown_settings
@@ -77,7 +76,7 @@ def exit_with_one_line(exc: Exception, lines: NumberedLines, logger: logging.Log
     elif isinstance(exc, _MALFORMED) or str(exc).startswith("Unknown message type"):
         # One line: some of the SDK's messages run over two (MissingKeyPropertiesError).
         message = " ".join(part.strip() for part in str(exc).splitlines())
-        logger.error("Malformed Singer input at line %d: %s", lines.lineno, message)
+        logger.error("Malformed Singer input at line %d: %s", lines.lineno, bounded(message))
     else:
         raise exc
     sys.exit(1)
@@ -111,6 +110,21 @@ class SingerInputReader(MsgSpecReader):
     """
 
     _decode = msgspec.json.Decoder().decode
+
+    @staticmethod
+    def assert_line_requires(line_dict: dict[str, t.Any], requires: set[str]) -> None:
+        """The SDK's check that a message has the `requires` keys, quoting 80 characters.
+
+        The SDK's version quotes the whole message: a 30 MB RECORD without a `stream`
+        was a 30 MB error line. The target and the SDK both call it through the reader.
+
+        Raises:
+            InvalidInputLine: Naming the missing keys and quoting the message's start.
+        """
+        if not requires.issubset(line_dict):
+            missing = ", ".join(sorted(requires - set(line_dict)))
+            msg = f"Line is missing required {missing} key(s): {quoted(line_dict)}"
+            raise InvalidInputLine(msg)
 
     def deserialize_json(self, line: str | bytes) -> dict[str, t.Any]:
         """Decode one Singer message, given as text or (from stdin) as UTF-8 bytes.
@@ -172,9 +186,28 @@ class SingerInputReader(MsgSpecReader):
         return collections.Counter(**stats)
 
 
+#: How much of a hostile value an error line quotes.
+QUOTE_CHARS = 80
+#: How long a malformed-input message may run: a few quoted values and the words around
+#: them. The SDK's own messages quote names, types and record keys without a limit.
+MESSAGE_CHARS = 6 * QUOTE_CHARS
+
+
 def quoted(value: object) -> str:
     """The start of a hostile value for an error line: its repr, cut at 80 characters."""
-    return repr(value)[:80]
+    return repr(value)[:QUOTE_CHARS]
+
+
+def bounded(message: str) -> str:
+    """`message`, cut at `MESSAGE_CHARS` characters, saying how much was left out.
+
+    The SDK words some malformed-input errors itself and quotes what it read whole: a
+    stream name, a message type, every key of a record missing its key properties. A
+    30 MB name made a 30 MB log line; the start of it names the problem as well.
+    """
+    if len(message) <= MESSAGE_CHARS:
+        return message
+    return f"{message[:MESSAGE_CHARS]}... ({len(message) - MESSAGE_CHARS:,} more characters)"
 
 
 def printable(name: str) -> str:
@@ -286,11 +319,11 @@ def check_activate_version_message(message: dict[str, t.Any], streams: Container
     Raises:
         InvalidInputLine: Naming the missing field or the stream.
     """
-    GenericSingerReader.assert_line_requires(message, requires={"stream", "version"})
+    SingerInputReader.assert_line_requires(message, requires={"stream", "version"})
     _check_fields(message, "ACTIVATE_VERSION", (("stream", str, "text"),))
     if message["stream"] not in streams:
         msg = (
-            f"an ACTIVATE_VERSION message for stream {message['stream']!r}, which no "
+            f"an ACTIVATE_VERSION message for stream {quoted(message['stream'])}, which no "
             "SCHEMA message described before it"
         )
         raise InvalidInputLine(msg)

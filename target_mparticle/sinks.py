@@ -172,13 +172,14 @@ class EventsSink(BatchSink):
         """The SDK's parsing, on the date-like fields only (found once per schema).
 
         The SDK looks up every field's schema for date-time-ness on every record;
-        the outcome (datetime values, the same repairs and warnings) is the same.
+        the outcome (datetime values, the same repairs and warnings) is the same, but a
+        field without a schema is named by its first 80 characters: a name is input too.
         """
         known = self._known_fields
         if known is not None and not known.issuperset(record):
             for key in record.keys() - known:
                 if record[key] is not None and key not in self._warned_missing_fields:
-                    self.logger.warning("No schema for record field %r", key)
+                    self.logger.warning("No schema for record field %s", quoted(key))
                     self._warned_missing_fields.add(key)
         datelike = self._datelike_schema if schema is self.schema else schema
         if datelike is None:

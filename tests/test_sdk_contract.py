@@ -35,6 +35,10 @@ FINGERPRINTS = {
     ("singer_sdk.streams.core:Stream", "log"): "09addc57198bbc45",
     ("singer_sdk.plugin_base:PluginBase", "cb_config"): "bb313c8c34f6ff33",
     ("singer_sdk.singerlib.encoding.base:GenericSingerReader", "process_lines"): "f6d848854616d1d8",
+    (
+        "singer_sdk.singerlib.encoding.base:GenericSingerReader",
+        "assert_line_requires",
+    ): "91c2ae04d02f56c8",
     ("singer_sdk.target_base:Target", "_process_state_message"): "e27158e2b1e7ea6d",
     ("singer_sdk.target_base:Target", "_write_state_message"): "bf40aa5e36ebef4d",
     ("singer_sdk.target_base:Target", "_handle_termination"): "0d610b822293792b",

@@ -318,6 +318,89 @@ def test_target_malformed_singer_input_is_one_line(
     assert "Traceback" not in done.stderr
 
 
+#: A hostile value far longer than any error line may quote (the SDK quoted it whole).
+LONG = "x" * 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("stdin", "message"),
+    [
+        (
+            json.dumps({"type": "RECORD", "record": {"a": LONG}}) + "\n",
+            "line 1: Line is missing required stream key(s): {'type': 'RECORD', 'record'",
+        ),
+        (f"{SCHEMA}\n" + json.dumps({"stream": LONG}) + "\n", "line 2: Line is missing required"),
+        (
+            json.dumps({"type": "SCHEMA", "stream": "s", "schema": {"x": LONG}}) + "\n",
+            "line 1: Line is missing required properties key(s)",
+        ),
+        (f"{SCHEMA}\n" + json.dumps({"type": LONG}) + "\n", "line 2: Unknown message type"),
+        (
+            json.dumps({"type": "RECORD", "stream": LONG, "record": {}}) + "\n",
+            "line 1: A record for stream 'xxx",
+        ),
+        (
+            json.dumps({**json.loads(SCHEMA), "key_properties": ["id"]})
+            + "\n"
+            + json.dumps(
+                {
+                    "type": "RECORD",
+                    "stream": "s",
+                    "record": {f"{i}{LONG[:1000]}": i for i in range(9)},
+                }
+            )
+            + "\n",
+            "line 2: Record is missing one or more key_properties.",
+        ),
+        (
+            json.dumps({**json.loads(SCHEMA), "key_properties": [LONG]})
+            + '\n{"type": "RECORD", "stream": "s", "record": {}}\n',
+            "line 2: Record is missing one or more key_properties.",
+        ),
+        (
+            f"{SCHEMA}\n" + json.dumps({"type": "ACTIVATE_VERSION", "stream": LONG, "version": 1}),
+            "line 2: an ACTIVATE_VERSION message for stream 'xxx",
+        ),
+        (
+            f"{SCHEMA}\n" + json.dumps({"type": "ACTIVATE_VERSION", "stream": LONG}),
+            "line 2: Line is missing required version key(s)",
+        ),
+        (
+            json.dumps({**json.loads(SCHEMA), "schema": {"properties": {"a": {"$ref": LONG}}}})
+            + '\n{"type": "RECORD", "stream": "s", "record": {"a": 1}}\n',
+            "line 2: the stream's schema cannot check records",
+        ),
+    ],
+    ids=[
+        "record-without-stream",
+        "no-type",
+        "schema-without-properties",
+        "unknown-type",
+        "record-before-schema",
+        "record-without-key-many-fields",
+        "long-key-property",
+        "activate-version-unknown-stream",
+        "activate-version-without-version",
+        "schema-ref-to-nowhere",
+    ],
+)
+def test_target_malformed_input_message_quotes_only_the_start(
+    tmp_path: Path, stdin: str, message: str
+):
+    """A megabyte-long name, type or message is quoted to a few hundred characters.
+
+    The SDK words these errors itself and quoted what it read whole: a 30 MB RECORD
+    line without a stream made a 30 MB log line.
+    """
+    dry_run = {"dry_run": True, "dry_run_path": str(tmp_path / "dry.jsonl")}
+    done = run_target_cli(tmp_path, dry_run, stdin)
+    assert done.returncode == 1
+    (line,) = error_lines(done.stderr)
+    assert f"Malformed Singer input at {message}" in line
+    assert len(line) < 700, line[:1000]
+    assert len(done.stderr) < 5_000
+
+
 def nested(depth: int) -> object:
     value: object = {"bookmarks": "x"}
     for _ in range(depth - 1):

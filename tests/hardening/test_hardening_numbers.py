@@ -22,6 +22,7 @@ from mparticle_facts.numbers import (
     to_int64,
     to_number,
 )
+from target_mparticle import schema_rules as rules
 from tests.support.files import dead_letters
 from tests.support.target import run_target, singer_lines
 
@@ -145,7 +146,7 @@ def test_integers_beyond_64_bits_never_reach_a_request(
     assert len(sent) == 3
     assert all("event_id" not in e["data"] for e in sent)  # dropped, the events sent
     assert [e["data"].get("timestamp_unixtime_ms") for e in sent].count(1_763_000_000_000) == 1
-    assert max(abs(v) for v in _integers(server.batches())) <= INT64_MAX
+    assert max(abs(v) for v in _numbers(server.batches())) <= INT64_MAX
     assert [b.get("mpid") for b in server.batches() if "events" not in b] == [INT64_MAX]
     reasons = [letter["reason"] for letter in dead_letters(config)]
     assert len(reasons) == 3
@@ -156,12 +157,101 @@ def test_integers_beyond_64_bits_never_reach_a_request(
     assert any("mpid field 'mp' is not a 64-bit integer" in r for r in reasons)
 
 
-def _integers(value: object) -> t.Iterator[int]:
+#: Numbers beyond 64 bits, as JSON numbers and as text, just past each end and far out.
+BEYOND_64_BITS = [INT64_MAX + 1, INT64_MIN - 1, 10**30, "99999999999999999999", "1e30", 1e300]
+
+
+@pytest.mark.parametrize("huge", BEYOND_64_BITS, ids=repr)
+def test_no_number_field_in_any_shape_carries_more_than_64_bits(
+    server: EventsApiServer, config: dict[str, t.Any], huge: object
+):
+    """Every integer- and number-typed field, at every level and in every input shape.
+
+    Number fields (prices, quantities, coordinates), fields the schema leaves free
+    (`sdk_version`, `context`'s), batch-level ids and times, consent timestamps: each
+    once reached the request as a 31-digit number, which the schema's unbounded
+    `integer`/`number` let through and mParticle cannot store.
+    """
+    numbers = dict.fromkeys(sorted(rules.INTEGER_FIELDS | rules.NUMBER_FIELDS), huge)
+    product = {"id": "p1", "name": "Pen", **numbers}
+    data = {
+        **numbers,
+        "event_name": "Buy",
+        "custom_event_type": "other",
+        "timestamp_unixtime_ms": 1_763_000_000_000,
+        "free_form": huge,
+        "location": {"latitude": huge, "longitude": huge, "accuracy": huge},
+        "product_action": {"action": "purchase", **numbers, "products": [product]},
+        "shopping_cart": {"products": [product]},
+        "product_impressions": [{"product_impression_list": "l", "products": [product]}],
+        "custom_flags": {"flag": huge},
+    }
+    consent = {"consented": True, "timestamp_unixtime_ms": huge}
+    replayed = {
+        "user_identities": {"customer_id": "c1"},
+        "mpid": huge,
+        "origin_mpid": huge,
+        "timestamp_unixtime_ms": huge,
+        "sdk_version": huge,
+        "context": {"data_plan": {"plan_id": "plan", "plan_version": huge}, "free_form": huge},
+        "consent_state": {"gdpr": {"marketing": consent}, "ccpa": {"data_sale_opt_out": consent}},
+        "device_info": {**numbers, "platform": "iOS"},
+        "integration_attributes": {"1": {"free_form": huge}},
+        "events": [
+            {"event_type": kind, "data": {**data, "session_uuid": _UUID}}
+            for kind in ("custom_event", "commerce_event", "screen_view", "session_start")
+        ],
+    }
+    tap_event = {
+        "event_type": "custom_event",
+        "mpid": huge,
+        "source_message_id": "m1",
+        "user_identities": {"customer_id": "c1"},
+        "device_info": {"att_timestamp_unixtime_ms": huge, "platform": "iOS"},
+        "data": data,
+    }
+    config["on_invalid_record"] = "dead_letter"
+    config["mappings"] = {
+        "clicks": {
+            "kind": "custom_event",
+            "timestamp_field": "ts",
+            "identities": {"customer_id": "c", "mpid": "mp"},
+            "event_attributes": ["n"],
+            "consent": {"gdpr": {"marketing": {"consented": "ok", "timestamp": "at"}}},
+        },
+        "orders": {"kind": "commerce_event", "timestamp_field": "ts", "identities": {"email": "e"}},
+    }
+    click = {"id": 1, "c": "c1", "mp": 5, "ts": 1_763_000_000_000, "n": huge, "ok": True}
+    order = {"e": "a@example.com", "ts": 1_763_000_000_000, "total_amount": huge}
+    run = run_target(
+        config,
+        [
+            *singer_lines("replayed", [replayed]),
+            *singer_lines("events", [tap_event]),
+            *singer_lines("clicks", [click, {**click, "id": 2, "at": huge}]),
+            *singer_lines("orders", [{**order, "products": [product]}]),
+        ],
+    )
+    assert run.error is None
+    assert max(abs(v) for v in _numbers(server.batches())) <= INT64_MAX
+    assert server.rejected == []
+    # Each record was sent without its huge numbers, but one: a consent time that
+    # names no moment refuses its record, as any unusable consent time does.
+    assert len(server.events()) == 4 + 1 + 1 + 1
+    (letter,) = dead_letters(config)
+    assert "consent timestamp field 'at' holds no usable time" in letter["reason"]
+    assert run.target.delivery.tally["numbers outside 64 bits dropped"] > 0
+
+
+_UUID = "3f0b6c8e-8a2f-4f50-9d0a-1c2b3d4e5f60"
+
+
+def _numbers(value: object) -> t.Iterator[int | float]:
     if isinstance(value, dict):
         for item in value.values():
-            yield from _integers(item)
+            yield from _numbers(item)
     elif isinstance(value, list):
         for item in value:
-            yield from _integers(item)
-    elif type(value) is int:
-        yield value
+            yield from _numbers(item)
+    elif type(value) in {int, float}:
+        yield t.cast("int | float", value)

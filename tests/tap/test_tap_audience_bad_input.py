@@ -33,8 +33,8 @@ DELTA = json.dumps(
 CSV_HEADER = b"mpid, scanned_timestamp_ms, identity_value, identity_type\n"
 CSV_NAME = "8754_PotentialParisians_172136Nov292018.csv"
 CSV_ROW = b"-1327484737295091692, 1538596779, h.jekyll, customer_id\n"
-#: Valid ISO 8601, but past the last millisecond of year 9999 / before year 1 in UTC.
-LATE_ISO, EARLY_ISO = "9999-12-31T23:59:59.9Z", "0001-01-01T00:00:00+01:00"
+#: Valid ISO 8601, but after the last millisecond of year 9999 / before year 1 in UTC.
+LATE_ISO, EARLY_ISO = "9999-12-31T23:30:00-01:00", "0001-01-01T00:00:00+01:00"
 
 
 def partner_line(timestamp: object) -> bytes:

@@ -61,8 +61,10 @@ class Case:
         self.intact = intact
 
     def location(self, root: Path) -> str:
+        """Where the message says the problem is: a newline in a name is shown as `\\n`."""
         path, _, member = self.relative.partition("!/")
         where = str((root / "audiences" / path).resolve()) + (f"!/{member}" if member else "")
+        where = where.replace("\n", "\\n")
         return f"{where}:{self.lineno}" if self.lineno is not None else where
 
 
@@ -70,7 +72,7 @@ def manifest(rows: int) -> bytes:
     return json.dumps({"files": [{"file_name": CSV_NAME, "total_rows": rows}]}).encode()
 
 
-def write_case(root: Path, kind: str) -> Case:  # noqa: PLR0911  (one branch per kind)
+def write_case(root: Path, kind: str) -> Case:  # noqa: C901, PLR0911  (one branch per kind)
     audiences = root / "audiences"
     audiences.mkdir(parents=True)
     # A good file in every drop: its 4 rows must come through in every case.
@@ -110,6 +112,9 @@ def write_case(root: Path, kind: str) -> Case:  # noqa: PLR0911  (one branch per
         return Case(DELTA_NAME, 3, "a string with a lone surrogate escape", good + 3)
     if kind.startswith("iso_out_of_range_"):
         return write_timestamp_case(audiences, kind, good)
+    if kind == "newline_in_name":  # S3 keys may hold one; the message must stay one line
+        (audiences / "new\nline.json").write_bytes(b"\n".join([FIREHOSE, b'{"Audience']))
+        return Case("new\nline.json", 2, "not valid JSON", good + 2)
     if kind == "not_a_shape":
         (audiences / "fh.json").write_bytes(
             b"\n".join([FIREHOSE, FIREHOSE, b'{"hello": 1}', FIREHOSE])
@@ -154,6 +159,7 @@ KINDS = (
     "iso_out_of_range_partner",
     "iso_out_of_range_csv",
     "not_a_shape",
+    "newline_in_name",
     "truncated_gzip",
 )
 

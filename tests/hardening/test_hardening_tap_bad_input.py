@@ -270,7 +270,12 @@ def test_a_manifest_over_its_limit_is_one_bad_item(tmp_path: Path, caplog, monke
 
 
 def firehose(index: int) -> dict:
-    return {"AudienceId": 9, "IsMember": True, "UserIdentities": {"customer_id": f"c{index}"}}
+    return {
+        "AudienceId": 9,
+        "IsMember": True,
+        "MembershipChangedTimestamp": 1714521600,
+        "UserIdentities": {"customer_id": f"c{index}"},
+    }
 
 
 @pytest.mark.parametrize("max_line", [jsondocs.MAX_LINE, 64])

@@ -20,11 +20,13 @@ _FLOAT_EXACT = 2**53
 #: Epoch values below this are seconds, at or above it milliseconds. 1e11 seconds
 #: is the year 5138; 1e11 milliseconds is March 1973, before any mParticle data.
 SECONDS_LIMIT = 100_000_000_000
-#: Milliseconds of the first and last instants a date-time column can hold (years 1 and 9999).
-MIN_UNIX_MS = int((dt.datetime(1, 1, 1, tzinfo=UTC) - EPOCH).total_seconds()) * 1000
-MAX_UNIX_MS = (
-    int((dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC) - EPOCH).total_seconds()) * 1000
-)
+#: Milliseconds of the first and last instants a date-time column can hold (years 1 and
+#: 9999), both inclusive: the last is 9999-12-31T23:59:59.999, not .000, so no real
+#: instant of the year's last second is refused, and every millisecond of a second
+#: is in range or none is (`format_unix_ms` caches by the second).
+_MILLISECOND = dt.timedelta(milliseconds=1)
+MIN_UNIX_MS = (dt.datetime(1, 1, 1, tzinfo=UTC) - EPOCH) // _MILLISECOND
+MAX_UNIX_MS = (dt.datetime(9999, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC) - EPOCH) // _MILLISECOND
 #: Digits a number read from text may have. Beyond this Python's own int/str
 #: conversion refuses (4,300 digits), and `1e999999999` would be a billion-digit int.
 MAX_DIGITS = 4_000

@@ -40,8 +40,8 @@ from tap_mparticle.audience_records import (
     NotAudienceError,
     RecordNumberer,
     membership,
+    required_timestamp,
     to_mpid,
-    to_timestamp,
 )
 from tap_mparticle.parsers import (
     BadInputError,
@@ -289,20 +289,27 @@ def _row_record(  # noqa: PLR0913  (a row and its audience)
 
     raw_type = field("identity_type")
     value = field("identity_value")
+    mpid = to_mpid(field("mpid"))
     identity_type: str | None = None
     identity_value: str | None = None
-    if raw_type and not is_mpid_key(raw_type) and value:
+    if bool(raw_type) != bool(value):  # half an identity: dropping it would lose it
+        missing = "identity_type" if value else "identity_value"
+        msg = f"an identity with no {missing}"
+        raise NotAudienceError(msg)
+    if raw_type and is_mpid_key(raw_type):  # the MPID written as an identity
+        mpid = to_mpid(value) if mpid is None else mpid
+    elif raw_type:
         identity_type = file.normalize(raw_type)
         identity_value = value
     return membership(
         audience_id=audience_id,
         audience_name=audience_name,
         variant=variant,
-        mpid=to_mpid(field("mpid")),
+        mpid=mpid,
         identity_type=identity_type,
         identity_value=identity_value,
         action="add",
-        timestamp=to_timestamp(field("scanned_timestamp_ms")),
+        timestamp=required_timestamp(field("scanned_timestamp_ms"), "scanned_timestamp_ms"),
         source_format="download",
     )
 

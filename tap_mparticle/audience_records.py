@@ -5,6 +5,13 @@ or strings, flags as booleans or strings, timestamps in seconds or milliseconds 
 numbers or strings. Each is coerced here once, and a value that cannot be read is a
 `NotAudienceError` naming it, which the parsers turn into bad input for that line.
 
+Every membership row names a user (an identity with a value, or an MPID) and a
+time: each documented shape requires both (`IdentityValues`/`UserIdentities` or
+an MPID, and `MembershipChangedTimestamp`, `timestamp_ms` or
+`scanned_timestamp_ms`), and a row without them says nothing a destination can
+apply. One lacking either, or an identity without a value, is a `NotAudienceError`
+(bad input for its line), never a row of nulls or a silently dropped identity.
+
 Records are keyed by where they came from, which is stable across re-reads: file,
 archive member (`NOT_IN_ARCHIVE`, "-", outside a ZIP: key columns are never empty,
 since some targets turn "" into NULL and then refuse it in a key), line, and
@@ -100,6 +107,26 @@ def to_timestamp(value: Any) -> str | None:  # noqa: ANN401  (any JSON scalar)
     except (OverflowError, ValueError):
         msg = f"timestamp {value!r} is out of range"
         raise NotAudienceError(msg) from None
+
+
+def required_timestamp(value: Any, field: str) -> str:  # noqa: ANN401  (any JSON scalar)
+    """`to_timestamp` for the time a membership row cannot go without.
+
+    Args:
+        value: The field's value (None when the field is missing).
+        field: Its name, for the message.
+
+    Returns:
+        The timestamp.
+
+    Raises:
+        NotAudienceError: It is missing, null, "" or not a timestamp.
+    """
+    timestamp = to_timestamp(value)
+    if timestamp is None:
+        msg = f"{field} is missing or empty, and a membership change needs its time"
+        raise NotAudienceError(msg)
+    return timestamp
 
 
 def _iso_timestamp(value: str) -> str:
@@ -220,7 +247,13 @@ def membership(  # noqa: PLR0913  (one row has this many facts)
 
     Returns:
         The record.
+
+    Raises:
+        NotAudienceError: The row names no user: no identity and no MPID.
     """
+    if mpid is None and identity_value is None:
+        msg = "no identity with a value and no mpid, so the membership names no user"
+        raise NotAudienceError(msg)
     return {
         "audience_id": audience_id,
         "audience_name": audience_name,
@@ -243,9 +276,9 @@ def identity_rows(
     """Turn one message's identities into membership rows.
 
     An identity named like the MPID fills the `mpid` column instead of making a
-    row. A message with no identity at all (an anonymous user known only by MPID,
-    or an audience-wide message) still yields one row, with a null identity, so
-    the membership change is not lost.
+    row. A message with no identity at all but an MPID (an anonymous user) still
+    yields one row, with a null identity, so the membership change is not lost;
+    with neither, `membership` refuses it.
 
     Args:
         identities: `(type as spelled by the source, value, encoding)`.
@@ -254,13 +287,18 @@ def identity_rows(
 
     Returns:
         The rows; `mpid` is the one given, else the one found among the identities.
+
+    Raises:
+        NotAudienceError: An identity has no value (null or ""): dropping it would
+            lose it without a word, and a row for it would name no one.
     """
     found_mpid: int | None = None
     rows = []
     for raw_type, raw_value, encoding in identities:
         value = text_value(raw_value)
         if value is None or value == "":
-            continue
+            msg = f"identity {raw_type!r:.60} has no value"
+            raise NotAudienceError(msg)
         if is_mpid_key(raw_type):
             found_mpid = to_mpid(value)
             continue

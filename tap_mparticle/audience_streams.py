@@ -45,7 +45,7 @@ from tap_mparticle.audience_records import MEMBERSHIPS, USER_ATTRIBUTES, Audienc
 from tap_mparticle.audiences import is_validation_file, parse_audience_file
 from tap_mparticle.client import MParticleFileStream, ParsedItem
 from tap_mparticle.cursor import format_timestamp
-from tap_mparticle.parsers import BadInputError
+from tap_mparticle.parsers import BadInputError, one_line
 from tap_mparticle.prefetch import prefetch
 from tap_mparticle.schema_objects import PROVENANCE
 from tap_mparticle.storage import RemoteFile, StorageError
@@ -293,8 +293,8 @@ class AudienceFileStream(MParticleFileStream):
                 "%s: no readable %s next to %s: row counts of the CSVs in %s are not checked",
                 self.name,
                 MANIFEST_NAME,
-                file.uri,
-                folder_key or "the prefix",
+                one_line(file.uri),
+                one_line(folder_key) or "the prefix",
             )
         else:
             manifest = read_manifest(data, uri)

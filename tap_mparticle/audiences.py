@@ -49,6 +49,7 @@ from tap_mparticle.audience_records import (
     NotAudienceError,
     RecordNumberer,
     identity_rows,
+    required_timestamp,
     text_value,
     to_audience_id,
     to_bool,
@@ -176,7 +177,9 @@ def _firehose(document: dict[str, Any], file: AudienceFile) -> list[tuple[str, d
         audience_name=text_value(document.get("AudienceName")),
         mpid=to_mpid(top_mpid),
         action="add" if to_bool(document.get("IsMember"), "IsMember") else "remove",
-        timestamp=to_timestamp(document.get("MembershipChangedTimestamp")),
+        timestamp=required_timestamp(
+            document.get("MembershipChangedTimestamp"), "MembershipChangedTimestamp"
+        ),
         source_format="firehose",
     )
     return [(MEMBERSHIPS, row) for row in rows]
@@ -202,7 +205,9 @@ def _cloud_storage(
         audience_id=audience.audience_id,
         audience_name=audience.audience_name,
         action="add" if to_bool(document.get("IsAddRequest"), "IsAddRequest") else "remove",
-        timestamp=to_timestamp(document.get("MembershipChangedTimestamp")),
+        timestamp=required_timestamp(
+            document.get("MembershipChangedTimestamp"), "MembershipChangedTimestamp"
+        ),
         source_format="cloud_storage",
     )
     return [(MEMBERSHIPS, row) for row in rows]
@@ -243,9 +248,14 @@ def _partner_identities(profile: dict[str, Any]) -> list[tuple[str, Any, str]]:
 
 
 def _partner_feed(document: dict[str, Any], file: AudienceFile) -> list[tuple[str, dict[str, Any]]]:
-    timestamp = to_timestamp(document.get("timestamp_ms"))
+    profiles = _array(document, "user_profiles")  # none at all: a heartbeat
+    timestamp = (
+        required_timestamp(document.get("timestamp_ms"), "timestamp_ms")
+        if profiles
+        else to_timestamp(document.get("timestamp_ms"))
+    )
     out: list[tuple[str, dict[str, Any]]] = []
-    for profile in _array(document, "user_profiles"):  # none at all: a heartbeat
+    for profile in profiles:
         if not isinstance(profile, dict):
             msg = "an entry of user_profiles is not an object"
             raise NotAudienceError(msg)

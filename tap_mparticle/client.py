@@ -43,7 +43,7 @@ from typing_extensions import override
 from tap_mparticle.cursor import REPLICATION_KEY, FileCursor, format_timestamp
 from tap_mparticle.folders import folder_filter
 from tap_mparticle.late_files import LateFiles
-from tap_mparticle.parsers import BadInputError
+from tap_mparticle.parsers import BadInputError, one_line
 from tap_mparticle.prefetch import prefetch
 from tap_mparticle.storage import StorageError, read_error
 
@@ -263,7 +263,7 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
             "look-back window began (%s). Set lookback_window_minutes (now %d) to at "
             "least %d to read files this late, and re-run from an earlier state to read it",
             self.name,
-            named.uri,
+            one_line(named.uri),
             format_timestamp(named.last_modified),
             late_by,
             format_timestamp(late.previous_until),

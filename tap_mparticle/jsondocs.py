@@ -14,7 +14,9 @@ longer than `MAX_LINE`, one document) in memory:
   document by document, refilling a text buffer as documents straddle chunks.
 
 A bad document inside a line of back-to-back documents costs only itself, on a
-short line and a long one alike: reading resumes at the next `}{` boundary. A
+short line and a long one alike: reading resumes at the next `}{` boundary.
+Garbage between documents (`{...}xx{...}`, `{...},{...}`) is one bad item, and
+reading resumes at the next `{`. A
 UTF-8 byte-order mark before the first document is dropped, and a gzip trailer
 that does not match (see `parsers`) is one bad-input item after the last document.
 
@@ -47,8 +49,11 @@ MAX_DOCUMENT = 16 << 20
 _INCOMPLETE_MARGIN = 16
 _WHITESPACE = " \t\r\n"
 _GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
-#: Where the next document of a line may start after a bad one.
+#: Where the next document of a line may start after a bad one: a broken document
+#: may hold nested objects, so only a `{` right after a `}` is taken as the next one.
 _NEXT_DOCUMENT = re.compile(r"\}\s*(?=\{)")
+#: Where it may start after garbage that is no document at all: any `{`.
+_NEXT_BRACE = re.compile(r"(?=\{)")
 #: A `\\uD800`-`\\uDFFF` escape: the only way a surrogate reaches decoded text (strict
 #: UTF-8 decoding refuses encoded ones), so text without one needs no further check.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
@@ -132,13 +137,24 @@ def _concatenated(line: bytes, lineno: int, location: str) -> Iterator[Document 
             value, end = _raw_decode(text, pos)
         except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
             yield _bad_document(location, lineno, exc, pos)
-            boundary = _NEXT_DOCUMENT.search(text, pos + 1)
+            boundary = _resync_pattern(text, pos).search(text, pos + 1)
             if boundary is None:
                 return
             pos = boundary.end()
             continue
         yield _checked(lineno, value, location, escaped=escaped)
         pos = _skip_whitespace(text, end)
+
+
+def _resync_pattern(text: str, pos: int) -> re.Pattern[str]:
+    """What finds the next document after a bad item starting at `pos`.
+
+    A bad item that starts with `{` is a broken document, whose nested objects must
+    not be read as documents of their own: the next one starts after a `}`. Any
+    other bad item is garbage between documents (`{A}xx{B}`), which holds no
+    document, so the next `{` starts one; searching for `}{` instead would skip B.
+    """
+    return _NEXT_DOCUMENT if text.startswith("{", pos) else _NEXT_BRACE
 
 
 def _skip_whitespace(text: str, pos: int) -> int:
@@ -199,7 +215,7 @@ def _long_line(  # noqa: C901  (one loop: refill, decode, resynchronise)
     pos = 0
     chunk: bytes | None = first
     done = False
-    resyncing = False
+    resync: re.Pattern[str] | None = None  # while skipping a bad item: what ends it
     while True:
         if chunk is not None:
             done = not chunk or chunk.endswith(b"\n")
@@ -211,17 +227,17 @@ def _long_line(  # noqa: C901  (one loop: refill, decode, resynchronise)
                 return
             pos = 0
             chunk = None
-        if resyncing:
-            boundary = _NEXT_DOCUMENT.search(buffer, pos)
+        if resync is not None:
+            boundary = resync.search(buffer, pos)
             if boundary is None:
                 if done:
                     return
                 # Keep a trailing `}` (and blanks) in case `{` starts the next chunk.
-                last = buffer.rfind("}", pos)
+                last = buffer.rfind("}", pos) if resync is _NEXT_DOCUMENT else -1
                 pos = last if last >= 0 else len(buffer)
                 chunk = _readline(stream, location, lineno)
                 continue
-            pos, resyncing = boundary.end(), False
+            pos, resync = boundary.end(), None
         pos = _skip_whitespace(buffer, pos)
         if pos >= len(buffer):
             if done:
@@ -243,8 +259,8 @@ def _long_line(  # noqa: C901  (one loop: refill, decode, resynchronise)
                 yield BadInputError(location, reason, lineno)
             else:
                 yield _bad_document(location, lineno, exc, pos)
+            resync = _resync_pattern(buffer, pos)
             pos += 1
-            resyncing = True
             continue
         escaped = _SURROGATE_ESCAPE.search(buffer, pos, end) is not None
         yield _checked(lineno, value, location, escaped=escaped)

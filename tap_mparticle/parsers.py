@@ -9,6 +9,7 @@ drops, and an `aws s3 sync` or a rename can change it anyway.
 from __future__ import annotations
 
 import io
+import re
 import zlib
 from typing import IO, TYPE_CHECKING, Any
 
@@ -28,13 +29,34 @@ MAX_GZIP_HEADER_FIELD = 64 << 10
 MAX_JSON_DEPTH = 1000
 _DEFLATE = 8
 _FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 2, 4, 8, 16
+#: What would break a one-line message: C0 and C1 controls, DEL, and Unicode's line
+#: and paragraph separators (which some log viewers also break lines on).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    r"""`text` with control characters escaped as Python writes them (`\n`, `\x00`).
+
+    An S3 key, a local file name or a ZIP member name may hold a newline; printed
+    raw, it splits the one-line error an operator greps for, and fakes a second log
+    line. Every message naming a file goes through here (`BadInputError`,
+    `storage.StorageError`), so it stays one line whatever the name holds.
+
+    Args:
+        text: A message.
+
+    Returns:
+        The message, on one line.
+    """
+    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode(), text)
 
 
 class BadInputError(Exception):
     """A file, line or document that cannot be read as what the stream expects.
 
     The message always names where the problem is, so a data engineer can open the
-    file at that line; it never carries credentials.
+    file at that line; it never carries credentials, and it is one line whatever
+    the file's name holds (see `one_line`).
     """
 
     def __init__(self, location: str, reason: str, lineno: int | None = None) -> None:
@@ -49,7 +71,7 @@ class BadInputError(Exception):
         self.reason = reason
         self.lineno = lineno
         where = f"{location}:{lineno}" if lineno is not None else location
-        super().__init__(f"{where}: {reason}")
+        super().__init__(one_line(f"{where}: {reason}"))
 
 
 def open_decompressed(raw: IO[bytes]) -> IO[bytes]:

@@ -29,6 +29,8 @@ import botocore.exceptions
 import botocore.session
 import smart_open
 
+from tap_mparticle.parsers import one_line
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
@@ -45,6 +47,10 @@ class StorageError(Exception):
 
     Messages name the bucket and endpoint, never a credential.
     """
+
+    def __init__(self, message: str) -> None:
+        """Keep the message one line even when a key in it holds a newline (`one_line`)."""
+        super().__init__(one_line(message))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -17,12 +17,16 @@ from mparticle_facts.numbers import (
     INT64_MAX,
     INT64_MIN,
     MAX_DIGITS,
+    MIN_UNIX_MS,
     epoch_ms,
+    in_date_range,
     to_int,
     to_int64,
     to_number,
 )
+from tap_mparticle.audience_records import to_timestamp
 from target_mparticle import schema_rules as rules
+from target_mparticle.values import to_epoch_ms
 from tests.support.files import dead_letters
 from tests.support.target import run_target, singer_lines
 
@@ -93,6 +97,27 @@ def test_hostile_numbers_in_records_cost_only_their_field(
     assert len(sent) == len(HOSTILE_TEXT)
     assert all("event_id" not in e["data"] and "session_id" not in e["data"] for e in sent)
     assert json.dumps(sent)  # every body was valid JSON the stand-in accepted
+
+
+@pytest.mark.parametrize(
+    ("milliseconds", "inside"),
+    [
+        (MIN_UNIX_MS, True),
+        (MIN_UNIX_MS - 1, False),
+        (253402300799000, True),  # 9999-12-31T23:59:59.000
+        (253402300799999, True),  # 9999-12-31T23:59:59.999: the last instant of year 9999
+        (253402300800000, False),  # 10000-01-01T00:00:00.000
+    ],
+)
+def test_the_date_range_is_years_1_to_9999_to_the_last_millisecond(milliseconds, inside):
+    """Both plugins bound times the same way, and a real instant of 9999's last second is one."""
+    assert in_date_range(milliseconds) is inside
+    assert (to_epoch_ms(milliseconds) == milliseconds) is inside  # target: inclusive bound
+
+
+def test_the_last_millisecond_of_year_9999_is_a_timestamp_the_tap_writes():
+    assert to_timestamp("253402300799999") == "9999-12-31T23:59:59.999+00:00"
+    assert to_timestamp("9999-12-31T23:59:59.9Z") == "9999-12-31T23:59:59.900+00:00"
 
 
 @pytest.mark.parametrize(

@@ -270,7 +270,12 @@ def test_a_manifest_over_its_limit_is_one_bad_item(tmp_path: Path, caplog, monke
 
 
 def firehose(index: int) -> dict:
-    return {"AudienceId": 9, "IsMember": True, "UserIdentities": {"customer_id": f"c{index}"}}
+    return {
+        "AudienceId": 9,
+        "IsMember": True,
+        "MembershipChangedTimestamp": 1714521600,
+        "UserIdentities": {"customer_id": f"c{index}"},
+    }
 
 
 @pytest.mark.parametrize("max_line", [jsondocs.MAX_LINE, 64])
@@ -287,6 +292,22 @@ def test_a_bad_document_in_a_back_to_back_line_costs_only_itself(
     values = [r["identity_value"] for r in memberships(root, caplog)]
     assert values == ["c0", "c1", "c3", "c5", "c9"]
     assert len(skipped(caplog)) == 2
+
+
+@pytest.mark.parametrize("max_line", [jsondocs.MAX_LINE, 64])
+def test_garbage_between_back_to_back_documents_is_one_bad_item_and_the_next_is_read(
+    tmp_path: Path, caplog, monkeypatch, max_line: int
+):
+    # Reading used to resume only at `}{`, so the document after `xx` was lost.
+    monkeypatch.setattr(jsondocs, "MAX_LINE", max_line)
+    documents = [json.dumps(firehose(i)).encode() for i in range(4)]
+    line = documents[0] + b"xx" + documents[1] + b", " + documents[2] + b"]]" + documents[3]
+    root = audience_drop(tmp_path, "delivery-1", b"zz" + line + b"\n")
+    values = [r["identity_value"] for r in memberships(root, caplog)]
+    assert values == ["c0", "c1", "c2", "c3"]
+    messages = skipped(caplog)
+    assert len(messages) == 4  # the leading `zz`, and the garbage between each pair
+    assert all("delivery-1:1: not valid JSON (Expecting value" in m for m in messages)
 
 
 @pytest.mark.parametrize("max_line", [jsondocs.MAX_LINE, 64])

@@ -11,6 +11,8 @@ import socket
 import threading
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 from tap_mparticle.storage import walk_folders
 from tests.support.cases import batch_line, event
 from tests.support.tap import run_cli, run_tap
@@ -98,6 +100,8 @@ class _DyingS3(http.server.BaseHTTPRequestHandler):
     """Lists one object, then serves its first bytes and drops every connection after."""
 
     protocol_version = "HTTP/1.1"
+    #: The object's key, as XML text (S3 writes a newline in a key as `&#10;`).
+    key_xml = "a.txt"
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -107,7 +111,7 @@ class _DyingS3(http.server.BaseHTTPRequestHandler):
             xml = (
                 '<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>b</Name>'
                 "<Prefix></Prefix><KeyCount>1</KeyCount><IsTruncated>false</IsTruncated>"
-                "<Contents><Key>a.txt</Key><LastModified>2024-05-01T00:00:00.000Z</LastModified>"
+                f"<Contents><Key>{self.key_xml}</Key><LastModified>2024-05-01T00:00:00.000Z</LastModified>"
                 f'<Size>{len(BODY)}</Size><ETag>"x"</ETag></Contents></ListBucketResult>'
             ).encode()
             self.send_response(200)
@@ -131,8 +135,9 @@ class _DyingS3(http.server.BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def dying_endpoint() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DyingS3)
+def dying_endpoint(key_xml: str = "a.txt") -> Iterator[str]:
+    handler = type("_DyingS3Key", (_DyingS3,), {"key_xml": key_xml})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -142,8 +147,12 @@ def dying_endpoint() -> Iterator[str]:
         server.server_close()
 
 
-def test_an_endpoint_that_dies_mid_read_is_one_error_line(tmp_path: Path):
-    with dying_endpoint() as endpoint:
+@pytest.mark.parametrize(
+    ("key_xml", "shown"),
+    [("a.txt", "a.txt"), ("new&#10;line.txt", "new\\nline.txt")],  # S3 allows a newline
+)
+def test_an_endpoint_that_dies_mid_read_is_one_error_line(tmp_path: Path, key_xml, shown):
+    with dying_endpoint(key_xml) as endpoint:
         config = {
             "bucket_url": "s3://b",
             "aws_endpoint_url": endpoint,
@@ -156,5 +165,5 @@ def test_an_endpoint_that_dies_mid_read_is_one_error_line(tmp_path: Path):
     assert run.returncode == 1
     errors = [line for line in run.stderr.splitlines() if "ERROR" in line]
     assert len(errors) == 1, run.stderr
-    assert "cannot read s3://b/a.txt: the read failed part-way" in errors[0]
+    assert f"cannot read s3://b/{shown}: the read failed part-way" in errors[0]
     assert "Traceback" not in run.stderr

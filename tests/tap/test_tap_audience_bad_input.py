@@ -28,19 +28,23 @@ FIREHOSE = json.dumps(
     }
 ).encode()
 DELTA = json.dumps(
-    {"IsAddRequest": True, "IdentityValues": {"customer_id": "c", "mpid": "-5"}}
+    {
+        "IsAddRequest": True,
+        "IdentityValues": {"customer_id": "c", "mpid": "-5"},
+        "MembershipChangedTimestamp": 1714521600000,
+    }
 ).encode()
 CSV_HEADER = b"mpid, scanned_timestamp_ms, identity_value, identity_type\n"
 CSV_NAME = "8754_PotentialParisians_172136Nov292018.csv"
 CSV_ROW = b"-1327484737295091692, 1538596779, h.jekyll, customer_id\n"
-#: Valid ISO 8601, but past the last millisecond of year 9999 / before year 1 in UTC.
-LATE_ISO, EARLY_ISO = "9999-12-31T23:59:59.9Z", "0001-01-01T00:00:00+01:00"
+#: Valid ISO 8601, but after the last millisecond of year 9999 / before year 1 in UTC.
+LATE_ISO, EARLY_ISO = "9999-12-31T23:30:00-01:00", "0001-01-01T00:00:00+01:00"
 
 
-def partner_line(timestamp: object) -> bytes:
+def partner_line(timestamp: object, identity: dict[str, str] | None = None) -> bytes:
     profile = {
         "mpid": "1",
-        "user_identities": [{"type": "email", "value": "a@b.c"}],
+        "user_identities": [identity or {"type": "email", "value": "a@b.c"}],
         "audiences": [{"audience_id": 1, "action": "add"}],
     }
     message = {
@@ -61,8 +65,10 @@ class Case:
         self.intact = intact
 
     def location(self, root: Path) -> str:
+        """Where the message says the problem is: a newline in a name is shown as `\\n`."""
         path, _, member = self.relative.partition("!/")
         where = str((root / "audiences" / path).resolve()) + (f"!/{member}" if member else "")
+        where = where.replace("\n", "\\n")
         return f"{where}:{self.lineno}" if self.lineno is not None else where
 
 
@@ -70,7 +76,7 @@ def manifest(rows: int) -> bytes:
     return json.dumps({"files": [{"file_name": CSV_NAME, "total_rows": rows}]}).encode()
 
 
-def write_case(root: Path, kind: str) -> Case:  # noqa: PLR0911  (one branch per kind)
+def write_case(root: Path, kind: str) -> Case:  # noqa: C901, PLR0911  (one branch per kind)
     audiences = root / "audiences"
     audiences.mkdir(parents=True)
     # A good file in every drop: its 4 rows must come through in every case.
@@ -110,6 +116,11 @@ def write_case(root: Path, kind: str) -> Case:  # noqa: PLR0911  (one branch per
         return Case(DELTA_NAME, 3, "a string with a lone surrogate escape", good + 3)
     if kind.startswith("iso_out_of_range_"):
         return write_timestamp_case(audiences, kind, good)
+    if kind.startswith("missing_"):
+        return write_missing_field_case(audiences, kind, good)
+    if kind == "newline_in_name":  # S3 keys may hold one; the message must stay one line
+        (audiences / "new\nline.json").write_bytes(b"\n".join([FIREHOSE, b'{"Audience']))
+        return Case("new\nline.json", 2, "not valid JSON", good + 2)
     if kind == "not_a_shape":
         (audiences / "fh.json").write_bytes(
             b"\n".join([FIREHOSE, FIREHOSE, b'{"hello": 1}', FIREHOSE])
@@ -131,7 +142,7 @@ def write_timestamp_case(audiences: Path, kind: str, good: int) -> Case:
         (audiences / DELTA_NAME).write_bytes(b"\n".join([DELTA, DELTA, bad, DELTA]))
         return Case(DELTA_NAME, 3, f"timestamp {LATE_ISO!r} is out of range", good + 3)
     if kind == "iso_out_of_range_partner":
-        lines = [partner_line(1714592744065), partner_line(EARLY_ISO), partner_line(None)]
+        lines = [partner_line(1714592744065), partner_line(EARLY_ISO), partner_line("1714592744")]
         (audiences / "feed.jsonl").write_bytes(b"\n".join(lines))
         return Case("feed.jsonl", 2, f"timestamp {EARLY_ISO!r} is out of range", good + 2)
     if kind == "iso_out_of_range_csv":
@@ -141,6 +152,39 @@ def write_timestamp_case(audiences: Path, kind: str, good: int) -> Case:
         (audiences / "dl" / "manifest.json").write_bytes(manifest(3))
         return Case(f"dl/{CSV_NAME}", 3, f"timestamp {EARLY_ISO!r} is out of range", good + 2)
     raise AssertionError(kind)
+
+
+def write_missing_field_case(audiences: Path, kind: str, good: int) -> Case:
+    """A row lacking what every row needs (a user: an identity or an MPID; a time).
+
+    Each was once emitted as a row of nulls, or its identity dropped without a word.
+    """
+    if kind == "missing_delta_identities":  # `IdentityValues` misspelled: no user at all
+        values = {"IdentityValuez": {"customer_id": "a"}, "MembershipChangedTimestamp": 1}
+        bad = json.dumps({"IsAddRequest": True, **values}).encode()
+        (audiences / DELTA_NAME).write_bytes(b"\n".join([DELTA, bad, DELTA]))
+        return Case(DELTA_NAME, 2, "no identity with a value and no mpid", good + 2)
+    if kind == "missing_firehose_time":
+        bad = {**json.loads(FIREHOSE), "MembershipChangedTimestamp": None}
+        (audiences / "fh.json").write_bytes(b"\n".join([FIREHOSE, json.dumps(bad).encode()]))
+        return Case("fh.json", 2, "MembershipChangedTimestamp is missing or empty", good + 2)
+    if kind == "missing_partner_time":
+        lines = [partner_line(1714592744065), partner_line(None), partner_line("1714592744")]
+        (audiences / "feed.jsonl").write_bytes(b"\n".join(lines))
+        return Case("feed.jsonl", 2, "timestamp_ms is missing or empty", good + 2)
+    if kind == "missing_partner_identity_value":
+        bad = partner_line(1714592744065, {"type": "email", "encoding": "md5"})
+        (audiences / "feed.jsonl").write_bytes(b"\n".join([bad, partner_line(1714592744065)]))
+        return Case("feed.jsonl", 1, "identity 'email' has no value", good + 1)
+    rows = {"missing_csv_everything": b",,,\n", "missing_csv_identity_type": b"7, 1538596779, x,\n"}
+    (audiences / "dl").mkdir()
+    (audiences / "dl" / CSV_NAME).write_bytes(CSV_HEADER + CSV_ROW + rows[kind] + CSV_ROW)
+    (audiences / "dl" / "manifest.json").write_bytes(manifest(3))
+    reason = {
+        "missing_csv_everything": "scanned_timestamp_ms is missing or empty",
+        "missing_csv_identity_type": "an identity with no identity_type",
+    }[kind]
+    return Case(f"dl/{CSV_NAME}", 3, reason, good + 2)
 
 
 KINDS = (
@@ -153,7 +197,14 @@ KINDS = (
     "iso_out_of_range_delta",
     "iso_out_of_range_partner",
     "iso_out_of_range_csv",
+    "missing_delta_identities",
+    "missing_firehose_time",
+    "missing_partner_time",
+    "missing_partner_identity_value",
+    "missing_csv_everything",
+    "missing_csv_identity_type",
     "not_a_shape",
+    "newline_in_name",
     "truncated_gzip",
 )
 

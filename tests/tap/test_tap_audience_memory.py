@@ -93,7 +93,12 @@ def test_many_unknown_identity_names_keep_memory_and_warnings_bounded():
 
 def test_unknown_identity_names_past_the_warned_few_are_counted_in_one_line(tmp_path, caplog):
     names = unknown_names(IdentityNormalizer.MAX_WARNED + 7)
-    message = {"AudienceId": 1, "IsMember": True, "UserIdentities": dict.fromkeys(names, "v")}
+    message = {
+        "AudienceId": 1,
+        "IsMember": True,
+        "MembershipChangedTimestamp": 1714521600,
+        "UserIdentities": dict.fromkeys(names, "v"),
+    }
     (tmp_path / "audiences").mkdir()
     (tmp_path / "audiences" / "fh.json").write_text(json.dumps(message) + "\n")
     caplog.set_level(logging.WARNING)

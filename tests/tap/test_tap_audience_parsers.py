@@ -390,6 +390,9 @@ def test_download_zip_and_unzipped_csv_give_the_same_rows():
     assert {r["action"] for r in zipped} == {"add"}
 
 
+CSV_HEADER_LINE = b"mpid, scanned_timestamp_ms, identity_value, identity_type\n"
+
+
 def test_download_csv_row_values():
     data = (
         b"mpid, scanned_timestamp_ms, identity_value, identity_type\n"
@@ -402,6 +405,16 @@ def test_download_csv_row_values():
         (3269816782460039080, "2020-01-27T18:07:18.137+00:00", "74587f4b-6b8c-4a3c", "ios_idfv"),
     ]
     assert [r["_sdc_source_lineno"] for r in rows] == [2, 3]
+
+
+def test_download_rows_of_a_user_known_only_by_mpid_are_kept():
+    # A row needs a user and a time; an MPID is a user, also when typed as an identity.
+    data = CSV_HEADER_LINE + b"5, 1538596779, , \n" + b", 1538596779, 42, mpid\n"
+    rows = records(parse(data, "8754_PotentialParisians_172136Nov292018.csv"))
+    assert [(r["mpid"], r["identity_type"], r["identity_value"]) for r in rows] == [
+        (5, None, None),
+        (42, None, None),
+    ]
 
 
 def test_download_row_count_mismatch_and_bad_rows():

@@ -258,7 +258,12 @@ def clean_identities(raw: object, tally: Tally) -> Identities:
                 tally,
             )
         elif kind in DEVICE_IDENTITIES:
-            device[kind] = to_attribute_string(value)
+            text = to_attribute_string(value)
+            if kind in rules.UUID_DEVICE_FIELDS and not rules.UUID_PATTERN.match(text):
+                # Alone, not with the whole device_info the schema check would drop.
+                tally[f"{kind} values that are not UUIDs dropped"] += 1
+                continue
+            device[kind] = text
         else:
             tally[f"identities of unknown type {spelled!r} dropped"] += 1
     return Identities(user, device, mpid)

@@ -15,6 +15,7 @@ import typing as t
 
 import pytest
 
+from mparticle_facts.identities import DEVICE_IDENTITIES
 from target_mparticle import inbound, schema_rules
 from target_mparticle.clean import VALIDATED_ENTRIES
 from target_mparticle.convert import BatchDefaults, Converter
@@ -140,6 +141,12 @@ def test_a_warmed_tap_event_converter_builds_what_fresh_ones_build_all_valid():
         tap_event(device_info=usual, application_info={"application_name": "A", field: value})
         for field in sorted(schema_rules.APPLICATION_INFO_FIELDS)
         for value in values
+    ]
+    # Device identities also arrive among the user identities (`ios_idfa`).
+    records += [
+        tap_event(device_info={"platform": "iOS"}, user_identities={"email": "a@x", kind: value})
+        for kind in sorted(DEVICE_IDENTITIES)
+        for value in (UUID, *values)
     ]
     for record in records:
         got = outcome(warmed, record)

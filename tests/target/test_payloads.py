@@ -228,12 +228,13 @@ def test_outbound_identity_array_becomes_object():
 
 def test_identity_spellings_of_the_sdks_are_one_identity():
     # mParticle's Python SDK writes `customerid`, its Node SDK `customerId`.
+    idfa = "0f8fad5b-d9cb-469f-a165-70867728950e"
     ids = clean_identities(
-        {"customerid": "c1", "customerId": "c1", "Email": "a@b.c", "ios_idfa": "x", "MPID": "-7"},
+        {"customerid": "c1", "customerId": "c1", "Email": "a@b.c", "ios_idfa": idfa, "MPID": "-7"},
         Tally(),
     )
     assert ids.user == {"customer_id": "c1", "email": "a@b.c"}
-    assert ids.device == {"ios_advertising_id": "x"}
+    assert ids.device == {"ios_advertising_id": idfa}
     assert ids.mpid == -7
 
 

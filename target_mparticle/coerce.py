@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typing as t
 
-from mparticle_facts.numbers import INT64_MAX, INT64_MIN, to_bool, to_int, to_int64, to_number
+from mparticle_facts.numbers import INT64_MAX, INT64_MIN, to_bool, to_int, to_number
 from target_mparticle import schema_rules as rules
 from target_mparticle.values import (
     Tally,
@@ -86,13 +86,14 @@ INT64_DIGITS = 18
 
 def _as_integer(value: object, tally: Tally) -> object:
     if type(value) is str and value.isdigit() and value.isascii() and len(value) <= INT64_DIGITS:
-        return int(value)  # what to_int64 gives such text, without its general steps
-    number = to_int64(value)
+        return int(value)  # what to_int gives such text, without its general steps
+    number = to_int(value)
     if number is None:
-        if to_int(value) is not None:
-            tally["integers outside 64 bits dropped"] += 1
         return DROP
-    return number
+    if INT64_MIN <= number <= INT64_MAX:
+        return number
+    tally["integers outside 64 bits dropped"] += 1
+    return DROP
 
 
 def _as_number(value: object, tally: Tally) -> object:

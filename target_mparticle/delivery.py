@@ -67,8 +67,6 @@ class Delivery:
         self.describers: dict[str, t.Callable[[t.Mapping[str, t.Any]], str]] = {}
         #: Records whose every batch mParticle accepted (or the dry run wrote).
         self.delivered = 0
-        #: Per drain in flight: the records assembly already refused.
-        self._refused_early: dict[int, set[int]] = {}
 
     @functools.cached_property
     def client(self) -> EventsApiClient | DryRunClient:
@@ -108,12 +106,11 @@ class Delivery:
                 self._settle_oldest()
             isolate = self.settings.on_invalid_record != "fail"
             client = self.client
-            with self._settling:  # registered before anything can settle the drain
-                flight = self.overlap.start(
-                    (stream, len(items), len(prepared), requests_),
-                    lambda: client.deliver(requests_, isolate_bad=isolate),
-                )
-                self._refused_early[id(flight)] = {_whole_id(item) for item, _ in rejected}
+            refused_early = frozenset(_whole_id(item) for item, _ in rejected)
+            flight = self.overlap.start(
+                (stream, len(items), len(prepared), requests_, refused_early),
+                lambda: client.deliver(requests_, isolate_bad=isolate),
+            )
             flight.outcome.add_done_callback(self._settle_finished)
         finally:
             self.delivering -= 1
@@ -175,7 +172,7 @@ class Delivery:
 
     def _settled(self, flight: InFlight, refused: Refused) -> None:
         """A drain is done: what mParticle refused, its progress line, then its STATE."""
-        refused_ids = self._refused_early.pop(id(flight), set())
+        refused_ids = set(flight.refused_early)
         for batch, reason in refused:
             for item in batch.items:
                 named = self._named(flight.stream, item)

@@ -159,7 +159,7 @@ class Compiler:
             checks.append((frozenset({list}), lambda v: all(passes(item, x) for x in v)))
         parts = [schema] if keywords & _OBJECT_KEYWORDS else []
         for sub in schema.get("allOf", ()):
-            resolved = self._resolve(sub)
+            resolved = self.resolve(sub)
             if isinstance(resolved, dict) and set(resolved) - self._annotations <= _OBJECT_KEYWORDS:
                 parts.append(resolved)  # merged with the others into one pass below
                 continue
@@ -205,7 +205,7 @@ class Compiler:
             lambda v: type(v) in plain or any(passes(o, v) for o in checked),
         )
 
-    def _resolve(self, schema: object) -> object:
+    def resolve(self, schema: object) -> object:
         """A `$ref`-only schema's target (one level), else the schema itself."""
         if isinstance(schema, dict) and set(schema) - self._annotations == {"$ref"}:
             name = _definition_name(schema["$ref"])

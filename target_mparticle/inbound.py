@@ -293,7 +293,7 @@ _IDENTITY_FIELDS = frozenset({"user_identities", "mpid", "device_info"})
 MAX_SHAPES = 1024
 #: Batch fields holding objects whose entries `certain_by_types` looks at one by one.
 _MAPS = ("user_identities", "device_info", "application_info")
-#: What a plain object schema may say for `_entry_node` to read it alone.
+#: What a plain object schema may say for `_field_node` to read its entries alone.
 _PLAIN_OBJECT = frozenset({"type", "properties", "additionalProperties", "description"})
 
 
@@ -307,10 +307,7 @@ def _field_node(field: str, entry: str | None) -> Node | None:
     shell = schema()
     if entry is None:
         return _compiler().field([shell], field)
-    part = shell["properties"].get(field)
-    if isinstance(part, dict) and set(part) == {"$ref"}:
-        name = str(part["$ref"]).removeprefix("#/definitions/")
-        part = shell["definitions"].get(name)
+    part = _compiler().resolve(shell["properties"].get(field))
     if not isinstance(part, dict) or not set(part) <= _PLAIN_OBJECT:
         return None
     return _compiler().field([part], entry)
@@ -353,9 +350,10 @@ class CertainShapes:
     A converter that builds shells from a record always the same way (identities as
     strings, an mpid as an int, attributes by `values.user_attributes`) keys each on
     what varies besides the values: the environment, the field names and the names in
-    `user_identities` and `device_info`. The first shell of a shape is checked; once
-    it is certain by its types (`certain_by_types`), the others of that shape are not
-    checked again. Any other shell is fitted as `fit_shell` fits it.
+    `user_identities`, `device_info` and `application_info`. The first shell of a
+    shape is checked; once it is certain by its types (`certain_by_types`), the
+    others of that shape are not checked again. Any other shell is fitted as
+    `fit_shell` fits it.
     """
 
     def __init__(self, validated: t.Mapping[str, t.Collection[str]] | None = None) -> None:

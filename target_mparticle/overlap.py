@@ -46,6 +46,8 @@ class InFlight:
     n_records: int
     n_batches: int
     requests: list[Request]
+    #: The records (`id` of each whole item) refused before sending, at assembly.
+    refused_early: frozenset[int]
     outcome: Future[Refused]
     #: The STATE to pass on once this drain (and so every one before it) settled.
     held_state: dict[str, t.Any] | None = None
@@ -72,7 +74,7 @@ class Overlap:
 
     def start(
         self,
-        flight: tuple[str, int, int, list[Request]],
+        flight: tuple[str, int, int, list[Request], frozenset[int]],
         deliver: t.Callable[[], Refused],
     ) -> InFlight:
         """Queue a drain for the sender, behind the drains already queued."""

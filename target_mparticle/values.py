@@ -12,7 +12,7 @@ from collections import Counter
 
 import msgspec
 
-from mparticle_facts.numbers import MAX_UNIX_MS, MIN_UNIX_MS, epoch_ms, to_bool, to_int, to_number
+from mparticle_facts.numbers import epoch_ms, in_date_range, to_bool, to_int, to_number
 from target_mparticle.schema_rules import (
     API_LIMIT_ATTRIBUTES_PER_EVENT,
     API_LIMIT_NAME,
@@ -46,7 +46,7 @@ def to_epoch_ms(value: object) -> int | None:
     (or anyone) could mean; the tap refuses such times too.
     """
     moment = epoch_ms(value)
-    return moment if moment is not None and MIN_UNIX_MS <= moment <= MAX_UNIX_MS else None
+    return moment if moment is not None and in_date_range(moment) else None
 
 
 class Tally(Counter[str]):

@@ -40,7 +40,7 @@ class Drain:
 
 
 def start(overlap: Overlap, drain: Drain) -> None:
-    flight = overlap.start((drain.name, 1, 1, []), drain)
+    flight = overlap.start((drain.name, 1, 1, [], frozenset()), drain)
     flight.outcome.add_done_callback(lambda _: drain.finished.set())
 
 

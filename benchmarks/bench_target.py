@@ -10,7 +10,13 @@ records in memory while another parses:
 * the official SDK (`mparticle` 0.16.1 on PyPI): reads the same Singer file, builds
   Batch/AppEvent models from its records, posts 100 batches per call;
 * a bare `requests` loop: reads the target's own request bodies (from a dry run)
-  and posts them, the floor any client pays for HTTP.
+  and posts them, the floor any client pays for HTTP;
+* a hand-written loop, what a data engineer might write instead of a target: reads
+  the same Singer file with msgspec, builds the same batches with no checks at all
+  (no validation, cleaning, retries, STATE or dead letters), encodes them with
+  msgspec and posts them with `http.client`. The least any client that reads this
+  file can do, so it shows how much of the gap to the bare loop is reading and
+  building at all, and how much is what the target does besides.
 
 Each round runs all three in turn; ratios are taken within a round (paired), and
 CPU seconds (user + system of the process) are shown beside wall seconds, so a
@@ -22,6 +28,8 @@ Usage: python benchmarks/bench_target.py [--users N] [--events N] [--rounds R]
 from __future__ import annotations
 
 import argparse
+import base64
+import http.client
 import json
 import multiprocessing
 import os
@@ -31,8 +39,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import uuid
 
+import msgspec
 import requests
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -251,11 +261,86 @@ def bare_worker(url_base: str, dry_run_file: pathlib.Path) -> None:
             response.raise_for_status()
 
 
+def handwritten_worker(url: str, kind: str, input_path: pathlib.Path) -> None:
+    """Decode each line, build its batch as the target would, post 100 per call."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
+    token = base64.b64encode(b"test-key:test-secret").decode()
+    headers = {"Content-Type": "application/json", "Authorization": f"Basic {token}"}
+    encode = msgspec.json.Encoder().encode
+    decode = msgspec.json.decode
+    pending: list[dict] = []
+
+    def post() -> None:
+        connection.request("POST", f"{parts.path}/bulkevents", encode(pending), headers)
+        response = connection.getresponse()
+        response.read()
+        if response.status >= 300:
+            msg = f"the server answered {response.status}"
+            raise RuntimeError(msg)
+        pending.clear()
+
+    line_no = None
+    batch: dict = {}
+    with input_path.open("rb") as lines:
+        for raw in lines:
+            message = decode(raw)
+            if message["type"] != "RECORD":
+                continue
+            r = message["record"]
+            if kind == "users":
+                pending.append(
+                    {
+                        "environment": "development",
+                        "user_identities": {"email": r["email"]},
+                        "user_attributes": {
+                            k: str(v) for k, v in r.items() if k != "email" and v is not None
+                        },
+                        "source_request_id": str(uuid.uuid5(NS, f"u{r['id']}")),
+                    }
+                )
+            else:
+                if r["_sdc_source_lineno"] != line_no:
+                    line_no = r["_sdc_source_lineno"]
+                    if len(pending) >= 100:
+                        post()
+                    batch = {
+                        "environment": "development",
+                        "user_identities": r["user_identities"],
+                        "mpid": r["mpid"],
+                        "device_info": r["device_info"],
+                        "application_info": r["application_info"],
+                        "user_attributes": r["user_attributes"],
+                        "source_request_id": str(uuid.uuid5(NS, f"e{line_no}")),
+                        "events": [],
+                    }
+                    pending.append(batch)
+                data = dict(r["data"])
+                data["timestamp_unixtime_ms"] = int(data["timestamp_unixtime_ms"])
+                data["event_id"] = int(data["event_id"])
+                batch["events"].append({"event_type": "custom_event", "data": data})
+            if kind == "users" and len(pending) >= 100:
+                post()
+    if pending:
+        post()
+    connection.close()
+
+
+def run_worker(kind: str, *rest: str) -> None:
+    """One client's run, in the process `worker_command` started."""
+    if kind == "bare":
+        bare_worker(rest[0], pathlib.Path(rest[1]))
+    elif kind == "handwritten":
+        handwritten_worker(rest[0], rest[1], pathlib.Path(rest[2]))
+    else:
+        sdk_worker(rest[0], rest[1], pathlib.Path(rest[2]))
+
+
 def worker_command(*args: str) -> list[str]:
     return [sys.executable, str(pathlib.Path(__file__).resolve()), "--worker", *args]
 
 
-def main() -> None:  # noqa: C901 - one table from one run
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--events", type=int, default=200_000)
@@ -263,11 +348,7 @@ def main() -> None:  # noqa: C901 - one table from one run
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        kind, *rest = args.worker
-        if kind == "bare":
-            bare_worker(rest[0], pathlib.Path(rest[1]))
-        else:
-            sdk_worker(rest[0], rest[1], pathlib.Path(rest[2]))
+        run_worker(*args.worker)
         return
 
     receiver, sender = multiprocessing.Pipe(duplex=False)
@@ -277,7 +358,12 @@ def main() -> None:  # noqa: C901 - one table from one run
     server.start()
     url = receiver.recv()
     stats_url = url.removesuffix("/v2") + "/_stats"
-    clients = ("target-mparticle", "mparticle SDK 0.16.1", "bare requests loop")
+    clients = (
+        "target-mparticle",
+        "mparticle SDK 0.16.1",
+        "bare requests loop",
+        "hand-written msgspec",
+    )
     results: dict[str, dict[str, list[tuple[float, float]]]] = {}
     counts = {"users": args.users, "events": args.events}
     batches: dict[str, int] = {}
@@ -300,6 +386,7 @@ def main() -> None:  # noqa: C901 - one table from one run
                     clients[0]: (target_command(url, work, {}), path),
                     clients[1]: (worker_command("sdk", url, name, str(path)), None),
                     clients[2]: (worker_command("bare", url, str(dry)), None),
+                    clients[3]: (worker_command("handwritten", url, name, str(path)), None),
                 }
                 for client, (command, stdin) in commands.items():
                     reset(stats_url)

@@ -39,6 +39,7 @@ from target_mparticle.inbound import (
     required_data_fields,
     scalar_map_fields,
 )
+from target_mparticle.preflight import quoted
 from target_mparticle.values import (
     Tally,
     event_attributes,
@@ -95,7 +96,31 @@ def clean_event(event_type: object, data: object, tally: Tally) -> dict[str, t.A
     event = {"event_type": event_type, "data": clean}
     if _certainly_valid(event_type, clean):
         return event
-    return fit_event(event, tally)
+    try:
+        return fit_event(event, tally)
+    except InvalidRecordError as exc:
+        raise _unreadable_required(event_type, raw, clean) or exc from None
+
+
+def _unreadable_required(
+    event_type: str, raw: dict[str, t.Any], clean: dict[str, t.Any]
+) -> InvalidRecordError | None:
+    """Why a required field given with a value is missing: its value could not be read.
+
+    Coercion drops a value it cannot make valid (text where a number goes, a number
+    beyond 64 bits), so the schema then only says the field is missing, as if the
+    record had never had it. Only called once an event is refused.
+    """
+    if event_type not in event_definitions():
+        return None
+    for name in sorted(required_data_fields(event_type)):
+        if raw.get(name) is not None and name not in clean:
+            msg = (
+                f"{event_type} event is not valid for the Events API: required data field "
+                f"{name} holds {quoted(raw[name])}, which it cannot take"
+            )
+            return InvalidRecordError(msg)
+    return None
 
 
 #: (event type, field) -> True when every coerced value of the field is valid there,

@@ -209,6 +209,17 @@ def test_outbound_event_is_made_inbound():
     assert validate({"events": [event]}) == []
     with pytest.raises(InvalidRecordError, match="session_duration_ms"):
         clean_event("session_end", {}, tally)
+    # A required field whose value cannot be read is named with the value, not
+    # reported as missing.
+    for unreadable, shown in (("abc", "'abc'"), (2**70, str(2**70)), ({"a": 1}, "{'a': 1}")):
+        with pytest.raises(InvalidRecordError) as refused:
+            clean_event("session_end", {"session_duration_ms": unreadable}, tally)
+        assert str(refused.value) == (
+            "session_end event is not valid for the Events API: required data field "
+            f"session_duration_ms holds {shown}, which it cannot take"
+        )
+    with pytest.raises(InvalidRecordError, match=r"data must contain \['session_duration_ms'\]"):
+        clean_event("session_end", {"session_duration_ms": None}, tally)
     with pytest.raises(InvalidRecordError, match="media"):
         clean_event("media", {}, tally)
 

@@ -146,25 +146,40 @@ def redact_config_errors(
     return masked
 
 
-class _MaskSecrets(logging.Filter):
-    """Replace secret values in a log record's final message."""
+def one_line(text: str) -> str:
+    r"""`text` with each unprintable character escaped (`\n`, `\x1b`), so it stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+class _GuardLines(logging.Filter):
+    """Mask secret values in a log record's final message, then keep it one line.
+
+    Stream and field names come from the input, and the SDK prints some of them as
+    they are (its sink loggers are named after the stream; its "Schema has changed
+    for stream" line quotes it): a name holding a line break would start a forged
+    log line, and one holding an escape sequence would drive the reader's terminal.
+    """
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
         self.secrets = secrets
 
     def filter(self, record: logging.LogRecord) -> bool:
+        record.name = one_line(record.name)
         message = record.getMessage()
-        masked = message
+        guarded = message
         for secret in self.secrets:
-            masked = masked.replace(secret, MASK)
-        if masked != message:
-            record.msg, record.args = masked, None
+            guarded = guarded.replace(secret, MASK)
+        guarded = one_line(guarded)  # after masking: a secret may hold a line break itself
+        if guarded != message:
+            record.msg, record.args = guarded, None
         return True
 
 
 def guard_logs(secrets: Iterable[object], chatty_loggers: Iterable[str]) -> None:
-    """Cap chatty loggers at INFO and mask `secrets` in every handler's output.
+    """Cap chatty loggers at INFO; in every handler's output, mask `secrets`, one line each.
 
     Args:
         secrets: The configured secret values (empty and short ones are skipped).
@@ -177,15 +192,13 @@ def guard_logs(secrets: Iterable[object], chatty_loggers: Iterable[str]) -> None
     values = sorted(
         {str(s) for s in secrets if s and len(str(s)) >= MIN_SECRET_LENGTH}, key=len, reverse=True
     )
-    if not values:
-        return
     handlers = list(logging.getLogger().handlers)
     for name in logging.root.manager.loggerDict:
         handlers.extend(getattr(logging.getLogger(name), "handlers", []))
     for handler in handlers:
-        existing = next((f for f in handler.filters if isinstance(f, _MaskSecrets)), None)
+        existing = next((f for f in handler.filters if isinstance(f, _GuardLines)), None)
         if existing is None:
-            handler.addFilter(_MaskSecrets(values))
+            handler.addFilter(_GuardLines(values))
         else:
             existing.secrets = sorted({*existing.secrets, *values}, key=len, reverse=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ from target_mparticle.pacing import JITTER_S, Pacer
 from target_mparticle.report import counted
 from target_mparticle.target import TargetMParticle
 from tests.support.files import REPO_ROOT
-from tests.support.target import run_target, singer_lines
+from tests.support.target import run_target, run_target_cli, singer_lines
 
 ORDERS = [
     {"order_id": f"O-{n}", "customer_id": f"C{n}", "total": n, **({"channel": "app"} if n else {})}
@@ -76,6 +77,26 @@ def test_names_from_the_input_cannot_start_a_log_line_of_their_own(config, caplo
     for forged in ("forged stream", "forged field", "forged mapping"):
         assert any(forged in name + message for name, message in logged), forged
     assert [x for x in logged if "\n" in x[0] + x[1]] == []
+
+
+def test_the_sdks_own_log_lines_cannot_be_split_or_colour_the_terminal(config, tmp_path):
+    """Its sink loggers and its schema-change line print the stream name as it is."""
+    stream = "orders\nERROR | forged\x1b[31m"
+    orders = {"identities": {"customer_id": "customer_id"}}
+    config["mappings"] = {stream: orders}
+    lines = [
+        *singer_lines(stream, ORDERS[:1], key=["order_id"]),
+        # A second, different SCHEMA: the SDK says the schema changed.
+        *singer_lines(stream, ORDERS[1:], key=["order_id", "customer_id"]),
+    ]
+    run = run_target_cli(tmp_path, config, "\n".join(lines) + "\n", loglevel="DEBUG")
+    assert run.returncode == 0, run.stderr
+    # Said at DEBUG and INFO by the SDK, escaped.
+    assert "Schema has changed for stream 'orders\\nERROR | forged\\x1b[31m'" in run.stderr
+    assert "target-mparticle.orders\\nERROR | forged\\x1b[31m" in run.stderr
+    assert "\x1b" not in run.stderr
+    starts = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \| ")
+    assert [line for line in run.stderr.splitlines() if not starts.match(line)] == []
 
 
 @pytest.mark.parametrize(

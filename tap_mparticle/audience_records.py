@@ -238,7 +238,7 @@ def membership(  # noqa: PLR0913  (one row has this many facts)
     identity_type: str | None,
     identity_value: str | None,
     action: str,
-    timestamp: str | None,
+    timestamp: str,
     source_format: str,
     variant: str | None = None,
     identity_encoding: str = "raw",

@@ -386,7 +386,8 @@ class AudienceMembershipsStream(AudienceFileStream):
         ),
         th.Property(
             "timestamp",
-            th.DateTimeType(),
+            th.DateTimeType(nullable=False),
+            required=True,
             description="When membership changed, or when the download scanned it (UTC).",
         ),
         th.Property(
@@ -445,7 +446,8 @@ class AudienceUserAttributesStream(AudienceFileStream):
         ),
         th.Property(
             "timestamp",
-            th.DateTimeType(),
+            th.DateTimeType(nullable=False),
+            required=True,
             description="When mParticle sent the change (UTC).",
         ),
         th.Property(

@@ -248,12 +248,11 @@ def _partner_identities(profile: dict[str, Any]) -> list[tuple[str, Any, str]]:
 
 
 def _partner_feed(document: dict[str, Any], file: AudienceFile) -> list[tuple[str, dict[str, Any]]]:
-    profiles = _array(document, "user_profiles")  # none at all: a heartbeat
-    timestamp = (
-        required_timestamp(document.get("timestamp_ms"), "timestamp_ms")
-        if profiles
-        else to_timestamp(document.get("timestamp_ms"))
-    )
+    profiles = _array(document, "user_profiles")
+    if not profiles:  # a heartbeat: no rows, but a time it gives must still be one
+        to_timestamp(document.get("timestamp_ms"))
+        return []
+    timestamp = required_timestamp(document.get("timestamp_ms"), "timestamp_ms")
     out: list[tuple[str, dict[str, Any]]] = []
     for profile in profiles:
         if not isinstance(profile, dict):
@@ -338,7 +337,7 @@ def _attribute_updates(
     audience_id: int,
     audience_name: str | None,
     mpid: int | None,
-    timestamp: str | None,
+    timestamp: str,
 ) -> Iterator[dict[str, Any]]:
     for change in _array(audience, "user_attributes"):
         if not isinstance(change, dict):

@@ -35,3 +35,24 @@ def test_readme_names_every_field_and_the_key():
         for field in stream.schema["properties"]:
             assert f"`{field}`" in section, (stream.name, field)
     assert ", ".join(f"`{k}`" for k in AUDIENCE_KEY) in section.replace("\n", " ")
+
+
+def test_readme_says_null_exactly_where_the_schema_allows_it():
+    section = audience_section()
+    for stream in (AudienceMembershipsStream, AudienceUserAttributesStream):
+        start = section.index(f"##### `{stream.name}`")
+        end = section.find("\n#####", start + 1)
+        table = section[start : end if end != -1 else None]
+        documented = {
+            cells[1].strip().strip("`"): cells[2].strip()
+            for cells in (line.split("|") for line in table.splitlines())
+            if len(cells) > 3 and cells[1].strip().startswith("`")
+        }
+        fields = stream.schema["properties"]
+        # The second table leaves the provenance columns to the first.
+        assert {f for f in fields if not f.startswith("_sdc_")} <= documented.keys(), stream.name
+        for field, spec in fields.items():
+            if field in documented:
+                types = spec.get("type", [])
+                nullable = "null" in (types if isinstance(types, list) else [types])
+                assert documented[field].endswith(", null") == nullable, (stream.name, field)

@@ -12,6 +12,7 @@ import difflib
 import json
 import logging
 import os
+import re
 import sys
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -146,11 +147,25 @@ def redact_config_errors(
     return masked
 
 
+#: What would break a one-line message: C0 and C1 controls, DEL, and Unicode's line
+#: and paragraph separators (which some log viewers also break lines on).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def one_line(text: str) -> str:
-    r"""`text` with each unprintable character escaped (`\n`, `\x1b`), so it stays one line."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    r"""`text` with control characters escaped as Python writes them (`\n`, `\x1b`).
+
+    Names from outside (an S3 key, a ZIP member, a Singer stream) may hold a newline;
+    printed raw, it splits the one-line error an operator greps for and fakes a
+    second log line, and an escape sequence drives the reader's terminal.
+
+    Args:
+        text: A message or a name.
+
+    Returns:
+        The text, on one line.
+    """
+    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode(), text)
 
 
 class _GuardLines(logging.Filter):

@@ -35,6 +35,7 @@ from singer_sdk import typing as th
 from typing_extensions import override
 
 from mparticle_facts.identities import IdentityNormalizer
+from mparticle_facts.plugin_guards import one_line
 from tap_mparticle.audience_download import (
     MANIFEST_NAME,
     MAX_MANIFEST_BYTES,
@@ -45,7 +46,7 @@ from tap_mparticle.audience_records import MEMBERSHIPS, USER_ATTRIBUTES, Audienc
 from tap_mparticle.audiences import is_validation_file, parse_audience_file
 from tap_mparticle.client import MParticleFileStream, ParsedItem
 from tap_mparticle.cursor import format_timestamp
-from tap_mparticle.parsers import BadInputError, one_line
+from tap_mparticle.parsers import BadInputError
 from tap_mparticle.prefetch import prefetch
 from tap_mparticle.schema_objects import PROVENANCE
 from tap_mparticle.storage import RemoteFile, StorageError

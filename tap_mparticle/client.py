@@ -40,10 +40,11 @@ from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.singerlib.messages import RecordMessage
 from typing_extensions import override
 
+from mparticle_facts.plugin_guards import one_line
 from tap_mparticle.cursor import REPLICATION_KEY, FileCursor, format_timestamp
 from tap_mparticle.folders import folder_filter
 from tap_mparticle.late_files import LateFiles
-from tap_mparticle.parsers import BadInputError, one_line
+from tap_mparticle.parsers import BadInputError
 from tap_mparticle.prefetch import prefetch
 from tap_mparticle.storage import StorageError, read_error
 

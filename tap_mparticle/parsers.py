@@ -9,9 +9,10 @@ drops, and an `aws s3 sync` or a rename can change it anyway.
 from __future__ import annotations
 
 import io
-import re
 import zlib
 from typing import IO, TYPE_CHECKING, Any
+
+from mparticle_facts.plugin_guards import one_line
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -29,26 +30,6 @@ MAX_GZIP_HEADER_FIELD = 64 << 10
 MAX_JSON_DEPTH = 1000
 _DEFLATE = 8
 _FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 2, 4, 8, 16
-#: What would break a one-line message: C0 and C1 controls, DEL, and Unicode's line
-#: and paragraph separators (which some log viewers also break lines on).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def one_line(text: str) -> str:
-    r"""`text` with control characters escaped as Python writes them (`\n`, `\x00`).
-
-    An S3 key, a local file name or a ZIP member name may hold a newline; printed
-    raw, it splits the one-line error an operator greps for, and fakes a second log
-    line. Every message naming a file goes through here (`BadInputError`,
-    `storage.StorageError`), so it stays one line whatever the name holds.
-
-    Args:
-        text: A message.
-
-    Returns:
-        The message, on one line.
-    """
-    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode(), text)
 
 
 class BadInputError(Exception):

@@ -29,7 +29,7 @@ import botocore.exceptions
 import botocore.session
 import smart_open
 
-from tap_mparticle.parsers import one_line
+from mparticle_facts.plugin_guards import one_line
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator

@@ -210,14 +210,6 @@ def bounded(message: str) -> str:
     return f"{message[:MESSAGE_CHARS]}... ({len(message) - MESSAGE_CHARS:,} more characters)"
 
 
-def printable(name: str) -> str:
-    """`name` for a log line: as it is, or escaped if it holds an unprintable character.
-
-    Escaped is its repr without the quotes, so a line break in it cannot start a line.
-    """
-    return name if name.isprintable() else repr(name)[1:-1]
-
-
 def _refuse_batch(_message: dict[str, t.Any]) -> None:
     raise InvalidInputLine(NO_BATCH_MESSAGES)
 

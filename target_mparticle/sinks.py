@@ -24,12 +24,13 @@ from singer_sdk.exceptions import InvalidJSONSchema, InvalidRecord
 from singer_sdk.helpers._typing import get_datelike_property_type
 from singer_sdk.sinks import BatchSink
 
+from mparticle_facts.plugin_guards import one_line
 from target_mparticle import sdk_hooks
 from target_mparticle._compat import override
 from target_mparticle.assemble import trailing_group
 from target_mparticle.convert import Converter, Item
 from target_mparticle.inbound import InvalidRecordError
-from target_mparticle.preflight import printable, quoted
+from target_mparticle.preflight import quoted
 from target_mparticle.schema_rules import MAX_BATCHES_PER_REQUEST
 from target_mparticle.validation import compiled_or_default
 
@@ -78,7 +79,7 @@ class EventsSink(BatchSink):
         # The SDK names the sink's logger after the stream as it is; a line break in
         # the name (it comes from the input) would start a forged line in each line
         # logged with it, since the log format prints the logger's name.
-        self.logger = target.logger.getChild(printable(stream_name))
+        self.logger = target.logger.getChild(one_line(stream_name))
         self.host = t.cast("SinkHost", target)
         self.delivery = self.host.delivery
         mapping = self.host.settings.mapping_for(stream_name)

@@ -110,6 +110,9 @@ class SingerInputReader(MsgSpecReader):
     """
 
     _decode = msgspec.json.Decoder().decode
+    #: Called when reading stops on an error, before it propagates (the target closes
+    #: its connections and files there).
+    on_failure: t.Callable[[], None] | None = None
 
     @staticmethod
     def assert_line_requires(line_dict: dict[str, t.Any], requires: set[str]) -> None:
@@ -157,15 +160,30 @@ class SingerInputReader(MsgSpecReader):
         refused in one line (`NO_BATCH_MESSAGES`; the SDK would hand its files' raw
         rows to sinks that expect converted records), and so are a SCHEMA or a STATE
         the SDK would crash on (`check_schema_message`, `check_state`). Otherwise
-        line for line the SDK's.
+        line for line the SDK's. When reading stops on an error, `on_failure` is
+        called before the error goes on.
         """
-        stats: dict[str, int] = collections.defaultdict(int)
-        deserialize = self.deserialize_json
         callbacks = {**callbacks, "BATCH": _refuse_batch}
         for message_type, check in (("SCHEMA", check_schema_message), ("STATE", check_state)):
             if message_type in callbacks:
                 callbacks[message_type] = _checked(check, callbacks[message_type])
-        for line in file_input or self.default_input:
+        stats: dict[str, int] = collections.defaultdict(int)
+        try:
+            self._read(file_input or self.default_input, callbacks, stats)
+        except Exception:
+            if self.on_failure is not None:
+                self.on_failure()
+            raise
+        return collections.Counter(**stats)
+
+    def _read(
+        self,
+        lines: t.IO[str],
+        callbacks: dict[str, t.Callable[[dict[str, t.Any]], None]],
+        stats: dict[str, int],
+    ) -> None:
+        deserialize = self.deserialize_json
+        for line in lines:
             self._current_message = line
             line_dict = deserialize(line)
             if type(line_dict) is not dict:
@@ -183,7 +201,6 @@ class SingerInputReader(MsgSpecReader):
             else:
                 self._process_unknown_message(line_dict)
             stats[record_type] += 1
-        return collections.Counter(**stats)
 
 
 #: How much of a hostile value an error line quotes.

@@ -146,10 +146,6 @@ class Plain(t.NamedTuple):
     max_age_s: float
 
 
-#: Per target: the stream maps and sink last checked, and the verdict.
-_PLAIN: dict[tuple[int, object], tuple[object, object, Plain | None]] = {}
-
-
 def plain_sink(target: Target, stream_name: object) -> Plain | None:
     """The sink a RECORD of `stream_name` goes straight to, or None for the SDK's path.
 
@@ -159,22 +155,15 @@ def plain_sink(target: Target, stream_name: object) -> Plain | None:
     """
     maps = target.mapper.stream_maps.get(stream_name)  # type: ignore[call-overload]
     sink = getattr(target, "_sinks_active", {}).get(stream_name)
-    memo = _PLAIN.get((id(target), stream_name))
-    if memo is not None and memo[0] is maps and memo[1] is sink:
-        return memo[2]  # a SCHEMA message replaces the maps or the sink: checked again
     found = _plain(maps, sink, stream_name)
-    plain = (
-        None
-        if found is None
-        else Plain(
-            found,
-            frozenset(found.key_properties),
-            found.record_counter_metric,
-            60 * float(target._MAX_RECORD_AGE_IN_MINUTES),  # noqa: SLF001
-        )
+    if found is None:
+        return None
+    return Plain(
+        found,
+        frozenset(found.key_properties),
+        found.record_counter_metric,
+        60 * float(target._MAX_RECORD_AGE_IN_MINUTES),  # noqa: SLF001
     )
-    _PLAIN[id(target), stream_name] = (maps, sink, plain)
-    return plain
 
 
 def _plain(maps: t.Any, sink: t.Any, stream_name: object) -> Sink | None:  # noqa: ANN401 - SDK's untyped

@@ -94,6 +94,7 @@ class TargetMParticle(Target):
         self._last_written_state: dict[str, t.Any] | None = None
         #: Stream -> its plain sink (or None: the SDK's path), until the next SCHEMA.
         self._plain: dict[str, sdk_hooks.Plain | None] = {}
+        t.cast("SingerInputReader", self.message_reader).on_failure = self._close_after_failure
 
     @cached_property
     def delivery(self) -> Delivery:
@@ -201,11 +202,32 @@ class TargetMParticle(Target):
         super()._write_state_message(state)
         self._last_written_state = state
 
+    def _close_after_failure(self) -> None:
+        """Close connections and files of a run that failed; drains in flight finish first.
+
+        The command line exits right after, but a process that goes on (an
+        orchestrator running the target in-process, the tests) would otherwise keep
+        the sender thread's sockets and the dead-letter file open until collected.
+        Drains already in flight finish first, as they would at the command line's
+        exit. A signal's SystemExit never comes here: it must not wait for a drain.
+        """
+        delivery = self.__dict__.get("delivery")
+        if delivery is None:
+            return
+        try:
+            delivery.close()
+        except Exception as exc:  # noqa: BLE001 - the run's own error follows
+            self.logger.warning("Could not close connections and files: %s", exc)
+
     @override
     def process_endofpipe(self) -> None:
         """Drain, then log the run's summary and close files and connections."""
-        super().process_endofpipe()
-        self.delivery.settle()
+        try:
+            super().process_endofpipe()
+            self.delivery.settle()
+        except Exception:
+            self._close_after_failure()
+            raise
         self.delivery.report()
         if self._states_held_back:
             self.logger.info(

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
+import sys
+import threading
+import warnings
 
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
@@ -215,6 +219,36 @@ def test_http_400_isolates_the_bad_batch_into_dead_letters(picky_server, config,
     assert run.target.delivery.delivered == 149
     assert run.states == [1]
     assert SECRET not in (tmp_path / "dead.jsonl").read_text()
+
+
+@pytest.mark.parametrize("stops", ["while reading", "at the end of the input"])
+def test_a_run_that_fails_in_process_leaves_no_socket_or_file_open(picky_server, config, stops):
+    """An orchestrator that runs the target in-process goes on after a failure."""
+    config["api_url"] = picky_server.url
+    lines = _records_with_one_bad()
+    if stops == "while reading":
+        # The bad batch is dead-lettered (the file is open), then a line is not JSON.
+        config["on_invalid_record"] = "dead_letter"
+        lines = [*lines, "not json"]
+    else:
+        # No STATE: the only drain is the last, and mParticle refuses a batch of it.
+        lines = lines[:-1]
+    left_open: list[str] = []
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: left_open.append(repr(unraisable.exc_value))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ResourceWarning)
+            run = run_target(config, lines)
+            assert run.error is not None
+            assert picky_server.batches()  # connections were opened before it failed
+            # Its sender threads are gone (they held the sockets, thread by thread).
+            assert [t.name for t in threading.enumerate() if t.name.startswith("mparticle-")] == []
+            del run
+            gc.collect()
+    finally:
+        sys.unraisablehook = hook
+    assert left_open == []
 
 
 def test_dead_letters_are_on_disk_before_the_state_after_them_is_written(

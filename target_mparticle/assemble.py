@@ -100,10 +100,10 @@ def assemble(
 ) -> tuple[list[PreparedBatch], list[tuple[Item, str]]]:
     """Merge grouped items, split oversized batches, encode; return the rejects too."""
     groups: dict[str, list[Item]] = {}
-    order: list[list[Item]] = []
+    order: list[Item | list[Item]] = []  # an item alone, or a group's items
     for item in items:
         if item.group is None:
-            order.append([item])
+            order.append(item)
             continue
         bucket = groups.get(item.group)
         if bucket is None:
@@ -113,25 +113,51 @@ def assemble(
 
     prepared: list[PreparedBatch] = []
     rejected: list[tuple[Item, str]] = []
-    for members in order:
-        first = members[0]
-        events = [e for m in members for e in m.events]
-        try:
-            historical = _is_historical(events, historical_mode, now)
-        except InvalidRecordError as exc:
-            rejected.extend((m, str(exc)) for m in members)
-            continue
-        shell = first.batch
-        if any(m.batch is not shell for m in members[1:]):
-            shell = fold_user_updates([m.batch for m in members])
-        for chunk, request_id, body in _encoded(members, shell, events):
-            owners = members if not chunk or chunk is events else _owners(members, chunk)
+    for entry in order:
+        if isinstance(entry, list):
+            _merged(entry, historical_mode, now, prepared, rejected)
+        elif entry.events:
+            _merged([entry], historical_mode, now, prepared, rejected)
+        else:
+            # A user update, the usual reverse-ETL item: its own id, one body, no
+            # endpoint to choose and nothing to split, as the general path gives it.
+            body = encode_batch({**entry.batch, "source_request_id": entry.request_id})
             if len(body) > rules.MAX_BATCH_BYTES:
-                reason = f"batch is {len(body)} bytes, over the {rules.MAX_BATCH_BYTES} cap"
-                rejected.extend((m, reason) for m in owners)
-                continue
-            prepared.append(PreparedBatch(request_id, body, historical, owners, len(chunk)))
+                rejected.append((entry, _over_cap(body)))
+            else:
+                prepared.append(PreparedBatch(entry.request_id, body, False, [entry], 0))  # noqa: FBT003
     return prepared, rejected
+
+
+def _merged(
+    members: list[Item],
+    historical_mode: str,
+    now: int,
+    prepared: list[PreparedBatch],
+    rejected: list[tuple[Item, str]],
+) -> None:
+    """One batch of the members' events (split if it must be), or their rejections."""
+    first = members[0]
+    events = [e for m in members for e in m.events]
+    try:
+        historical = _is_historical(events, historical_mode, now)
+    except InvalidRecordError as exc:
+        rejected.extend((m, str(exc)) for m in members)
+        return
+    shell = first.batch
+    if any(m.batch is not shell for m in members[1:]):
+        shell = fold_user_updates([m.batch for m in members])
+    for chunk, request_id, body in _encoded(members, shell, events):
+        owners = members if not chunk or chunk is events else _owners(members, chunk)
+        if len(body) > rules.MAX_BATCH_BYTES:
+            reason = _over_cap(body)
+            rejected.extend((m, reason) for m in owners)
+            continue
+        prepared.append(PreparedBatch(request_id, body, historical, owners, len(chunk)))
+
+
+def _over_cap(body: bytes) -> str:
+    return f"batch is {len(body)} bytes, over the {rules.MAX_BATCH_BYTES} cap"
 
 
 def _encoded(

@@ -323,6 +323,36 @@ def test_requests_hold_at_most_100_batches():
     assert [len(r.batches) for r in pack(prepared)] == [100, 100, 50]
 
 
+def test_user_updates_keep_their_order_among_groups_and_a_huge_one_is_refused_alone():
+    users = converter({"kind": "user"}, key=("id",))
+    events = converter(stream="events", key=())
+    big = users.convert({"id": 2, "email": "b@x", **{f"a{n}": "x" * 4000 for n in range(40)}})
+    items = [
+        users.convert({"id": 1, "email": "a@x"}),
+        events.convert(_tap_event(1, 0)),
+        big,
+        events.convert(_tap_event(1, 1)),  # same line: merged into the first group
+        users.convert({"id": 3, "email": "c@x"}),
+    ]
+    prepared, rejected = assemble(items, "auto", NOW)
+    assert [(item, reason.split(" bytes")[1]) for item, reason in rejected] == [
+        (big, ", over the 128000 cap")
+    ]
+    sent = [json.loads(p.body) for p in prepared]
+    assert [b.get("user_identities", {}).get("email") for b in sent] == ["a@x", None, "c@x"]
+    assert len(sent[1]["events"]) == 2
+    assert [p.source_request_id for p in prepared] == [
+        items[0].request_id,
+        sent[1]["source_request_id"],
+        items[4].request_id,
+    ]
+    assert [b["source_request_id"] for b in sent] == [p.source_request_id for p in prepared]
+    assert [(p.historical, p.n_events, p.items) for p in (prepared[0], prepared[2])] == [
+        (False, 0, [items[0]]),
+        (False, 0, [items[4]]),
+    ]
+
+
 def test_historical_routing():
     conv = converter({"timestamp_field": "at"})
     old = conv.convert({"id": 1, "email": "a@b", "at": (NOW - THIRTY_DAYS_MS - 1) / 1000})

@@ -22,6 +22,8 @@ from target_mparticle.items import ConverterBase, Item, digest_id, public, with_
 from target_mparticle.values import (
     Tally,
     event_attributes,
+    names_within_limits,
+    scalar_user_attributes,
     to_attribute_string,
     to_epoch_ms,
     truncate,
@@ -74,6 +76,8 @@ class Plan(t.NamedTuple):
     used: frozenset[str]
     #: Whether the record has `_sdc_` metadata fields (left out of its content id).
     has_metadata: bool
+    #: Whether the attribute names are within mParticle's limits (`names_within_limits`).
+    names_fit: bool
 
 
 class MappedRecords(ConverterBase):
@@ -117,7 +121,8 @@ class MappedRecords(ConverterBase):
         attributes = tuple(attr_map.items()) if attr_map else ()
         used.update(field for _, field in attributes)
         has_metadata = any(n.startswith("_sdc_") for n in names)
-        return Plan(identities, attributes, frozenset(used), has_metadata)
+        names_fit = names_within_limits([n for n, _ in attributes])
+        return Plan(identities, attributes, frozenset(used), has_metadata, names_fit)
 
     def _mapped(self, record: dict[str, t.Any]) -> Item:
         mapping = self.mapping
@@ -132,7 +137,7 @@ class MappedRecords(ConverterBase):
         if device:
             batch["device_info"] = device
         if plan.attributes:
-            attrs = user_attributes([(n, record.get(f)) for n, f in plan.attributes], self.tally)
+            attrs = self._user_attributes(record, plan)
             if attrs:
                 batch["user_attributes"] = attrs
             if mapping.null_user_attributes == "delete":
@@ -172,6 +177,14 @@ class MappedRecords(ConverterBase):
             or mapping.device_id_field
             or self.data_plan_context() is not None
         )
+
+    def _user_attributes(self, record: dict[str, t.Any], plan: Plan) -> dict[str, t.Any]:
+        """The row's user attributes: text and integers straight, anything else in full."""
+        if plan.names_fit:
+            scalars = scalar_user_attributes(record, plan.attributes)
+            if scalars is not None:
+                return scalars
+        return user_attributes([(n, record.get(f)) for n, f in plan.attributes], self.tally)
 
     def _mapped_identities(
         self, record: dict[str, t.Any], identity_fields: tuple[tuple[str, str], ...]

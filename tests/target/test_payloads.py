@@ -4,6 +4,7 @@ import datetime as dt
 import decimal
 import hashlib
 import json
+import random
 import uuid
 
 import msgspec
@@ -16,7 +17,14 @@ from target_mparticle.convert import BatchDefaults, Converter, digest_id
 from target_mparticle.inbound import InvalidRecordError, fit_shell
 from target_mparticle.mapping import StreamMapping, mapping_errors
 from target_mparticle.schema_rules import MAX_REQUEST_BYTES
-from target_mparticle.values import Tally, event_attributes, to_epoch_ms, user_attributes
+from target_mparticle.values import (
+    Tally,
+    event_attributes,
+    names_within_limits,
+    scalar_user_attributes,
+    to_epoch_ms,
+    user_attributes,
+)
 from tests.support.eventsapi import load_validator
 from tests.support.target import dry_run_dead_letters, run_target, singer_lines
 
@@ -33,6 +41,53 @@ def batches_of(items, mode="auto", now=NOW):
     prepared, rejected = assemble(items, mode, now)
     assert not rejected
     return [json.loads(p.body) for p in prepared], prepared
+
+
+# Values a warehouse row holds, and the edges of what the straight path takes.
+_ROW_VALUES = (
+    "Oslo", "", "é", "x" * 4096, "x" * 4097, 0, -7, 2**63, 2**70, True, False, 1.5,
+    decimal.Decimal("1.10"), None, {"k": 1, "n": None}, [1, None, "a"], dt.date(2024, 5, 1),
+)  # fmt: skip
+
+
+def test_scalar_user_attributes_give_exactly_what_the_general_path_gives():
+    pick = random.Random(7)  # noqa: S311 - a fixed, reproducible sample
+    attributes = tuple((f"a{n}", f"f{n}") for n in range(6))
+    straight = 0
+    for _ in range(3000):
+        row = {f"f{n}": pick.choice(_ROW_VALUES) for n in range(6) if pick.random() < 0.9}
+        tally = Tally()
+        general = user_attributes([(n, row.get(f)) for n, f in attributes], tally)
+        fast = scalar_user_attributes(row, attributes)
+        values = [v for v in row.values() if v is not None]
+        plain = all(type(v) in (str, int) and len(str(v)) <= 4096 for v in values)
+        # Taken straight exactly when every value is text or an integer within limits.
+        assert (fast is not None) is plain, row
+        if fast is not None:
+            straight += 1
+            assert fast == general
+            assert list(fast) == list(general)  # same order, so the same bytes
+            assert not tally
+    assert 0 < straight < 3000
+
+
+def test_attribute_names_past_the_limits_take_the_general_path():
+    assert names_within_limits(["a" * 256] * 100)
+    assert not names_within_limits(["a" * 257])
+    assert not names_within_limits([f"a{n}" for n in range(101)])
+    conv = converter({"kind": "user", "identities": {"email": "email"}})
+    long_name = {"email": "a@b", "n" * 300: "v"}
+    many = {"email": "a@b", **{f"c{n}": n for n in range(120)}}
+    expected = Tally()
+    for row in (long_name, many, {"email": "a@b", "plan": "pro", "score": 3}):
+        pairs = [(k, v) for k, v in row.items() if k != "email"]
+        assert conv.convert(dict(row)).batch["user_attributes"] == user_attributes(pairs, expected)
+    # The general path's repairs, counted as before: one name cut, 20 attributes dropped.
+    assert conv.tally == expected
+    assert expected == {
+        "attribute names truncated to 256": 1,
+        "user attributes over the 100 per batch limit dropped": 20,
+    }
 
 
 def test_values_are_stringified_flattened_and_nulls_dropped():

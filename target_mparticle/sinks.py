@@ -100,6 +100,8 @@ class EventsSink(BatchSink):
         #: Why the stream's SCHEMA refused the record being processed, if it did.
         self._refusal: str | None = None
         self.delivery.ignored.schema_arrived(stream_name, schema, mapping)
+        #: Whether the mapping names fields whose absence `record_seen` counts.
+        self._watches_fields = bool(mapping.fields())
         self.delivery.describers[stream_name] = self.converter.describe
 
     @override
@@ -232,11 +234,14 @@ class EventsSink(BatchSink):
     @override
     def process_record(self, record: dict[str, t.Any], context: dict[str, t.Any]) -> None:
         """Convert on arrival, so invalid records are handled before any STATE moves."""
-        self._state_at_last_record = self.host.latest_state()
         line = line_of(record)
         if line is None or line != self._open_line:
             self._open_line, self._open_line_size = line, 0
-        self.delivery.ignored.record_seen(self.stream_name, record)
+        if line is not None:
+            # Only an open line asks whether a STATE came since its last record.
+            self._state_at_last_record = self.host.latest_state()
+        if self._watches_fields:
+            self.delivery.ignored.record_seen(self.stream_name, record)
         refusal, self._refusal = self._refusal, None
         if refusal is not None:
             reason = f"{self.converter.describe(record)}: {refusal}"

@@ -150,9 +150,10 @@ def scalar_user_attributes(
 ) -> dict[str, str | list[str]] | None:
     """`user_attributes` of the usual table row, or None if a value needs that function.
 
-    A row of text and integers under 4,096 characters, under names that
+    A row of text and integers of at most 4,096 characters, under names that
     `names_within_limits` passed, gives exactly what `user_attributes` gives, without
-    its intermediate map and per-value checks (a seventh of a user record's time).
+    its intermediate map and per-value checks (an eighth of a user record's
+    instructions).
     Anything else (another type, a longer value) returns None at once, and the
     caller builds the whole map with `user_attributes`.
 

@@ -249,6 +249,19 @@ class Identities(t.NamedTuple):
     mpid: int | None
 
 
+def device_identity(kind: str, value: object, tally: Tally) -> str | None:
+    """A device identity's text, or None (counted) for a UUID field holding no UUID.
+
+    Dropped alone: left in, it would make the schema refuse the whole `device_info`,
+    and with it the batch's other device identities.
+    """
+    text = to_attribute_string(value)
+    if kind in rules.UUID_DEVICE_FIELDS and not rules.UUID_PATTERN.match(text):
+        tally[f"{kind} values that are not UUIDs dropped"] += 1
+        return None
+    return text
+
+
 def clean_identities(raw: object, tally: Tally) -> Identities:
     """Identities from the inbound object or the outbound array, in any spelling.
 
@@ -283,12 +296,9 @@ def clean_identities(raw: object, tally: Tally) -> Identities:
                 tally,
             )
         elif kind in DEVICE_IDENTITIES:
-            text = to_attribute_string(value)
-            if kind in rules.UUID_DEVICE_FIELDS and not rules.UUID_PATTERN.match(text):
-                # Alone, not with the whole device_info the schema check would drop.
-                tally[f"{kind} values that are not UUIDs dropped"] += 1
-                continue
-            device[kind] = text
+            text = device_identity(kind, value, tally)
+            if text is not None:
+                device[kind] = text
         else:
             tally[f"identities of unknown type {spelled!r} dropped"] += 1
     return Identities(user, device, mpid)

@@ -14,7 +14,7 @@ import typing as t
 from mparticle_facts.identities import DEVICE_IDENTITIES, field_identity_type
 from mparticle_facts.numbers import to_int64
 from target_mparticle import schema_rules as rules
-from target_mparticle.clean import VALIDATED_ENTRIES
+from target_mparticle.clean import VALIDATED_ENTRIES, device_identity
 from target_mparticle.clock import now_ms
 from target_mparticle.coerce import clean_object
 from target_mparticle.inbound import CertainShapes, InvalidRecordError, fit_event, fit_shell
@@ -203,14 +203,10 @@ class MappedRecords(ConverterBase):
                 if mpid is None:
                     msg = f"mpid field {field!r} is not a 64-bit integer"
                     raise InvalidRecordError(msg)
-            elif identity_type in rules.UUID_DEVICE_FIELDS:
-                text = to_attribute_string(value)
-                if rules.UUID_PATTERN.match(text):
-                    device[identity_type] = text
-                else:
-                    tally[f"{identity_type} values that are not UUIDs dropped"] += 1
             elif identity_type in DEVICE_IDENTITIES:
-                device[identity_type] = to_attribute_string(value)
+                device_text = device_identity(identity_type, value, tally)
+                if device_text is not None:
+                    device[identity_type] = device_text
             else:
                 text = value if type(value) is str else to_attribute_string(value)
                 if len(text) > rules.API_LIMIT_VALUE:

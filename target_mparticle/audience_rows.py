@@ -60,6 +60,9 @@ class AudienceRows(ConverterBase):
         elif mpid is None:
             msg = f"audience row cannot be sent: {_unusable(record, kind)} and it has no mpid"
             raise InvalidRecordError(msg)
+        elif value not in (None, ""):
+            # Sent by its mpid alone; the identity left out is counted, not lost unseen.
+            self.tally[f"audience rows sent by mpid alone: {_left_out(record, kind)}"] += 1
         if mpid is not None:
             shell["mpid"] = mpid
         context = self.data_plan_context()
@@ -115,6 +118,15 @@ class AudienceRows(ConverterBase):
         else:
             shell["user_attributes"] = user_attributes([(key, value)], self.tally)
         return self._audience_item(record, shell)
+
+
+def _left_out(record: dict[str, t.Any], kind: str | None) -> str:
+    """`_unusable` without values from the row: a tally key is one per reason, not per row."""
+    if record.get("identity_encoding", "raw") != "raw":
+        return "identity hashed"
+    if kind is None:
+        return "identity type not one the Events API takes"
+    return f"{kind} not a UUID"
 
 
 def _unusable(record: dict[str, t.Any], kind: str | None) -> str:

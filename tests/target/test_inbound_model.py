@@ -244,6 +244,9 @@ def test_audience_rows_become_user_attribute_updates_without_a_mapping(server, c
         membership(15, "add", identity_encoding="md5", identity_value="cd34"),
         membership(16, "add", identity_type="partner_id", identity_value="p-1"),
         membership(17, "add", identity_type="ios_advertising_id", identity_value="not-a-uuid"),
+        # With an mpid, an identity that cannot go goes unsent, and is counted.
+        membership(18, "add", identity_type="ios_advertising_id", identity_value="x", mpid=44),
+        membership(19, "add", identity_type="partner_id", identity_value="p-2", mpid=45),
     ]
     changes = [
         attribute("tier", "upsert", value="gold"),
@@ -270,6 +273,14 @@ def test_audience_rows_become_user_attribute_updates_without_a_mapping(server, c
     assert by_user["[null, 77]"]["user_attributes"] == {"tier": "gold"}
     assert by_user["[null, 78]"]["user_attributes"] == {"tags": ["a", "b"]}
     assert by_user["[null, 79]"]["deleted_user_attributes"] == ["churned"]
+    assert "device_info" not in by_user["[null, 44]"]
+    assert by_user["[null, 45]"]["user_attributes"] == {"audience_19": True}
+    left_out = {k: v for k, v in run.target.delivery.tally.items() if "by mpid alone" in k}
+    assert left_out == {
+        "audience rows sent by mpid alone: identity hashed": 1,
+        "audience rows sent by mpid alone: identity type not one the Events API takes": 1,
+        "audience rows sent by mpid alone: ios_advertising_id not a UUID": 1,
+    }
     hashed, partner, device = (letter["reason"] for letter in dead_letters(config))
     assert "identity is hashed (md5) and it has no mpid" in hashed
     assert "identity type 'partner_id' is not one the Events API takes" in partner

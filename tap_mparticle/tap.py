@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
-from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.exceptions import ConfigValidationError, MapperNotInitialized
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
+from singer_sdk.mapper import RemoveRecordTransform
 from typing_extensions import override
 
 from mparticle_facts.plugin_guards import exit_stdout_closed, redact_config_errors
@@ -292,9 +293,33 @@ class TapMParticle(Tap):
         )
         for message in unknown_settings(self.config, self.known_settings()):
             self.logger.warning("%s", message)
+        self.deselect_removed_streams()
         if kwargs.get("validate_config", True):
             _ = self.settings  # cross-field rules fail here, as a ConfigValidationError
             self.check_shard_state()
+
+    def deselect_removed_streams(self) -> None:
+        """Deselect each stream that stream maps remove, so it is not read at all.
+
+        The SDK reads such a stream, drops each of its records and still moves its
+        bookmark past every file it read: a later run without the map (or with the
+        stream selected in a catalog) would never read those files. Deselected, the
+        stream keeps its bookmark where it was. Discovery sets up no stream maps.
+        """
+        try:
+            _ = self.mapper
+        except MapperNotInitialized:
+            return
+        for name, stream in self.streams.items():
+            if stream.selected and all(
+                isinstance(stream_map, RemoveRecordTransform) for stream_map in stream.stream_maps
+            ):
+                self.logger.info(
+                    "Stream %r is not read: stream_maps removes it, so its bookmark stays "
+                    "where it was",
+                    name,
+                )
+                stream.selected = False
 
     def check_shard_state(self) -> None:
         """Refuse, before any message, a state that another shard wrote (see `sharding`).

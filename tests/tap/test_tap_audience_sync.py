@@ -258,3 +258,28 @@ def test_streams_whose_bookmarks_differ_replay_some_files_and_read_others(audien
     assert files_in_order == sorted(files_in_order), "files are read in LastModified order"
     again = run_tap(audience_drop.config, both.final_state, AUDIENCE_STREAMS)
     assert all(again.records(stream) == [] for stream in AUDIENCE_STREAMS)
+
+
+def test_streams_that_stream_maps_remove_are_not_read_and_keep_their_bookmarks(tmp_path, caplog):
+    """The README's pipe drops the audience streams with `null` maps: their files stay unread."""
+    root = tmp_path / "drop"
+    summary = generate_drop(root, events=60, seed=4)
+    expected = generator.generate(root / "audiences", scale=2)
+    maps = {MEMBERSHIPS: None, ATTRIBUTES: None}
+    with caplog.at_level(logging.INFO):
+        first = run_tap({"bucket_url": str(root), "stream_maps": maps})
+    assert len(first.records("events")) == summary.events
+    assert first.records(MEMBERSHIPS) == first.records(ATTRIBUTES) == []
+    assert not set(first.final_state["bookmarks"]) & set(AUDIENCE_STREAMS)
+    assert f"Stream '{MEMBERSHIPS}' is not read: stream_maps removes it" in caplog.text
+    # Without the maps, the next run reads every audience file, and no event again.
+    second = run_tap({"bucket_url": str(root)}, first.final_state)
+    assert second.records("events") == []
+    assert len(second.records(MEMBERSHIPS)) == expected[MEMBERSHIPS]
+    assert len(second.records(ATTRIBUTES)) == expected[ATTRIBUTES]
+    # `__else__: null` removes every stream the maps do not name, the same way.
+    only_events = run_tap(
+        {"bucket_url": str(root), "stream_maps": {"events": {}, "__else__": None}}
+    )
+    assert len(only_events.records("events")) == summary.events
+    assert set(only_events.final_state["bookmarks"]) == {"events"}

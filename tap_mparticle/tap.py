@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import io
+import json
 import sys
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -386,10 +387,13 @@ class TapMParticle(Tap):
             where = f"state file {getattr(state, 'name', '')}".rstrip()
             text = state.read()
             try:
-                parse_json_object(text, where)
+                value = singer_state(parse_json_object(text, where), where)
             except ConfigFileError as exc:
                 cls.logger.error("%s", exc)  # noqa: TRY400
                 sys.exit(1)
+            if value is not None:
+                cls.logger.info("%s holds Meltano's wrapped state: read its singer_state", where)
+                text = json.dumps(value)
             kwargs["state"] = io.StringIO(text or "{}")
         try:
             super().invoke(*args, **kwargs)
@@ -408,3 +412,26 @@ class TapMParticle(Tap):
                 cls.logger,
                 "The next run resumes from the last STATE the target passed on.",
             )
+
+
+def singer_state(value: dict[str, Any], where: str) -> dict[str, Any] | None:
+    """The state inside Meltano's wrapper, or None when `value` is a Singer state itself.
+
+    `meltano state get` prints, and `tap_mparticle.reshard` keeps, `{"singer_state":
+    {...}}`; the SDK reads such a file as a state with no bookmarks, and the run read
+    the whole drop again. An object with neither is refused for the same reason.
+
+    Raises:
+        ConfigFileError: A non-empty object that is no state.
+    """
+    if not value or "bookmarks" in value:
+        return None
+    inner = value.get("singer_state")
+    if isinstance(inner, dict) and ("bookmarks" in inner or not inner):
+        return inner
+    keys = ", ".join(sorted(repr(key)[:40] for key in value)[:5])
+    msg = (
+        f"{where}: not a Singer state (it has no 'bookmarks', only {keys}); "
+        "pass the last STATE message's value, or what `meltano state get` prints"
+    )
+    raise ConfigFileError(msg)

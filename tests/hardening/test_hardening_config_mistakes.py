@@ -12,6 +12,7 @@ import pytest
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
+from scripts.generate_drop import generate_drop
 from tap_mparticle.tap import TapMParticle
 from target_mparticle.preflight import MAX_STATE_DEPTH, check_state, nests_deeper_than
 from target_mparticle.target import TargetMParticle
@@ -102,6 +103,25 @@ def test_tap_corrupt_state_file(tmp_path: Path):
     (line,) = error_lines(done.stderr)
     assert "state file" in line
     assert "not valid JSON" in line
+
+
+def test_tap_state_in_meltanos_wrapper_is_read_and_a_state_without_bookmarks_refused(
+    tmp_path: Path,
+):
+    """`meltano state get` and `reshard` write `{"singer_state": ...}`: not a re-read."""
+    drop = tmp_path / "drop"
+    generate_drop(drop, events=30, seed=2)
+    first = run_cli({"bucket_url": str(drop)}, tmp_path)
+    assert len(first.records("events")) == 30
+    wrapped = run_cli({"bucket_url": str(drop)}, tmp_path, {"singer_state": first.final_state})
+    assert wrapped.returncode == 0, wrapped.stderr
+    assert wrapped.records("events") == []
+    assert "holds Meltano's wrapped state" in wrapped.stderr
+    stray = run_cli({"bucket_url": str(drop)}, tmp_path, {"bookmark": first.final_state})
+    assert stray.returncode == 1
+    assert stray.records("events") == []
+    (line,) = error_lines(stray.stderr)
+    assert "tap-state.json: not a Singer state (it has no 'bookmarks', only 'bookmark')" in line
 
 
 def test_tap_unknown_settings_are_warned_by_name(tmp_path: Path, caplog):

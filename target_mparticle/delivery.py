@@ -67,6 +67,10 @@ class Delivery:
         self.describers: dict[str, t.Callable[[t.Mapping[str, t.Any]], str]] = {}
         #: Records whose every batch mParticle accepted (or the dry run wrote).
         self.delivered = 0
+        if settings.dry_run:
+            # Opened now, so a run that writes no body still replaces the last run's
+            # file (and its summary names the file): the file is always this run's.
+            _ = self.client
 
     @functools.cached_property
     def client(self) -> EventsApiClient | DryRunClient:

@@ -4,6 +4,7 @@ import contextlib
 import gc
 import io
 import json
+import logging
 import sys
 import threading
 import warnings
@@ -316,6 +317,20 @@ def test_dry_run_needs_no_credentials_and_sends_nothing(server, tmp_path):
     # No STATE: Meltano would save it and the real run after it would send nothing.
     assert run.states == []
     assert run.target._states_held_back == 3
+
+
+def test_a_dry_run_that_writes_no_body_still_replaces_the_last_runs_file(tmp_path, caplog):
+    """Iterating on a mapping: stale bodies from the run before would mislead."""
+    path = tmp_path / "dry.jsonl"
+    config = {"dry_run": True, "dry_run_path": str(path), "on_invalid_record": "skip"}
+    assert run_target(config, "tap_events.singer").error is None
+    assert path.stat().st_size > 0
+    with caplog.at_level(logging.INFO, logger="target-mparticle"):
+        # Every record refused (no identity at all): nothing to write this time.
+        run = run_target(config, singer_lines("orders", [{"id": 1}, {"id": 2}]))
+    assert run.error is None
+    assert path.read_bytes() == b""
+    assert f"0 records delivered to dry run file {path}" in caplog.text
 
 
 @pytest.mark.parametrize(

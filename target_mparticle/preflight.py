@@ -93,12 +93,16 @@ def check_config_files(ctx: click.Context, paths: Iterable[str], logger: logging
         ctx.exit(1)
 
 
-def warn_unknown_settings(target: Target) -> None:
-    """Warn, by name, about each config key that is no setting (ours or the SDK's)."""
+def warn_unknown_settings(target: Target, known: Iterable[str] = ()) -> None:
+    """Warn, by name, about each config key that is no setting (ours, the SDK's, `known`).
+
+    `known` are settings the target does not offer but checks itself (the SDK's
+    `load_method`): called unknown, they would get a warning beside their error.
+    """
     schema = dict(target.config_jsonschema)
     schema["properties"] = dict(schema.get("properties", {}))
     type(target).append_builtin_config(schema)
-    for message in unknown_settings(target.config, schema["properties"]):
+    for message in unknown_settings(target.config, [*schema["properties"], *known]):
         target.logger.warning("%s", message)
 
 

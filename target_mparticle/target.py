@@ -87,7 +87,7 @@ class TargetMParticle(Target):
             exc.errors = redact_config_errors(exc.errors or [str(exc)], raw, SECRET_SETTINGS)
             raise
         guard_logs(self.config.get(name) for name in SECRET_SETTINGS)
-        warn_unknown_settings(self)
+        warn_unknown_settings(self, MEANINGLESS_SDK_SETTINGS)
         self.settings = TargetSettings.from_config(self.config)
         self.max_parallelism = 1  # see the class comment: per-user order across streams
         self._states_held_back = 0

@@ -102,11 +102,20 @@ def test_the_sdks_own_log_lines_cannot_be_split_or_colour_the_terminal(config, t
 @pytest.mark.parametrize(
     ("setting", "value"), [("load_method", "overwrite"), ("add_record_metadata", True)]
 )
-def test_sdk_settings_that_mean_nothing_here_are_refused(config, setting, value):
+def test_sdk_settings_that_mean_nothing_here_are_refused(config, setting, value, caplog):
     config[setting] = value
     with pytest.raises(ConfigValidationError) as caught:
         TargetMParticle(config=config)
     assert any(e.startswith(f"{setting} means nothing") for e in caught.value.errors)
+    # Refused, and not also called unknown (the two lines said opposite things).
+    assert "unknown setting" not in caplog.text
+
+
+def test_sdk_settings_set_to_what_the_target_does_anyway_pass_without_a_word(config, caplog):
+    config.update(load_method="append-only", add_record_metadata=False)
+    with caplog.at_level(logging.WARNING):
+        TargetMParticle(config=config)
+    assert caplog.text == ""
 
 
 def test_about_offers_no_meaningless_setting_and_knows_version_and_pythons():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import string
 import typing as t
 
 from singer_sdk import typing as th
@@ -300,14 +301,33 @@ def data_plan_errors(where: str, plan_id: object, version: object) -> list[str]:
 
 
 def audience_attribute_errors(where: str, template: object) -> list[str]:
-    """Problems with an audience attribute name template (unknown placeholders)."""
+    """Problems with an audience attribute name template: anything but bare placeholders.
+
+    The template goes to `str.format` with values from the files, so only the
+    placeholders themselves are taken: an index (`{audience_name[0]}`) fails on an
+    empty name mid-run, an attribute (`{audience_name.__class__}`) reads Python
+    internals, a width (`{audience_id:>99999999}`) builds 100 MB per row.
+    """
     if not isinstance(template, str) or not template:
         return [f"{where} must be a non-empty string"]
+    allowed = ", ".join(f"{{{p}}}" for p in sorted(AUDIENCE_PLACEHOLDERS))
     try:
-        template.format(audience_id=1, audience_name="n", variant="v")
-    except (KeyError, IndexError, ValueError) as exc:
-        allowed = ", ".join(f"{{{p}}}" for p in sorted(AUDIENCE_PLACEHOLDERS))
-        return [f"{where} {template!r} is not a usable name ({exc}); placeholders: {allowed}"]
+        fields = [
+            (name, spec, conversion)
+            for _, name, spec, conversion in string.Formatter().parse(template)
+            if name is not None
+        ]
+    except ValueError as exc:
+        return [f"{where} {template[:80]!r} is not a usable name ({exc}); placeholders: {allowed}"]
+    for name, spec, conversion in fields:
+        if name not in AUDIENCE_PLACEHOLDERS or spec or conversion:
+            shown = "{" + name + ("!" + conversion if conversion else "")
+            shown += (":" + spec if spec else "") + "}"
+            msg = (
+                f"{where} {template[:80]!r} is not a usable name: {shown[:80]!r} is not one of "
+                f"the placeholders {allowed}, written bare"
+            )
+            return [msg]
     return []
 
 

@@ -302,6 +302,37 @@ def test_audience_attribute_name_placeholders(server, config):
     assert names == ["aud_Big spenders_12-B", "seg 11"]
 
 
+@pytest.mark.parametrize(
+    ("template", "named"),
+    [
+        ("aud_{audience_name[0]}", "'{audience_name[0]}' is not one of"),
+        ("{audience_name.__class__.__mro__}", "'{audience_name.__class__.__mro__}' is not"),
+        ("{audience_id:>99999999}", "'{audience_id:>99999999}' is not one of"),
+        ("{audience_id!r}", "'{audience_id!r}' is not one of"),
+        ("{segment}", "'{segment}' is not one of"),
+        ("aud_{audience_id", "is not a usable name (expected '}'"),
+    ],
+)
+def test_audience_attribute_name_takes_bare_placeholders_only(config, template, named):
+    """Values from the files go through `str.format`: an index, attribute or width could not."""
+    config["audience_attribute_name"] = template
+    config["mappings"] = {"audience_memberships": {"audience_attribute_name": template}}
+    with pytest.raises(ConfigValidationError) as caught:
+        TargetMParticle(config=config)
+    errors = caught.value.errors
+    assert len(errors) == 2
+    assert errors[0].startswith("mappings['audience_memberships'].audience_attribute_name")
+    assert errors[1].startswith("audience_attribute_name ")
+    assert all(named in error for error in errors)
+
+
+def test_audience_attribute_name_keeps_literal_braces(server, config):
+    config["audience_attribute_name"] = "{{seg}}_{audience_id}"
+    run = run_target(config, singer_lines("audience_memberships", [membership(11, "add")]))
+    assert run.error is None
+    assert [b["user_attributes"] for b in server.batches()] == [{"{seg}_11": True}]
+
+
 def test_audience_rows_that_cannot_name_their_attribute_are_invalid(server, config):
     """An audience id that is no integer (it used to become `audience_None`), an empty name."""
     config["on_invalid_record"] = "dead_letter"

@@ -15,6 +15,7 @@ import typing as t
 from mparticle_facts.identities import DEVICE_IDENTITIES, USER_IDENTITIES, canonical_identity_type
 from mparticle_facts.numbers import to_int64
 from target_mparticle import schema_rules as rules
+from target_mparticle.clean import NOT_IDENTITIES, user_identity
 from target_mparticle.inbound import InvalidRecordError, fit_shell
 from target_mparticle.items import ConverterBase, Item, digest_id, public
 from target_mparticle.preflight import quoted
@@ -48,9 +49,13 @@ class AudienceRows(ConverterBase):
         shell: dict[str, t.Any] = {"environment": self.environment}
         kind = canonical_identity_type(str(record.get("identity_type") or ""))
         value = record.get("identity_value")
-        usable = value not in (None, "") and record.get("identity_encoding", "raw") == "raw"
+        usable = (
+            value not in (None, "")
+            and record.get("identity_encoding", "raw") == "raw"
+            and not isinstance(value, NOT_IDENTITIES)
+        )
         if usable and kind in USER_IDENTITIES:
-            shell["user_identities"] = {kind: to_attribute_string(value)}
+            shell["user_identities"] = {kind: user_identity(value, self.tally)}
         elif (
             usable
             and kind in DEVICE_IDENTITIES
@@ -124,6 +129,8 @@ def _left_out(record: dict[str, t.Any], kind: str | None) -> str:
     """`_unusable` without values from the row: a tally key is one per reason, not per row."""
     if record.get("identity_encoding", "raw") != "raw":
         return "identity hashed"
+    if isinstance(record.get("identity_value"), NOT_IDENTITIES):
+        return "identity an object, a list or true/false"
     if kind is None:
         return "identity type not one the Events API takes"
     return f"{kind} not a UUID"
@@ -137,6 +144,8 @@ def _unusable(record: dict[str, t.Any], kind: str | None) -> str:
         return "it has no identity"
     if encoding != "raw":
         return f"its identity is hashed ({encoding})"
+    if isinstance(value, NOT_IDENTITIES):
+        return f"its identity {quoted(value)} is an object, a list or true/false"
     if kind is None:
         return f"its identity type {record.get('identity_type')!r} is not one the Events API takes"
     return f"its {kind} is not a UUID, as the Events API requires"

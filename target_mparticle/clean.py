@@ -249,12 +249,32 @@ class Identities(t.NamedTuple):
     mpid: int | None
 
 
+#: What no identity is: an object or a list would go out as its JSON text, a flag as
+#: `true`, each a real-looking identity that names no one.
+NOT_IDENTITIES = (dict, list, tuple, bool)
+IDENTITIES_DROPPED = "identity values that are objects, lists or true/false dropped"
+
+
+def user_identity(value: object, tally: Tally) -> str | None:
+    """A user identity's text (cut to mParticle's limit, counted), or None (counted)."""
+    if isinstance(value, NOT_IDENTITIES):
+        tally[IDENTITIES_DROPPED] += 1
+        return None
+    text = value if type(value) is str else to_attribute_string(value)
+    if len(text) > rules.API_LIMIT_VALUE:
+        return truncate(text, rules.API_LIMIT_VALUE, "identity values truncated to 4096", tally)
+    return text
+
+
 def device_identity(kind: str, value: object, tally: Tally) -> str | None:
     """A device identity's text, or None (counted) for a UUID field holding no UUID.
 
     Dropped alone: left in, it would make the schema refuse the whole `device_info`,
     and with it the batch's other device identities.
     """
+    if isinstance(value, NOT_IDENTITIES):
+        tally[IDENTITIES_DROPPED] += 1
+        return None
     text = to_attribute_string(value)
     if kind in rules.UUID_DEVICE_FIELDS and not rules.UUID_PATTERN.match(text):
         tally[f"{kind} values that are not UUIDs dropped"] += 1
@@ -289,12 +309,9 @@ def clean_identities(raw: object, tally: Tally) -> Identities:
             continue
         kind = canonical_identity_type(spelled)
         if kind in USER_IDENTITIES:
-            user[kind] = truncate(
-                to_attribute_string(value),
-                rules.API_LIMIT_VALUE,
-                "identity values truncated to 4096",
-                tally,
-            )
+            text = user_identity(value, tally)
+            if text is not None:
+                user[kind] = text
         elif kind in DEVICE_IDENTITIES:
             text = device_identity(kind, value, tally)
             if text is not None:

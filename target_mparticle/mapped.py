@@ -14,7 +14,7 @@ import typing as t
 from mparticle_facts.identities import DEVICE_IDENTITIES, field_identity_type
 from mparticle_facts.numbers import to_int64
 from target_mparticle import schema_rules as rules
-from target_mparticle.clean import VALIDATED_ENTRIES, device_identity
+from target_mparticle.clean import VALIDATED_ENTRIES, device_identity, user_identity
 from target_mparticle.clock import now_ms
 from target_mparticle.coerce import clean_object
 from target_mparticle.inbound import CertainShapes, InvalidRecordError, fit_event, fit_shell
@@ -207,13 +207,12 @@ class MappedRecords(ConverterBase):
                 device_text = device_identity(identity_type, value, tally)
                 if device_text is not None:
                     device[identity_type] = device_text
+            elif type(value) is str and len(value) <= rules.API_LIMIT_VALUE:
+                user_ids[identity_type] = value  # the usual identity: no call
             else:
-                text = value if type(value) is str else to_attribute_string(value)
-                if len(text) > rules.API_LIMIT_VALUE:
-                    text = truncate(
-                        text, rules.API_LIMIT_VALUE, "identity values truncated to 4096", tally
-                    )
-                user_ids[identity_type] = text
+                text = user_identity(value, tally)
+                if text is not None:
+                    user_ids[identity_type] = text
         if not user_ids and not device and mpid is None:
             looked = ", ".join(sorted(f for _, f in identity_fields)) or "no identity-named field"
             msg = (

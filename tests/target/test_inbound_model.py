@@ -247,6 +247,8 @@ def test_audience_rows_become_user_attribute_updates_without_a_mapping(server, c
         # With an mpid, an identity that cannot go goes unsent, and is counted.
         membership(18, "add", identity_type="ios_advertising_id", identity_value="x", mpid=44),
         membership(19, "add", identity_type="partner_id", identity_value="p-2", mpid=45),
+        membership(20, "add", identity_value={"a": 1}, mpid=46),
+        membership(21, "add", identity_value=["c-2"]),
     ]
     changes = [
         attribute("tier", "upsert", value="gold"),
@@ -277,11 +279,14 @@ def test_audience_rows_become_user_attribute_updates_without_a_mapping(server, c
     assert by_user["[null, 45]"]["user_attributes"] == {"audience_19": True}
     left_out = {k: v for k, v in run.target.delivery.tally.items() if "by mpid alone" in k}
     assert left_out == {
+        "audience rows sent by mpid alone: identity an object, a list or true/false": 1,
         "audience rows sent by mpid alone: identity hashed": 1,
         "audience rows sent by mpid alone: identity type not one the Events API takes": 1,
         "audience rows sent by mpid alone: ios_advertising_id not a UUID": 1,
     }
-    hashed, partner, device = (letter["reason"] for letter in dead_letters(config))
+    assert "user_identities" not in by_user["[null, 46]"]
+    hashed, partner, device, listed = (letter["reason"] for letter in dead_letters(config))
+    assert "its identity ['c-2'] is an object, a list or true/false and it has no mpid" in listed
     assert "identity is hashed (md5) and it has no mpid" in hashed
     assert "identity type 'partner_id' is not one the Events API takes" in partner
     assert "ios_advertising_id is not a UUID, as the Events API requires" in device

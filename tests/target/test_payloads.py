@@ -292,6 +292,30 @@ def test_outbound_identity_array_becomes_object():
     assert tally["identities of unknown type 'made_up' dropped"] == 1
 
 
+DROPPED = "identity values that are objects, lists or true/false dropped"
+
+
+@pytest.mark.parametrize("bad", [{"a": 1}, [1, 2], True, False])
+def test_an_identity_that_is_an_object_a_list_or_a_flag_is_dropped_and_counted(bad):
+    """Sent as `{"a":1}` or `true`, it would be a real-looking identity naming no one."""
+    tally = Tally()
+    idfa = "0f8fad5b-d9cb-469f-a165-70867728950e"
+    ids = clean_identities(
+        {"customer_id": bad, "email": "a@b.c", "ios_idfa": idfa, "android_uuid": bad}, tally
+    )
+    assert ids.user == {"email": "a@b.c"}
+    assert ids.device == {"ios_advertising_id": idfa}
+    assert tally[DROPPED] == 2
+    conv = converter({"identities": {"customer_id": "cid", "email": "mail"}})
+    item = conv.convert({"id": 1, "cid": bad, "mail": "b@c.d"})
+    assert item.batch["user_identities"] == {"email": "b@c.d"}
+    assert conv.tally[DROPPED] == 1
+    with pytest.raises(InvalidRecordError, match="has no identity"):
+        conv.convert({"id": 2, "cid": bad})
+    # Numbers stay identities: a warehouse's integer ids are real ones.
+    assert conv.convert({"id": 3, "cid": 42}).batch["user_identities"] == {"customer_id": "42"}
+
+
 def test_identity_spellings_of_the_sdks_are_one_identity():
     # mParticle's Python SDK writes `customerid`, its Node SDK `customerId`.
     idfa = "0f8fad5b-d9cb-469f-a165-70867728950e"

@@ -92,8 +92,16 @@ def line_group(record: t.Mapping[str, t.Any]) -> str | None:
     )
 
 
+def _user_of(record: t.Mapping[str, t.Any]) -> tuple[object, object, object]:
+    """Who a tap-mparticle events record is about, as the record gives it."""
+    return record.get("mpid"), record.get("user_identities"), record.get("device_info")
+
+
 class Converter(MappedRecords, AudienceRows):
     """Turns the records of one stream into :class:`Item` objects."""
+
+    #: `_user_of` the record whose shell `_last_shell` holds.
+    _last_user: tuple[object, object, object] = (None, None, None)
 
     #: The last line's file, number (and its type) and batch index, and its group.
     _last_where: tuple[tuple[t.Any, ...] | None, str | None] = (None, None)
@@ -191,6 +199,14 @@ class Converter(MappedRecords, AudienceRows):
             line_key = ("batch", record["batch_id"])
         if line_key is not None and line_key == self._last_line:
             # Events of one batch line share its context: build the shell once.
+            if _user_of(record) != self._last_user:
+                # The tap copies a line's user onto each of its events: these differ,
+                # and merged, one user's events would go out under the other's.
+                msg = (
+                    "names the same batch line as the record before it but another user "
+                    "(mpid, user_identities or device_info differ)"
+                )
+                raise InvalidRecordError(msg)
             batch, group = self._last_shell
             return Item(self.stream, record, batch, [event], group, group)
         batch = self._shell(record, replay=False)
@@ -207,6 +223,7 @@ class Converter(MappedRecords, AudienceRows):
             )
         if line_key is not None:
             self._last_line, self._last_shell = line_key, (batch, group)
+            self._last_user = _user_of(record)
         return Item(self.stream, record, batch, [event], group, group)
 
     # -- whole batches --------------------------------------------------------

@@ -367,6 +367,26 @@ def test_tap_events_of_one_batch_line_are_grouped_into_one_batch():
     assert again[0]["source_request_id"] == batches[0]["source_request_id"]
 
 
+@pytest.mark.parametrize(
+    ("field", "other"),
+    [
+        ("mpid", 99),
+        ("user_identities", {"customer_id": "someone-else"}),
+        ("device_info", {"platform": "Android"}),
+    ],
+)
+def test_an_event_naming_its_line_but_another_user_is_refused_not_merged(field, other):
+    """Forged or mixed-up input: merged, its event would go out under the line's first user."""
+    conv = converter(stream="events", key=())
+    first = conv.convert(_tap_event(1, 0))
+    stray = {**_tap_event(1, 1), field: other}
+    with pytest.raises(InvalidRecordError, match="names the same batch line as the record before"):
+        conv.convert(stray)
+    # The same user goes on joining the line.
+    same = conv.convert(_tap_event(1, 2))
+    assert same.group == first.group
+
+
 def test_big_groups_split_under_100_events_and_the_byte_cap():
     conv = converter(stream="events", key=())
     items = [conv.convert(_tap_event(1, i)) for i in range(250)]

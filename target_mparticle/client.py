@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import backoff
 import urllib3
 
+from mparticle_facts.plugin_guards import MASK, MIN_SECRET_LENGTH
 from target_mparticle.pacing import Pacer
 from target_mparticle.schema_rules import MAX_BATCHES_PER_REQUEST, MAX_REQUEST_BYTES
 from target_mparticle.transport import (
@@ -160,6 +161,21 @@ class EventsApiClient:
             user_agent="target-mparticle",
         )
         self._headers["Content-Type"] = "application/json"
+        #: What an error quoting the server must not repeat: a server may echo the
+        #: request's credentials (the Basic token is key:secret in base64).
+        self._secrets = sorted(
+            {
+                value
+                for value in (
+                    settings.api_key,
+                    settings.api_secret,
+                    self._headers["authorization"].removeprefix("Basic "),
+                )
+                if len(value) >= MIN_SECRET_LENGTH
+            },
+            key=len,
+            reverse=True,
+        )
         if self.pacer.enabled:
             # A sender waits for the GIL up to this long while the main thread converts;
             # 5 ms by default, enough to bunch two paced requests at a strict limit.
@@ -308,12 +324,18 @@ class EventsApiClient:
             problem = f"HTTP 429: the {limit} rate limit was exceeded ({LIMIT_HEADER}: {limit})"
             return problem, retry_after, True
         if status == HTTP_BAD_REQUEST:
-            msg = f"HTTP 400 from {url}: {_api_message(response)}"
+            msg = f"HTTP 400 from {url}: {self._masked(_api_message(response))}"
             raise BadRequestError(msg)
         if status >= HTTP_SERVER_ERROR:
             return f"HTTP {status}", None, False
-        msg = f"unexpected HTTP {status} from {url}: {_api_message(response)}"
+        msg = f"unexpected HTTP {status} from {url}: {self._masked(_api_message(response))}"
         raise DeliveryError(msg)
+
+    def _masked(self, text: str) -> str:
+        """`text` from the server with the run's credentials masked (logs and dead letters)."""
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return text
 
     def describe(self) -> str:
         """Where data goes, for log lines: the URL only (the key is a credential too)."""

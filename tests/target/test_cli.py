@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import pathlib
@@ -59,6 +60,29 @@ def test_secret_never_written_on_success_or_dry_run(config, tmp_path):
     dry = pathlib.Path(config["dry_run_path"]).read_text()
     assert SECRET not in dry + result.stderr + result.stdout
     assert len(dry.splitlines()) == 3
+
+
+def test_a_server_that_echoes_the_credentials_gets_them_masked(tmp_path):
+    """A 400 quoting the request's Authorization (a proxy's error page might) is logged
+    and dead-lettered with the key, the secret and their Basic token masked."""
+    token = base64.b64encode(f"test-key:{SECRET}".encode()).decode()
+
+    def echo(batch):
+        email = batch.get("user_identities", {}).get("email")
+        return f"bad {email}; Authorization: Basic {token}; secret {SECRET}" if email else None
+
+    with EventsApiServer(api_key="test-key", api_secret=SECRET, reject_if=echo) as server:
+        config = local_config(server.url, tmp_path)
+        config["mappings"] = {"*": {"kind": "user"}}
+        config["on_invalid_record"] = "dead_letter"
+        lines = singer_lines("people", [{"id": 1, "email": "a@x"}], ["id"])
+        result = run_target_cli(tmp_path, config, "\n".join(lines) + "\n", loglevel="DEBUG")
+    assert result.returncode == 0, result.stderr
+    letters = pathlib.Path(config["dead_letter_path"]).read_text()
+    assert "bad a@x; Authorization: Basic ***; secret ***" in letters
+    for shown in (result.stderr, letters):
+        assert token not in shown
+        assert SECRET not in shown
 
 
 def test_retries_exhausted_exit_non_zero_and_state_only_for_accepted(server, config, tmp_path):

@@ -45,10 +45,15 @@ class InvalidRecords:
             raise InvalidRecordFatalError(msg)
         with self._lock:
             self.count += 1
-            if self.count <= _WARN_FIRST:
+            if self.policy != "dead_letter" or self.count <= _WARN_FIRST:
+                # A skipped record is gone but for this line: each one gets it.
                 LOGGER.warning("Invalid record %s: %s", self.policy, reason)
             elif self.count == _WARN_FIRST + 1:
-                LOGGER.warning("More invalid records; only the total is reported from now on")
+                LOGGER.warning(
+                    "More invalid records: each is in the dead-letter file %s with its "
+                    "reason; only their total is logged from now on",
+                    self.path,
+                )
             if self.policy == "dead_letter":
                 self._write(stream, record, reason)
 

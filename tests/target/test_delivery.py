@@ -5,6 +5,7 @@ import gc
 import io
 import json
 import logging
+import re
 import sys
 import threading
 import warnings
@@ -280,6 +281,28 @@ def test_http_400_with_fail_shows_the_api_message(picky_server, config):
     assert isinstance(run.error, BadRequestError)
     assert "refused by test" in str(run.error)
     assert run.states == []
+
+
+def test_every_skipped_record_is_named_and_dead_letters_past_twenty_are_summed(
+    config, tmp_path, caplog
+):
+    """Skipped, a record survives only as its log line; dead-lettered, in the file."""
+    records = [{"id": i, "name": "nobody"} for i in range(30)]
+    config["on_invalid_record"] = "skip"
+    with caplog.at_level(logging.WARNING, logger="target-mparticle"):
+        assert run_target(config, singer_lines("people", records, ["id"])).error is None
+    named = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Invalid record")]
+    assert [re.search(r"record (\{[^}]*\})", m).group(1) for m in named] == [
+        f'{{"id":{i}}}' for i in range(30)
+    ]
+    caplog.clear()
+    config["on_invalid_record"] = "dead_letter"
+    with caplog.at_level(logging.WARNING, logger="target-mparticle"):
+        assert run_target(config, singer_lines("people", records, ["id"])).error is None
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum(m.startswith("Invalid record dead_letter") for m in messages) == 20
+    assert f"each is in the dead-letter file {tmp_path / 'dead.jsonl'}" in " ".join(messages)
+    assert len((tmp_path / "dead.jsonl").read_text().splitlines()) == 30
 
 
 def test_records_without_identity_skip_dead_letter_or_fail(config, tmp_path):

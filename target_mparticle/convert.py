@@ -55,6 +55,9 @@ def is_whole_batch(record: t.Mapping[str, t.Any]) -> bool:
     return isinstance(record.get("user_identities"), (dict, list)) and "event_type" not in record
 
 
+#: tap-mparticle's audience streams: their rows are never generic records.
+AUDIENCE_STREAMS = frozenset({"audience_memberships", "audience_user_attributes"})
+
 #: Event fields a tap-mparticle events record also carries beside its `data`.
 _BORROWED = ("source_message_id", "session_uuid", "timestamp_unixtime_ms")
 
@@ -126,10 +129,9 @@ class Converter(MappedRecords, AudienceRows):
             if (not self.mapping.explicit or self.mapping.audience_only) and (
                 "audience_id" in record  # what both audience row shapes have
             ):
-                if is_audience_membership(record):
-                    return self._audience_membership(record)
-                if is_audience_attribute(record):
-                    return self._audience_attribute(record)
+                row = self._audience_row(record)
+                if row is not None:
+                    return row
             if not self.mapping.explicit:
                 if is_tap_event(self.stream, record):
                     return self._tap_event(record)
@@ -144,6 +146,24 @@ class Converter(MappedRecords, AudienceRows):
             # cleaning recurses per level. The record alone is refused, not the run.
             msg = f"{self.describe(record)}: is nested too deeply to convert"
             raise InvalidRecordError(msg) from None
+
+    def _audience_row(self, record: dict[str, t.Any]) -> Item | None:
+        """An audience row's item; None for a record of another stream that only looks like one.
+
+        A row of tap-mparticle's own audience streams with no action it knows is
+        refused: it is no generic record, to be sent as an event named after the stream.
+        """
+        if is_audience_membership(record):
+            return self._audience_membership(record)
+        if is_audience_attribute(record):
+            return self._audience_attribute(record)
+        if self.stream not in AUDIENCE_STREAMS:
+            return None
+        msg = (
+            f"action {quoted(record.get('action'))} is not one of add, remove "
+            "(memberships) or upsert, delete (attributes)"
+        )
+        raise InvalidRecordError(msg)
 
     def _shell(self, record: t.Mapping[str, t.Any], *, replay: bool) -> dict[str, t.Any]:
         """The batch fields of a replayed event's or batch's record, fitted to the schema."""

@@ -292,6 +292,22 @@ def test_audience_rows_become_user_attribute_updates_without_a_mapping(server, c
     assert "ios_advertising_id is not a UUID, as the Events API requires" in device
 
 
+@pytest.mark.parametrize("action", ["join", None, 5])
+def test_an_audience_row_with_no_known_action_is_refused_not_sent_as_an_event(
+    server, config, action
+):
+    """With its schema check off, the row used to go out as a `custom_event` named after
+    the stream, attributes and all."""
+    config["validate_records"] = False
+    config["on_invalid_record"] = "dead_letter"
+    rows = [membership(11, "add"), membership(12, action)]
+    run = run_target(config, singer_lines("audience_memberships", rows))
+    assert run.error is None
+    assert [b["user_attributes"] for b in server.batches()] == [{"audience_11": True}]
+    (letter,) = dead_letters(config)
+    assert f"action {action!r} is not one of add, remove" in letter["reason"]
+
+
 def test_audience_attribute_name_placeholders(server, config):
     config["audience_attribute_name"] = "aud_{audience_name}_{audience_id}{variant}"
     config["mappings"] = {"audience_memberships": {"audience_attribute_name": "seg {audience_id}"}}

@@ -57,6 +57,8 @@ def is_whole_batch(record: t.Mapping[str, t.Any]) -> bool:
 
 #: tap-mparticle's audience streams: their rows are never generic records.
 AUDIENCE_STREAMS = frozenset({"audience_memberships", "audience_user_attributes"})
+#: Every tap-mparticle stream: what the "*" mapping leaves to the replay.
+TAP_MPARTICLE_STREAMS = AUDIENCE_STREAMS | {"events", "batches"}
 
 #: Event fields a tap-mparticle events record also carries beside its `data`.
 _BORROWED = ("source_message_id", "session_uuid", "timestamp_unixtime_ms")

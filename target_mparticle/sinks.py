@@ -28,8 +28,9 @@ from mparticle_facts.plugin_guards import one_line
 from target_mparticle import sdk_hooks
 from target_mparticle._compat import override
 from target_mparticle.assemble import trailing_group
-from target_mparticle.convert import Converter, Item
+from target_mparticle.convert import TAP_MPARTICLE_STREAMS, Converter, Item
 from target_mparticle.inbound import InvalidRecordError
+from target_mparticle.mapping import StreamMapping
 from target_mparticle.preflight import quoted
 from target_mparticle.schema_rules import MAX_BATCHES_PER_REQUEST
 from target_mparticle.validation import compiled_or_default
@@ -99,9 +100,16 @@ class EventsSink(BatchSink):
         self._state_at_last_record: object = None
         #: Why the stream's SCHEMA refused the record being processed, if it did.
         self._refusal: str | None = None
-        self.delivery.ignored.schema_arrived(stream_name, schema, mapping)
+        # The "*" mapping does not apply to tap-mparticle's own streams, which are
+        # replayed whatever it says: its fields are not looked for there.
+        watched = (
+            mapping
+            if mapping.explicit or stream_name not in TAP_MPARTICLE_STREAMS
+            else StreamMapping()
+        )
+        self.delivery.ignored.schema_arrived(stream_name, schema, watched)
         #: Whether the mapping names fields whose absence `record_seen` counts.
-        self._watches_fields = bool(mapping.fields())
+        self._watches_fields = bool(watched.fields())
         self.delivery.describers[stream_name] = self.converter.describe
 
     @override

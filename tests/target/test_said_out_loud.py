@@ -15,7 +15,7 @@ from target_mparticle.pacing import JITTER_S, Pacer
 from target_mparticle.report import counted
 from target_mparticle.target import TargetMParticle
 from tests.support.files import REPO_ROOT
-from tests.support.target import run_target, run_target_cli, singer_lines
+from tests.support.target import FIXTURES, run_target, run_target_cli, singer_lines
 
 ORDERS = [
     {"order_id": f"O-{n}", "customer_id": f"C{n}", "total": n, **({"channel": "app"} if n else {})}
@@ -58,6 +58,27 @@ def test_mapped_fields_missing_from_schema_and_from_records_are_reported(config,
     assert "Stream 'orders': mapped field 'channel' was absent from 1 of 3 records" in said
     assert "Stream 'orders': mapped field 'coupon' was absent from 3 of 3 records" in said
     assert not any("'total'" in m for m in said)
+
+
+def test_the_star_mapping_is_not_looked_for_in_tap_mparticles_own_streams(config, caplog):
+    """Its events are replayed whatever "*" says: no warning about the mapping's fields
+    there, while another stream it maps is still watched."""
+    config["mappings"] = {"*": {"identities": {"customer_id": "id"}, "event_attributes": ["x"]}}
+    with caplog.at_level(logging.WARNING):
+        run = run_target(
+            config,
+            [
+                *(FIXTURES / "tap_events.singer").read_text().splitlines(),
+                *singer_lines("orders", [{"id": 1}], key=["id"]),
+            ],
+        )
+    assert run.error is None
+    said = [m for m in warnings(caplog) if "mapped field" in m]
+    not_declared = (
+        "Stream 'orders': mapped field 'x' is not in the stream's schema; "
+        "records are unlikely to carry it"
+    )
+    assert said == [not_declared, "Stream 'orders': mapped field 'x' was absent from 1 of 1 record"]
 
 
 def test_names_from_the_input_cannot_start_a_log_line_of_their_own(config, caplog):

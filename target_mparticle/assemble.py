@@ -195,14 +195,19 @@ def _body(
 
 
 def _request_id(members: list[Item], chunk: list[dict[str, t.Any]], index: int, parts: int) -> str:
-    """The batch's source_request_id: from its content only, so every re-run repeats it."""
+    """The batch's source_request_id: from its content only, so every re-run repeats it.
+
+    Its environment is part of it, as of every converter's id: mParticle keeps the ids
+    per API key, not per environment, so the same rows sent to production after a
+    development run would otherwise be dropped there as copies.
+    """
     first = members[0]
     if first.group is not None and not chunk:
         # A user's updates folded together: the id names every change in it.
         return digest_id("fold", first.group, [m.request_id for m in members])
     if first.group is not None:
         ids = [e["data"].get("source_message_id") for e in chunk]
-        return digest_id("group", first.group, ids)
+        return digest_id("group", first.group, first.batch["environment"], ids)
     if parts == 1:
         return first.request_id
     return digest_id("part", first.request_id, index, parts)

@@ -271,7 +271,9 @@ class Converter(MappedRecords, AudienceRows):
         if group is not None:
             return Item(self.stream, record, batch, events, group, group, refused)
         given = record.get("source_request_id")
-        request_id = str(given) if given else digest_id("whole", public(record))
+        request_id = (
+            str(given) if given else digest_id("whole", batch["environment"], public(record))
+        )
         return Item(self.stream, record, batch, events, None, request_id, refused)
 
     @staticmethod

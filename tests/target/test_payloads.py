@@ -184,6 +184,36 @@ def test_mapped_event_defaults_and_deterministic_ids():
     assert changed.request_id != first.request_id
 
 
+def _request_ids(environment: str) -> list[str]:
+    """The source_request_id of each record shape's batch, under `environment`."""
+    defaults = BatchDefaults(environment=environment)
+
+    def conv(mapping, stream="s", key=("id",)):
+        parsed = StreamMapping.from_config(mapping or {}, explicit=mapping is not None)
+        return Converter(stream, list(key), parsed, defaults, Tally())
+
+    items = [
+        conv({"kind": "user"}).convert({"id": 1, "email": "a@b.c"}),
+        conv({"event_name_field": "what"}).convert({"id": 2, "customer_id": "c", "what": "W"}),
+        conv(None, "audience_memberships").convert(
+            {"audience_id": 7, "action": "add", "identity_type": "email", "identity_value": "x"}
+        ),
+        conv(None, "events", ()).convert(_tap_event(1, 0)),
+        conv(None, "batches", ()).convert({"user_identities": {"email": "d@e.f"}, "mpid": 3}),
+    ]
+    return [b["source_request_id"] for item in items for b in batches_of([item])[0]]
+
+
+def test_request_ids_differ_by_environment_and_repeat_within_one():
+    """mParticle keeps these ids per API key, whatever the environment: the rows a
+    development run sent must not be dropped as copies when sent to production."""
+    development = _request_ids("development")
+    assert _request_ids("development") == development
+    production = _request_ids("production")
+    assert len(production) == len(development) == 5
+    assert not set(production) & set(development)
+
+
 def test_screen_view_and_commerce_mappings_validate():
     screen = converter({"kind": "screen_view", "event_name": "Home"}).convert(
         {"id": 1, "email": "a@b.c"}

@@ -389,8 +389,13 @@ class DryRunClient:
         self.path = path
         self.base_url = base_url.rstrip("/")
         self.stats = Stats()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("wb")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("wb")
+        except OSError as exc:
+            # The start-up check found the place writable (e.g. /proc, as root).
+            msg = f"dry_run_path {str(path)!r} cannot be written ({exc.strerror or exc})"
+            raise DeliveryError(msg) from None
         self._lock = threading.Lock()
 
     def deliver(

@@ -5,6 +5,7 @@ import gc
 import io
 import json
 import logging
+import pathlib
 import re
 import sys
 import threading
@@ -13,7 +14,7 @@ import warnings
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
 
-from target_mparticle.client import AuthError, BadRequestError, DeliveryError
+from target_mparticle.client import AuthError, BadRequestError, DeliveryError, DryRunClient
 from target_mparticle.invalid import InvalidRecordFatalError
 from target_mparticle.target import TargetMParticle
 from tests.support.eventsapi import EventsApiServer, Fault
@@ -340,6 +341,13 @@ def test_dry_run_needs_no_credentials_and_sends_nothing(server, tmp_path):
     # No STATE: Meltano would save it and the real run after it would send nothing.
     assert run.states == []
     assert run.target._states_held_back == 3
+
+
+def test_a_dry_run_file_that_cannot_be_opened_is_one_error_naming_the_setting():
+    """Past the start-up check (as root, /proc looks writable): no traceback either."""
+    path = pathlib.Path("/proc/no-such-dir/dry.jsonl")
+    with pytest.raises(DeliveryError, match=r"^dry_run_path '/proc/no-such-dir/dry.jsonl' cannot"):
+        DryRunClient(path, "https://s2s.us1.mparticle.com/v2")
 
 
 def test_a_dry_run_that_writes_no_body_still_replaces_the_last_runs_file(tmp_path, caplog):

@@ -163,11 +163,10 @@ def explode_batch(batch: Any) -> Iterator[dict[str, Any] | NotABatchError]:  # n
     # The same line-level checks as the batches stream: a typed field holding
     # something else (an mpid that is no integer) is bad input for both streams.
     typed = typed_fields(batch)
-    environment = batch.get("environment")
     context = {
         "mpid": typed["mpid"],
         "batch_id": typed["batch_id"],
-        "environment": environment if isinstance(environment, str) else None,
+        "environment": typed["environment"],
         "user_identities": identities_as_object(batch.get("user_identities")),
         "user_attributes": _object(typed["user_attributes"]),
         "device_info": _object(typed["device_info"]),
@@ -206,13 +205,18 @@ def _event_record(
         return NotABatchError(
             f"event {index} timestamp_unixtime_ms {raw_ts!r} is outside the years 1 to 9999"
         )
+    texts: dict[str, str | None] = {}
+    for field in ("source_message_id", "session_uuid"):
+        value = data.get(field)
+        if isinstance(value, (dict, list)):  # no id; its repr would pass for one
+            return NotABatchError(f"event {index} {field} is a JSON {_json_type(value)}, not text")
+        texts[field] = _string_or_none(value)
     return {
         "event_type": event_type,
         "event_name": name if isinstance(name, str) else None,
         "timestamp": timestamp,
         "timestamp_unixtime_ms": ts_ms,
-        "source_message_id": _string_or_none(data.get("source_message_id")),
-        "session_uuid": _string_or_none(data.get("session_uuid")),
+        **texts,
         **context,
         "custom_attributes": _object(data.get("custom_attributes")),
         "data": data,
@@ -248,7 +252,8 @@ def typed_fields(batch: dict[str, Any]) -> dict[str, Any]:
 
     Raises:
         NotABatchError: A field holds a value of another type (an `mpid` that is
-            no integer, `user_attributes` that are no object, ...).
+            no integer, `user_attributes` that are no object, ...), or
+            `user_identities` are malformed (see `check_identities`).
     """
     record: dict[str, Any] = {}
     for name in INTEGER_FIELDS:
@@ -270,7 +275,43 @@ def typed_fields(batch: dict[str, Any]) -> dict[str, Any]:
             msg = f"batch field {name} is a JSON {type(value).__name__}, not an object"
             raise NotABatchError(msg)
         record[name] = value
+    check_identities(batch.get("user_identities"))
     return record
+
+
+def check_identities(raw: Any) -> None:  # noqa: ANN401  (any JSON value)
+    """Refuse `user_identities` that neither identity shape can hold without loss.
+
+    The outbound array is `[{identity_type, identity, ...}]` and the Raw Data Feed's
+    inbound object maps a type to a value (a JSON scalar, per mParticle's schema).
+    Anything else (a string, an entry without a string `identity_type` or without
+    an `identity`, an object as a value, one type given two different values) would
+    be dropped or changed on its way to the `events` stream's identity object.
+
+    Args:
+        raw: The batch's `user_identities` value (None when absent).
+
+    Raises:
+        NotABatchError: The value is of neither shape, or an entry is incomplete.
+    """
+    if raw is None:
+        return
+    if isinstance(raw, dict):
+        entries = [(key, value, f"user_identities.{key}") for key, value in raw.items()]
+    elif isinstance(raw, list):
+        entries = [_identity_entry(index, item) for index, item in enumerate(raw)]
+    else:
+        msg = f"batch field user_identities is a JSON {_json_type(raw)}, not an array"
+        raise NotABatchError(msg)
+    seen: dict[str, Any] = {}
+    for kind, value, where in entries:
+        if isinstance(value, (dict, list)):
+            msg = f"batch field {where} is a JSON {_json_type(value)}, not text"
+            raise NotABatchError(msg)
+        if kind in seen and seen[kind] != value:
+            msg = f"batch field user_identities gives {kind:.40} two different values"
+            raise NotABatchError(msg)
+        seen[kind] = value
 
 
 def batch_record(batch: Any) -> dict[str, Any]:  # noqa: ANN401  (any JSON value)
@@ -314,6 +355,28 @@ def _array_of(name: str, value: Any, item_type: type) -> list[Any] | None:  # no
             msg = f"batch field {name}[{index}] is not {kind}"
             raise NotABatchError(msg)
     return value
+
+
+def _identity_entry(index: int, item: Any) -> tuple[str, Any, str]:  # noqa: ANN401
+    """One outbound identity as `(type, value, where)`; see `check_identities`."""
+    where = f"user_identities[{index}]"
+    if not isinstance(item, dict):
+        msg = f"batch field {where} is a JSON {_json_type(item)}, not an object"
+        raise NotABatchError(msg)
+    kind = item.get("identity_type")
+    if not isinstance(kind, str) or not kind:
+        msg = f"batch field {where} has no identity_type string ({kind!r:.40})"
+        raise NotABatchError(msg)
+    if "identity" not in item:
+        msg = f"batch field {where} ({kind:.40}) has no identity"
+        raise NotABatchError(msg)
+    return kind, item["identity"], f"{where}.identity"
+
+
+def _json_type(value: Any) -> str:  # noqa: ANN401  (any JSON value)
+    """The JSON name of a decoded value's type, for messages (`object`, not `dict`)."""
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number")
 
 
 def _string_or_none(value: Any) -> str | None:  # noqa: ANN401

@@ -13,8 +13,8 @@ out of it:
   schema can say so, `events` and `user_identities` as mParticle's arrays), so nothing
   a batch carries is lost, batches without events included.
 
-A JSON object none of whose keys is a batch field is not a batch, and says so,
-rather than passing as an empty one.
+A JSON object none of whose keys is a batch field (`{}` too) is not a batch, and
+says so, rather than passing as an empty one.
 """
 
 from __future__ import annotations
@@ -119,13 +119,18 @@ def check_batch(batch: Any) -> dict[str, Any]:  # noqa: ANN401  (any JSON value)
         The batch, as a dict.
 
     Raises:
-        NotABatchError: It is not an object, holds no batch field, or `events` is
-            not an array.
+        NotABatchError: It is not an object, holds no batch field (`{}` included),
+            or `events` is not an array.
     """
     if not isinstance(batch, dict):
         msg = f"not an mParticle batch (a JSON {type(batch).__name__}, not an object)"
         raise NotABatchError(msg)
-    if batch and BATCH_FIELDS.isdisjoint(batch):
+    if not batch:
+        # Only mParticle's bucket verification file holds `{}`, and it is skipped by
+        # name; a `{}` line in a drop file is damage, not an empty batch.
+        msg = "not an mParticle batch (an empty JSON object)"
+        raise NotABatchError(msg)
+    if BATCH_FIELDS.isdisjoint(batch):
         keys = ", ".join(sorted(map(str, batch))[:6])
         msg = f"not an mParticle batch (none of its keys is a batch field: {keys})"
         raise NotABatchError(msg)

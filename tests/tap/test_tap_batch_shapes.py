@@ -138,3 +138,27 @@ def test_skip_warns_counts_and_keeps_the_other_lines(tmp_path, stream, caplog):
     log = "\n".join(caplog.messages)
     assert f"{location}:2: batch field user_identities is a JSON string" in log
     assert f"{stream}: skipped 1 bad items" in log
+
+
+def test_an_empty_object_is_not_a_batch():
+    # The README calls an object with no batch field bad input; `{}` is one (only
+    # mParticle's bucket verification file holds it, and that file is skipped by name).
+    for parse in (batch_record, lambda batch: list(explode_batch(batch))):
+        with pytest.raises(NotABatchError, match=escaped("not an mParticle batch (an empty JSON")):
+            parse({})
+
+
+@pytest.mark.parametrize("stream", ["events", "batches"])
+def test_an_empty_object_line_fails_or_is_skipped_and_counted(tmp_path, stream, caplog):
+    path = tmp_path / "App_20240501000000000000_00002.txt"
+    lines = [{"events": [EVENT], "mpid": 4}, {}, {"events": [EVENT], "mpid": 6}]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    expected = f"{path.resolve()}:2: not an mParticle batch (an empty JSON object)"
+    with pytest.raises(Exception, match=escaped(expected)):
+        run_tap({"bucket_url": str(tmp_path)}, streams={stream})
+    with caplog.at_level(logging.WARNING):
+        out = run_tap({"bucket_url": str(tmp_path), "on_bad_record": "skip"}, streams={stream})
+    assert [r["mpid"] for r in assert_valid(out, stream)] == [4, 6]
+    log = "\n".join(caplog.messages)
+    assert expected in log
+    assert f"{stream}: skipped 1 bad items" in log

@@ -300,12 +300,17 @@ def _profile_audiences(profile: dict[str, Any]) -> list[dict[str, Any]]:
     the attributes are not lost.
 
     Raises:
-        NotAudienceError: The profile has no audience list at all, or an entry is
-            not an object.
+        NotAudienceError: The profile has no audience list at all, an entry is not
+            an object, or `user_attributes` is not a map.
     """
     keys = [key for key in ("audiences", *LEGACY_AUDIENCE_KEYS) if key in profile]
     if not keys:
         msg = "a user profile with no audiences, added_audiences or removed_audiences"
+        raise NotAudienceError(msg)
+    attributes = profile.get("user_attributes")
+    if attributes is not None and not isinstance(attributes, dict):
+        # Ignoring it would lose the user's attributes without a word.
+        msg = f"the profile's user_attributes is a JSON {json_type(attributes)}, not an object"
         raise NotAudienceError(msg)
     entries: list[dict[str, Any]] = []
     for key in keys:
@@ -317,8 +322,7 @@ def _profile_audiences(profile: dict[str, Any]) -> list[dict[str, Any]]:
                 entries.append(entry)
                 continue
             entries.append({**entry, "action": LEGACY_AUDIENCE_KEYS[key]})
-            attributes = profile.get("user_attributes")
-            if isinstance(attributes, dict) and attributes:
+            if attributes:
                 entries.append(
                     {
                         **entry,

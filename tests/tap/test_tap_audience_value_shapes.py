@@ -212,3 +212,36 @@ def test_skip_warns_counts_and_keeps_the_other_lines(tmp_path, caplog):
     log = "\n".join(caplog.messages)
     assert f"{location}:2: user attribute 'k' list_value" in log
     assert "skipped 1 bad items" in log
+
+
+def legacy(attributes: object) -> bytes:
+    """A pre-2.0 partner message: plain `user_attributes` map, `added_audiences`."""
+    profile = {
+        "mpid": "77",
+        "user_identities": [{"type": "customer", "encoding": "raw", "value": "c-77"}],
+        "user_attributes": attributes,
+        "added_audiences": [{"audience_id": 11, "audience_name": "Big spenders"}],
+    }
+    message = {
+        "type": "audience_membership_change_request",
+        "timestamp_ms": 1714592744065,
+        "user_profiles": [profile],
+    }
+    return json.dumps(message).encode()
+
+
+@pytest.mark.parametrize(
+    ("attributes", "reason"),
+    [
+        ("tier=gold", "the profile's user_attributes is a JSON string, not an object"),
+        ([["tier", "gold"]], "the profile's user_attributes is a JSON array, not an object"),
+        ({"tier": {"a": 1}}, "user attribute 'tier' value is a JSON object, not text"),
+        ({"tags": ["a", None]}, "user attribute 'tags' list_value[1] is null, not text"),
+    ],
+)
+def test_pre_2_user_attributes_of_the_wrong_shape_are_bad_input(attributes, reason):
+    items = parse(legacy(attributes) + b"\n" + legacy({"tier": "gold"}) + b"\n")
+    (error,) = [item for item in items if isinstance(item, BadInputError)]
+    assert (error.lineno, reason in error.reason) == (1, True), error.reason
+    kept = [record for _kind, record in (i for i in items if not isinstance(i, BadInputError))]
+    assert {record["_sdc_source_lineno"] for record in kept} == {2}

@@ -194,12 +194,6 @@ def _event_record(
         data = {}
     elif not isinstance(data, dict):
         return NotABatchError(f"event {index} 'data' is not an object")
-    if event_type in _NAMED_EVENT_TYPES:
-        name = data.get("event_name")
-    elif event_type == "screen_view":
-        name = data.get("screen_name")
-    else:
-        name = None
     raw_ts = data.get("timestamp_unixtime_ms")
     ts_ms = _event_millis(raw_ts)
     if ts_ms is None and raw_ts not in (None, ""):
@@ -210,23 +204,53 @@ def _event_record(
         return NotABatchError(
             f"event {index} timestamp_unixtime_ms {raw_ts!r} is outside the years 1 to 9999"
         )
-    texts: dict[str, str | None] = {}
-    for field in ("source_message_id", "session_uuid"):
-        value = data.get(field)
-        if isinstance(value, (dict, list)):  # no id; its repr would pass for one
-            return NotABatchError(f"event {index} {field} is a JSON {_json_type(value)}, not text")
-        texts[field] = _string_or_none(value)
+    columns = _data_columns(index, event_type, data)
+    if isinstance(columns, NotABatchError):
+        return columns
     return {
         "event_type": event_type,
-        "event_name": name if isinstance(name, str) else None,
+        "event_name": columns["event_name"],
         "timestamp": timestamp,
         "timestamp_unixtime_ms": ts_ms,
-        **texts,
+        "source_message_id": columns["source_message_id"],
+        "session_uuid": columns["session_uuid"],
         **context,
-        "custom_attributes": _object(data.get("custom_attributes")),
+        "custom_attributes": columns["custom_attributes"],
         "data": data,
         "_sdc_event_index": index,
     }
+
+
+def _data_columns(
+    index: int, event_type: str, data: dict[str, Any]
+) -> dict[str, Any] | NotABatchError:
+    """The columns lifted out of an event's `data`, or why one cannot be.
+
+    A name or id written as a number is its text; an object or array is none, and
+    Python's rendering of it (`{'a': 1}`) or a null in its place would change the
+    data unsaid, so the event is bad input. Likewise `custom_attributes` that are
+    no object. (`data` itself is kept whole either way.)
+    """
+    if event_type in _NAMED_EVENT_TYPES:
+        name_field: str | None = "event_name"
+    elif event_type == "screen_view":
+        name_field = "screen_name"
+    else:
+        name_field = None
+    fields = {"event_name": name_field, "source_message_id": "source_message_id"}
+    fields["session_uuid"] = "session_uuid"
+    columns: dict[str, Any] = {}
+    for column, field in fields.items():
+        value = None if field is None else data.get(field)
+        if isinstance(value, (dict, list)):
+            return NotABatchError(f"event {index} {field} is a JSON {_json_type(value)}, not text")
+        columns[column] = _string_or_none(value)
+    attributes = data.get("custom_attributes")
+    if attributes is not None and not isinstance(attributes, dict):
+        kind = _json_type(attributes)
+        return NotABatchError(f"event {index} custom_attributes is a JSON {kind}, not an object")
+    columns["custom_attributes"] = attributes or {}
+    return columns
 
 
 def _event_millis(value: Any) -> int | None:  # noqa: ANN401  (any JSON value)

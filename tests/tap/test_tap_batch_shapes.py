@@ -31,19 +31,26 @@ def escaped(reason: str) -> str:
     [
         ("source_message_id", {"a": 1}, "event 1 source_message_id is a JSON object, not text"),
         ("session_uuid", ["u"], "event 1 session_uuid is a JSON array, not text"),
+        ("event_name", {"n": "a"}, "event 1 event_name is a JSON object, not text"),
+        ("custom_attributes", ["a"], "event 1 custom_attributes is a JSON array, not an object"),
+        ("custom_attributes", "a=1", "event 1 custom_attributes is a JSON string, not an object"),
     ],
 )
-def test_an_event_id_that_is_no_text_is_bad_input_for_that_event(field, value, reason):
+def test_an_event_column_of_the_wrong_shape_is_bad_input_for_that_event(field, value, reason):
     batch = {"mpid": 1, "events": [event_with(), event_with(**{field: value}), event_with()]}
     items = list(explode_batch(batch))
     assert [type(item).__name__ for item in items] == ["dict", "NotABatchError", "dict"]
     assert str(items[1]) == reason
 
 
-def test_event_ids_written_as_numbers_are_their_text():
-    batch = {"events": [event_with(source_message_id=1234, session_uuid="s-1")]}
+def test_event_ids_and_names_written_as_numbers_are_their_text():
+    screen = {"event_type": "screen_view", "data": {"screen_name": ["Home"]}}
+    batch = {"events": [event_with(source_message_id=1234, session_uuid="s-1", event_name=7)]}
     (record,) = explode_batch(batch)
     assert (record["source_message_id"], record["session_uuid"]) == ("1234", "s-1")
+    assert (record["event_name"], record["custom_attributes"]) == ("7", {})
+    (error,) = explode_batch({"events": [screen]})
+    assert str(error) == "event 0 screen_name is a JSON array, not text"
 
 
 BAD_IDENTITIES = [

@@ -108,7 +108,8 @@ def read_manifest(data: bytes, location: str) -> Manifest:
         The manifest.
 
     Raises:
-        BadInputError: It is not a JSON object with a `files` array.
+        BadInputError: It is not a JSON object with a `files` array, or a file's
+            variant is an object or an array.
     """
     if len(data) > MAX_MANIFEST_BYTES:
         msg = f"manifest.json is over the {MAX_MANIFEST_BYTES} byte limit"
@@ -127,6 +128,9 @@ def read_manifest(data: bytes, location: str) -> Manifest:
         if isinstance(entry, dict) and isinstance(entry.get("file_name"), str):
             rows = entry.get("total_rows")
             variant = entry.get("variant_name") or entry.get("variant")
+            if isinstance(variant, (dict, list)):  # its repr would become the variant
+                msg = f"manifest.json names the variant of {entry['file_name']!r:.80} not as text"
+                raise BadInputError(location, msg)
             entries[entry["file_name"]] = ManifestEntry(
                 total_rows=rows if isinstance(rows, int) and not isinstance(rows, bool) else None,
                 variant=str(variant) if variant else None,

@@ -212,14 +212,29 @@ def to_mpid(value: Any) -> int | None:  # noqa: ANN401  (any JSON scalar)
     return number
 
 
-def text_value(value: Any) -> str | None:  # noqa: ANN401  (any JSON scalar)
-    """Render an identity or attribute value as the string mParticle means.
+def json_type(value: Any) -> str:  # noqa: ANN401  (any JSON value)
+    """The JSON name of a decoded value's type, for messages (`object`, not `dict`)."""
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number")
+
+
+def text_value(value: Any, field: str) -> str | None:  # noqa: ANN401  (any JSON value)
+    """Render an identity, name or attribute value as the text mParticle means.
+
+    mParticle's formats give these as text, and sources write numeric ids as
+    numbers as often as strings, so numbers and booleans are read as their text.
+    An object or array is no text at all: rendering it (Python's `{'a': 1}`) would
+    send made-up data downstream, so it is refused.
 
     Args:
-        value: A JSON scalar.
+        value: A JSON value.
+        field: What it is, for the message (e.g. `AudienceName`).
 
     Returns:
         The text (`true`/`false` for booleans), or None for null.
+
+    Raises:
+        NotAudienceError: The value is an object or an array.
     """
     if value is None:
         return None
@@ -227,6 +242,9 @@ def text_value(value: Any) -> str | None:  # noqa: ANN401  (any JSON scalar)
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        msg = f"{field} is a JSON {json_type(value)}, not text"
+        raise NotAudienceError(msg)
     return str(value)
 
 
@@ -290,12 +308,13 @@ def identity_rows(
 
     Raises:
         NotAudienceError: An identity has no value (null or ""): dropping it would
-            lose it without a word, and a row for it would name no one.
+            lose it without a word, and a row for it would name no one. Or its
+            value is an object or an array (see `text_value`).
     """
     found_mpid: int | None = None
     rows = []
     for raw_type, raw_value, encoding in identities:
-        value = text_value(raw_value)
+        value = text_value(raw_value, f"identity {raw_type!r:.60}")
         if value is None or value == "":
             msg = f"identity {raw_type!r:.60} has no value"
             raise NotAudienceError(msg)

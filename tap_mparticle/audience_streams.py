@@ -244,6 +244,13 @@ class AudienceFileStream(MParticleFileStream):
         )
         try:
             yield from self._read_files()
+        except BaseException:
+            # The sync stops here (a bad record with `fail`, or the generator closed):
+            # the sibling may never run to replay its inbox, so its spool file is
+            # closed now rather than left open; a sibling that does run re-parses.
+            if self._hand_over_to is not None:
+                self._hand_over_to.inbox.close()
+            raise
         finally:
             self.inbox.close()
             self._hand_over_to = None

@@ -49,6 +49,7 @@ from tap_mparticle.audience_records import (
     NotAudienceError,
     RecordNumberer,
     identity_rows,
+    json_type,
     required_timestamp,
     text_value,
     to_audience_id,
@@ -174,7 +175,7 @@ def _firehose(document: dict[str, Any], file: AudienceFile) -> list[tuple[str, d
         ((name, value, "raw") for name, value in identities.items()),
         file,
         audience_id=to_audience_id(document.get("AudienceId"), "AudienceId"),
-        audience_name=text_value(document.get("AudienceName")),
+        audience_name=text_value(document.get("AudienceName"), "AudienceName"),
         mpid=to_mpid(top_mpid),
         action="add" if to_bool(document.get("IsMember"), "IsMember") else "remove",
         timestamp=required_timestamp(
@@ -243,7 +244,8 @@ def _partner_identities(profile: dict[str, Any]) -> list[tuple[str, Any, str]]:
             if encoding not in ENCODINGS:
                 msg = f"identity encoding {encoding!r} is not raw, md5, sha1 or sha256"
                 raise NotAudienceError(msg)
-            found.append((str(identity["type"]), identity.get("value"), encoding))
+            kind = text_value(identity["type"], f"the type of an entry of {group}") or ""
+            found.append((kind, identity.get("value"), encoding))
     return found
 
 
@@ -262,7 +264,7 @@ def _partner_feed(document: dict[str, Any], file: AudienceFile) -> list[tuple[st
         mpid = to_mpid(profile.get("mpid"))
         for audience in _profile_audiences(profile):
             audience_id = to_audience_id(audience.get("audience_id"), "audience_id")
-            name = text_value(audience.get("audience_name"))
+            name = text_value(audience.get("audience_name"), "audience_name")
             action = audience.get("action")
             if action == "attribute_update":
                 out.extend(
@@ -298,12 +300,17 @@ def _profile_audiences(profile: dict[str, Any]) -> list[dict[str, Any]]:
     the attributes are not lost.
 
     Raises:
-        NotAudienceError: The profile has no audience list at all, or an entry is
-            not an object.
+        NotAudienceError: The profile has no audience list at all, an entry is not
+            an object, or `user_attributes` is not a map.
     """
     keys = [key for key in ("audiences", *LEGACY_AUDIENCE_KEYS) if key in profile]
     if not keys:
         msg = "a user profile with no audiences, added_audiences or removed_audiences"
+        raise NotAudienceError(msg)
+    attributes = profile.get("user_attributes")
+    if attributes is not None and not isinstance(attributes, dict):
+        # Ignoring it would lose the user's attributes without a word.
+        msg = f"the profile's user_attributes is a JSON {json_type(attributes)}, not an object"
         raise NotAudienceError(msg)
     entries: list[dict[str, Any]] = []
     for key in keys:
@@ -315,8 +322,7 @@ def _profile_audiences(profile: dict[str, Any]) -> list[dict[str, Any]]:
                 entries.append(entry)
                 continue
             entries.append({**entry, "action": LEGACY_AUDIENCE_KEYS[key]})
-            attributes = profile.get("user_attributes")
-            if isinstance(attributes, dict) and attributes:
+            if attributes:
                 entries.append(
                     {
                         **entry,
@@ -348,24 +354,52 @@ def _attribute_updates(
         key = change.get("key")
         action = change.get("action")
         if not key or not isinstance(action, str) or action not in ATTRIBUTE_ACTIONS:
-            msg = f"user attribute change {change!r} needs a key and action upsert or delete"
+            msg = f"user attribute change {change!r:.200} needs a key and action upsert or delete"
             raise NotAudienceError(msg)
-        list_value = change.get("list_value")
+        name = text_value(key, "a user attribute key") or ""
+        upsert = action == "upsert"
         yield {
             "audience_id": audience_id,
             "audience_name": audience_name,
             "mpid": mpid,
-            "key": str(key),
-            "value": None if action == "delete" else text_value(change.get("value")),
-            "list_value": (
-                [str(v) for v in list_value]
-                if isinstance(list_value, list) and action != "delete"
-                else None
-            ),
+            "key": name,
+            # A delete needs no value; what an upsert carries must be what it says,
+            # since a null here reads downstream as "delete the attribute".
+            "value": text_value(change.get("value"), f"user attribute {name!r:.60} value")
+            if upsert
+            else None,
+            "list_value": _list_value(change.get("list_value"), name) if upsert else None,
             "action": action,
             "timestamp": timestamp,
             "source_format": "partner_feed",
         }
+
+
+def _list_value(value: Any, key: str) -> list[str] | None:  # noqa: ANN401  (any JSON value)
+    """An upsert's `list_value` as text items: mParticle's format is an array of strings.
+
+    Anything else (a string, an object, a null or nested item) is no list of text,
+    and is refused rather than emitted as null (which a destination applies as a
+    delete) or as made-up text (`'None'`).
+
+    Raises:
+        NotAudienceError: The value is not an array, or an item is null, an object
+            or an array.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        msg = f"user attribute {key!r:.60} list_value is a JSON {json_type(value)}, not an array"
+        raise NotAudienceError(msg)
+    items = []
+    for index, item in enumerate(value):
+        field = f"user attribute {key!r:.60} list_value[{index}]"
+        text = text_value(item, field)
+        if text is None:
+            msg = f"{field} is null, not text"
+            raise NotAudienceError(msg)
+        items.append(text)
+    return items
 
 
 def parse_json_documents(stream: IO[bytes], file: AudienceFile) -> Iterator[AudienceItem]:

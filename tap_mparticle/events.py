@@ -13,8 +13,8 @@ out of it:
   schema can say so, `events` and `user_identities` as mParticle's arrays), so nothing
   a batch carries is lost, batches without events included.
 
-A JSON object none of whose keys is a batch field is not a batch, and says so,
-rather than passing as an empty one.
+A JSON object none of whose keys is a batch field (`{}` too) is not a batch, and
+says so, rather than passing as an empty one.
 """
 
 from __future__ import annotations
@@ -119,13 +119,18 @@ def check_batch(batch: Any) -> dict[str, Any]:  # noqa: ANN401  (any JSON value)
         The batch, as a dict.
 
     Raises:
-        NotABatchError: It is not an object, holds no batch field, or `events` is
-            not an array.
+        NotABatchError: It is not an object, holds no batch field (`{}` included),
+            or `events` is not an array.
     """
     if not isinstance(batch, dict):
         msg = f"not an mParticle batch (a JSON {type(batch).__name__}, not an object)"
         raise NotABatchError(msg)
-    if batch and BATCH_FIELDS.isdisjoint(batch):
+    if not batch:
+        # Only mParticle's bucket verification file holds `{}`, and it is skipped by
+        # name; a `{}` line in a drop file is damage, not an empty batch.
+        msg = "not an mParticle batch (an empty JSON object)"
+        raise NotABatchError(msg)
+    if BATCH_FIELDS.isdisjoint(batch):
         keys = ", ".join(sorted(map(str, batch))[:6])
         msg = f"not an mParticle batch (none of its keys is a batch field: {keys})"
         raise NotABatchError(msg)
@@ -163,11 +168,10 @@ def explode_batch(batch: Any) -> Iterator[dict[str, Any] | NotABatchError]:  # n
     # The same line-level checks as the batches stream: a typed field holding
     # something else (an mpid that is no integer) is bad input for both streams.
     typed = typed_fields(batch)
-    environment = batch.get("environment")
     context = {
         "mpid": typed["mpid"],
         "batch_id": typed["batch_id"],
-        "environment": environment if isinstance(environment, str) else None,
+        "environment": typed["environment"],
         "user_identities": identities_as_object(batch.get("user_identities")),
         "user_attributes": _object(typed["user_attributes"]),
         "device_info": _object(typed["device_info"]),
@@ -190,12 +194,6 @@ def _event_record(
         data = {}
     elif not isinstance(data, dict):
         return NotABatchError(f"event {index} 'data' is not an object")
-    if event_type in _NAMED_EVENT_TYPES:
-        name = data.get("event_name")
-    elif event_type == "screen_view":
-        name = data.get("screen_name")
-    else:
-        name = None
     raw_ts = data.get("timestamp_unixtime_ms")
     ts_ms = _event_millis(raw_ts)
     if ts_ms is None and raw_ts not in (None, ""):
@@ -206,18 +204,53 @@ def _event_record(
         return NotABatchError(
             f"event {index} timestamp_unixtime_ms {raw_ts!r} is outside the years 1 to 9999"
         )
+    columns = _data_columns(index, event_type, data)
+    if isinstance(columns, NotABatchError):
+        return columns
     return {
         "event_type": event_type,
-        "event_name": name if isinstance(name, str) else None,
+        "event_name": columns["event_name"],
         "timestamp": timestamp,
         "timestamp_unixtime_ms": ts_ms,
-        "source_message_id": _string_or_none(data.get("source_message_id")),
-        "session_uuid": _string_or_none(data.get("session_uuid")),
+        "source_message_id": columns["source_message_id"],
+        "session_uuid": columns["session_uuid"],
         **context,
-        "custom_attributes": _object(data.get("custom_attributes")),
+        "custom_attributes": columns["custom_attributes"],
         "data": data,
         "_sdc_event_index": index,
     }
+
+
+def _data_columns(
+    index: int, event_type: str, data: dict[str, Any]
+) -> dict[str, Any] | NotABatchError:
+    """The columns lifted out of an event's `data`, or why one cannot be.
+
+    A name or id written as a number is its text; an object or array is none, and
+    Python's rendering of it (`{'a': 1}`) or a null in its place would change the
+    data unsaid, so the event is bad input. Likewise `custom_attributes` that are
+    no object. (`data` itself is kept whole either way.)
+    """
+    if event_type in _NAMED_EVENT_TYPES:
+        name_field: str | None = "event_name"
+    elif event_type == "screen_view":
+        name_field = "screen_name"
+    else:
+        name_field = None
+    fields = {"event_name": name_field, "source_message_id": "source_message_id"}
+    fields["session_uuid"] = "session_uuid"
+    columns: dict[str, Any] = {}
+    for column, field in fields.items():
+        value = None if field is None else data.get(field)
+        if isinstance(value, (dict, list)):
+            return NotABatchError(f"event {index} {field} is a JSON {_json_type(value)}, not text")
+        columns[column] = _string_or_none(value)
+    attributes = data.get("custom_attributes")
+    if attributes is not None and not isinstance(attributes, dict):
+        kind = _json_type(attributes)
+        return NotABatchError(f"event {index} custom_attributes is a JSON {kind}, not an object")
+    columns["custom_attributes"] = attributes or {}
+    return columns
 
 
 def _event_millis(value: Any) -> int | None:  # noqa: ANN401  (any JSON value)
@@ -248,7 +281,8 @@ def typed_fields(batch: dict[str, Any]) -> dict[str, Any]:
 
     Raises:
         NotABatchError: A field holds a value of another type (an `mpid` that is
-            no integer, `user_attributes` that are no object, ...).
+            no integer, `user_attributes` that are no object, ...), or
+            `user_identities` are malformed (see `check_identities`).
     """
     record: dict[str, Any] = {}
     for name in INTEGER_FIELDS:
@@ -270,7 +304,43 @@ def typed_fields(batch: dict[str, Any]) -> dict[str, Any]:
             msg = f"batch field {name} is a JSON {type(value).__name__}, not an object"
             raise NotABatchError(msg)
         record[name] = value
+    check_identities(batch.get("user_identities"))
     return record
+
+
+def check_identities(raw: Any) -> None:  # noqa: ANN401  (any JSON value)
+    """Refuse `user_identities` that neither identity shape can hold without loss.
+
+    The outbound array is `[{identity_type, identity, ...}]` and the Raw Data Feed's
+    inbound object maps a type to a value (a JSON scalar, per mParticle's schema).
+    Anything else (a string, an entry without a string `identity_type` or without
+    an `identity`, an object as a value, one type given two different values) would
+    be dropped or changed on its way to the `events` stream's identity object.
+
+    Args:
+        raw: The batch's `user_identities` value (None when absent).
+
+    Raises:
+        NotABatchError: The value is of neither shape, or an entry is incomplete.
+    """
+    if raw is None:
+        return
+    if isinstance(raw, dict):
+        entries = [(key, value, f"user_identities.{key}") for key, value in raw.items()]
+    elif isinstance(raw, list):
+        entries = [_identity_entry(index, item) for index, item in enumerate(raw)]
+    else:
+        msg = f"batch field user_identities is a JSON {_json_type(raw)}, not an array"
+        raise NotABatchError(msg)
+    seen: dict[str, Any] = {}
+    for kind, value, where in entries:
+        if isinstance(value, (dict, list)):
+            msg = f"batch field {where} is a JSON {_json_type(value)}, not text"
+            raise NotABatchError(msg)
+        if kind in seen and seen[kind] != value:
+            msg = f"batch field user_identities gives {kind:.40} two different values"
+            raise NotABatchError(msg)
+        seen[kind] = value
 
 
 def batch_record(batch: Any) -> dict[str, Any]:  # noqa: ANN401  (any JSON value)
@@ -314,6 +384,28 @@ def _array_of(name: str, value: Any, item_type: type) -> list[Any] | None:  # no
             msg = f"batch field {name}[{index}] is not {kind}"
             raise NotABatchError(msg)
     return value
+
+
+def _identity_entry(index: int, item: Any) -> tuple[str, Any, str]:  # noqa: ANN401
+    """One outbound identity as `(type, value, where)`; see `check_identities`."""
+    where = f"user_identities[{index}]"
+    if not isinstance(item, dict):
+        msg = f"batch field {where} is a JSON {_json_type(item)}, not an object"
+        raise NotABatchError(msg)
+    kind = item.get("identity_type")
+    if not isinstance(kind, str) or not kind:
+        msg = f"batch field {where} has no identity_type string ({kind!r:.40})"
+        raise NotABatchError(msg)
+    if "identity" not in item:
+        msg = f"batch field {where} ({kind:.40}) has no identity"
+        raise NotABatchError(msg)
+    return kind, item["identity"], f"{where}.identity"
+
+
+def _json_type(value: Any) -> str:  # noqa: ANN401  (any JSON value)
+    """The JSON name of a decoded value's type, for messages (`object`, not `dict`)."""
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number")
 
 
 def _string_or_none(value: Any) -> str | None:  # noqa: ANN401

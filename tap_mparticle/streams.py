@@ -257,8 +257,6 @@ class BatchesStream(_EventFileStream):
             except NotABatchError as exc:
                 yield BadInputError(location, str(exc), lineno)
                 continue
-            if not batch:
-                continue  # `{}`: nothing to keep
             record["_sdc_batch_index"] = batch_index
             record["_sdc_source_lineno"] = lineno
             yield record

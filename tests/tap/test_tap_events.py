@@ -71,7 +71,6 @@ def test_event_name_by_type():
 def test_batches_without_events_yield_nothing():
     assert list(explode_batch({"events": [], "mpid": 1})) == []
     assert list(explode_batch({"mpid": 1})) == []
-    assert list(explode_batch({})) == []
 
 
 def test_inbound_identity_object_is_kept():

@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 from singer_sdk.exceptions import ConfigValidationError
 
 from mparticle_facts.identities import read_identity_types
+from tap_mparticle.aws_session import AwsSettings
 from tap_mparticle.cursor import parse_timestamp
 from tap_mparticle.preflight import (
     MAX_DOWNLOAD_CONCURRENCY,
@@ -23,7 +24,6 @@ from tap_mparticle.preflight import (
     aws_setting_errors,
 )
 from tap_mparticle.sharding import Shard
-from tap_mparticle.storage import AwsSettings
 from tap_mparticle.storage_azure import AzureSettings
 from tap_mparticle.storage_gcs import GcsSettings
 

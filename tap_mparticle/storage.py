@@ -70,7 +70,14 @@ class RemoteFile:
     uri: str
     last_modified: dt.datetime
     size: int
+    #: The name is not UTF-8 text (see `is_text_key`), so the file (or the folder,
+    #: its key ending in "/") cannot be read under a key: the stream applies
+    #: `on_bad_record` to it instead. `uri` shows the name's bytes escaped.
+    name_not_text: bool = False
 
+
+#: The LastModified of a folder marked `name_not_text` (folders carry none).
+NO_TIME = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
 #: One entry of a folder's listing, names counted from the bucket's top: a
 #: sub-folder's name, or an object's (name, size in bytes, last modified).
@@ -106,12 +113,18 @@ def walk_folders(
     while pending:
         for entry in list_folder(pending.pop()):
             if isinstance(entry, str):
-                usable = entry and is_text_key(entry, uri_prefix + entry)
-                if usable and not skip_folder(entry[len(root) :]):
+                if not entry or skip_folder(entry[len(root) :]):
+                    continue
+                if is_text_key(entry):
                     pending.append(entry)
+                else:
+                    yield name_not_text(entry[len(root) :], uri_prefix + entry, NO_TIME)
                 continue
             name, size, modified = entry
-            if name.endswith("/") or not size or not is_text_key(name, uri_prefix + name):
+            if name.endswith("/") or not size:
+                continue
+            if not is_text_key(name):
+                yield name_not_text(name[len(root) :], uri_prefix + name, modified.astimezone(UTC))
                 continue
             yield RemoteFile(
                 key=name[len(root) :],
@@ -121,24 +134,32 @@ def walk_folders(
             )
 
 
-def is_text_key(name: str, where: str) -> bool:
-    r"""Whether a listed name can be a key; if not, say the file (or folder) is skipped.
+def is_text_key(name: str) -> bool:
+    r"""Whether a listed name can be a key.
 
     A key is written as UTF-8 to records, state and hashes. A local name that is
     not UTF-8 reaches Python with its bad bytes as lone surrogates (PEP 383), and a
     JSON listing (GCS) can hold a `\ud800` escape: either would fail far from
-    here with a traceback. Its bytes are shown as `\xff`, as `ls -b` shows them.
+    here with a traceback, so the listing marks it instead (`name_not_text`).
     """
     try:
         name.encode()
     except UnicodeEncodeError:
-        try:
-            shown = where.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        except UnicodeEncodeError:  # a surrogate that stands for no byte
-            shown = where.encode("utf-8", "backslashreplace").decode()
-        LOGGER.warning("Skipping %s: its name is not UTF-8 text, so it cannot be a key", shown)
         return False
     return True
+
+
+def name_not_text(key: str, where: str, modified: dt.datetime) -> RemoteFile:
+    r"""A listed file or folder (`key` ending in "/") whose name is not UTF-8 text.
+
+    Its bytes are shown as `\xff`, as `ls -b` shows them; a surrogate that stands
+    for no byte (a JSON escape) as `\ud800`.
+    """
+    try:
+        shown = where.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        shown = where.encode("utf-8", "backslashreplace").decode()
+    return RemoteFile(key=key, uri=shown, last_modified=modified, size=0, name_not_text=True)
 
 
 class Storage(Protocol):
@@ -334,22 +355,17 @@ class LocalStorage:
         if entry.is_symlink():
             self._skipped_link(entry.path)
             return None
-        if not is_text_key(entry.name, entry.path):
-            return None
         relative = Path(entry.path).relative_to(self.root).as_posix()
         if entry.is_dir(follow_symlinks=False):
-            if not skip_folder(relative + "/"):
-                pending.append(Path(entry.path))
-            return None
+            return _folder_entry(entry, relative + "/", skip_folder, pending)
         stat = entry.stat(follow_symlinks=False)
         if stat.st_size == 0 or not entry.is_file(follow_symlinks=False):
             return None
-        return RemoteFile(
-            key=relative,
-            uri=str(Path(entry.path).resolve()),
-            last_modified=dt.datetime.fromtimestamp(stat.st_mtime, tz=UTC),
-            size=stat.st_size,
-        )
+        modified = dt.datetime.fromtimestamp(stat.st_mtime, tz=UTC)
+        if not is_text_key(entry.name):
+            return name_not_text(relative, entry.path, modified)
+        uri = str(Path(entry.path).resolve())
+        return RemoteFile(key=relative, uri=uri, last_modified=modified, size=stat.st_size)
 
     def open(self, file: RemoteFile) -> IO[bytes]:
         """Open a file for binary reads.
@@ -368,6 +384,21 @@ class LocalStorage:
         except OSError as exc:
             msg = f"cannot read {file.uri}: {exc.strerror}"
             raise StorageError(msg) from None
+
+
+def _folder_entry(
+    entry: os.DirEntry[str],
+    folder: str,
+    skip_folder: Callable[[str], bool],
+    pending: list[Path],
+) -> RemoteFile | None:
+    """Queue a local folder to list, unless skipped; one whose name is not text is marked."""
+    if skip_folder(folder):
+        return None
+    if not is_text_key(entry.name):
+        return name_not_text(folder, entry.path + "/", NO_TIME)
+    pending.append(Path(entry.path))
+    return None
 
 
 def storage_for(bucket_url: str, aws: AwsSettings) -> Storage:

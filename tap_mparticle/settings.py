@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -24,6 +25,7 @@ from tap_mparticle.preflight import (
     aws_setting_errors,
 )
 from tap_mparticle.sharding import Shard
+from tap_mparticle.storage import local_root
 from tap_mparticle.storage_azure import AzureSettings
 from tap_mparticle.storage_gcs import GcsSettings
 
@@ -167,6 +169,7 @@ class TapSettings:
             name: normalize_prefix(str(config.get(name, default)))
             for name, default in prefix_settings.items()
         }
+        errors.extend(_prefix_errors(prefixes, bucket_url))
         # Each stream reads its own files; one folder for two kinds of file would feed
         # audience files to the events parser and the other way round.
         by_prefix: dict[str, list[str]] = {}
@@ -256,6 +259,35 @@ def _bucket_url_errors(bucket_url: str) -> list[str]:
         )
         return [f"bucket_url {bucket_url!r} {reason}"]
     return []
+
+
+def _prefix_errors(prefixes: Mapping[str, str], bucket_url: str) -> list[str]:
+    """Refuse a prefix that leads outside bucket_url (the README: nothing outside is read).
+
+    A `..` segment climbs out of a local drop (and `.` names another folder in a
+    bucket than on disk), so both are refused on every backend. A local prefix
+    that exists is also resolved: a symbolic link on its way must stay inside.
+    """
+    errors = []
+    root = None
+    if not _bucket_url_errors(bucket_url) and urlparse(bucket_url).scheme not in CLOUD_SCHEMES:
+        root = local_root(bucket_url)
+    for name, prefix in prefixes.items():
+        dots = sorted({part for part in prefix.split("/") if part in {".", ".."}}, reverse=True)
+        if dots:
+            errors.append(
+                f"{name} {prefix!r} has a {dots[0]!r} segment: a prefix names a folder "
+                "inside bucket_url, and nothing outside bucket_url is read"
+            )
+        elif root is not None and prefix and os.path.exists(root / prefix):  # noqa: PTH110
+            # (os.path.exists: False, not an exception, for a folder we may not stat)
+            resolved = (root / prefix).resolve()
+            if not resolved.is_relative_to(root.resolve()):
+                errors.append(
+                    f"{name} {prefix!r} leads outside bucket_url through a symbolic link "
+                    f"(to {resolved}): nothing outside bucket_url is read"
+                )
+    return errors
 
 
 def _read_shard(config: Mapping[str, Any]) -> tuple[Shard, list[str]]:

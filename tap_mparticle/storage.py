@@ -415,9 +415,15 @@ def storage_for(bucket_url: str, aws: AwsSettings) -> Storage:
     if parsed.scheme == "s3":
         root = parsed.path.strip("/")
         return S3Storage(parsed.netloc, f"{root}/" if root else "", aws)
+    return LocalStorage(local_root(bucket_url))
+
+
+def local_root(bucket_url: str) -> Path:
+    """The directory a local `bucket_url` (a path or a `file://` URL) names."""
+    parsed = urlparse(bucket_url)
     if parsed.scheme == "file":
-        return LocalStorage(Path(unquote(parsed.path)))
-    return LocalStorage(Path(bucket_url).expanduser())
+        return Path(unquote(parsed.path))
+    return Path(bucket_url).expanduser()
 
 
 def read_error(file: RemoteFile, exc: BaseException) -> StorageError:

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 from singer_sdk.exceptions import ConfigValidationError
 
 from mparticle_facts.identities import read_identity_types
+from mparticle_facts.plugin_guards import mask_userinfo
 from tap_mparticle.aws_session import AwsSettings
 from tap_mparticle.cursor import parse_timestamp
 from tap_mparticle.preflight import (
@@ -246,18 +247,24 @@ def _bucket_url_errors(bucket_url: str) -> list[str]:
                 "az://container[/prefix] or a local directory"
             )
         ]
+    shown = mask_userinfo(bucket_url)
     if parsed.scheme in CLOUD_SCHEMES and not parsed.netloc:
         what = CLOUD_SCHEMES[parsed.scheme]
-        return [f"bucket_url {bucket_url!r} names no {what} (expected {parsed.scheme}://{what})"]
+        return [f"bucket_url {shown!r} names no {what} (expected {parsed.scheme}://{what})"]
+    if parsed.scheme in CLOUD_SCHEMES and "@" in parsed.netloc:
+        # No bucket or container name holds an @; the credentials would end up in
+        # every record's _sdc_source_uri.
+        reason = "holds credentials (user:password@): set them in the credential settings"
+        return [f"bucket_url {shown!r} {reason}, not in the URL"]
     if parsed.scheme == "file" and not parsed.path.strip("/"):
         # file:// alone would read the working directory (and file:/// the whole disk).
-        return [f"bucket_url {bucket_url!r} names no directory (expected file:///path/to/drop)"]
+        return [f"bucket_url {shown!r} names no directory (expected file:///path/to/drop)"]
     # One-letter schemes are Windows drive letters, i.e. local paths.
     if parsed.scheme not in {"", "file", *CLOUD_SCHEMES} and len(parsed.scheme) > 1:
         reason = (
             f"has unsupported scheme {parsed.scheme!r} (use s3://, gs://, az://, file:// or a path)"
         )
-        return [f"bucket_url {bucket_url!r} {reason}"]
+        return [f"bucket_url {shown!r} {reason}"]
     return []
 
 
@@ -320,7 +327,8 @@ def _cloud_errors(config: Mapping[str, Any], bucket_url: str) -> list[str]:
         endpoint = config.get(name)
         parsed = urlparse(str(endpoint or ""))
         if endpoint and (parsed.scheme not in {"http", "https"} or not parsed.hostname):
-            errors.append(f"{name} {endpoint!r} is not an http(s) URL (e.g. {example})")
+            shown = mask_userinfo(str(endpoint))
+            errors.append(f"{name} {shown!r} is not an http(s) URL (e.g. {example})")
     has_account = config.get("azure_account_name") or config.get("azure_endpoint_url")
     if key and not config.get("azure_account_name"):
         errors.append("azure_account_key needs azure_account_name")

@@ -26,7 +26,7 @@ import botocore.config
 import botocore.exceptions
 import smart_open
 
-from mparticle_facts.plugin_guards import one_line
+from mparticle_facts.plugin_guards import mask_userinfo, one_line
 from tap_mparticle.aws_session import boto_session
 
 if TYPE_CHECKING:
@@ -49,8 +49,11 @@ class StorageError(Exception):
     """
 
     def __init__(self, message: str) -> None:
-        """Keep the message one line even when a key in it holds a newline (`one_line`)."""
-        super().__init__(one_line(message))
+        """Keep the message one line (a key may hold a newline), URL credentials masked.
+
+        An endpoint URL may carry `user:password@`, and botocore quotes it in errors.
+        """
+        super().__init__(one_line(mask_userinfo(message)))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -44,9 +44,9 @@ def check_state(state: dict[str, Any]) -> None:
     Raises:
         StateShapeError: One message naming the stream, the field and the value.
     """
-    bookmarks = state.get("bookmarks")
-    if bookmarks is None:
+    if "bookmarks" not in state:
         return
+    bookmarks = state["bookmarks"]
     if not isinstance(bookmarks, dict):
         _refuse("", "bookmarks must be an object of stream bookmarks", bookmarks)
     for stream, bookmark in bookmarks.items():

@@ -65,6 +65,11 @@ def test_a_bad_bookmark_field_is_named_with_its_value(bookmark: dict, message: s
     ("state", "message"),
     [
         ({"bookmarks": 5}, "bookmarks must be an object of stream bookmarks, not 5"),
+        ({"bookmarks": None}, "bookmarks must be an object of stream bookmarks, not null"),
+        (
+            {"bookmarks": {"events": None}},
+            'stream "events": the bookmark must be an object, not null',
+        ),
         ({"bookmarks": {"events": 5}}, 'stream "events": the bookmark must be an object, not 5'),
         (
             {"bookmarks": {"x" * 100: []}},

@@ -2,8 +2,9 @@
 
 Not facts about mParticle, but the same in both plugins, so they live once in the
 package both share: reading a config or state file that must be a JSON object (one
-line when it is not), naming settings no one has, masking secret values in every
-log line, at any level, DEBUG included, and saying so when stdout's reader is gone.
+line when it is not), naming settings no one has, masking secret values (and the
+`user:password@` of any URL) in every log line, at any level, DEBUG included, and
+saying so when stdout's reader is gone.
 """
 
 from __future__ import annotations
@@ -168,8 +169,27 @@ def one_line(text: str) -> str:
     return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode(), text)
 
 
+#: The user:password@ part of a URL (up to its last @ before the path), any scheme.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#'\"\\]*@")
+
+
+def mask_userinfo(text: str) -> str:
+    """`text` with the credentials in any URL's `user:password@` part masked.
+
+    An endpoint setting such as `http://minio:secret@host:9000` carries a secret
+    that no secret setting names, and libraries quote the URL in their errors.
+
+    Args:
+        text: A message or a URL.
+
+    Returns:
+        The text, each `scheme://user:password@` written `scheme://***@`.
+    """
+    return _USERINFO.sub(lambda match: f"{match.group(1)}{MASK}@", text)
+
+
 class _GuardLines(logging.Filter):
-    """Mask secret values in a log record's final message, then keep it one line.
+    """Mask secret values (and URL credentials) in a log record's final message, one line.
 
     Stream and field names come from the input, and the SDK prints some of them as
     they are (its sink loggers are named after the stream; its "Schema has changed
@@ -187,7 +207,8 @@ class _GuardLines(logging.Filter):
         guarded = message
         for secret in self.secrets:
             guarded = guarded.replace(secret, MASK)
-        guarded = one_line(guarded)  # after masking: a secret may hold a line break itself
+        # After masking: a secret may hold a line break itself.
+        guarded = one_line(mask_userinfo(guarded))
         if guarded != message:
             record.msg, record.args = guarded, None
         return True

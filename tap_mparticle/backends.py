@@ -13,7 +13,8 @@ from urllib.parse import urlparse
 from tap_mparticle.storage import storage_for
 
 if TYPE_CHECKING:
-    from tap_mparticle.storage import AwsSettings, Storage
+    from tap_mparticle.aws_session import AwsSettings
+    from tap_mparticle.storage import Storage
     from tap_mparticle.storage_azure import AzureSettings
     from tap_mparticle.storage_gcs import GcsSettings
 

@@ -208,10 +208,15 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
         listed = others = 0
         new: list[RemoteFile] = []
         late = LateFiles.begin(self.stream_state, self.settings.start_date, cursor.window_start)
+        not_text: list[RemoteFile] = []
         for file in storage.list_files(self.prefix, skip_folder=skip_folder):
             listed += 1
             if not shard.owns(file.key):
                 others += 1  # another shard's: not read, not remembered, not checked
+            elif file.name_not_text:
+                # A folder has no LastModified: it is reported on every run.
+                if file.key.endswith("/") or cursor.should_read(file):
+                    not_text.append(file)
             elif self.accepts(file):
                 late.listed(file)
                 if cursor.should_read(file):
@@ -235,6 +240,16 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
             )
         self._late = late
         self.warn_late_files(late)
+        for file in not_text:
+            what = "folder" if file.key.endswith("/") else "file"
+            self.handle_bad_input(
+                BadInputError(
+                    file.uri,
+                    f"the {what}'s name is not UTF-8 text, so it cannot be a key and "
+                    f"{'none of its files is' if what == 'folder' else 'it is not'} read; "
+                    "rename it",
+                )
+            )
         return new
 
     def warn_late_files(self, late: LateFiles) -> None:

@@ -24,6 +24,7 @@ import botocore.session
 # Shared with target-mparticle; re-exported so the tap imports its guards from one place.
 from mparticle_facts.plugin_guards import (
     ConfigFileError,
+    mask_userinfo,
     parse_json_object,
     read_json_object,
     unknown_settings,
@@ -68,7 +69,8 @@ def aws_setting_errors(config: Mapping[str, Any]) -> list[str]:
         parsed = urlparse(str(endpoint))
         if parsed.scheme not in {"http", "https"} or not parsed.hostname:
             errors.append(
-                f"aws_endpoint_url {endpoint!r} is not an http(s) URL (e.g. http://localhost:9000)"
+                f"aws_endpoint_url {mask_userinfo(str(endpoint))!r} is not an http(s) URL "
+                "(e.g. http://localhost:9000)"
             )
     region = config.get("aws_region")
     if region:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from singer_sdk.exceptions import ConfigValidationError
 
 from mparticle_facts.identities import read_identity_types
+from mparticle_facts.plugin_guards import mask_userinfo
+from tap_mparticle.aws_session import AwsSettings
 from tap_mparticle.cursor import parse_timestamp
 from tap_mparticle.preflight import (
     MAX_DOWNLOAD_CONCURRENCY,
@@ -23,7 +26,7 @@ from tap_mparticle.preflight import (
     aws_setting_errors,
 )
 from tap_mparticle.sharding import Shard
-from tap_mparticle.storage import AwsSettings
+from tap_mparticle.storage import local_root
 from tap_mparticle.storage_azure import AzureSettings
 from tap_mparticle.storage_gcs import GcsSettings
 
@@ -167,6 +170,7 @@ class TapSettings:
             name: normalize_prefix(str(config.get(name, default)))
             for name, default in prefix_settings.items()
         }
+        errors.extend(_prefix_errors(prefixes, bucket_url))
         # Each stream reads its own files; one folder for two kinds of file would feed
         # audience files to the events parser and the other way round.
         by_prefix: dict[str, list[str]] = {}
@@ -243,19 +247,54 @@ def _bucket_url_errors(bucket_url: str) -> list[str]:
                 "az://container[/prefix] or a local directory"
             )
         ]
+    shown = mask_userinfo(bucket_url)
     if parsed.scheme in CLOUD_SCHEMES and not parsed.netloc:
         what = CLOUD_SCHEMES[parsed.scheme]
-        return [f"bucket_url {bucket_url!r} names no {what} (expected {parsed.scheme}://{what})"]
+        return [f"bucket_url {shown!r} names no {what} (expected {parsed.scheme}://{what})"]
+    if parsed.scheme in CLOUD_SCHEMES and "@" in parsed.netloc:
+        # No bucket or container name holds an @; the credentials would end up in
+        # every record's _sdc_source_uri.
+        reason = "holds credentials (user:password@): set them in the credential settings"
+        return [f"bucket_url {shown!r} {reason}, not in the URL"]
     if parsed.scheme == "file" and not parsed.path.strip("/"):
         # file:// alone would read the working directory (and file:/// the whole disk).
-        return [f"bucket_url {bucket_url!r} names no directory (expected file:///path/to/drop)"]
+        return [f"bucket_url {shown!r} names no directory (expected file:///path/to/drop)"]
     # One-letter schemes are Windows drive letters, i.e. local paths.
     if parsed.scheme not in {"", "file", *CLOUD_SCHEMES} and len(parsed.scheme) > 1:
         reason = (
             f"has unsupported scheme {parsed.scheme!r} (use s3://, gs://, az://, file:// or a path)"
         )
-        return [f"bucket_url {bucket_url!r} {reason}"]
+        return [f"bucket_url {shown!r} {reason}"]
     return []
+
+
+def _prefix_errors(prefixes: Mapping[str, str], bucket_url: str) -> list[str]:
+    """Refuse a prefix that leads outside bucket_url (the README: nothing outside is read).
+
+    A `..` segment climbs out of a local drop (and `.` names another folder in a
+    bucket than on disk), so both are refused on every backend. A local prefix
+    that exists is also resolved: a symbolic link on its way must stay inside.
+    """
+    errors = []
+    root = None
+    if not _bucket_url_errors(bucket_url) and urlparse(bucket_url).scheme not in CLOUD_SCHEMES:
+        root = local_root(bucket_url)
+    for name, prefix in prefixes.items():
+        dots = sorted({part for part in prefix.split("/") if part in {".", ".."}}, reverse=True)
+        if dots:
+            errors.append(
+                f"{name} {prefix!r} has a {dots[0]!r} segment: a prefix names a folder "
+                "inside bucket_url, and nothing outside bucket_url is read"
+            )
+        elif root is not None and prefix and os.path.exists(root / prefix):  # noqa: PTH110
+            # (os.path.exists: False, not an exception, for a folder we may not stat)
+            resolved = (root / prefix).resolve()
+            if not resolved.is_relative_to(root.resolve()):
+                errors.append(
+                    f"{name} {prefix!r} leads outside bucket_url through a symbolic link "
+                    f"(to {resolved}): nothing outside bucket_url is read"
+                )
+    return errors
 
 
 def _read_shard(config: Mapping[str, Any]) -> tuple[Shard, list[str]]:
@@ -288,7 +327,8 @@ def _cloud_errors(config: Mapping[str, Any], bucket_url: str) -> list[str]:
         endpoint = config.get(name)
         parsed = urlparse(str(endpoint or ""))
         if endpoint and (parsed.scheme not in {"http", "https"} or not parsed.hostname):
-            errors.append(f"{name} {endpoint!r} is not an http(s) URL (e.g. {example})")
+            shown = mask_userinfo(str(endpoint))
+            errors.append(f"{name} {shown!r} is not an http(s) URL (e.g. {example})")
     has_account = config.get("azure_account_name") or config.get("azure_endpoint_url")
     if key and not config.get("azure_account_name"):
         errors.append("azure_account_key needs azure_account_name")

@@ -114,5 +114,7 @@ def shard_of(key: str, count: int) -> int:
     Returns:
         0 to count - 1.
     """
-    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+    # surrogatepass: the same bytes for every text key, and a key whose name is not
+    # text (see `storage.name_not_text`) still belongs to exactly one shard.
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "big") % count

@@ -19,20 +19,20 @@ import datetime as dt
 import logging
 import os
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlparse
 
-import boto3
 import botocore.config
-import botocore.credentials
 import botocore.exceptions
-import botocore.session
 import smart_open
 
-from mparticle_facts.plugin_guards import one_line
+from mparticle_facts.plugin_guards import mask_userinfo, one_line
+from tap_mparticle.aws_session import boto_session
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
+
+    from tap_mparticle.aws_session import AwsSettings
 
 UTC = dt.timezone.utc
 LOGGER = logging.getLogger("tap-mparticle")
@@ -49,8 +49,11 @@ class StorageError(Exception):
     """
 
     def __init__(self, message: str) -> None:
-        """Keep the message one line even when a key in it holds a newline (`one_line`)."""
-        super().__init__(one_line(message))
+        """Keep the message one line (a key may hold a newline), URL credentials masked.
+
+        An endpoint URL may carry `user:password@`, and botocore quotes it in errors.
+        """
+        super().__init__(one_line(mask_userinfo(message)))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -70,7 +73,14 @@ class RemoteFile:
     uri: str
     last_modified: dt.datetime
     size: int
+    #: The name is not UTF-8 text (see `is_text_key`), so the file (or the folder,
+    #: its key ending in "/") cannot be read under a key: the stream applies
+    #: `on_bad_record` to it instead. `uri` shows the name's bytes escaped.
+    name_not_text: bool = False
 
+
+#: The LastModified of a folder marked `name_not_text` (folders carry none).
+NO_TIME = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
 #: One entry of a folder's listing, names counted from the bucket's top: a
 #: sub-folder's name, or an object's (name, size in bytes, last modified).
@@ -106,12 +116,18 @@ def walk_folders(
     while pending:
         for entry in list_folder(pending.pop()):
             if isinstance(entry, str):
-                usable = entry and is_text_key(entry, uri_prefix + entry)
-                if usable and not skip_folder(entry[len(root) :]):
+                if not entry or skip_folder(entry[len(root) :]):
+                    continue
+                if is_text_key(entry):
                     pending.append(entry)
+                else:
+                    yield name_not_text(entry[len(root) :], uri_prefix + entry, NO_TIME)
                 continue
             name, size, modified = entry
-            if name.endswith("/") or not size or not is_text_key(name, uri_prefix + name):
+            if name.endswith("/") or not size:
+                continue
+            if not is_text_key(name):
+                yield name_not_text(name[len(root) :], uri_prefix + name, modified.astimezone(UTC))
                 continue
             yield RemoteFile(
                 key=name[len(root) :],
@@ -121,24 +137,32 @@ def walk_folders(
             )
 
 
-def is_text_key(name: str, where: str) -> bool:
-    r"""Whether a listed name can be a key; if not, say the file (or folder) is skipped.
+def is_text_key(name: str) -> bool:
+    r"""Whether a listed name can be a key.
 
     A key is written as UTF-8 to records, state and hashes. A local name that is
     not UTF-8 reaches Python with its bad bytes as lone surrogates (PEP 383), and a
     JSON listing (GCS) can hold a `\ud800` escape: either would fail far from
-    here with a traceback. Its bytes are shown as `\xff`, as `ls -b` shows them.
+    here with a traceback, so the listing marks it instead (`name_not_text`).
     """
     try:
         name.encode()
     except UnicodeEncodeError:
-        try:
-            shown = where.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        except UnicodeEncodeError:  # a surrogate that stands for no byte
-            shown = where.encode("utf-8", "backslashreplace").decode()
-        LOGGER.warning("Skipping %s: its name is not UTF-8 text, so it cannot be a key", shown)
         return False
     return True
+
+
+def name_not_text(key: str, where: str, modified: dt.datetime) -> RemoteFile:
+    r"""A listed file or folder (`key` ending in "/") whose name is not UTF-8 text.
+
+    Its bytes are shown as `\xff`, as `ls -b` shows them; a surrogate that stands
+    for no byte (a JSON escape) as `\ud800`.
+    """
+    try:
+        shown = where.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        shown = where.encode("utf-8", "backslashreplace").decode()
+    return RemoteFile(key=key, uri=shown, last_modified=modified, size=0, name_not_text=True)
 
 
 class Storage(Protocol):
@@ -160,21 +184,6 @@ class Storage(Protocol):
         ...
 
 
-@dataclasses.dataclass(frozen=True)
-class AwsSettings:
-    """How to reach S3; every field optional, boto3's default chain fills the gaps."""
-
-    access_key_id: str | None = None
-    secret_access_key: str | None = dataclasses.field(default=None, repr=False)
-    session_token: str | None = dataclasses.field(default=None, repr=False)
-    profile: str | None = None
-    region: str | None = None
-    endpoint_url: str | None = None
-    role_arn: str | None = None
-    external_id: str | None = dataclasses.field(default=None, repr=False)
-    max_connections: int = 10
-
-
 class S3Storage:
     """Files in an S3 bucket under an optional root prefix."""
 
@@ -190,7 +199,7 @@ class S3Storage:
         self.root = root
         endpoint = aws.endpoint_url or "the default AWS endpoint"
         self.description = f"s3://{bucket}/{root} at {endpoint}"
-        session = _boto_session(aws)
+        session = boto_session(aws)
         config = botocore.config.Config(
             retries={"max_attempts": 8, "mode": "adaptive"},
             max_pool_connections=aws.max_connections,
@@ -349,22 +358,17 @@ class LocalStorage:
         if entry.is_symlink():
             self._skipped_link(entry.path)
             return None
-        if not is_text_key(entry.name, entry.path):
-            return None
         relative = Path(entry.path).relative_to(self.root).as_posix()
         if entry.is_dir(follow_symlinks=False):
-            if not skip_folder(relative + "/"):
-                pending.append(Path(entry.path))
-            return None
+            return _folder_entry(entry, relative + "/", skip_folder, pending)
         stat = entry.stat(follow_symlinks=False)
         if stat.st_size == 0 or not entry.is_file(follow_symlinks=False):
             return None
-        return RemoteFile(
-            key=relative,
-            uri=str(Path(entry.path).resolve()),
-            last_modified=dt.datetime.fromtimestamp(stat.st_mtime, tz=UTC),
-            size=stat.st_size,
-        )
+        modified = dt.datetime.fromtimestamp(stat.st_mtime, tz=UTC)
+        if not is_text_key(entry.name):
+            return name_not_text(relative, entry.path, modified)
+        uri = str(Path(entry.path).resolve())
+        return RemoteFile(key=relative, uri=uri, last_modified=modified, size=stat.st_size)
 
     def open(self, file: RemoteFile) -> IO[bytes]:
         """Open a file for binary reads.
@@ -385,6 +389,21 @@ class LocalStorage:
             raise StorageError(msg) from None
 
 
+def _folder_entry(
+    entry: os.DirEntry[str],
+    folder: str,
+    skip_folder: Callable[[str], bool],
+    pending: list[Path],
+) -> RemoteFile | None:
+    """Queue a local folder to list, unless skipped; one whose name is not text is marked."""
+    if skip_folder(folder):
+        return None
+    if not is_text_key(entry.name):
+        return name_not_text(folder, entry.path + "/", NO_TIME)
+    pending.append(Path(entry.path))
+    return None
+
+
 def storage_for(bucket_url: str, aws: AwsSettings) -> Storage:
     """Pick the backend for a `bucket_url`.
 
@@ -399,69 +418,15 @@ def storage_for(bucket_url: str, aws: AwsSettings) -> Storage:
     if parsed.scheme == "s3":
         root = parsed.path.strip("/")
         return S3Storage(parsed.netloc, f"{root}/" if root else "", aws)
+    return LocalStorage(local_root(bucket_url))
+
+
+def local_root(bucket_url: str) -> Path:
+    """The directory a local `bucket_url` (a path or a `file://` URL) names."""
+    parsed = urlparse(bucket_url)
     if parsed.scheme == "file":
-        return LocalStorage(Path(unquote(parsed.path)))
-    return LocalStorage(Path(bucket_url).expanduser())
-
-
-def _boto_session(aws: AwsSettings) -> boto3.Session:
-    session = boto3.Session(
-        aws_access_key_id=aws.access_key_id,
-        aws_secret_access_key=aws.secret_access_key,
-        aws_session_token=aws.session_token,
-        profile_name=aws.profile,
-        region_name=aws.region,
-    )
-    if not aws.role_arn:
-        return session
-    sts = session.client("sts", endpoint_url=_sts_endpoint(aws), region_name=aws.region)
-    role_arn = aws.role_arn
-
-    def refresh() -> dict[str, Any]:
-        params: dict[str, Any] = {"RoleArn": role_arn, "RoleSessionName": "tap-mparticle"}
-        if aws.external_id:
-            params["ExternalId"] = aws.external_id
-        creds = sts.assume_role(**params)["Credentials"]
-        return {
-            "access_key": creds["AccessKeyId"],
-            "secret_key": creds["SecretAccessKey"],
-            "token": creds["SessionToken"],
-            "expiry_time": creds["Expiration"].isoformat(),
-        }
-
-    # Refreshable credentials re-assume the role before expiry, so a run longer
-    # than the role's session duration keeps going.
-    credentials = botocore.credentials.RefreshableCredentials.create_from_metadata(
-        metadata=refresh(),
-        refresh_using=refresh,
-        method="sts-assume-role",
-    )
-    # A fresh botocore session whose credential chain starts with the role: only
-    # public botocore API (no private attribute of the session is set).
-    botocore_session = botocore.session.get_session()
-    resolver = botocore_session.get_component("credential_provider")
-    resolver.insert_before("env", _AssumedRole(credentials))
-    return boto3.Session(botocore_session=botocore_session, region_name=aws.region)
-
-
-class _AssumedRole(botocore.credentials.CredentialProvider):
-    """A credential provider that hands out the assumed role's refreshable credentials."""
-
-    METHOD = "sts-assume-role"
-    CANONICAL_NAME = "tap-mparticle-assume-role"
-
-    def __init__(self, credentials: botocore.credentials.RefreshableCredentials) -> None:
-        super().__init__()
-        self._assumed = credentials
-
-    def load(self) -> botocore.credentials.RefreshableCredentials:
-        return self._assumed
-
-
-def _sts_endpoint(aws: AwsSettings) -> str | None:
-    # A local S3 stand-in (moto, LocalStack) serves STS on the same endpoint; real
-    # MinIO/Ceph users do not assume roles, so reusing the endpoint is safe.
-    return aws.endpoint_url
+        return Path(unquote(parsed.path))
+    return Path(bucket_url).expanduser()
 
 
 def read_error(file: RemoteFile, exc: BaseException) -> StorageError:

@@ -42,6 +42,7 @@ from tap_mparticle.settings import (
     azure_settings,
 )
 from tap_mparticle.sharding import ShardStateError
+from tap_mparticle.state_shape import StateShapeError, check_state
 from tap_mparticle.storage import StorageError
 from tap_mparticle.storage_azure import azure_secret_values
 from tap_mparticle.streams import BatchesStream, EventsStream
@@ -299,6 +300,16 @@ class TapMParticle(Tap):
             _ = self.settings  # cross-field rules fail here, as a ConfigValidationError
             self.check_shard_state()
 
+    @override
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Check every stream's bookmark (see `state_shape`) before the SDK takes it in.
+
+        Raises:
+            StateShapeError: A field no version of the tap writes so; nothing has moved.
+        """
+        check_state(state)
+        super().load_state(state)
+
     def deselect_removed_streams(self) -> None:
         """Deselect each stream that stream maps remove, so it is not read at all.
 
@@ -382,6 +393,7 @@ class TapMParticle(Tap):
     @override
     def invoke(cls, *args: Any, **kwargs: Any) -> None:
         state = kwargs.get("state")
+        where = "state"
         if state is not None:
             # A corrupt --state is one line, not a JSON decoder traceback.
             where = f"state file {getattr(state, 'name', '')}".rstrip()
@@ -401,6 +413,9 @@ class TapMParticle(Tap):
             # One line per mistake, each naming its setting; no summary line after them.
             for error in exc.errors or [str(exc)]:
                 cls.logger.error("%s", error)  # noqa: TRY400
+            raise SystemExit(1) from None
+        except StateShapeError as exc:
+            cls.logger.error("%s: %s", where, exc)  # noqa: TRY400  (one line says it all)
             raise SystemExit(1) from None
         except (BadInputError, StorageError, ShardStateError) as exc:
             # One line naming the file and line, or the bucket and endpoint; a

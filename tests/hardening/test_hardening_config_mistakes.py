@@ -32,6 +32,8 @@ TAP_MISTAKES = [
     ({"lookback_window_minutes": 10**12}, "lookback_window_minutes must be a whole number"),
     ({"bucket_url": "file://"}, "bucket_url 'file://' names no directory"),
     ({"download_concurrency": 10**6}, "download_concurrency must be from 1 to 64"),
+    ({"events_prefix": "../../elsewhere/"}, "events_prefix '../../elsewhere/' has a '..' segment"),
+    ({"audiences_prefix": "a/./b"}, "audiences_prefix 'a/./b/' has a '.' segment"),
 ]
 
 
@@ -60,6 +62,28 @@ def test_tap_cli_lists_every_mistake_once_and_reads_nothing(tmp_path: Path):
     for _, message in chosen:
         assert sum(message in line for line in errors) == 1
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("how", ["dots", "link"])
+def test_tap_prefix_leading_outside_bucket_url_reads_nothing(tmp_path: Path, how: str):
+    """The README says nothing outside bucket_url is read: a prefix cannot climb out."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    generate_drop(tmp_path / "outside", events=5, seed=3)
+    if how == "link":
+        (drop / "events").symlink_to(tmp_path / "outside")
+    prefix = "../outside/" if how == "dots" else "events/"
+    run = run_cli({"bucket_url": str(drop), "events_prefix": prefix}, tmp_path)
+    assert run.returncode == 1
+    assert run.messages == []
+    (line,) = error_lines(run.stderr)
+    outside = (tmp_path / "outside").resolve()
+    expected = (
+        "has a '..' segment"
+        if how == "dots"
+        else f"leads outside bucket_url through a symbolic link (to {outside})"
+    )
+    assert f"events_prefix {prefix!r} {expected}" in line
 
 
 def test_tap_config_file_that_is_not_an_object(tmp_path: Path):

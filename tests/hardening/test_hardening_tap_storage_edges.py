@@ -1,4 +1,4 @@
-"""The drop's edges: links not followed, names not text skipped, a read that dies one line."""
+"""The drop's edges: links not followed, names not text bad input, a read that dies one line."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 
 from tap_mparticle.storage import walk_folders
 from tests.support.cases import batch_line, event
+from tests.support.files import error_lines
 from tests.support.tap import run_cli, run_tap
 
 if TYPE_CHECKING:
@@ -50,9 +51,8 @@ def test_a_linked_bucket_url_itself_is_read(tmp_path: Path):
     assert [r["event_name"] for r in records] == ["x"]
 
 
-def test_local_names_that_are_not_utf8_are_skipped_with_a_warning_naming_them(
-    tmp_path: Path, caplog
-):
+def _drop_with_names_not_text(tmp_path: Path) -> Path:
+    """One good file, a file and a folder whose names are not UTF-8."""
     drop = tmp_path / "drop"
     (drop / "2024-05-01").mkdir(parents=True)
     (drop / "2024-05-01" / "a.txt").write_bytes(batch_line(event("inside")))
@@ -63,33 +63,80 @@ def test_local_names_that_are_not_utf8_are_skipped_with_a_warning_naming_them(
     for path in (bad_file, bad_folder + b"/b.txt"):
         with open(path, "wb") as handle:  # noqa: PTH123  (a bytes path: Path takes str)
             handle.write(batch_line(event("not-text")))
+    return drop
+
+
+def test_local_names_that_are_not_utf8_are_skipped_and_counted_with_skip(tmp_path: Path, caplog):
+    drop = _drop_with_names_not_text(tmp_path)
     caplog.set_level(logging.WARNING)
-    out = run_tap({"bucket_url": str(drop), "start_date": "2024-01-01T00:00:00Z"})
+    config = {"bucket_url": str(drop), "start_date": "2024-01-01T00:00:00Z"}
+    out = run_tap({**config, "on_bad_record": "skip"})
     assert [r["event_name"] for r in out.records("events")] == ["inside"]
     warnings = sorted(r.getMessage() for r in caplog.records if "not UTF-8" in r.getMessage())
     assert warnings == [
         (
-            f"Skipping {drop}/2024-05-01/App_\\xff\\xfe_20240501000000000000_00001.txt: "
-            "its name is not UTF-8 text, so it cannot be a key"
+            f"events: skipped bad input: {drop}/2024-05-01/App_\\xff\\xfe_20240501000000000000_"
+            "00001.txt: the file's name is not UTF-8 text, so it cannot be a key and it is "
+            "not read; rename it"
         ),
-        f"Skipping {drop}/f\\xff: its name is not UTF-8 text, so it cannot be a key",
+        (
+            f"events: skipped bad input: {drop}/f\\xff/: the folder's name is not UTF-8 "
+            "text, so it cannot be a key and none of its files is read; rename it"
+        ),
     ]
+    assert any(
+        "events: skipped 2 bad items" in r.getMessage() and "in 2 files" in r.getMessage()
+        for r in caplog.records
+    )
 
 
-def test_bucket_keys_that_are_not_text_are_skipped_by_every_cloud_listing(caplog):
+def test_a_local_name_not_utf8_stops_the_run_with_fail_and_the_bookmark_stays(tmp_path: Path):
+    """It used to be a warning only: exit 0, and the bookmark moved past the file."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "a.txt").write_bytes(batch_line(event("inside")))
+    with open(os.fsencode(drop) + b"/bad\xff\xfename.txt", "wb") as handle:  # noqa: PTH123
+        handle.write(batch_line(event("not-text")))
+    run = run_cli({"bucket_url": str(drop)}, tmp_path)
+    assert run.returncode == 1
+    assert run.records("events") == []
+    assert not any(s.get("bookmarks", {}).get("events") for s in run.states)
+    (line,) = error_lines(run.stderr)
+    assert line.endswith(
+        f"{drop}/bad\\xff\\xfename.txt: the file's name is not UTF-8 text, so it cannot be "
+        "a key and it is not read; rename it"
+    )
+    assert "Traceback" not in run.stderr
+
+
+def test_a_name_not_utf8_belongs_to_one_shard(tmp_path: Path):
+    drop = _drop_with_names_not_text(tmp_path)
+    runs = [
+        run_cli(
+            {"bucket_url": str(drop), "shard_count": 3, "shard_index": i, "on_bad_record": "skip"},
+            tmp_path,
+        )
+        for i in range(3)
+    ]
+    assert all(run.returncode == 0 for run in runs)
+    assert sum(run.stderr.count("skipped bad input") for run in runs) == 2
+
+
+def test_bucket_keys_that_are_not_text_are_bad_input_in_every_cloud_listing():
     # A JSON listing (GCS) can carry a lone surrogate escape; S3 and Azure share the walk.
     stamp = dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)
     listing = {
-        "": ["bad\ud800/", ("a.txt", 5, stamp), ("b\udcff.txt", 5, stamp)],
+        "": ["bad\ud800/", ("a.txt", 5, stamp), ("b\udcff.txt", 5, stamp), "skipped\ud800/"],
         "bad\ud800/": [("bad\ud800/c.txt", 5, stamp)],
     }
-    caplog.set_level(logging.WARNING)
-    files = list(walk_folders("", "", "gs://b/", lambda _: False, listing.__getitem__))
-    assert [f.key for f in files] == ["a.txt"]
-    warnings = [r.getMessage() for r in caplog.records if "not UTF-8" in r.getMessage()]
-    assert len(warnings) == 2
-    assert any("gs://b/bad\\ud800/" in w for w in warnings)
-    assert any("gs://b/b\\xff.txt" in w for w in warnings)
+    files = list(
+        walk_folders("", "", "gs://b/", lambda f: f == "skipped\ud800/", listing.__getitem__)
+    )
+    assert sorted((f.key, f.uri, f.name_not_text) for f in files) == [
+        ("a.txt", "gs://b/a.txt", False),
+        ("bad\ud800/", "gs://b/bad\\ud800/", True),
+        ("b\udcff.txt", "gs://b/b\\xff.txt", True),
+    ]
 
 
 BODY = b"".join(batch_line(event(f"e{i}")) for i in range(3_000))

@@ -16,6 +16,7 @@ import msgspec
 from target_mparticle import schema_rules as rules
 from target_mparticle.convert import Item, digest_id
 from target_mparticle.inbound import InvalidRecordError
+from target_mparticle.items import environment_tag
 
 _BODY_ENCODER = msgspec.json.Encoder(decimal_format="number")
 THIRTY_DAYS_MS = 30 * 24 * 3600 * 1000
@@ -197,9 +198,7 @@ def _body(
 def _request_id(members: list[Item], chunk: list[dict[str, t.Any]], index: int, parts: int) -> str:
     """The batch's source_request_id: from its content only, so every re-run repeats it.
 
-    Its environment is part of it, as of every converter's id: mParticle keeps the ids
-    per API key, not per environment, so the same rows sent to production after a
-    development run would otherwise be dropped there as copies.
+    Its environment is part of it, as of every converter's id (see `environment_tag`).
     """
     first = members[0]
     if first.group is not None and not chunk:
@@ -207,7 +206,7 @@ def _request_id(members: list[Item], chunk: list[dict[str, t.Any]], index: int, 
         return digest_id("fold", first.group, [m.request_id for m in members])
     if first.group is not None:
         ids = [e["data"].get("source_message_id") for e in chunk]
-        return digest_id("group", first.group, first.batch["environment"], ids)
+        return digest_id("group", first.group, environment_tag(first.batch["environment"]), ids)
     if parts == 1:
         return first.request_id
     return digest_id("part", first.request_id, index, parts)

@@ -34,7 +34,7 @@ from target_mparticle.clean import (
     replayed_fields,
 )
 from target_mparticle.inbound import InvalidRecordError, fit_shell
-from target_mparticle.items import BatchDefaults, Item, digest_id, public
+from target_mparticle.items import BatchDefaults, Item, digest_id, environment_tag, public
 from target_mparticle.mapped import MappedRecords
 from target_mparticle.preflight import quoted
 
@@ -272,7 +272,9 @@ class Converter(MappedRecords, AudienceRows):
             return Item(self.stream, record, batch, events, group, group, refused)
         given = record.get("source_request_id")
         request_id = (
-            str(given) if given else digest_id("whole", batch["environment"], public(record))
+            str(given)
+            if given
+            else digest_id("whole", environment_tag(batch["environment"]), public(record))
         )
         return Item(self.stream, record, batch, events, None, request_id, refused)
 

@@ -69,6 +69,15 @@ def digest_id(*parts: object) -> str:
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
+def environment_tag(environment: str) -> str:
+    """The environment in an id: one letter (`d`, `p`), so the hashed text grows little.
+
+    mParticle keeps `source_request_id`s per API key, not per environment: without it,
+    rows sent to production after a development run would be dropped there as copies.
+    """
+    return environment[:1]
+
+
 def public(record: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
     """The record without Singer metadata, which varies from run to run."""
     return {k: v for k, v in record.items() if not k.startswith("_sdc_")}
@@ -106,6 +115,7 @@ class ConverterBase:
         self.key_properties = list(key_properties)
         self.mapping = mapping
         self.environment = defaults.environment
+        self.environment_tag = environment_tag(self.environment)
         self.data_plan = (defaults.data_plan_id, defaults.data_plan_version)
         self.audience_attribute_name = (
             mapping.audience_attribute_name or defaults.audience_attribute_name

@@ -29,6 +29,11 @@ LIST_PAGE_SIZE = 5000
 #: Bytes per ranged read request of one blob.
 AZURE_CHUNK_SIZE = 4 << 20
 AZURE_HTTP_LOGGER = "azure.core.pipeline.policies.http_logging_policy"
+#: What azure-core's connection errors mean; it says no more than their names.
+_CONNECTION_HINTS = {
+    "ServiceRequestError": "no connection to the endpoint",
+    "ServiceResponseError": "the endpoint stopped answering",
+}
 INSTALL_HINT = "az:// URLs need the Azure Blob Storage client: pip install 'tap-mparticle[azure]'"
 
 
@@ -225,4 +230,6 @@ class AzureStorage:
             if exc.status_code == 403:  # noqa: PLR2004  (HTTP Forbidden)
                 return f"{code} (HTTP 403: the credentials were refused or lack read access)"
             return f"{code} (HTTP {exc.status_code})"
-        return type(exc).__name__
+        name = type(exc).__name__
+        hint = _CONNECTION_HINTS.get(name)
+        return f"{name} ({hint}, after the client's retries)" if hint else name

@@ -187,6 +187,10 @@ class GcsStorage:
             return f"{type(exc).__name__} (HTTP {exc.code})"
         if isinstance(exc, self._auth_exceptions.RefreshError):
             return "RefreshError (the credentials were refused)"
+        if isinstance(exc, self._exceptions.RetryError):
+            # The client retries connection errors for two minutes, then says only this.
+            cause = type(exc.cause).__name__ if exc.cause is not None else "no answer"
+            return f"RetryError (the client retried for its deadline; the last error: {cause})"
         return type(exc).__name__
 
 

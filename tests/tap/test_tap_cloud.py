@@ -360,3 +360,34 @@ def test_azure_secrets_are_never_printed_even_at_debug(tmp_path, azurite_server,
         everything = done.stdout + done.stderr
         for secret in (token, signature, quote(signature, safe=""), AZURITE_KEY):
             assert secret not in everything
+
+
+def test_connection_errors_after_the_clients_retries_say_what_they_mean():
+    """Each client retries an unreachable endpoint for a minute or two, then names only a
+    class (`RetryError`, `ServiceRequestError`); the line says what that means."""
+    from azure.core import exceptions as azure_errors  # noqa: PLC0415
+    from google.api_core import exceptions as google_errors  # noqa: PLC0415
+    from requests import exceptions as requests_errors  # noqa: PLC0415
+
+    gcs = storage_gcs.GcsStorage(
+        "b", "", storage_gcs.GcsSettings(endpoint_url="http://127.0.0.1:9")
+    )
+    gave_up = google_errors.RetryError(
+        "Timeout of 120.0s exceeded", requests_errors.ConnectionError()
+    )
+    assert gcs._reason(gave_up) == (
+        "RetryError (the client retried for its deadline; the last error: ConnectionError)"
+    )
+    azure = storage_azure.AzureStorage(
+        "c",
+        "",
+        storage_azure.AzureSettings(
+            account_name=AZURITE_ACCOUNT, account_key=AZURITE_KEY, endpoint_url="http://127.0.0.1:9"
+        ),
+    )
+    assert azure._reason(azure_errors.ServiceRequestError("refused")) == (
+        "ServiceRequestError (no connection to the endpoint, after the client's retries)"
+    )
+    assert azure._reason(azure_errors.ServiceResponseError("reset")) == (
+        "ServiceResponseError (the endpoint stopped answering, after the client's retries)"
+    )

@@ -80,7 +80,7 @@ class AudienceRows(ConverterBase):
         user = digest_id(
             "user", shell.get("mpid"), shell.get("user_identities"), shell.get("device_info")
         )
-        request_id = digest_id("audience", self.stream, self.environment_tag, public(record))
+        request_id = digest_id("audience", self.stream, self.id_scope, public(record))
         return Item(self.stream, record, shell, [], user, request_id)
 
     def _audience_membership(self, record: dict[str, t.Any]) -> Item:

@@ -120,6 +120,13 @@ class ConverterBase:
         self.audience_attribute_name = (
             mapping.audience_attribute_name or defaults.audience_attribute_name
         )
+        #: What the ids of mapped records and audience rows are scoped by, besides the
+        #: environment: what turns a record into its batch. A mapping fixed and re-run
+        #: gives new ids, so mParticle does not drop the corrected batches as copies.
+        self.id_scope = (
+            self.environment_tag
+            + digest_id(repr(mapping), self.data_plan, self.audience_attribute_name)[:8]
+        )
         self.tally = tally
         self._last_line: tuple[t.Any, ...] | None = None
         self._last_shell: tuple[dict[str, t.Any], str] = ({}, "")

@@ -155,12 +155,12 @@ class MappedRecords(ConverterBase):
             self._shapes.fit(batch, shape, self.tally)
         content = public(record) if plan.has_metadata else record
         if mapping.kind == "user":
-            request_id = digest_id("user", self.stream, self.environment_tag, content)
+            request_id = digest_id("user", self.stream, self.id_scope, content)
             return Item(self.stream, record, batch, [], None, request_id)
 
         event = self._mapped_event(record, set(plan.used), content)
         request_id = digest_id(
-            "event", self.stream, self.environment_tag, event["data"]["source_message_id"]
+            "event", self.stream, self.id_scope, event["data"]["source_message_id"]
         )
         return Item(self.stream, record, batch, [event], None, request_id)
 

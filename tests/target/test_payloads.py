@@ -214,6 +214,24 @@ def test_request_ids_differ_by_environment_and_repeat_within_one():
     assert not set(production) & set(development)
 
 
+def test_request_ids_change_with_the_mapping_that_built_the_batch():
+    """A mapping fixed and re-sent within mParticle's 30 to 60 days must not be dropped
+    as a copy of the batch it replaces; the same mapping again gives the same ids."""
+    row = {"id": 1, "email": "a@b.c", "plan": "gold"}
+
+    def user_id(mapping, defaults=None):
+        parsed = StreamMapping.from_config(mapping, explicit=True)
+        conv = Converter("users", ["id"], parsed, defaults or BatchDefaults(), Tally())
+        return conv.convert(dict(row)).request_id
+
+    first = user_id({"kind": "user", "identities": {"email": "email"}})
+    assert user_id({"kind": "user", "identities": {"email": "email"}}) == first
+    widened = {"kind": "user", "identities": {"email": "email"}, "user_attributes": ["plan"]}
+    assert user_id(widened) != first
+    planned = BatchDefaults(data_plan_id="profile", data_plan_version=2)
+    assert user_id({"kind": "user", "identities": {"email": "email"}}, planned) != first
+
+
 def test_screen_view_and_commerce_mappings_validate():
     screen = converter({"kind": "screen_view", "event_name": "Home"}).convert(
         {"id": 1, "email": "a@b.c"}

@@ -226,7 +226,7 @@ class Delivery:
         )
         self.ignored.report()
         for what, count in sorted(self.tally.items()):
-            LOGGER.warning("Repaired to fit mParticle's limits: %d %s", count, what)
+            LOGGER.warning("Changed or left out to fit mParticle: %d %s", count, what)
 
     def close(self) -> None:
         """Close connections and the dead-letter file."""

@@ -14,7 +14,9 @@ custom events; a mapped field the records never carry silently sends nothing. So
 from __future__ import annotations
 
 import collections
+import difflib
 import logging
+import re
 import typing as t
 
 if t.TYPE_CHECKING:
@@ -48,6 +50,8 @@ class IgnoredSettings:
             schema: Its JSON Schema.
             mapping: The mapping that applies to it (its own, "*", or the defaults).
         """
+        if stream not in self._seen and stream not in self._mapped_streams:
+            self._warn_if_meant(stream)
         self._seen.add(stream)
         fields = mapping.fields()
         self._fields[stream] = fields
@@ -64,6 +68,26 @@ class IgnoredSettings:
                 ", ".join(repr(name) for name in absent),
                 "are" if len(absent) > 1 else "is",
                 "them" if len(absent) > 1 else "it",
+            )
+
+    def _warn_if_meant(self, stream: str) -> None:
+        """Warn now when a mapping that names no stream looks meant for this unmapped one.
+
+        Taps name streams their own way (tap-postgres: `public-users`): a mapping keyed
+        `users` would otherwise only be reported at the end, after the stream's records
+        went out as default events.
+        """
+        unused = [name for name in self._mapped_streams if name not in self._seen]
+        tail = re.split(r"[-_.]", stream)[-1]
+        meant = [name for name in unused if name == tail] or difflib.get_close_matches(
+            stream, unused, n=1, cutoff=0.8
+        )
+        if meant:
+            LOGGER.warning(
+                "Stream %r has no mapping of its own; mappings[%r] names no stream so far "
+                "and may be meant for it (streams are keyed by their exact name)",
+                stream,
+                meant[0],
             )
 
     def record_seen(self, stream: str, record: t.Mapping[str, t.Any]) -> None:

@@ -334,11 +334,20 @@ class MappedRecords(ConverterBase):
             action["products"] = [_clean_product(p, tally) for p in products if isinstance(p, dict)]
         elif "products" in action:
             del action["products"]
+        if verb == "purchase" and "total_amount" not in action and not action.get("products"):
+            # Valid, but an empty purchase: its columns are likely named otherwise.
+            tally[EMPTY_PURCHASES] += 1
         data["product_action"] = action
         currency = record.get("currency_code")
         if currency is not None:
             used.add("currency_code")
             data["currency_code"] = to_attribute_string(currency)
+
+
+EMPTY_PURCHASES = (
+    "purchases sent with no total_amount or products (fields named as in the Events API; "
+    "rename others with stream_maps)"
+)
 
 
 def _clean_product(product: dict[str, t.Any], tally: Tally) -> dict[str, t.Any]:

@@ -258,6 +258,20 @@ def test_screen_view_and_commerce_mappings_validate():
     assert all(validate(b) == [] for b in batches)
 
 
+def test_a_purchase_with_no_total_or_products_is_sent_and_counted():
+    """Columns named otherwise (`total`, `items`) give a valid but empty purchase."""
+    conv = converter({"kind": "commerce_event", "custom_event_type": "purchase"})
+    item = conv.convert({"id": 3, "customer_id": "c", "total": "9.99", "items": [{"id": 1}]})
+    [batch], _ = batches_of([item])
+    assert batch["events"][0]["data"]["product_action"] == {"action": "purchase"}
+    assert validate(batch) == []
+    (counted,) = [k for k in conv.tally if k.startswith("purchases sent with no total_amount")]
+    assert conv.tally[counted] == 1
+    conv.convert({"id": 4, "customer_id": "c", "total_amount": "1"})
+    conv.convert({"id": 5, "customer_id": "c", "products": [{"id": 1, "name": "Mug"}]})
+    assert conv.tally[counted] == 1
+
+
 def test_device_identities_go_to_device_info_and_bad_uuids_are_dropped():
     conv = converter({"identities": {"ios_advertising_id": "idfa", "customer_id": "cid"}})
     item = conv.convert({"id": 1, "idfa": "not-a-uuid", "cid": "c"})

@@ -33,8 +33,38 @@ def test_a_mapping_for_a_stream_that_never_arrived_is_reported_at_the_end(config
         run = run_target(config, singer_lines("orders", ORDERS, key=["order_id"]))
     assert run.error is None
     said = [m for m in warnings(caplog) if "mappings['order']" in m]
-    assert said == [
+    on_arrival = (
+        "Stream 'orders' has no mapping of its own; mappings['order'] names no stream so far "
+        "and may be meant for it (streams are keyed by their exact name)"
+    )
+    at_the_end = (
         "mappings['order'] was not used: no stream named 'order' arrived (streams seen: 'orders')"
+    )
+    assert said == [on_arrival, at_the_end]
+
+
+def test_a_mapping_meant_for_a_stream_the_tap_names_otherwise_is_warned_about_on_arrival(
+    config, caplog
+):
+    """tap-postgres calls a table `public-users`: a mapping keyed `users` is said at once."""
+    config["mappings"] = {
+        "users": {"kind": "user", "identities": {"email": "email"}},
+        "orders": {"identities": {"customer_id": "customer_id"}},
+    }
+    lines = [
+        *singer_lines("public-users", [{"id": 1, "email": "a@b.c"}], key=["id"]),
+        *singer_lines("orderz", ORDERS, key=["order_id"]),
+        *singer_lines("orders", ORDERS, key=["order_id"]),
+        *singer_lines("public-sessions", [{"id": 2, "email": "a@b.c"}], key=["id"]),
+    ]
+    with caplog.at_level(logging.WARNING):
+        run = run_target(config, lines)
+    assert run.error is None
+    said = [m for m in warnings(caplog) if "has no mapping of its own" in m]
+    rest = "names no stream so far and may be meant for it (streams are keyed by their exact name)"
+    assert said == [
+        f"Stream 'public-users' has no mapping of its own; mappings['users'] {rest}",
+        f"Stream 'orderz' has no mapping of its own; mappings['orders'] {rest}",
     ]
 
 

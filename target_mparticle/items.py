@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import typing as t
+import uuid
 
 import msgspec
 
@@ -78,6 +80,26 @@ def environment_tag(environment: str) -> str:
     return environment[:1]
 
 
+class UpdateIds:
+    """`source_request_id`s for user updates: one per record and run, not from content.
+
+    mParticle drops a batch whose id it saw in the last 30 to 60 days. A user update
+    applied twice changes nothing, but one that takes a row back to an earlier state
+    (plan free, pro, free again; consent given, withdrawn, given) would carry the id of
+    that earlier update and be dropped, leaving the profile in the middle state. So an
+    update's id is a random UUID prefix, drawn once, plus a serial number.
+    """
+
+    def __init__(self) -> None:
+        """Draw this converter's prefix: the first 24 characters of a random UUID."""
+        self._prefix = str(uuid.uuid4())[:24]
+        self._serial = itertools.count()
+
+    def next(self) -> str:
+        """The next id: unique within the run, and across runs by its prefix."""
+        return f"{self._prefix}{next(self._serial):012x}"
+
+
 def public(record: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
     """The record without Singer metadata, which varies from run to run."""
     return {k: v for k, v in record.items() if not k.startswith("_sdc_")}
@@ -128,6 +150,7 @@ class ConverterBase:
             + digest_id(repr(mapping), self.data_plan, self.audience_attribute_name)[:8]
         )
         self.tally = tally
+        self.update_ids = UpdateIds()
         self._last_line: tuple[t.Any, ...] | None = None
         self._last_shell: tuple[dict[str, t.Any], str] = ({}, "")
 

@@ -153,11 +153,10 @@ class MappedRecords(ConverterBase):
             # names make a shell of the same validity (a tenth of a user record).
             shape = (batch["environment"], tuple(batch), tuple(user_ids), tuple(device))
             self._shapes.fit(batch, shape, self.tally)
-        content = public(record) if plan.has_metadata else record
         if mapping.kind == "user":
-            request_id = digest_id("user", self.stream, self.id_scope, content)
-            return Item(self.stream, record, batch, [], None, request_id)
+            return Item(self.stream, record, batch, [], None, self.update_ids.next())
 
+        content = public(record) if plan.has_metadata else record
         event = self._mapped_event(record, set(plan.used), content)
         request_id = digest_id(
             "event", self.stream, self.id_scope, event["data"]["source_message_id"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import collections
 import json
 import os
 import pathlib
@@ -182,11 +183,20 @@ def test_killed_mid_run_then_resumed_delivers_everything_exactly_once(  # noqa: 
         assert rerun.returncode == 0, rerun.stderr.decode()[-2000:]
 
         delivered = [k for batch in server.batches() for k in batch_keys(batch)]
+        assert server.rejected == []
+        if fixture.startswith("users"):
+            # User updates get fresh ids each run (items.UpdateIds): the batch accepted
+            # during the crash is applied again, which changes nothing; every row
+            # arrives, and only rows accepted before the crash arrive twice.
+            assert sorted(set(delivered)) == _keys(source, key)
+            again = {k for k, n in collections.Counter(delivered).items() if n > 1}
+            assert again, "the batch accepted during the crash must be re-sent"
+            assert again <= covered
+            return
         assert sorted(delivered) == _keys(source, key)  # every record, exactly once
         assert server.duplicates, "the batch accepted during the crash must be re-sent"
         # Each duplicate is a batch accepted before the crash, re-sent with the same id.
         assert set(server.duplicates) <= set(accepted_before)
-        assert server.rejected == []
 
 
 def test_sigterm_during_delivery_exits_at_once_without_a_newer_state(tmp_path):

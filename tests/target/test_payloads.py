@@ -193,7 +193,6 @@ def _request_ids(environment: str) -> list[str]:
         return Converter(stream, list(key), parsed, defaults, Tally())
 
     items = [
-        conv({"kind": "user"}).convert({"id": 1, "email": "a@b.c"}),
         conv({"event_name_field": "what"}).convert({"id": 2, "customer_id": "c", "what": "W"}),
         conv(None, "audience_memberships").convert(
             {"audience_id": 7, "action": "add", "identity_type": "email", "identity_value": "x"}
@@ -210,7 +209,7 @@ def test_request_ids_differ_by_environment_and_repeat_within_one():
     development = _request_ids("development")
     assert _request_ids("development") == development
     production = _request_ids("production")
-    assert len(production) == len(development) == 5
+    assert len(production) == len(development) == 4
     assert not set(production) & set(development)
 
 
@@ -218,18 +217,35 @@ def test_request_ids_change_with_the_mapping_that_built_the_batch():
     """A mapping fixed and re-sent within mParticle's 30 to 60 days must not be dropped
     as a copy of the batch it replaces; the same mapping again gives the same ids."""
     row = {"id": 1, "email": "a@b.c", "plan": "gold"}
+    mapping = {"event_name": "Signed up", "identities": {"email": "email"}}
 
-    def user_id(mapping, defaults=None):
+    def event_id(mapping, defaults=None):
         parsed = StreamMapping.from_config(mapping, explicit=True)
-        conv = Converter("users", ["id"], parsed, defaults or BatchDefaults(), Tally())
+        conv = Converter("signups", ["id"], parsed, defaults or BatchDefaults(), Tally())
         return conv.convert(dict(row)).request_id
 
-    first = user_id({"kind": "user", "identities": {"email": "email"}})
-    assert user_id({"kind": "user", "identities": {"email": "email"}}) == first
-    widened = {"kind": "user", "identities": {"email": "email"}, "user_attributes": ["plan"]}
-    assert user_id(widened) != first
+    first = event_id(mapping)
+    assert event_id(dict(mapping)) == first
+    assert event_id({**mapping, "event_attributes": ["plan"]}) != first
     planned = BatchDefaults(data_plan_id="profile", data_plan_version=2)
-    assert user_id({"kind": "user", "identities": {"email": "email"}}, planned) != first
+    assert event_id(mapping, planned) != first
+
+
+def test_a_user_update_back_to_an_earlier_value_gets_an_id_of_its_own():
+    """Plan free, pro, free: with an id from content the third would repeat the first's
+    and mParticle would drop it, leaving the profile on pro."""
+    conv = converter({"kind": "user", "identities": {"email": "email"}}, stream="users")
+    rows = [{"id": 1, "email": "a@b.c", "plan": plan} for plan in ("free", "pro", "free")]
+    items = [conv.convert(dict(row)) for row in rows]
+    ids = [item.request_id for item in items]
+    assert len(set(ids)) == 3
+    assert all(uuid.UUID(i).version == 4 for i in ids)  # UUID-shaped, like every other id
+    sent = [b for item in items for b in batches_of([item])[0]]
+    assert [b["source_request_id"] for b in sent] == ids
+    assert [b["user_attributes"]["plan"] for b in sent] == ["free", "pro", "free"]
+    # Another run (another converter) never repeats them.
+    other = converter({"kind": "user", "identities": {"email": "email"}}, stream="users")
+    assert other.convert(dict(rows[0])).request_id not in ids
 
 
 def test_screen_view_and_commerce_mappings_validate():

@@ -26,11 +26,23 @@ if t.TYPE_CHECKING:
     import pathlib
 
 
+def comparable(text: str) -> str:
+    """Dry-run lines with user updates' ids blanked: those are drawn afresh each run."""
+    lines = []
+    for line in text.splitlines():
+        request = json.loads(line)
+        for batch in request["body"]:
+            if "events" not in batch:
+                assert batch.pop("source_request_id")
+        lines.append(json.dumps(request, sort_keys=True))
+    return "\n".join(lines)
+
+
 def dry_run(tmp_path: pathlib.Path, name: str, fixture: str, **extra: t.Any) -> tuple[str, t.Any]:
     path = tmp_path / f"{name}.jsonl"
     run = run_target({"dry_run": True, "dry_run_path": str(path), **extra}, fixture)
     assert run.error is None
-    return path.read_text(), run.target
+    return comparable(path.read_text()), run.target
 
 
 @pytest.mark.parametrize(
@@ -47,7 +59,7 @@ def test_straight_path_sends_the_bodies_the_sdk_path_sends(tmp_path, fixture, st
     maps = {stream: {field: field}}
     via_sdk, target = dry_run(tmp_path, "sdk", fixture, **extra, stream_maps=maps)
     assert sdk_hooks.plain_sink(target, stream) is None
-    assert straight.count("\n") > 1
+    assert straight.count("\n") > 0
     assert via_sdk == straight
 
 
@@ -120,7 +132,7 @@ def test_the_straight_path_drops_the_sdk_metadata_columns_the_sdk_path_drops(tmp
         run = run_target({**config, "dry_run_path": str(path), **extra}, lines)
         assert run.error is None
         assert (sdk_hooks.plain_sink(run.target, "users") is not None) is (name == "straight")
-        bodies[name] = path.read_text()
+        bodies[name] = comparable(path.read_text())
     assert bodies["straight"] == bodies["sdk"]
     assert "a@example.com" in bodies["straight"]
     assert "_sdc_" not in bodies["straight"]

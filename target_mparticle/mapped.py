@@ -354,6 +354,16 @@ def _clean_product(product: dict[str, t.Any], tally: Tally) -> dict[str, t.Any]:
     for field in ("id", "name"):
         if field in clean and not isinstance(clean[field], str):
             clean[field] = to_attribute_string(clean[field])
+    if "position" in clean:
+        # An integer in a product (text in a promotion), so `coerce`, which types a
+        # field by its name alone, leaves it as given: a "1" from a text column
+        # made the whole product action invalid.
+        position = to_int64(clean["position"])
+        if position is None:
+            del clean["position"]
+            tally["product positions that are not integers dropped"] += 1
+        else:
+            clean["position"] = position
     return clean
 
 

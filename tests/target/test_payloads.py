@@ -274,6 +274,23 @@ def test_screen_view_and_commerce_mappings_validate():
     assert all(validate(b) == [] for b in batches)
 
 
+def test_a_product_position_from_a_text_column_keeps_the_product_action():
+    """`position` is an integer in a product but text elsewhere: typed by name alone,
+    a "1" made the whole product_action invalid, and it was dropped."""
+    conv = converter({"kind": "commerce_event", "custom_event_type": "purchase"})
+    products = [{"id": "p1", "price": 99.5, "quantity": 1, "position": "1"}]
+    item = conv.convert({"id": 1, "customer_id": "c", "total_amount": 99.5, "products": products})
+    [batch], _ = batches_of([item])
+    action = batch["events"][0]["data"]["product_action"]
+    assert action["total_amount"] == 99.5
+    assert action["products"][0]["position"] == 1
+    assert validate(batch) == []
+    bad = conv.convert({"id": 2, "customer_id": "c", "products": [{"id": "p", "position": 1.5}]})
+    [batch], _ = batches_of([bad])
+    assert "position" not in batch["events"][0]["data"]["product_action"]["products"][0]
+    assert conv.tally["product positions that are not integers dropped"] == 1
+
+
 def test_a_purchase_with_no_total_or_products_is_sent_and_counted():
     """Columns named otherwise (`total`, `items`) give a valid but empty purchase."""
     conv = converter({"kind": "commerce_event", "custom_event_type": "purchase"})

@@ -80,6 +80,10 @@ def _as_any(value: object, tally: Tally) -> object:
     return _scalar(value, tally)
 
 
+#: The count of values a field's coercion could not read (`"99,50"` for a price, an
+#: object for a name): dropped, as the schema would refuse them, and said at the end.
+UNREADABLE = "values their field's type could not take dropped (e.g. text for a number)"
+
 #: Digits of text that is an integer within 64 bits whatever they are.
 INT64_DIGITS = 18
 
@@ -89,6 +93,7 @@ def _as_integer(value: object, tally: Tally) -> object:
         return int(value)  # what to_int gives such text, without its general steps
     number = to_int(value)
     if number is None:
+        tally[UNREADABLE] += 1
         return DROP
     if INT64_MIN <= number <= INT64_MAX:
         return number
@@ -97,7 +102,11 @@ def _as_integer(value: object, tally: Tally) -> object:
 
 
 def _as_number(value: object, tally: Tally) -> object:
-    return _within_64_bits(to_number(value), tally)
+    real = to_number(value)
+    if real is None:
+        tally[UNREADABLE] += 1
+        return DROP
+    return _within_64_bits(real, tally)
 
 
 NUMBERS_DROPPED = "numbers outside 64 bits dropped"
@@ -119,23 +128,31 @@ def _within_64_bits(real: float | None, tally: Tally) -> object:
     return DROP
 
 
-def _as_boolean(value: object, _tally: Tally) -> object:
+def _as_boolean(value: object, tally: Tally) -> object:
     flag = to_bool(value)
-    return DROP if flag is None else flag
+    if flag is None:
+        tally[UNREADABLE] += 1
+        return DROP
+    return flag
 
 
-def _as_uuid(value: object, _tally: Tally) -> object:
-    return value if isinstance(value, str) and rules.UUID_PATTERN.match(value) else DROP
+def _as_uuid(value: object, tally: Tally) -> object:
+    if isinstance(value, str) and rules.UUID_PATTERN.match(value):
+        return value
+    tally[UNREADABLE] += 1
+    return DROP
 
 
-def _as_string(value: object, _tally: Tally) -> object:
+def _as_string(value: object, tally: Tally) -> object:
     if isinstance(value, (dict, list)):
+        tally[UNREADABLE] += 1
         return DROP
     return to_attribute_string(value)
 
 
 def _as_name(value: object, tally: Tally) -> object:
     if isinstance(value, (dict, list)):
+        tally[UNREADABLE] += 1
         return DROP
     return truncate(
         to_attribute_string(value), rules.API_LIMIT_NAME, "event names truncated to 256", tally
@@ -144,6 +161,7 @@ def _as_name(value: object, tally: Tally) -> object:
 
 def _as_scalar_map(value: object, tally: Tally) -> object:
     if not isinstance(value, dict):
+        tally[UNREADABLE] += 1
         return DROP
     if len(value) <= rules.API_LIMIT_ATTRIBUTES_PER_EVENT:
         for name, item in value.items():

@@ -13,6 +13,7 @@ import pytest
 from target_mparticle.assemble import THIRTY_DAYS_MS, assemble, trailing_group
 from target_mparticle.clean import clean_event, clean_identities
 from target_mparticle.client import BULK_PATH, HISTORICAL_PATH, pack
+from target_mparticle.coerce import UNREADABLE
 from target_mparticle.convert import BatchDefaults, Converter, digest_id
 from target_mparticle.inbound import InvalidRecordError, fit_shell
 from target_mparticle.mapping import StreamMapping, mapping_errors
@@ -289,6 +290,27 @@ def test_a_product_position_from_a_text_column_keeps_the_product_action():
     [batch], _ = batches_of([bad])
     assert "position" not in batch["events"][0]["data"]["product_action"]["products"][0]
     assert conv.tally["product positions that are not integers dropped"] == 1
+
+
+def test_values_their_field_cannot_take_are_dropped_and_counted():
+    """`"99,50"` for a total, `"n/a"` for a price: dropped as the schema would refuse
+    them, never silently."""
+    conv = converter({"kind": "commerce_event", "custom_event_type": "purchase"})
+    products = [{"id": "p1", "price": "n/a", "quantity": 1}]
+    item = conv.convert(
+        {"id": 1, "customer_id": "c", "total_amount": "99,50", "products": products}
+    )
+    [batch], _ = batches_of([item])
+    action = batch["events"][0]["data"]["product_action"]
+    assert "total_amount" not in action
+    assert "price" not in action["products"][0]
+    assert validate(batch) == []
+    assert conv.tally[UNREADABLE] == 2
+    tally = Tally()
+    data = {"event_name": "E", "custom_event_type": "other", "timestamp_unixtime_ms": 5}
+    event = clean_event("custom_event", {**data, "session_uuid": {"x": 1}}, tally)
+    assert "session_uuid" not in event["data"]
+    assert tally[UNREADABLE] == 1
 
 
 def test_a_purchase_with_no_total_or_products_is_sent_and_counted():

@@ -10,6 +10,8 @@ import typing as t
 
 import msgspec
 
+from target_mparticle.preflight import bounded
+
 if t.TYPE_CHECKING:
     import pathlib
 
@@ -39,7 +41,12 @@ class InvalidRecords:
         self._lock = threading.Lock()
 
     def handle(self, stream: str, record: t.Mapping[str, t.Any], reason: str) -> None:
-        """Deal with one refused record according to the policy."""
+        """Deal with one refused record according to the policy.
+
+        The reason is cut to a few quoted values' length: it may quote a key or a
+        field, and either can be megabytes long (the dead letter keeps the record).
+        """
+        reason = bounded(reason)
         if self.policy == "fail":
             msg = f"invalid record (on_invalid_record is 'fail'): {reason}"
             raise InvalidRecordFatalError(msg)

@@ -142,7 +142,11 @@ class MappedRecords(ConverterBase):
                 batch["user_attributes"] = attrs
             if mapping.null_user_attributes == "delete":
                 # A column that turned null: the attribute goes away in mParticle too.
-                deleted = [n for n, f in plan.attributes if record.get(f) is None]
+                deleted = [
+                    n if len(n) <= rules.API_LIMIT_NAME else _cut_name(n, self.tally)
+                    for n, f in plan.attributes
+                    if record.get(f) is None
+                ]
                 if deleted:
                     batch["deleted_user_attributes"] = deleted
         if self._batch_fields_apply:
@@ -244,6 +248,8 @@ class MappedRecords(ConverterBase):
         """The record's event time (its timestamp field), else now: consent's default time."""
         field = self.mapping.timestamp_field
         stamp = to_epoch_ms(record.get(field)) if field else None
+        if stamp is None and field and record.get(field) is not None:
+            self.tally[f"consent times taken as now: {field[:80]!r} held no readable time"] += 1
         return stamp if stamp is not None else now_ms()
 
     def _mapped_event(  # noqa: C901, PLR0912 - one branch per documented option
@@ -341,6 +347,14 @@ class MappedRecords(ConverterBase):
         if currency is not None:
             used.add("currency_code")
             data["currency_code"] = to_attribute_string(currency)
+
+
+def _cut_name(name: str, tally: Tally) -> str:
+    """An attribute name as `user_attributes` sends it: cut to mParticle's limit, counted.
+
+    A delete must name the attribute as it was set, or it matches nothing.
+    """
+    return truncate(name, rules.API_LIMIT_NAME, "attribute names truncated to 256", tally)
 
 
 EMPTY_PURCHASES = (

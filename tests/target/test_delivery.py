@@ -306,6 +306,17 @@ def test_every_skipped_record_is_named_and_dead_letters_past_twenty_are_summed(
     assert len((tmp_path / "dead.jsonl").read_text().splitlines()) == 30
 
 
+def test_a_reason_quoting_a_huge_key_is_cut_in_the_log_and_the_dead_letter(config, tmp_path):
+    huge = "k" * 1_000_000
+    config["on_invalid_record"] = "dead_letter"
+    run = run_target(config, singer_lines("people", [{"id": huge, "name": "x"}], ["id"]))
+    assert run.error is None
+    (letter,) = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert len(letter["reason"]) < 600
+    assert "more characters)" in letter["reason"]
+    assert letter["record"]["id"] == huge  # the record itself is kept whole
+
+
 def test_records_without_identity_skip_dead_letter_or_fail(config, tmp_path):
     records = [{"id": 1, "email": "a@b"}, {"id": 2, "name": "nobody"}]
     lines = [*singer_lines("people", records, ["id"]), json.dumps({"type": "STATE", "value": 2})]

@@ -313,6 +313,24 @@ def test_values_their_field_cannot_take_are_dropped_and_counted():
     assert tally[UNREADABLE] == 1
 
 
+def test_a_deleted_attribute_is_named_as_it_was_set_and_unreadable_consent_times_counted():
+    long = "n" * 300
+    mapping = {
+        "kind": "user",
+        "identities": {"email": "email"},
+        "user_attributes": {long: "v"},
+        "null_user_attributes": "delete",
+        "timestamp_field": "at",
+        "consent": {"gdpr": {"marketing": "mkt"}},
+    }
+    conv = converter(mapping)
+    given = conv.convert({"id": 1, "email": "a@b.c", "v": "x", "at": 1, "mkt": True})
+    gone = conv.convert({"id": 1, "email": "a@b.c", "v": None, "at": "yesterday", "mkt": True})
+    assert list(given.batch["user_attributes"]) == [long[:256]]
+    assert gone.batch["deleted_user_attributes"] == [long[:256]]
+    assert conv.tally["consent times taken as now: 'at' held no readable time"] == 1
+
+
 def test_a_purchase_with_no_total_or_products_is_sent_and_counted():
     """Columns named otherwise (`total`, `items`) give a valid but empty purchase."""
     conv = converter({"kind": "commerce_event", "custom_event_type": "purchase"})

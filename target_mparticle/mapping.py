@@ -279,7 +279,7 @@ def _option_errors(where: str, raw: t.Mapping[str, t.Any]) -> list[str]:
             f"{where}.null_user_attributes must be drop or delete, "
             f"not {raw['null_user_attributes']!r}"
         )
-    for key in ("ip_field", "device_id_field", "data_plan_id"):
+    for key in ("ip_field", "device_id_field"):
         value = raw.get(key)
         if value is not None and (not isinstance(value, str) or not value):
             errors.append(f"{where}.{key} must be a non-empty string")
@@ -293,8 +293,15 @@ def _option_errors(where: str, raw: t.Mapping[str, t.Any]) -> list[str]:
 def data_plan_errors(where: str, plan_id: object, version: object) -> list[str]:
     """Problems with a data plan id and version (a version needs an id)."""
     errors = []
-    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
-        errors.append(f"{where}: data_plan_version must be a whole number, not {version!r}")
+    if plan_id is not None and (not isinstance(plan_id, str) or not plan_id):
+        errors.append(f"{where}: data_plan_id must be a non-empty string, not {plan_id!r}")
+    if version is not None and (
+        isinstance(version, bool) or not isinstance(version, int) or not 1 <= version < 2**63
+    ):
+        errors.append(
+            f"{where}: data_plan_version must be a whole number from 1 (within 64 bits), "
+            f"not {str(version)[:80]!r}"
+        )
     if version is not None and plan_id is None:
         errors.append(f"{where}: data_plan_version needs data_plan_id")
     return errors
@@ -336,11 +343,23 @@ def _identity_errors(where: str, identities: object) -> list[str]:
         return []
     if not isinstance(identities, dict) or not identities:
         return [f"{where}.identities must be a non-empty object"]
-    return [
+    errors = [
         f"{where}.identities: {name!r} is not an mParticle identity type"
         for name in identities
         if identity_key(str(name)) is None
     ]
+    spellings: dict[str, list[str]] = {}
+    for name in identities:
+        key = identity_key(str(name))
+        if key is not None:
+            spellings.setdefault(key, []).append(str(name))
+    errors.extend(
+        f"{where}.identities: {', '.join(map(repr, names))} are one identity type ({key}); "
+        "name it once"
+        for key, names in spellings.items()
+        if len(names) > 1
+    )
+    return errors
 
 
 def identity_key(name: str) -> str | None:

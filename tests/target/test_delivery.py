@@ -383,6 +383,23 @@ def test_a_dry_run_that_writes_no_body_still_replaces_the_last_runs_file(tmp_pat
         ({"dry_run": True, "api_url": "https://x/v1"}, "ending in /v2"),
         ({"dry_run": True, "mappings": {"s": {"kind": "user", "bogus": 1}}}, "bogus"),
         ({"dry_run": True, "max_parallel_requests": 0}, "max_parallel_requests"),
+        # Each of these used to be taken, and then acted on in a way nobody asked for.
+        (
+            {
+                "dry_run": True,
+                "mappings": {"s": {"identities": {"customer_id": "a", "CustomerId": "b"}}},
+            },
+            "'customer_id', 'CustomerId' are one identity type (customer_id); name it once",
+        ),
+        ({"dry_run": True, "data_plan_id": ""}, "data_plan_id must be a non-empty string"),
+        (
+            {"dry_run": True, "data_plan_id": "p", "data_plan_version": 2**70},
+            "data_plan_version must be a whole number from 1 (within 64 bits)",
+        ),
+        (
+            {"dry_run": True, "mappings": {"s": {"data_plan_id": "p", "data_plan_version": 0}}},
+            "data_plan_version must be a whole number from 1",
+        ),
     ],
 )
 def test_cross_field_config_errors(config, fragment):

@@ -99,25 +99,39 @@ def flatten(value: object, prefix: str, out: dict[str, object]) -> None:
     out[prefix] = value
 
 
-def _flat(pairs: t.Iterable[tuple[str, object]]) -> dict[str, object]:
+def _flat(pairs: t.Iterable[tuple[str, object]], tally: Tally) -> dict[str, object]:
     """Name -> value with nested objects flattened and nulls left out.
 
-    Most values are flat scalars; they skip the recursive walk.
+    Most values are flat scalars; they skip the recursive walk. Two names that come
+    out alike (`a.b` beside `a: {b: ...}`) keep the later value, and are counted.
     """
     flat: dict[str, object] = {}
     for name, value in pairs:
         if value is None:
             continue
         if isinstance(value, dict):
-            flatten(value, name, flat)
+            nested: dict[str, object] = {}
+            flatten(value, name, nested)
+            clashes = len(flat.keys() & nested.keys())
+            if clashes:
+                tally[COLLISIONS] += clashes
+            flat.update(nested)
         else:
+            if name in flat:
+                tally[COLLISIONS] += 1
             flat[name] = value
     return flat
 
 
-def _key(name: str, tally: Tally) -> str:
+COLLISIONS = "attributes whose flattened or cut names clashed, the earlier value dropped"
+
+
+def _key(name: str, tally: Tally, taken: t.Container[str]) -> str:
+    """`name` cut to mParticle's limit (counted); a cut that meets a name `taken` too."""
     if len(name) > API_LIMIT_NAME:
-        return truncate(name, API_LIMIT_NAME, "attribute names truncated to 256", tally)
+        name = truncate(name, API_LIMIT_NAME, "attribute names truncated to 256", tally)
+        if name in taken:
+            tally[COLLISIONS] += 1
     return name
 
 
@@ -127,14 +141,14 @@ def event_attributes(
 ) -> dict[str, str]:
     """Build ``custom_attributes`` within mParticle's per-event limits."""
     result: dict[str, str] = {}
-    for name, value in _flat(pairs).items():
+    for name, value in _flat(pairs, tally).items():
         if len(result) >= API_LIMIT_ATTRIBUTES_PER_EVENT:
             tally["event attributes over the 100 per event limit dropped"] += 1
             continue
         text = value if type(value) is str else to_attribute_string(value)
         if len(text) > API_LIMIT_VALUE:
             text = truncate(text, API_LIMIT_VALUE, "values truncated to 4096", tally)
-        result[_key(name, tally)] = text
+        result[_key(name, tally, result)] = text
     return result
 
 
@@ -184,7 +198,7 @@ def user_attributes(
 ) -> dict[str, str | list[str]]:
     """Build ``user_attributes``: like event attributes, but lists stay lists."""
     result: dict[str, str | list[str]] = {}
-    for name, flat_value in _flat(pairs).items():
+    for name, flat_value in _flat(pairs, tally).items():
         # An int's text is what to_attribute_string would give it: the usual path below.
         value = str(flat_value) if type(flat_value) is int else flat_value
         if (
@@ -198,7 +212,7 @@ def user_attributes(
         if len(result) >= API_LIMIT_USER_ATTRIBUTES:
             tally["user attributes over the 100 per batch limit dropped"] += 1
             continue
-        key = _key(name, tally)
+        key = _key(name, tally, result)
         if isinstance(value, (list, tuple)):
             items = [v for v in value if v is not None]
             if len(items) > API_LIMIT_USER_ATTRIBUTE_LIST:

@@ -19,6 +19,7 @@ from target_mparticle.inbound import InvalidRecordError, fit_shell
 from target_mparticle.mapping import StreamMapping, mapping_errors
 from target_mparticle.schema_rules import MAX_REQUEST_BYTES
 from target_mparticle.values import (
+    COLLISIONS,
     Tally,
     event_attributes,
     names_within_limits,
@@ -115,6 +116,20 @@ def test_values_are_stringified_flattened_and_nulls_dropped():
         "when": "2025-01-02T00:00:00+00:00",
         "list": '[1,"x"]',
     }
+
+
+def test_attribute_names_that_clash_once_flattened_or_cut_are_counted():
+    """`a.b` beside `a: {b: ...}`, or two long names alike in their first 256
+    characters: one value is lost, and the count says so."""
+    tally = Tally()
+    flat = event_attributes([("a.b", "flat"), ("a", {"b": "nested", "c": "x"})], tally)
+    assert flat == {"a.b": "nested", "a.c": "x"}
+    assert tally[COLLISIONS] == 1
+    long = "n" * 256
+    users = user_attributes([(long + "1", "one"), (long + "2", "two"), ("plan", "gold")], tally)
+    assert users == {long: "two", "plan": "gold"}
+    assert tally[COLLISIONS] == 2
+    assert tally["attribute names truncated to 256"] == 2
 
 
 def test_user_attribute_lists_stay_lists():

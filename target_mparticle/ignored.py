@@ -58,6 +58,7 @@ class IgnoredSettings:
         declared = schema.get("properties") or {}
         if not declared:
             return
+        self._warn_flattened_deletes(stream, declared, mapping)
         absent = [name for name in fields if name not in declared]
         if absent:
             LOGGER.warning(
@@ -68,6 +69,34 @@ class IgnoredSettings:
                 ", ".join(repr(name) for name in absent),
                 "are" if len(absent) > 1 else "is",
                 "them" if len(absent) > 1 else "it",
+            )
+
+    @staticmethod
+    def _warn_flattened_deletes(
+        stream: str, declared: t.Mapping[str, t.Any], mapping: StreamMapping
+    ) -> None:
+        """Warn that a JSON column's attributes outlive it under `null_user_attributes: delete`.
+
+        An object is sent flattened (`prefs.lang`, `prefs.theme`); when the column turns
+        null, only the attribute named after it can be deleted: which keys it held
+        before is not in the row.
+        """
+        if mapping.kind != "user" or mapping.null_user_attributes != "delete":
+            return
+        columns = (
+            list(mapping.user_attributes.values())
+            if mapping.user_attributes is not None
+            else list(declared)
+        )
+        objects = [c for c in columns if _may_be_object(declared.get(c))]
+        if objects:
+            LOGGER.warning(
+                "Stream %r: %s may hold objects, sent as flattened attributes (%s.<key>); "
+                "null_user_attributes: delete removes only the attribute named after the "
+                "column when it turns null, not its flattened keys",
+                stream,
+                ", ".join(repr(c[:80]) for c in objects),
+                objects[0][:80],
             )
 
     def _warn_if_meant(self, stream: str) -> None:
@@ -125,3 +154,13 @@ class IgnoredSettings:
                     stream,
                     ", ".join(repr(name) for name in sorted(self._seen)) or "none",
                 )
+
+
+def _may_be_object(schema: object) -> bool:
+    """Whether a property's JSON Schema lets it hold an object (`type` or `anyOf`)."""
+    if not isinstance(schema, dict):
+        return False
+    kinds = schema.get("type")
+    if kinds == "object" or (isinstance(kinds, list) and "object" in kinds):
+        return True
+    return any(_may_be_object(option) for option in schema.get("anyOf") or ())

@@ -68,6 +68,42 @@ def test_a_mapping_meant_for_a_stream_the_tap_names_otherwise_is_warned_about_on
     ]
 
 
+def test_a_json_column_under_delete_is_said_to_leave_its_flattened_keys(config, caplog):
+    """tap-postgres types jsonb as an object: `prefs` goes out as `prefs.<key>`, and a
+    null `prefs` can only delete `prefs` itself."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "email": {"type": ["string", "null"]},
+            "prefs": {"type": ["object", "null"]},
+            "tags": {"anyOf": [{"type": "array"}, {"type": "object"}, {"type": "null"}]},
+            "plan": {"type": ["string", "null"]},
+        },
+    }
+    lines = [
+        json.dumps(
+            {"type": "SCHEMA", "stream": "users", "schema": schema, "key_properties": ["id"]}
+        ),
+        json.dumps({"type": "RECORD", "stream": "users", "record": {"id": 1, "email": "a@b.c"}}),
+    ]
+    users = {"kind": "user", "identities": {"email": "email"}, "null_user_attributes": "delete"}
+    for mapping, said in (
+        (users, "'prefs', 'tags' may hold objects"),
+        ({**users, "user_attributes": ["plan"]}, None),
+        ({**users, "null_user_attributes": "drop"}, None),
+    ):
+        config["mappings"] = {"users": mapping}
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert run_target(config, lines).error is None
+        flattened = [m for m in warnings(caplog) if "flattened attributes" in m]
+        assert flattened == ([] if said is None else [flattened[0]])
+        if said is not None:
+            assert said in flattened[0]
+            assert "(prefs.<key>)" in flattened[0]
+
+
 def test_mapped_fields_missing_from_schema_and_from_records_are_reported(config, caplog):
     config["mappings"] = {
         "orders": {

@@ -202,8 +202,12 @@ def epoch_ms(value: object) -> int | None:
     Returns:
         Epoch milliseconds, or None when the value names no moment.
     """
-    if isinstance(value, str) and to_number(value) is None:
-        value = _iso_datetime(value)
+    if isinstance(value, str):
+        day = _basic_date(value)
+        if day is not None:
+            value = day
+        elif to_number(value) is None:
+            value = _iso_datetime(value)
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         value = dt.datetime.combine(value, dt.time(), tzinfo=UTC)
     if isinstance(value, dt.datetime):
@@ -216,6 +220,28 @@ def epoch_ms(value: object) -> int | None:
     if abs(number) < SECONDS_LIMIT:
         return int(decimal.Decimal(str(number)) * 1000)
     return int(number)
+
+
+def _basic_date(text: str) -> dt.date | None:
+    """A date written `YYYYMMDD` (ISO 8601's basic form, a warehouse's date key).
+
+    Read as a number it would be epoch seconds in 1970 (20261101 is 24 August 1970);
+    eight digits that make a date between 1900 and 2199 are that date instead.
+    """
+    digits = text.strip()
+    if len(digits) != BASIC_DATE_DIGITS or not (digits.isdigit() and digits.isascii()):
+        return None
+    year, month, day = int(digits[:4]), int(digits[4:6]), int(digits[6:])
+    if not MIN_BASIC_YEAR <= year <= MAX_BASIC_YEAR:
+        return None
+    try:
+        return dt.date(year, month, day)
+    except ValueError:
+        return None
+
+
+BASIC_DATE_DIGITS = 8
+MIN_BASIC_YEAR, MAX_BASIC_YEAR = 1900, 2199
 
 
 def _iso_datetime(text: str) -> dt.datetime | None:

@@ -160,6 +160,10 @@ def test_limits_truncate_and_count():
         (dt.datetime(2025, 11, 13), 1_762_992_000_000),  # noqa: DTZ001 - naive means UTC
         ("not a time", None),
         (True, None),
+        # A warehouse's date key, ISO 8601's basic form: a date, not seconds in 1970.
+        ("20251113", 1_762_992_000_000),
+        (" 20240229 ", 1_709_164_800_000),
+        ("20241301", 20_241_301_000),  # no such date: still a number (seconds)
     ],
 )
 def test_timestamps_in_every_documented_form(value, expected):

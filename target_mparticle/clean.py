@@ -301,7 +301,7 @@ def clean_identities(raw: object, tally: Tally) -> Identities:
     device: dict[str, str] = {}
     mpid: int | None = None
     for name, value in pairs:
-        if value is None or value == "":
+        if value is None or value == "" or (type(value) is str and value.isspace()):
             continue
         spelled = str(name)
         if is_mpid_key(spelled):

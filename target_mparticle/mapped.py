@@ -19,6 +19,7 @@ from target_mparticle.clock import now_ms
 from target_mparticle.coerce import clean_object
 from target_mparticle.inbound import CertainShapes, InvalidRecordError, fit_event, fit_shell
 from target_mparticle.items import ConverterBase, Item, digest_id, public, with_fields
+from target_mparticle.preflight import quoted
 from target_mparticle.values import (
     Tally,
     event_attributes,
@@ -201,8 +202,8 @@ class MappedRecords(ConverterBase):
         mpid: int | None = None
         for identity_type, field in identity_fields:
             value = record.get(field)
-            if value is None or value == "":
-                continue
+            if value is None or value == "" or (type(value) is str and value.isspace()):
+                continue  # blank: no identity, as an empty string is none
             if identity_type == "mpid":
                 mpid = to_int64(value)
                 if mpid is None:
@@ -280,7 +281,9 @@ class MappedRecords(ConverterBase):
         if mapping.timestamp_field:
             stamp = to_epoch_ms(record.get(mapping.timestamp_field))
             if stamp is None:
-                msg = f"timestamp field {mapping.timestamp_field!r} holds no usable time"
+                given = record.get(mapping.timestamp_field)
+                what = "is missing or null" if given is None else f"holds {quoted(given)}"
+                msg = f"timestamp field {mapping.timestamp_field!r} {what}, no usable time"
                 raise InvalidRecordError(msg)
             data["timestamp_unixtime_ms"] = stamp
 

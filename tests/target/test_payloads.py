@@ -350,6 +350,22 @@ def test_a_deleted_attribute_is_named_as_it_was_set_and_unreadable_consent_times
     assert conv.tally["consent times taken as now: 'at' held no readable time"] == 1
 
 
+def test_a_blank_identity_is_none_and_a_missing_time_is_named_missing():
+    conv = converter({"identities": {"customer_id": "cid", "email": "mail"}})
+    item = conv.convert({"id": 1, "cid": "   ", "mail": "a@b.c"})
+    assert item.batch["user_identities"] == {"email": "a@b.c"}
+    with pytest.raises(InvalidRecordError, match="has no identity"):
+        conv.convert({"id": 2, "cid": " \t", "mail": ""})
+    assert clean_identities({"customer_id": "  ", "email": "a@b.c"}, Tally()).user == {
+        "email": "a@b.c"
+    }
+    timed = converter({"timestamp_field": "at", "identities": {"email": "mail"}})
+    with pytest.raises(InvalidRecordError, match="timestamp field 'at' is missing or null"):
+        timed.convert({"id": 3, "mail": "a@b.c"})
+    with pytest.raises(InvalidRecordError, match="timestamp field 'at' holds 'soon', no usable"):
+        timed.convert({"id": 4, "mail": "a@b.c", "at": "soon"})
+
+
 def test_a_purchase_with_no_total_or_products_is_sent_and_counted():
     """Columns named otherwise (`total`, `items`) give a valid but empty purchase."""
     conv = converter({"kind": "commerce_event", "custom_event_type": "purchase"})

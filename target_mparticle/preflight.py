@@ -13,6 +13,8 @@ every level, and the HTTP libraries' loggers are capped at INFO.
 from __future__ import annotations
 
 import collections
+import decimal
+import json
 import os
 import pathlib
 import sys
@@ -142,11 +144,19 @@ class SingerInputReader(MsgSpecReader):
         """
         try:
             value: dict[str, t.Any] = self._decode(line)
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-            text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
-            msg = f"not a JSON message: {text[:80].strip()!r}"
-            raise InvalidInputLine(msg) from None
+        except msgspec.DecodeError as exc:
+            if "out of range" not in str(exc):
+                raise self._not_json(line) from None
+            value = _with_huge_numbers(line, self._not_json)
+        except (UnicodeDecodeError, RecursionError):
+            raise self._not_json(line) from None
         return value
+
+    @staticmethod
+    def _not_json(line: str | bytes) -> InvalidInputLine:
+        """The one-line error for a line that is not a JSON message."""
+        text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+        return InvalidInputLine(f"not a JSON message: {text[:80].strip()!r}")
 
     def process_lines(
         self,
@@ -205,6 +215,44 @@ class SingerInputReader(MsgSpecReader):
             else:
                 self._process_unknown_message(line_dict)
             stats[record_type] += 1
+
+
+def _integer(digits: str) -> int | decimal.Decimal:
+    """An int, or a Decimal past what Python converts from text (4,300 digits)."""
+    return int(digits) if len(digits) <= MAX_INT_DIGITS else decimal.Decimal(digits)
+
+
+MAX_INT_DIGITS = 4000
+
+
+def _refuse_constant(name: str) -> t.NoReturn:
+    """`NaN` and `Infinity` are no JSON: refused here as msgspec refuses them."""
+    msg = f"{name} is not JSON"
+    raise ValueError(msg)
+
+
+def _with_huge_numbers(
+    line: str | bytes, not_json: t.Callable[[str | bytes], InvalidInputLine]
+) -> dict[str, t.Any]:
+    """A message holding a number msgspec cannot hold (`1e400`, 5,000 digits), decoded.
+
+    Valid JSON, so the record is handed on, its number as a Decimal, for the field's
+    coercion to drop and count as beyond 64 bits, or `on_invalid_record` to take, not
+    the run ended as "not a JSON message". Only lines msgspec refused for range come
+    here, so its other refusals (lone surrogates, NaN) stand.
+    """
+    try:
+        return t.cast(
+            "dict[str, t.Any]",
+            json.loads(
+                line,
+                parse_float=decimal.Decimal,
+                parse_int=_integer,
+                parse_constant=_refuse_constant,
+            ),
+        )
+    except (ValueError, RecursionError):
+        raise not_json(line) from None
 
 
 #: How much of a hostile value an error line quotes.

@@ -26,9 +26,10 @@ from mparticle_facts.numbers import (
 )
 from tap_mparticle.audience_records import to_timestamp
 from target_mparticle import schema_rules as rules
+from target_mparticle.coerce import NUMBERS_DROPPED, UNREADABLE
 from target_mparticle.values import to_epoch_ms
 from tests.support.files import dead_letters
-from tests.support.target import run_target, singer_lines
+from tests.support.target import run_target, run_target_cli, singer_lines
 
 if t.TYPE_CHECKING:
     from tests.support.eventsapi import EventsApiServer
@@ -280,3 +281,41 @@ def _numbers(value: object) -> t.Iterator[int | float]:
             yield from _numbers(item)
     elif type(value) in {int, float}:
         yield t.cast("int | float", value)
+
+
+def test_numbers_json_allows_but_msgspec_cannot_hold_cost_only_their_field(
+    server: EventsApiServer, config: dict[str, t.Any]
+):
+    """`1e400` and a 5,000-digit integer are valid JSON: they used to end the run as
+    "not a JSON message"; now the record goes on and the number is dropped, counted."""
+    schema = json.dumps(
+        {"type": "SCHEMA", "stream": "orders", "schema": {"properties": {}}, "key_properties": []}
+    )
+    lines = [
+        schema,
+        '{"type": "RECORD", "stream": "orders", "record": {"e": "a@b.c", "total_amount": 1e400}}',
+        '{"type": "RECORD", "stream": "orders", "record": {"e": "b@c.d", "total_amount": '
+        + "9" * 5000
+        + "}}",
+        '{"type": "RECORD", "stream": "orders", "record": {"e": "c@d.e", "total_amount": 12.5}}',
+    ]
+    config["mappings"] = {
+        "orders": {
+            "kind": "commerce_event",
+            "custom_event_type": "purchase",
+            "identities": {"email": "e"},
+        }
+    }
+    run = run_target(config, lines)
+    assert run.error is None
+    totals = [e["data"]["product_action"].get("total_amount") for e in server.events()]
+    assert totals == [None, None, 12.5]
+    tally = run.target.delivery.tally
+    assert tally[NUMBERS_DROPPED] + tally[UNREADABLE] == 2  # each dropped, and said
+
+
+def test_nan_stays_refused_as_no_json(tmp_path):
+    lines = '{"type": "RECORD", "stream": "s", "record": {"a": NaN, "b": 1e400}}\n'
+    done = run_target_cli(tmp_path, {"dry_run": True, "dry_run_path": str(tmp_path / "d")}, lines)
+    assert done.returncode == 1
+    assert "line 1: not a JSON message" in done.stderr

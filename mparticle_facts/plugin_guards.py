@@ -205,13 +205,29 @@ class _GuardLines(logging.Filter):
         record.name = one_line(record.name)
         message = record.getMessage()
         guarded = message
-        for secret in self.secrets:
-            guarded = guarded.replace(secret, MASK)
+        guarded = mask(guarded, self.secrets)
         # After masking: a secret may hold a line break itself.
         guarded = one_line(mask_userinfo(guarded))
         if guarded != message:
             record.msg, record.args = guarded, None
         return True
+
+
+def secret_texts(secrets: Iterable[object]) -> list[str]:
+    """The secrets worth masking (empty and very short ones skipped), longest first.
+
+    Longest first, so a secret that contains another is masked whole.
+    """
+    return sorted(
+        {str(s) for s in secrets if s and len(str(s)) >= MIN_SECRET_LENGTH}, key=len, reverse=True
+    )
+
+
+def mask(text: str, secrets: Iterable[str]) -> str:
+    """`text` with each of `secrets` (as `secret_texts` gives them) written `***`."""
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    return text
 
 
 def guard_logs(secrets: Iterable[object], chatty_loggers: Iterable[str]) -> None:
@@ -225,9 +241,7 @@ def guard_logs(secrets: Iterable[object], chatty_loggers: Iterable[str]) -> None
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() < logging.INFO:
             logger.setLevel(logging.INFO)
-    values = sorted(
-        {str(s) for s in secrets if s and len(str(s)) >= MIN_SECRET_LENGTH}, key=len, reverse=True
-    )
+    values = secret_texts(secrets)
     handlers = list(logging.getLogger().handlers)
     for name in logging.root.manager.loggerDict:
         handlers.extend(getattr(logging.getLogger(name), "handlers", []))

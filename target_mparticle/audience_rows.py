@@ -63,11 +63,13 @@ class AudienceRows(ConverterBase):
         ):
             shell["device_info"] = {kind: to_attribute_string(value)}
         elif mpid is None:
-            msg = f"audience row cannot be sent: {_unusable(record, kind)} and it has no mpid"
+            reason, _ = _unusable(record, kind)
+            msg = f"audience row cannot be sent: {reason} and it has no mpid"
             raise InvalidRecordError(msg)
         elif value not in (None, ""):
             # Sent by its mpid alone; the identity left out is counted, not lost unseen.
-            self.tally[f"audience rows sent by mpid alone: {_left_out(record, kind)}"] += 1
+            _, counted = _unusable(record, kind)
+            self.tally[f"audience rows sent by mpid alone: {counted}"] += 1
         if mpid is not None:
             shell["mpid"] = mpid
         context = self.data_plan_context()
@@ -125,27 +127,26 @@ class AudienceRows(ConverterBase):
         return self._audience_item(record, shell)
 
 
-def _left_out(record: dict[str, t.Any], kind: str | None) -> str:
-    """`_unusable` without values from the row: a tally key is one per reason, not per row."""
-    if record.get("identity_encoding", "raw") != "raw":
-        return "identity hashed"
-    if isinstance(record.get("identity_value"), NOT_IDENTITIES):
-        return "identity an object, a list or true/false"
-    if kind is None:
-        return "identity type not one the Events API takes"
-    return f"{kind} not a UUID"
+def _unusable(record: dict[str, t.Any], kind: str | None) -> tuple[str, str]:
+    """Why a row's identity cannot identify its user in the Events API.
 
-
-def _unusable(record: dict[str, t.Any], kind: str | None) -> str:
-    """Why a row's identity cannot identify its user in the Events API."""
+    Said twice: quoting the row, for its refusal, and without values from it, for the
+    count of rows sent by their mpid alone (one tally key per reason, not per row).
+    """
     value = record.get("identity_value")
     encoding = record.get("identity_encoding", "raw")
     if value in (None, ""):
-        return "it has no identity"
+        return "it has no identity", "no identity"
     if encoding != "raw":
-        return f"its identity is hashed ({encoding})"
+        return f"its identity is hashed ({encoding})", "identity hashed"
     if isinstance(value, NOT_IDENTITIES):
-        return f"its identity {quoted(value)} is an object, a list or true/false"
+        return (
+            f"its identity {quoted(value)} is an object, a list or true/false",
+            "identity an object, a list or true/false",
+        )
     if kind is None:
-        return f"its identity type {record.get('identity_type')!r} is not one the Events API takes"
-    return f"its {kind} is not a UUID, as the Events API requires"
+        return (
+            f"its identity type {record.get('identity_type')!r} is not one the Events API takes",
+            "identity type not one the Events API takes",
+        )
+    return f"its {kind} is not a UUID, as the Events API requires", f"{kind} not a UUID"

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import backoff
 import urllib3
 
-from mparticle_facts.plugin_guards import MASK, MIN_SECRET_LENGTH
+from mparticle_facts.plugin_guards import mask, secret_texts
 from target_mparticle.pacing import Pacer
 from target_mparticle.schema_rules import MAX_BATCHES_PER_REQUEST, MAX_REQUEST_BYTES
 from target_mparticle.transport import (
@@ -163,18 +163,12 @@ class EventsApiClient:
         self._headers["Content-Type"] = "application/json"
         #: What an error quoting the server must not repeat: a server may echo the
         #: request's credentials (the Basic token is key:secret in base64).
-        self._secrets = sorted(
-            {
-                value
-                for value in (
-                    settings.api_key,
-                    settings.api_secret,
-                    self._headers["authorization"].removeprefix("Basic "),
-                )
-                if len(value) >= MIN_SECRET_LENGTH
-            },
-            key=len,
-            reverse=True,
+        self._secrets = secret_texts(
+            (
+                settings.api_key,
+                settings.api_secret,
+                self._headers["authorization"].removeprefix("Basic "),
+            )
         )
         if self.pacer.enabled:
             # A sender waits for the GIL up to this long while the main thread converts;
@@ -333,9 +327,7 @@ class EventsApiClient:
 
     def _masked(self, text: str) -> str:
         """`text` from the server with the run's credentials masked (logs and dead letters)."""
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
-        return text
+        return mask(text, self._secrets)
 
     def describe(self) -> str:
         """Where data goes, for log lines: the URL only (the key is a credential too)."""

@@ -137,7 +137,6 @@ class ConverterBase:
         self.key_properties = list(key_properties)
         self.mapping = mapping
         self.environment = defaults.environment
-        self.environment_tag = environment_tag(self.environment)
         self.data_plan = (defaults.data_plan_id, defaults.data_plan_version)
         self.audience_attribute_name = (
             mapping.audience_attribute_name or defaults.audience_attribute_name
@@ -146,7 +145,7 @@ class ConverterBase:
         #: environment: what turns a record into its batch. A mapping fixed and re-run
         #: gives new ids, so mParticle does not drop the corrected batches as copies.
         self.id_scope = (
-            self.environment_tag
+            environment_tag(self.environment)
             + digest_id(repr(mapping), self.data_plan, self.audience_attribute_name)[:8]
         )
         self.tally = tally

@@ -22,6 +22,7 @@ from target_mparticle.items import ConverterBase, Item, digest_id, public, with_
 from target_mparticle.preflight import quoted
 from target_mparticle.values import (
     Tally,
+    attribute_name,
     event_attributes,
     names_within_limits,
     scalar_user_attributes,
@@ -144,7 +145,7 @@ class MappedRecords(ConverterBase):
             if mapping.null_user_attributes == "delete":
                 # A column that turned null: the attribute goes away in mParticle too.
                 deleted = [
-                    n if len(n) <= rules.API_LIMIT_NAME else _cut_name(n, self.tally)
+                    n if len(n) <= rules.API_LIMIT_NAME else attribute_name(n, self.tally)
                     for n, f in plan.attributes
                     if record.get(f) is None
                 ]
@@ -350,14 +351,6 @@ class MappedRecords(ConverterBase):
         if currency is not None:
             used.add("currency_code")
             data["currency_code"] = to_attribute_string(currency)
-
-
-def _cut_name(name: str, tally: Tally) -> str:
-    """An attribute name as `user_attributes` sends it: cut to mParticle's limit, counted.
-
-    A delete must name the attribute as it was set, or it matches nothing.
-    """
-    return truncate(name, rules.API_LIMIT_NAME, "attribute names truncated to 256", tally)
 
 
 EMPTY_PURCHASES = (

@@ -126,8 +126,12 @@ def _flat(pairs: t.Iterable[tuple[str, object]], tally: Tally) -> dict[str, obje
 COLLISIONS = "attributes whose flattened or cut names clashed, the earlier value dropped"
 
 
-def _key(name: str, tally: Tally, taken: t.Container[str]) -> str:
-    """`name` cut to mParticle's limit (counted); a cut that meets a name `taken` too."""
+def attribute_name(name: str, tally: Tally, taken: t.Container[str] = ()) -> str:
+    """`name` cut to mParticle's limit (counted); a cut that meets a name `taken` too.
+
+    A delete (`deleted_user_attributes`) names an attribute through this as well, so
+    it matches the name the attribute was set under.
+    """
     if len(name) > API_LIMIT_NAME:
         name = truncate(name, API_LIMIT_NAME, "attribute names truncated to 256", tally)
         if name in taken:
@@ -148,7 +152,7 @@ def event_attributes(
         text = value if type(value) is str else to_attribute_string(value)
         if len(text) > API_LIMIT_VALUE:
             text = truncate(text, API_LIMIT_VALUE, "values truncated to 4096", tally)
-        result[_key(name, tally, result)] = text
+        result[attribute_name(name, tally, result)] = text
     return result
 
 
@@ -212,7 +216,7 @@ def user_attributes(
         if len(result) >= API_LIMIT_USER_ATTRIBUTES:
             tally["user attributes over the 100 per batch limit dropped"] += 1
             continue
-        key = _key(name, tally, result)
+        key = attribute_name(name, tally, result)
         if isinstance(value, (list, tuple)):
             items = [v for v in value if v is not None]
             if len(items) > API_LIMIT_USER_ATTRIBUTE_LIST:

@@ -33,6 +33,7 @@ from typing import Any
 
 from tap_mparticle.cursor import REPLICATION_KEY, format_timestamp, parse_timestamp
 from tap_mparticle.sharding import SHARD_COUNT_KEY, SHARD_INDEX_KEY, Shard
+from tap_mparticle.state_shape import StateShapeError, check_state, singer_state
 
 
 class ReshardError(Exception):
@@ -151,7 +152,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _load(path: Path) -> tuple[dict[str, Any], bool]:
-    """A tap state from a file, and whether it came wrapped as Meltano prints it."""
+    """A tap state from a file, and whether it came wrapped as Meltano prints it.
+
+    Checked as the tap checks its `--state`: a file the tap would refuse is refused
+    here, naming the file, before any new state is written.
+    """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -160,9 +165,19 @@ def _load(path: Path) -> tuple[dict[str, Any], bool]:
     if not isinstance(data, dict):
         msg = f"{path} is not a JSON object"
         raise ReshardError(msg)
-    if "singer_state" in data:
-        return dict(data["singer_state"] or {}), True
-    return data, False
+    try:
+        inner = singer_state(data, str(path))  # its message names the file
+    except StateShapeError as exc:
+        raise ReshardError(str(exc)) from None
+    state = data if inner is None else inner
+    try:
+        # The tap refuses these fields at its next run; merged, they would pass on
+        # to every new shard, or end here in a traceback.
+        check_state(state)
+    except StateShapeError as exc:
+        msg = f"{path}: {exc}"
+        raise ReshardError(msg) from None
+    return state, inner is not None
 
 
 if __name__ == "__main__":

@@ -35,6 +35,29 @@ class StateShapeError(Exception):
     """A `--state` field holds something no version of the tap writes there."""
 
 
+def singer_state(value: dict[str, Any], where: str) -> dict[str, Any] | None:
+    """The state inside Meltano's wrapper, or None when `value` is a Singer state itself.
+
+    `meltano state get` prints, and `tap_mparticle.reshard` keeps, `{"singer_state":
+    {...}}`; the SDK reads such a file as a state with no bookmarks, and the run read
+    the whole drop again. An object with neither is refused for the same reason.
+
+    Raises:
+        StateShapeError: A non-empty object that is no state.
+    """
+    if not value or "bookmarks" in value:
+        return None
+    inner = value.get("singer_state")
+    if isinstance(inner, dict) and ("bookmarks" in inner or not inner):
+        return inner
+    keys = ", ".join(sorted(repr(key)[:40] for key in value)[:5])
+    msg = (
+        f"{where}: not a Singer state (it has no 'bookmarks', only {keys}); "
+        "pass the last STATE message's value, or what `meltano state get` prints"
+    )
+    raise StateShapeError(msg)
+
+
 def check_state(state: dict[str, Any]) -> None:
     """Refuse a state whose bookmarks the streams could not read.
 

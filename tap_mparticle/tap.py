@@ -42,7 +42,7 @@ from tap_mparticle.settings import (
     azure_settings,
 )
 from tap_mparticle.sharding import ShardStateError
-from tap_mparticle.state_shape import StateShapeError, check_state
+from tap_mparticle.state_shape import StateShapeError, check_state, singer_state
 from tap_mparticle.storage import StorageError
 from tap_mparticle.storage_azure import azure_secret_values
 from tap_mparticle.streams import BatchesStream, EventsStream
@@ -400,7 +400,7 @@ class TapMParticle(Tap):
             text = state.read()
             try:
                 value = singer_state(parse_json_object(text, where), where)
-            except ConfigFileError as exc:
+            except (ConfigFileError, StateShapeError) as exc:
                 cls.logger.error("%s", exc)  # noqa: TRY400
                 sys.exit(1)
             if value is not None:
@@ -427,26 +427,3 @@ class TapMParticle(Tap):
                 cls.logger,
                 "The next run resumes from the last STATE the target passed on.",
             )
-
-
-def singer_state(value: dict[str, Any], where: str) -> dict[str, Any] | None:
-    """The state inside Meltano's wrapper, or None when `value` is a Singer state itself.
-
-    `meltano state get` prints, and `tap_mparticle.reshard` keeps, `{"singer_state":
-    {...}}`; the SDK reads such a file as a state with no bookmarks, and the run read
-    the whole drop again. An object with neither is refused for the same reason.
-
-    Raises:
-        ConfigFileError: A non-empty object that is no state.
-    """
-    if not value or "bookmarks" in value:
-        return None
-    inner = value.get("singer_state")
-    if isinstance(inner, dict) and ("bookmarks" in inner or not inner):
-        return inner
-    keys = ", ".join(sorted(repr(key)[:40] for key in value)[:5])
-    msg = (
-        f"{where}: not a Singer state (it has no 'bookmarks', only {keys}); "
-        "pass the last STATE message's value, or what `meltano state get` prints"
-    )
-    raise ConfigFileError(msg)

@@ -97,3 +97,33 @@ def test_a_missing_old_shard_is_refused_in_one_line(tmp_path, capsys):
         "got shard indexes [0, 1]"
     )
     assert not (tmp_path / "new").exists()
+
+
+def test_a_state_the_tap_would_refuse_is_refused_naming_its_file(tmp_path, capsys):
+    """Checked as the tap checks `--state`: one line and nothing written, no traceback."""
+    good = {"bookmarks": {"events": {"replication_key_value": "2024-05-01T00:00:00+00:00"}}}
+    cases = {
+        # Not wrapped state: dict() of a string used to raise a ValueError.
+        "wrapped-text.json": ({"singer_state": "oops"}, "not a Singer state"),
+        "no-bookmarks.json": ({"foo": 1}, "not a Singer state"),
+        # An int where the bookmarks go: used to end in an AttributeError.
+        "bookmarks-int.json": ({"singer_state": {"bookmarks": 5}}, "bookmarks must be an object"),
+        # Would be merged and passed on to every new shard, then refused by the tap.
+        "bad-field.json": (
+            {"bookmarks": {"events": {"replication_key_value": 7}}},
+            'stream "events": replication_key_value',
+        ),
+    }
+    for name, (body, words) in cases.items():
+        bad = tmp_path / name
+        bad.write_text(json.dumps(body))
+        fine = tmp_path / "fine.json"
+        fine.write_text(json.dumps(good))
+        out_dir = tmp_path / "new"
+        code = reshard(["--shard-count", "2", "--out-dir", str(out_dir), str(fine), str(bad)])
+        err = capsys.readouterr().err.strip()
+        assert code == 1, name
+        assert err.startswith(f"reshard: {bad}"), err
+        assert words in err, err
+        assert "\n" not in err
+        assert not out_dir.exists()

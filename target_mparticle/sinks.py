@@ -156,6 +156,14 @@ class EventsSink(BatchSink):
             except InvalidRecord as exc:
                 self._refusal = f"does not match its stream's SCHEMA: {exc.error_message}"
                 return record
+            except ArithmeticError:
+                # A number only a Decimal holds (`1e400`, see preflight) divided by a
+                # float `multipleOf`: the value cannot be checked, the schema is fine.
+                self._refusal = (
+                    "does not match its stream's SCHEMA: a number too large for its "
+                    "checks (multipleOf)"
+                )
+                return record
             except Exception as exc:  # noqa: BLE001 - any other failure is the schema's
                 # e.g. a `$ref` that leads nowhere, found by jsonschema only when used.
                 msg = f"the stream's schema cannot check records: {exc}"

@@ -319,3 +319,29 @@ def test_nan_stays_refused_as_no_json(tmp_path):
     done = run_target_cli(tmp_path, {"dry_run": True, "dry_run_path": str(tmp_path / "d")}, lines)
     assert done.returncode == 1
     assert "line 1: not a JSON message" in done.stderr
+
+
+def test_a_number_beyond_floats_under_multiple_of_is_an_invalid_record(tmp_path):
+    """`1e400` reaches validation as a Decimal; a float `multipleOf` cannot divide it.
+
+    That raised decimal's ConversionSyntax, reported as a broken schema ending the
+    run; it is the record's value, so `on_invalid_record` takes the record.
+    """
+    schema = {"properties": {"v": {"type": ["number", "null"], "multipleOf": 0.01}}}
+    lines = [
+        json.dumps({"type": "SCHEMA", "stream": "users", "schema": schema, "key_properties": []}),
+        '{"type": "RECORD", "stream": "users", "record": {"e": "a@b.c", "v": 1e400}}',
+        '{"type": "RECORD", "stream": "users", "record": {"e": "b@c.d", "v": 1.25}}',
+    ]
+    config = {
+        "dry_run": True,
+        "dry_run_path": str(tmp_path / "dry.jsonl"),
+        "on_invalid_record": "skip",
+        "mappings": {"users": {"kind": "user", "identities": {"email": "e"}}},
+    }
+    done = run_target_cli(tmp_path, config, "\n".join(lines) + "\n")
+    assert done.returncode == 0, done.stderr
+    assert "a number too large for its checks (multipleOf)" in done.stderr
+    assert "1 invalid record (skip)" in done.stderr
+    sent = [json.loads(line)["body"] for line in (tmp_path / "dry.jsonl").read_text().splitlines()]
+    assert [b["user_identities"] for body in sent for b in body] == [{"email": "b@c.d"}]

@@ -78,6 +78,7 @@ def compiled_or_default(
     Returns:
         A validator.
     """
+    schema = draft4_bounds(schema)
     try:
         return CompiledValidator(schema, validate_formats=validate_formats)
     except re.error as exc:
@@ -88,3 +89,47 @@ def compiled_or_default(
         # fastjsonschema's code generator fails in assorted ways on what it cannot
         # compile (JsonSchemaDefinitionException, or KeyError for an object `const`).
         return JSONSchemaValidator(schema, validate_formats=validate_formats)
+
+
+#: Keywords whose values are data, not schemas: never rewritten.
+_DATA_KEYWORDS = frozenset({"enum", "const", "default", "examples"})
+#: Keywords holding a map of names to schemas (a name may be any text).
+_SCHEMA_MAPS = frozenset({"properties", "patternProperties", "definitions", "$defs"})
+_BOUNDS = (("exclusiveMaximum", "maximum"), ("exclusiveMinimum", "minimum"))
+
+
+def draft4_bounds(schema: dict[str, t.Any]) -> dict[str, t.Any]:
+    """The schema with draft-04's boolean `exclusiveMaximum`/`exclusiveMinimum` as numbers.
+
+    Warehouse taps (pipelinewise and singer-io tap-postgres, on every `numeric`
+    column) still write `"maximum": 1e10, "exclusiveMaximum": true` without naming
+    draft-04. Read as a later draft, `true` is the bound 1: every value failed one
+    side and every record was refused. A schema that names draft-04 (or 03) in
+    `$schema` is left as it is: the validators read it by that draft.
+    """
+    declared = schema.get("$schema")
+    if isinstance(declared, str) and ("draft-04" in declared or "draft-03" in declared):
+        return schema
+    return t.cast("dict[str, t.Any]", _rewrite_bounds(schema))
+
+
+def _rewrite_bounds(node: object) -> object:
+    if isinstance(node, list):
+        return [_rewrite_bounds(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, t.Any] = {}
+    for key, value in node.items():
+        if key in _DATA_KEYWORDS:
+            out[key] = value
+        elif key in _SCHEMA_MAPS and isinstance(value, dict):
+            out[key] = {name: _rewrite_bounds(sub) for name, sub in value.items()}
+        else:
+            out[key] = _rewrite_bounds(value)
+    for flag_key, limit_key in _BOUNDS:
+        flag = out.get(flag_key)
+        if isinstance(flag, bool):
+            del out[flag_key]
+            if flag and limit_key in out:
+                out[flag_key] = out.pop(limit_key)
+    return out

@@ -1,4 +1,5 @@
 import copy
+import json
 import typing as t
 from collections import Counter
 
@@ -11,6 +12,7 @@ from target_mparticle.inbound import fit_shell
 from target_mparticle.validation import CompiledValidator, compiled_or_default
 from tests.support.files import SAMPLE_DROP
 from tests.support.tap import TapOutput, run_tap
+from tests.support.target import run_target
 
 SCHEMA = {
     "type": "object",
@@ -126,3 +128,85 @@ def test_a_checked_format_is_never_taken_on_trust():
     validator = CompiledValidator(SCHEMA, validate_formats=True)
     assert not validator._quick({"id": 1, "when": "soon"})
     assert CompiledValidator(SCHEMA, validate_formats=False)._quick({"id": 1, "when": "soon"})
+
+
+#: A `numeric(12,2)` column as pipelinewise-tap-postgres 2.1.0 (and singer-io
+#: tap-postgres) describes it: draft-04 boolean bounds, with no `$schema` naming draft-04.
+NUMERIC_12_2 = {
+    "type": ["null", "number"],
+    "exclusiveMaximum": True,
+    "maximum": 10_000_000_000,
+    "multipleOf": 0.01,
+    "exclusiveMinimum": True,
+    "minimum": -10_000_000_000,
+}
+
+
+def test_draft4_boolean_bounds_are_bounds_not_the_number_one():
+    """`true` read as a later draft's bound 1 refused every value of every numeric column."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "total": NUMERIC_12_2,
+            "capped": {"type": "integer", "maximum": 10, "exclusiveMaximum": False},
+            # A field with this name is a field, not a keyword.
+            "exclusiveMaximum": {"type": "string"},
+            "kind": {"enum": [{"exclusiveMaximum": True}, "plain"]},
+        },
+    }
+    check = compiled_or_default(schema, validate_formats=False)
+    for good in ({"total": 12.5}, {"total": 9_999_999_999.99}, {"total": None}, {"capped": 10}):
+        check.validate(good)
+    check.validate({"exclusiveMaximum": "text", "kind": {"exclusiveMaximum": True}})
+    for bad, words in (
+        ({"total": 10_000_000_000}, "smaller than 10000000000"),
+        ({"total": -10_000_000_000}, "bigger than -10000000000"),
+        ({"capped": 11}, "smaller than or equal to 10"),
+        ({"exclusiveMaximum": 3}, "must be string"),
+        ({"kind": {"exclusiveMaximum": 5}}, "must be one of"),
+    ):
+        with pytest.raises(InvalidRecord, match=words):
+            check.validate(bad)
+    assert schema["properties"]["total"] == NUMERIC_12_2  # the stream's schema is not changed
+
+
+def test_a_schema_that_names_draft4_keeps_its_own_reading():
+    schema = {
+        "$schema": "http://json-schema.org/draft-04/schema#",
+        "type": "object",
+        "properties": {"total": NUMERIC_12_2},
+    }
+    check = compiled_or_default(schema, validate_formats=False)
+    check.validate({"total": 12.5})
+    with pytest.raises(InvalidRecord):
+        check.validate({"total": 10_000_000_000})
+
+
+def test_a_postgres_numeric_column_reaches_mparticle(tmp_path):
+    schema = {
+        "type": "object",
+        "properties": {"email": {"type": ["string"]}, "total": NUMERIC_12_2},
+    }
+    lines = [
+        json.dumps(
+            {"type": "SCHEMA", "stream": "public-orders", "schema": schema, "key_properties": []}
+        ),
+        json.dumps(
+            {
+                "type": "RECORD",
+                "stream": "public-orders",
+                "record": {"email": "a@b.c", "total": 12.5},
+            }
+        ),
+    ]
+    config = {
+        "api_key": "k",
+        "api_secret": "s",
+        "dry_run": True,
+        "dry_run_path": str(tmp_path / "dry.jsonl"),
+        "mappings": {"public-orders": {"kind": "user", "identities": {"email": "email"}}},
+    }
+    run = run_target(config, lines)
+    assert run.error is None
+    body = json.loads((tmp_path / "dry.jsonl").read_text())["body"]
+    assert body[0]["user_attributes"] == {"total": "12.5"}

@@ -144,10 +144,12 @@ class MappedRecords(ConverterBase):
                 batch["user_attributes"] = attrs
             if mapping.null_user_attributes == "delete":
                 # A column that turned null: the attribute goes away in mParticle too.
+                # A field the record does not carry (deselected in the tap's catalog,
+                # or named in `user_attributes` but not sent) says nothing of its value.
                 deleted = [
                     n if len(n) <= rules.API_LIMIT_NAME else attribute_name(n, self.tally)
                     for n, f in plan.attributes
-                    if record.get(f) is None
+                    if f in record and record[f] is None
                 ]
                 if deleted:
                     batch["deleted_user_attributes"] = deleted

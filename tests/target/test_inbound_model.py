@@ -168,6 +168,24 @@ def test_null_user_attributes_delete_or_drop(server, config):
     assert "deleted_user_attributes" not in sent["u-2"]
 
 
+def test_null_user_attributes_delete_leaves_fields_a_record_does_not_carry(server, config):
+    """A column deselected in the tap (`!users.coupon`) is absent, not null: kept."""
+    config["mappings"] = {
+        "users": {
+            "kind": "user",
+            "identities": {"customer_id": "id"},
+            "user_attributes": {"plan": "plan", "coupon": "coupon", "tier": "tier"},
+            "null_user_attributes": "delete",
+        }
+    }
+    rows = [{"id": "u-1", "plan": "pro", "tier": None}, {"id": "u-2", "plan": None}]
+    run = run_target(config, singer_lines("users", rows, key=["id"]))
+    assert run.error is None
+    sent = {b["user_identities"]["customer_id"]: b for b in server.batches()}
+    assert sent["u-1"]["deleted_user_attributes"] == ["tier"]
+    assert sent["u-2"]["deleted_user_attributes"] == ["plan"]
+
+
 def test_ip_device_id_mpid_and_device_identities_from_fields(server, config):
     config["mappings"] = {
         "users": {

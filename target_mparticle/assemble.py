@@ -99,35 +99,55 @@ def assemble(
     historical_mode: str,
     now: int,
 ) -> tuple[list[PreparedBatch], list[tuple[Item, str]]]:
-    """Merge grouped items, split oversized batches, encode; return the rejects too."""
-    groups: dict[str, list[Item]] = {}
-    order: list[Item | list[Item]] = []  # an item alone, or a group's items
+    """Merge grouped items, split oversized batches, encode; return the rejects too.
+
+    A user's updates (rows of a `kind: user` mapping, say) that meet in one drain are
+    folded into one batch like a user's audience rows: the drain's requests go out in
+    parallel, so as separate batches an earlier row could reach mParticle after a
+    later one and be the value the profile keeps.
+    """
+    buckets: dict[object, list[Item]] = {}  # a line's group, or a user's key
+    order: list[list[Item]] = []
     for item in items:
-        if item.group is None:
-            order.append(item)
-            continue
-        bucket = groups.get(item.group)
+        key: object = item.group
+        if key is None:
+            if item.events or item.refused:
+                order.append([item])
+                continue
+            key = _user_key(item.batch)
+        bucket = buckets.get(key)
         if bucket is None:
-            bucket = groups[item.group] = []
+            bucket = buckets[key] = []
             order.append(bucket)
         bucket.append(item)
 
     prepared: list[PreparedBatch] = []
     rejected: list[tuple[Item, str]] = []
-    for entry in order:
-        if isinstance(entry, list):
-            _merged(entry, historical_mode, now, prepared, rejected)
-        elif entry.events:
-            _merged([entry], historical_mode, now, prepared, rejected)
+    for members in order:
+        first = members[0]
+        if len(members) > 1 or first.group is not None or first.events:
+            _merged(members, historical_mode, now, prepared, rejected)
+            continue
+        # A user update, the usual reverse-ETL item: its own id, one body, no
+        # endpoint to choose and nothing to split, as the general path gives it.
+        body = encode_batch({**first.batch, "source_request_id": first.request_id})
+        if len(body) > rules.MAX_BATCH_BYTES:
+            rejected.append((first, _over_cap(body)))
         else:
-            # A user update, the usual reverse-ETL item: its own id, one body, no
-            # endpoint to choose and nothing to split, as the general path gives it.
-            body = encode_batch({**entry.batch, "source_request_id": entry.request_id})
-            if len(body) > rules.MAX_BATCH_BYTES:
-                rejected.append((entry, _over_cap(body)))
-            else:
-                prepared.append(PreparedBatch(entry.request_id, body, False, [entry], 0))  # noqa: FBT003
+            prepared.append(PreparedBatch(first.request_id, body, False, [first], 0))  # noqa: FBT003
     return prepared, rejected
+
+
+def _user_key(batch: dict[str, t.Any]) -> tuple[t.Any, ...]:
+    """Who a user update is about: its environment, mpid and identities as sent."""
+    identities = batch.get("user_identities")
+    device = batch.get("device_info")
+    return (
+        batch["environment"],
+        batch.get("mpid"),
+        tuple(identities.items()) if identities else (),
+        tuple(device.items()) if device else (),
+    )
 
 
 def _merged(
@@ -201,7 +221,7 @@ def _request_id(members: list[Item], chunk: list[dict[str, t.Any]], index: int, 
     Its environment is part of it, as of every converter's id (see `environment_tag`).
     """
     first = members[0]
-    if first.group is not None and not chunk:
+    if not chunk and (first.group is not None or len(members) > 1):
         # A user's updates folded together: the id names every change in it.
         return digest_id("fold", first.group, [m.request_id for m in members])
     if first.group is not None:
@@ -213,22 +233,24 @@ def _request_id(members: list[Item], chunk: list[dict[str, t.Any]], index: int, 
 
 
 def fold_user_updates(shells: t.Sequence[dict[str, t.Any]]) -> dict[str, t.Any]:
-    """One user's attribute changes, in the order they came, as one batch.
+    """One user's changes, in the order they came, as one batch.
 
     A later change always wins: set-then-delete leaves the attribute deleted,
-    delete-then-set leaves it set, so one request carries the user's final state
-    and no earlier change can overtake a later one in flight.
+    delete-then-set leaves it set, and a later row's other fields (its consent
+    state, its IP) replace an earlier one's, so one request carries the user's final
+    state and no earlier change can overtake a later one in flight.
 
     Args:
         shells: The batch shells of one user's items, in record order.
 
     Returns:
-        A new shell: the first one's fields, with attributes and deletes folded.
+        A new shell: every shell's fields, later ones winning, attributes and deletes folded.
     """
-    merged = dict(shells[0])
+    merged: dict[str, t.Any] = {}
     attributes: dict[str, t.Any] = {}
     deleted: dict[str, None] = {}  # ordered set
     for shell in shells:
+        merged.update(shell)
         for name in shell.get("deleted_user_attributes") or ():
             attributes.pop(name, None)
             deleted[name] = None

@@ -430,3 +430,19 @@ def test_a_later_change_for_a_user_is_never_overtaken(server, config):
     for user in range(users):
         expected = {} if user % 3 == 0 else {"audience_2": True}
         assert final[f"c-{user}"] == expected, user
+
+
+def test_a_users_later_row_is_what_mparticle_gets_whatever_order_requests_finish(
+    server, config
+):
+    """Rows 1 and 150 of one user: in two of a drain's parallel requests, the first
+    could be applied last. Folded, the user's one batch holds row 150's value."""
+    config["mappings"] = {"users": {"kind": "user", "identities": {"customer_id": "id"}}}
+    rows = [{"id": f"u-{n}", "plan": "old"} for n in range(200)]
+    rows[150] = {"id": "u-1", "plan": "new"}
+    run = run_target(config, singer_lines("users", rows, key=["id"]))
+    assert run.error is None
+    mine = [b for b in server.batches() if b["user_identities"]["customer_id"] == "u-1"]
+    assert [b["user_attributes"]["plan"] for b in mine] == ["new"]
+    assert len(server.requests) > 1  # the two rows were a request apart
+    assert len(server.batches()) == 199  # 200 rows, u-1's two in one batch

@@ -622,6 +622,45 @@ def test_user_updates_keep_their_order_among_groups_and_a_huge_one_is_refused_al
     ]
 
 
+def test_a_users_updates_in_one_drain_are_folded_so_none_overtakes_a_later_one():
+    """A drain's requests go out in parallel: as separate batches, the row read first
+    could be applied last. Folded, one batch carries what the last row says."""
+    conv = converter(
+        {
+            "kind": "user",
+            "identities": {"email": "email"},
+            "ip_field": "ip",
+            "null_user_attributes": "delete",
+        },
+        stream="users",
+    )
+    rows = [
+        {"id": 1, "email": "a@b.c", "plan": "free", "coupon": "X", "ip": "203.0.113.1"},
+        {"id": 2, "email": "b@b.c", "plan": "pro", "coupon": "Y"},
+        {"id": 1, "email": "a@b.c", "plan": "pro", "coupon": None, "ip": "203.0.113.3"},
+        {"id": 1, "email": "a@b.c", "plan": "free", "coupon": None},
+    ]
+    items = [conv.convert(dict(row)) for row in rows]
+    prepared, rejected = assemble(items, "auto", NOW)
+    assert rejected == []
+    sent = [json.loads(p.body) for p in prepared]
+    assert [b["user_identities"]["email"] for b in sent] == ["a@b.c", "b@b.c"]
+    assert sent[0]["user_attributes"] == {"id": "1", "plan": "free"}
+    assert sent[0]["deleted_user_attributes"] == ["coupon"]
+    assert sent[0]["ip"] == "203.0.113.3"  # a later row's field wins; one without keeps it
+    assert prepared[0].items == [items[0], items[2], items[3]]  # each record accounted for
+    assert sent[0]["source_request_id"] not in {item.request_id for item in items}
+    assert prepared[1].items == [items[1]]
+    assert sent[1]["source_request_id"] == items[1].request_id
+    # Another environment is another profile set: never folded together.
+    parsed = StreamMapping.from_config(
+        {"kind": "user", "identities": {"email": "email"}}, explicit=True
+    )
+    live = Converter("users", ["id"], parsed, BatchDefaults(environment="production"), Tally())
+    other, _ = assemble([items[1], live.convert({"id": 2, "email": "b@b.c"})], "auto", NOW)
+    assert len(other) == 2
+
+
 def test_historical_routing():
     conv = converter({"timestamp_field": "at"})
     old = conv.convert({"id": 1, "email": "a@b", "at": (NOW - THIRTY_DAYS_MS - 1) / 1000})

@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import typing as t
 
+import msgspec
+
 from mparticle_facts.identities import DEVICE_IDENTITIES, field_identity_type
 from mparticle_facts.numbers import to_int64
 from target_mparticle import schema_rules as rules
@@ -340,11 +342,10 @@ class MappedRecords(ConverterBase):
         if not isinstance(verb, str) or verb not in rules.PRODUCT_ACTIONS:
             msg = f"product action {verb!r} is not one the Events API accepts"
             raise InvalidRecordError(msg)
-        products = action.get("products")
-        if isinstance(products, list):
-            action["products"] = [_clean_product(p, tally) for p in products if isinstance(p, dict)]
-        elif "products" in action:
-            del action["products"]
+        if "products" in action:
+            products = _product_list(action.pop("products"), tally)
+            if products:
+                action["products"] = [_clean_product(p, tally) for p in products]
         if verb == "purchase" and "total_amount" not in action and not action.get("products"):
             # Valid, but an empty purchase: its columns are likely named otherwise.
             tally[EMPTY_PURCHASES] += 1
@@ -359,6 +360,35 @@ EMPTY_PURCHASES = (
     "purchases sent with no total_amount or products (fields named as in the Events API; "
     "rename others with stream_maps)"
 )
+
+
+_JSON_DECODER = msgspec.json.Decoder()
+#: Tally key of products that are no object (or products no list of them).
+PRODUCTS_DROPPED = "products dropped that are not objects (or JSON text of a list of them)"
+
+
+def _product_list(value: object, tally: Tally) -> list[dict[str, t.Any]]:
+    """A `products` column as a list of product objects; what is none, dropped and counted.
+
+    A CSV or spreadsheet tap sends a JSON column as text, and some tables hold one
+    product as an object: both are read. Text that is no JSON list, and items that
+    are no object, are dropped and counted, never left out unsaid.
+    """
+    if isinstance(value, str):
+        try:
+            value = _JSON_DECODER.decode(value)
+        except (msgspec.DecodeError, RecursionError):
+            tally[PRODUCTS_DROPPED] += 1
+            return []
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        tally[PRODUCTS_DROPPED] += 1
+        return []
+    products = [p for p in value if isinstance(p, dict)]
+    if len(products) < len(value):
+        tally[PRODUCTS_DROPPED] += len(value) - len(products)
+    return products
 
 
 def _clean_product(product: dict[str, t.Any], tally: Tally) -> dict[str, t.Any]:

@@ -432,9 +432,7 @@ def test_a_later_change_for_a_user_is_never_overtaken(server, config):
         assert final[f"c-{user}"] == expected, user
 
 
-def test_a_users_later_row_is_what_mparticle_gets_whatever_order_requests_finish(
-    server, config
-):
+def test_a_users_later_row_is_what_mparticle_gets_whatever_order_requests_finish(server, config):
     """Rows 1 and 150 of one user: in two of a drain's parallel requests, the first
     could be applied last. Folded, the user's one batch holds row 150's value."""
     config["mappings"] = {"users": {"kind": "user", "identities": {"customer_id": "id"}}}

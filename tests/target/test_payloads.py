@@ -16,6 +16,7 @@ from target_mparticle.client import BULK_PATH, HISTORICAL_PATH, pack
 from target_mparticle.coerce import UNREADABLE
 from target_mparticle.convert import BatchDefaults, Converter, digest_id
 from target_mparticle.inbound import InvalidRecordError, fit_shell
+from target_mparticle.mapped import PRODUCTS_DROPPED
 from target_mparticle.mapping import StreamMapping, mapping_errors
 from target_mparticle.schema_rules import MAX_REQUEST_BYTES
 from target_mparticle.values import (
@@ -378,6 +379,33 @@ def test_a_purchase_with_no_total_or_products_is_sent_and_counted():
     conv.convert({"id": 4, "customer_id": "c", "total_amount": "1"})
     conv.convert({"id": 5, "customer_id": "c", "products": [{"id": 1, "name": "Mug"}]})
     assert conv.tally[counted] == 1
+
+
+@pytest.mark.parametrize(
+    ("products", "sent", "dropped"),
+    [
+        # A CSV or spreadsheet tap sends a JSON column as text.
+        (
+            '[{"id": "p1", "name": "Mug", "price": "4.5"}]',
+            [{"id": "p1", "name": "Mug", "price": 4.5}],
+            0,
+        ),
+        ({"id": "p1", "name": "Mug"}, [{"id": "p1", "name": "Mug"}], 0),  # one product
+        ([{"id": "p1"}, "sku-2", 7], [{"id": "p1"}], 2),
+        ("sku-1, sku-2", None, 1),
+        ('{"id": ', None, 1),
+        (42, None, 1),
+    ],
+)
+def test_products_in_text_or_one_object_are_read_and_what_is_no_product_is_counted(
+    products, sent, dropped
+):
+    conv = converter({"kind": "commerce_event", "custom_event_type": "purchase"})
+    item = conv.convert({"id": 1, "customer_id": "c", "total_amount": 9, "products": products})
+    [batch], _ = batches_of([item])
+    assert batch["events"][0]["data"]["product_action"].get("products") == sent
+    assert validate(batch) == []
+    assert conv.tally[PRODUCTS_DROPPED] == dropped
 
 
 def test_device_identities_go_to_device_info_and_bad_uuids_are_dropped():

@@ -65,7 +65,6 @@ def sdk_builtin_settings() -> set[str]:
 
 @pytest.mark.parametrize(("kind", "name"), list(PLUGINS))
 def test_meltano_settings_match_the_config_schema(kind, name):
-    builtin = sdk_builtin_settings()
     cls = PLUGINS[kind, name]
     full = {**cls.config_jsonschema, "properties": dict(cls.config_jsonschema["properties"])}
     cls.append_builtin_config(full)  # as `--about` shows them

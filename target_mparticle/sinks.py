@@ -113,6 +113,23 @@ class EventsSink(BatchSink):
         self.delivery.describers[stream_name] = self.converter.describe
 
     @override
+    def start_drain(self) -> dict[str, t.Any]:
+        """The SDK's, counted as delivering from here until `mark_drained`.
+
+        This takes the records out of the sink before `Delivery.deliver` counts them:
+        a SIGTERM landing between the two found nothing pending, wrote the STATE that
+        covers them and exited 0, and they were never sent.
+        """
+        self.delivery.delivering += 1
+        return super().start_drain()
+
+    @override
+    def mark_drained(self) -> None:
+        """The SDK's; the drain is no longer counted as delivering."""
+        super().mark_drained()
+        self.delivery.delivering -= 1
+
+    @override
     def get_validator(self) -> BaseJSONSchemaValidator | None:
         """The compiled validator (see validation.py); None with validate_records off."""
         if not self.validate_schema:

@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from tests.support.eventsapi import EventsApiServer, Fault
+from tests.support.files import REPO_ROOT
 from tests.support.target import FIXTURES, SECRET, local_config, run_target_cli, singer_lines
 
 
@@ -231,6 +232,57 @@ def test_sigterm_during_delivery_exits_at_once_without_a_newer_state(tmp_path):
         states = [json.loads(line) for line in stdout.decode().splitlines()]
         assert [s["bookmarks"]["users"]["id"] for s in states] == [100, 200]
         assert b"stopping without a new STATE" in stderr
+
+
+#: Runs the target's CLI with a real SIGTERM sent to itself as the first drain starts
+#: converting (from `log_record_count`, the first thing `process_batch` calls): after
+#: the SDK took the records out of the sink, before `Delivery.deliver` counts them.
+_SIGTERM_AT_DRAIN_START = """
+import os, signal, sys
+from target_mparticle import sdk_hooks
+from target_mparticle.target import TargetMParticle
+
+original = sdk_hooks.log_record_count
+
+def log_record_count(sink):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return original(sink)
+
+sdk_hooks.log_record_count = log_record_count
+sys.argv = ["target-mparticle", "--config", sys.argv[1]]
+TargetMParticle.cli()
+"""
+
+
+def test_sigterm_as_a_drain_starts_writes_no_state_for_its_records(tmp_path):
+    """The drain's records had left the sink but were not yet counted as delivering:
+    the handler found nothing pending, wrote the STATE covering them, and exited 0."""
+    records = [{"id": i, "email": f"u{i}@example.com"} for i in range(1, 51)]
+    lines = [*singer_lines("users", records, ["id"]), json.dumps({"type": "STATE", "value": 50})]
+    with EventsApiServer(api_key="test-key", api_secret=SECRET) as server:
+        config = {
+            "api_key": "test-key",
+            "api_secret": SECRET,
+            "api_url": server.url,
+            "max_batches_per_second": 0,
+            "mappings": {"users": {"kind": "user"}},
+        }
+        config_file = tmp_path / "config.json"
+        config_file.write_text(json.dumps(config))
+        done = subprocess.run(
+            [sys.executable, "-c", _SIGTERM_AT_DRAIN_START, str(config_file)],
+            input="\n".join(lines) + "\n",
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=REPO_ROOT,
+        )
+        accepted = len(server.batches())
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr[-2000:]
+    assert done.stdout == ""  # no STATE: the next run sends the 50 records
+    assert accepted == 0
+    assert "stopping without a new STATE" in done.stderr
 
 
 def test_stdout_closed_by_the_reader_is_one_line_and_exit_1(tmp_path):

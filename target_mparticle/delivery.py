@@ -125,6 +125,9 @@ class Delivery:
             self._raise_sender_error()
             passed = self.overlap.hold_or_pass(state)
             if passed is not None and self.on_state is not None:
+                # Records refused while converting (no drain in flight to settle) are
+                # dead letters already: durable before the STATE that moves past them.
+                self.invalid.sync()
                 self.on_state(passed)
 
     def settle(self) -> None:

@@ -285,6 +285,46 @@ def test_sigterm_as_a_drain_starts_writes_no_state_for_its_records(tmp_path):
     assert "stopping without a new STATE" in done.stderr
 
 
+def test_dead_letters_are_on_disk_when_the_state_passing_them_is_written(tmp_path):
+    """Rows refused while converting, with no drain in flight: the STATE after them
+    was written while some of their dead letters still sat in the file's buffer, so
+    a crash then lost them for good."""
+    dead = tmp_path / "dead.jsonl"
+    rows = [{"id": None, "note": "x" * 200} for _ in range(100)]  # no identity: refused
+    lines = [*singer_lines("users", rows, []), json.dumps({"type": "STATE", "value": 100})]
+    with EventsApiServer(api_key="test-key", api_secret=SECRET) as server:
+        config = {
+            "api_key": "test-key",
+            "api_secret": SECRET,
+            "api_url": server.url,
+            "on_invalid_record": "dead_letter",
+            "dead_letter_path": str(dead),
+            "batch_size_rows": 10,  # drains with nothing left to send; none in flight
+            "mappings": {"users": {"kind": "user", "identities": {"customer_id": "id"}}},
+        }
+        config_file = tmp_path / "config.json"
+        config_file.write_text(json.dumps(config))
+        with subprocess.Popen(
+            [sys.executable, "-m", "target_mparticle", "--config", str(config_file)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        ) as process:
+            assert process.stdin is not None
+            assert process.stdout is not None
+            try:
+                process.stdin.write("\n".join(lines) + "\n")
+                process.stdin.flush()  # and kept open: the target is still running
+                assert json.loads(process.stdout.readline()) == 100
+                on_disk = dead.read_text().splitlines()
+                process.stdin.close()
+                assert process.wait(timeout=60) == 0
+            finally:
+                process.kill()
+    assert len(on_disk) == 100
+
+
 def test_stdout_closed_by_the_reader_is_one_line_and_exit_1(tmp_path):
     """Whatever reads the target's STATE stopped: say so, instead of click's silent exit 1."""
     records = [{"id": i, "email": f"u{i}@example.com"} for i in range(1, 151)]

@@ -40,6 +40,11 @@ def is_audience_attribute(record: t.Mapping[str, t.Any]) -> bool:
     )
 
 
+#: tap-mparticle's key of an audience row (its file, the CSV inside a ZIP, the line or
+#: row, and the record's position there): the same on every read of the same file.
+ROW_KEY = ("_sdc_source_file", "_sdc_source_member", "_sdc_source_lineno", "_sdc_record_index")
+
+
 class AudienceRows(ConverterBase):
     """Converts tap-mparticle `audience_memberships` and `audience_user_attributes` rows."""
 
@@ -82,7 +87,16 @@ class AudienceRows(ConverterBase):
         user = digest_id(
             "user", shell.get("mpid"), shell.get("user_identities"), shell.get("device_info")
         )
-        request_id = digest_id("audience", self.stream, self.id_scope, public(record))
+        content = public(record)
+        if "_sdc_source_file" in record:
+            # A tap-mparticle row: where it was read, too. A user added, removed and
+            # added again within one second (the Firehose and download stamps are
+            # whole seconds) gave the second add the first's id, and mParticle
+            # dropped it as a copy; a replay of the same file still repeats its ids.
+            where = [record.get(field) for field in ROW_KEY]
+            request_id = digest_id("audience", self.stream, self.id_scope, content, where)
+        else:
+            request_id = digest_id("audience", self.stream, self.id_scope, content)
         return Item(self.stream, record, shell, [], user, request_id)
 
     def _audience_membership(self, record: dict[str, t.Any]) -> Item:

@@ -310,6 +310,29 @@ def test_audience_rows_become_user_attribute_updates_without_a_mapping(server, c
     assert "ios_advertising_id is not a UUID, as the Events API requires" in device
 
 
+def test_an_add_remove_add_within_one_second_is_three_changes_not_a_copy(server, config):
+    """Firehose and download stamps are whole seconds: the second add had the first's
+    content, so its id, and mParticle dropped it; the user stayed removed."""
+
+    def read_from(name: str, action: str) -> dict[str, t.Any]:
+        where = {"_sdc_source_file": name, "_sdc_source_member": "-"}
+        return {**membership(11, action), **where, "_sdc_source_lineno": 1, "_sdc_record_index": 0}
+
+    runs = [read_from("a.json", "add"), read_from("b.json", "remove"), read_from("c.json", "add")]
+    for row in runs:
+        assert run_target(config, singer_lines("audience_memberships", [row])).error is None
+    assert server.duplicates == []
+    sent = server.batches()
+    assert [b.get("user_attributes") or b.get("deleted_user_attributes") for b in sent] == [
+        {"audience_11": True},
+        ["audience_11"],
+        {"audience_11": True},
+    ]
+    # The same file read again (a replay, a re-run after a crash): the same id, a copy.
+    assert run_target(config, singer_lines("audience_memberships", [runs[0]])).error is None
+    assert server.duplicates == [sent[0]["source_request_id"]]
+
+
 @pytest.mark.parametrize("action", ["join", None, 5])
 def test_an_audience_row_with_no_known_action_is_refused_not_sent_as_an_event(
     server, config, action

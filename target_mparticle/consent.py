@@ -118,8 +118,10 @@ def _purpose_state(
         msg = f"consent field {fields.consented!r} holds {raw!r}, not true or false"
         raise InvalidRecordError(msg)
     stamp = default_ms
-    if fields.timestamp and record.get(fields.timestamp) is not None:
-        given = to_epoch_ms(record.get(fields.timestamp))  # years 1-9999: within 64 bits
+    written = record.get(fields.timestamp) if fields.timestamp else None
+    # Blank is null as CSV and spreadsheet taps write it: the default time, like null.
+    if written is not None and not (isinstance(written, str) and not written.strip()):
+        given = to_epoch_ms(written)  # years 1-9999: within 64 bits
         if given is None:
             msg = f"consent timestamp field {fields.timestamp!r} holds no usable time"
             raise InvalidRecordError(msg)

@@ -99,6 +99,24 @@ def test_a_consent_value_that_is_not_a_boolean_makes_the_record_invalid(server, 
     assert server.batches() == []
 
 
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_a_blank_consent_time_is_the_default_time_as_null_is(server, config, blank):
+    """CSV and spreadsheet taps write null as ""; it made the record invalid."""
+    users_config(
+        config,
+        timestamp_field="updated_at",
+        consent={"ccpa": {"consented": "do_not_sell", "timestamp": "sold_at"}},
+    )
+    rows = [
+        {"id": "u-1", "updated_at": "2025-12-01T00:00:00Z", "do_not_sell": "true", "sold_at": blank}
+    ]
+    run = run_target(config, singer_lines("users", rows, key=["id"]))
+    assert run.error is None
+    (batch,) = server.batches()
+    purpose = batch["consent_state"]["ccpa"]["data_sale_opt_out"]
+    assert purpose == {"consented": True, "timestamp_unixtime_ms": 1_764_547_200_000}
+
+
 @pytest.mark.parametrize(
     ("consent", "message"),
     [

@@ -93,11 +93,18 @@ def folder_date(folder_key: str) -> dt.date | None:
     return None
 
 
+#: The first year a Firehose prefix can name: S3 opened in 2006. A four-digit folder
+#: before it is an app or workspace id (`1234/`), not a year whose folders a
+#: `start_date` would skip unlisted.
+FIRST_CHAIN_YEAR = 2006
+
+
 def _is_date_chain(chain: list[str]) -> bool:
     # ASCII digits only: str.isdigit() also takes "²⁰²⁴", which int() then refuses.
     widths = (4, 2, 2, 2)[: len(chain)]
-    return all(
-        len(p) == w and p.isascii() and p.isdigit() for p, w in zip(chain, widths, strict=True)
+    return (
+        all(len(p) == w and p.isascii() and p.isdigit() for p, w in zip(chain, widths, strict=True))
+        and int(chain[0]) >= FIRST_CHAIN_YEAR
     )
 
 

@@ -93,8 +93,25 @@ def test_a_folder_of_non_ascii_digits_is_no_date_folder_and_is_read(tmp_path):
     arabic_indic = "\u0662\u0660\u0662\u0664-\u0660\u0665-\u0660\u0661/"  # 2024-05-01
     assert folder_date(arabic_indic) is None  # other decimal digits: not mParticle's
     assert folder_date("2024/") == dt.date(2024, 12, 31)
+    # Four digits before S3 existed are an app or workspace id, not a year.
+    assert folder_date("1234/") is None
+    assert folder_date("acme/1234/05/") is None
+    assert folder_date("1234/2024-05-10/") == dt.date(2024, 5, 10)
     root = tmp_path / "drop"
     (root / "²⁰²⁴").mkdir(parents=True)
     (root / "²⁰²⁴" / "App_1.txt").write_text(batch_line(1, "Superscript"))
     out = run_tap({"bucket_url": str(root), "start_date": "2024-01-01T00:00:00Z"})
     assert names(out) == ["Superscript"]
+
+
+def test_an_app_id_folder_of_four_digits_is_listed_whatever_start_date_says(tmp_path):
+    """`1234/` read as the year 1234 was wholly before `start_date`: never listed."""
+    root = tmp_path / "drop"
+    stamp = dt.datetime(2024, 6, 10, 12, tzinfo=UTC).timestamp()
+    for folder, name in (("1234", "InAppFolder"), ("1234/2024-05-10", "InItsDateFolder")):
+        path = root / folder / f"App_{name}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(batch_line(1, name))
+        os.utime(path, (stamp, stamp))
+    out = run_tap({"bucket_url": str(root), "start_date": "2024-05-01T00:00:00Z"})
+    assert sorted(names(out)) == ["InAppFolder", "InItsDateFolder"]

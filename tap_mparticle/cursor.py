@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from tap_mparticle.storage import RemoteFile
 
 MAX_FILES_READ = 10_000
+#: How far past the run's start a stamp may be before it is called a clock error (a
+#: file uploaded while the run lists is stamped after its start, and that is normal).
+FUTURE_SLACK = dt.timedelta(hours=1)
 REPLICATION_KEY = "_sdc_modified_at"
 
 LOGGER = logging.getLogger(__name__)
@@ -82,6 +85,7 @@ class FileCursor:
         *,
         start_date: dt.datetime | None,
         lookback: dt.timedelta,
+        now: dt.datetime | None = None,
     ) -> None:
         """Load the bookmark and history from a stream's state dict (which it then updates).
 
@@ -89,7 +93,10 @@ class FileCursor:
             state: The stream's bookmark dict; mutated in place as files are read.
             start_date: Files stamped before it are never read.
             lookback: How far before the bookmark late files are still looked for.
+            now: When the run started (default: the clock); the bookmark never passes it.
         """
+        self._now = now or dt.datetime.now(dt.timezone.utc)
+        self._warned_future = False
         self._state = state
         self._start_date = start_date
         self._lookback = lookback
@@ -142,8 +149,23 @@ class FileCursor:
             file: The file whose every record has been emitted (or skipped by policy).
         """
         self._history[file.key] = format_timestamp(file.last_modified)
-        if self.bookmark is None or file.last_modified > self.bookmark:
-            self.bookmark = file.last_modified
+        stamp = file.last_modified
+        if stamp > self._now:
+            # A local file's mtime can be anything (`touch`, a copy that kept a wrong
+            # clock's time): stamped 2030, it moved the bookmark to 2030 and every file
+            # stamped before 2030 minus the look-back was taken as read. The history
+            # still holds its key and stamp, so it is not read again.
+            stamp = self._now
+            if file.last_modified - self._now > FUTURE_SLACK and not self._warned_future:
+                self._warned_future = True
+                LOGGER.warning(
+                    "%s is stamped %s, in the future: read, but the bookmark stays at the "
+                    "run's start (logged once per run)",
+                    file.uri,
+                    format_timestamp(file.last_modified),
+                )
+        if self.bookmark is None or stamp > self.bookmark:
+            self.bookmark = stamp
         self._state["replication_key"] = REPLICATION_KEY
         self._state["replication_key_value"] = format_timestamp(self.bookmark)
         # The state holds the history itself, not a copy: no per-file copying.

@@ -80,3 +80,25 @@ def test_history_is_capped_with_a_floor(monkeypatch):
     assert not reloaded.should_read(remote("unseen", T0 + dt.timedelta(seconds=1)))
     assert reloaded.should_read(remote("unseen", T0 + dt.timedelta(seconds=3)))
     assert not reloaded.should_read(remote("k4", T0 + dt.timedelta(seconds=4)))
+
+
+def test_a_file_stamped_in_the_future_never_moves_the_bookmark_past_the_run(caplog):
+    """A local file touched to 2030 moved the bookmark there: every later file, stamped
+    before 2030 minus the look-back, was taken as read."""
+    state: dict = {}
+    now = T0 + 10 * HOUR
+    cursor = FileCursor(state, start_date=None, lookback=2 * HOUR, now=now)
+    future = remote("touched", dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc))
+    cursor.mark_read(remote("a", T0))
+    cursor.mark_read(future)
+    assert cursor.bookmark == now
+    assert "s3://b/touched is stamped 2030-01-01" in caplog.text
+    # The next run reads what lands after, and not the future file again.
+    later = FileCursor(state, start_date=None, lookback=2 * HOUR, now=now + HOUR)
+    assert later.should_read(remote("b", now + dt.timedelta(minutes=30)))
+    assert not later.should_read(future)
+    # A file uploaded while the run lists is stamped after its start: no warning.
+    caplog.clear()
+    later.mark_read(remote("c", now + HOUR + dt.timedelta(seconds=5)))
+    assert later.bookmark == now + HOUR
+    assert "in the future" not in caplog.text

@@ -40,6 +40,11 @@ if t.TYPE_CHECKING:
     from target_mparticle.settings import TargetSettings
 
 LOGGER = logging.getLogger("target-mparticle")
+#: Tally key of batches whose id another batch of the same drain already has.
+REPEATED_IDS = (
+    "batches sent with the source_request_id of another in the same drain (mParticle keeps "
+    "only the first: identical rows, or a source_message_id_field that is no row key)"
+)
 
 
 class Delivery:
@@ -103,6 +108,11 @@ class Delivery:
         self.delivering += 1
         try:
             prepared, rejected = assemble(items, self.settings.historical, now_ms())
+            repeated = len(prepared) - len({batch.source_request_id for batch in prepared})
+            if repeated:
+                # mParticle keeps the first batch of an id: a `source_message_id_field`
+                # that is no row key (order_id on order items) loses the other rows.
+                self.tally[REPEATED_IDS] += repeated
             for item, reason in rejected:
                 self.invalid.handle(stream, item.record, f"{self._named(stream, item)}: {reason}")
             requests_ = pack(prepared)

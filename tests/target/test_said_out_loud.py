@@ -104,6 +104,29 @@ def test_a_json_column_under_delete_is_said_to_leave_its_flattened_keys(config, 
             assert "(prefs.<key>)" in flattened[0]
 
 
+def test_rows_that_share_a_source_request_id_are_counted(config, caplog):
+    """Order items by order_id: mParticle keeps the first batch of an id, so the rest
+    were lost while the summary said delivered."""
+    config["mappings"] = {
+        "order_items": {
+            "kind": "custom_event",
+            "identities": {"customer_id": "customer_id"},
+            "source_message_id_field": "order_id",
+        }
+    }
+    items = [
+        {"item_id": 1, "order_id": "O-1", "customer_id": "C1", "sku": "mug"},
+        {"item_id": 2, "order_id": "O-1", "customer_id": "C1", "sku": "cup"},
+        {"item_id": 3, "order_id": "O-2", "customer_id": "C2", "sku": "mug"},
+    ]
+    with caplog.at_level(logging.WARNING):
+        run = run_target(config, singer_lines("order_items", items, key=["item_id"]))
+    assert run.error is None
+    said = [m for m in warnings(caplog) if "source_request_id of another" in m]
+    assert len(said) == 1
+    assert said[0].startswith("Changed or left out to fit mParticle: 1 batches sent with")
+
+
 def test_mapped_fields_missing_from_schema_and_from_records_are_reported(config, caplog):
     config["mappings"] = {
         "orders": {

@@ -296,12 +296,14 @@ def _checked(
     return checked
 
 
-def check_schema_message(message: dict[str, t.Any]) -> None:
-    """Refuse a SCHEMA the SDK would crash on; give one that names no fields `properties`.
+def check_schema_message(message: Mapping[str, t.Any]) -> None:
+    """Refuse a SCHEMA the SDK would crash on.
 
-    A non-text `stream`, a `schema` or `properties` that is no object, `key_properties`
-    that are no list of names: the SDK let them through, then failed with a TypeError
-    or an AttributeError setting up the sink. A missing field is left to the SDK.
+    A `stream` that is not text, a `schema` that is not an object, or one whose
+    `properties` is not an object, `key_properties` that are not a list of names:
+    the SDK's own checks let them through and then fail with a TypeError or an
+    AttributeError while setting up the stream's sink (or read the letters of a
+    name as names). A missing field is left to the SDK, which names it.
 
     Raises:
         InvalidInputLine: Naming the field and quoting the start of its value.
@@ -311,15 +313,10 @@ def check_schema_message(message: dict[str, t.Any]) -> None:
     if keys is not None and (type(keys) is not list or any(type(k) is not str for k in keys)):
         msg = f"a SCHEMA message's 'key_properties' is not a list of field names: {quoted(keys)}"
         raise InvalidInputLine(msg)
-    schema = message.get("schema", {})  # a missing one is left to the SDK
-    if not isinstance(schema.get("properties", {}), dict):
+    schema = message.get("schema")
+    if isinstance(schema, dict) and not isinstance(schema.get("properties", {}), dict):
         msg = f"a SCHEMA message's 'properties' is not an object: {quoted(schema['properties'])}"
         raise InvalidInputLine(msg)
-    if "schema" in message and "properties" not in schema:
-        # Schemaless sources (singer-io tap-mongodb: `{"type": "object"}`): the SDK
-        # refused the SCHEMA. Any field is taken, as JSON Schema takes them by default.
-        extra = schema.get("additionalProperties", True)
-        message["schema"] = {**schema, "properties": {}, "additionalProperties": extra}
 
 
 #: How deep a STATE's value may nest (objects and lists): far beyond any tap's

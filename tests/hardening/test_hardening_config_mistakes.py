@@ -375,8 +375,8 @@ LONG = "x" * 1_000_000
         ),
         (f"{SCHEMA}\n" + json.dumps({"stream": LONG}) + "\n", "line 2: Line is missing required"),
         (
-            json.dumps({"type": "SCHEMA", "stream": "s", "x": LONG}) + "\n",
-            "line 1: Line is missing required schema key(s)",
+            json.dumps({"type": "SCHEMA", "stream": "s", "schema": {"x": LONG}}) + "\n",
+            "line 1: Line is missing required properties key(s)",
         ),
         (f"{SCHEMA}\n" + json.dumps({"type": LONG}) + "\n", "line 2: Unknown message type"),
         (

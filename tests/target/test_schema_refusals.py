@@ -139,24 +139,3 @@ def test_boolean_property_schemas_are_schemas_too(server, config):
     assert run.error is None
     assert sent_emails(server) == ["a@example.com"]
     assert run.target.delivery.invalid.count == 1
-
-
-def test_a_schema_that_names_no_properties_takes_records_of_any_shape(server, config, caplog):
-    """singer-io tap-mongodb's `{"type": "object"}`: the SDK refused it for its missing
-    `properties`, and the run ended on the first line."""
-    schema = {
-        "type": "SCHEMA",
-        "stream": "users",
-        "schema": {"type": "object"},
-        "key_properties": ["id"],
-    }
-    records = [{"id": 1, "email": "a@example.com", "plan": "pro", "prefs": {"lang": "nb"}}]
-    lines_ = [
-        json.dumps(schema),
-        *(json.dumps({"type": "RECORD", "stream": "users", "record": r}) for r in records),
-    ]
-    run = run_target(users_config(config, on_invalid_record="fail"), lines_)
-    assert run.error is None
-    (batch,) = server.batches()
-    assert batch["user_attributes"] == {"id": "1", "plan": "pro", "prefs.lang": "nb"}
-    assert "No schema for record field" not in caplog.text  # any field is expected

@@ -257,8 +257,7 @@ def _with_huge_numbers(
 
 #: How much of a hostile value an error line quotes.
 QUOTE_CHARS = 80
-#: How long a malformed-input message may run: a few quoted values and the words around
-#: them. The SDK's own messages quote names, types and record keys without a limit.
+#: How long a malformed-input message may run: a few quoted values and the words around them.
 MESSAGE_CHARS = 6 * QUOTE_CHARS
 
 
@@ -297,13 +296,11 @@ def _checked(
 
 
 def check_schema_message(message: Mapping[str, t.Any]) -> None:
-    """Refuse a SCHEMA the SDK would crash on.
+    """Refuse a SCHEMA the SDK would crash on, or one that names no fields.
 
-    A `stream` that is not text, a `schema` that is not an object, or one whose
-    `properties` is not an object, `key_properties` that are not a list of names:
-    the SDK's own checks let them through and then fail with a TypeError or an
-    AttributeError while setting up the stream's sink (or read the letters of a
-    name as names). A missing field is left to the SDK, which names it.
+    A non-text `stream`, a `schema` or `properties` that is no object, `key_properties`
+    that are no list of names: the SDK let them through, then failed with a TypeError
+    or an AttributeError setting up the sink. A missing field is left to the SDK.
 
     Raises:
         InvalidInputLine: Naming the field and quoting the start of its value.
@@ -316,6 +313,12 @@ def check_schema_message(message: Mapping[str, t.Any]) -> None:
     schema = message.get("schema")
     if isinstance(schema, dict) and not isinstance(schema.get("properties", {}), dict):
         msg = f"a SCHEMA message's 'properties' is not an object: {quoted(schema['properties'])}"
+        raise InvalidInputLine(msg)
+    if isinstance(schema, dict) and "properties" not in schema:  # as the SDK's tests require
+        msg = (
+            f"stream {quoted(message.get('stream'))}'s SCHEMA names no fields ('properties'), "
+            "as schemaless taps send it: declare them (Meltano's `schema` extra on the tap)"
+        )
         raise InvalidInputLine(msg)
 
 

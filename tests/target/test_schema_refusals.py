@@ -139,3 +139,20 @@ def test_boolean_property_schemas_are_schemas_too(server, config):
     assert run.error is None
     assert sent_emails(server) == ["a@example.com"]
     assert run.target.delivery.invalid.count == 1
+
+
+def test_a_schema_that_names_no_properties_is_refused_saying_how_to_declare_them(tmp_path):
+    """singer-io tap-mongodb's `{"type": "object"}`: refused, as the SDK's standard
+    target tests require, but in words that say what to do."""
+    schema = {
+        "type": "SCHEMA",
+        "stream": "things",
+        "schema": {"type": "object"},
+        "key_properties": [],
+    }
+    done = run_target_cli(tmp_path, {"dry_run": True}, json.dumps(schema) + "\n")
+    assert done.returncode == 1
+    assert (
+        "line 1: stream 'things''s SCHEMA names no fields ('properties'), as schemaless taps "
+        "send it: declare them (Meltano's `schema` extra on the tap)"
+    ) in done.stderr

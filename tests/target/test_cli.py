@@ -260,13 +260,7 @@ def test_sigterm_as_a_drain_starts_writes_no_state_for_its_records(tmp_path):
     records = [{"id": i, "email": f"u{i}@example.com"} for i in range(1, 51)]
     lines = [*singer_lines("users", records, ["id"]), json.dumps({"type": "STATE", "value": 50})]
     with EventsApiServer(api_key="test-key", api_secret=SECRET) as server:
-        config = {
-            "api_key": "test-key",
-            "api_secret": SECRET,
-            "api_url": server.url,
-            "max_batches_per_second": 0,
-            "mappings": {"users": {"kind": "user"}},
-        }
+        config = {**local_config(server.url, tmp_path), "mappings": {"users": {"kind": "user"}}}
         config_file = tmp_path / "config.json"
         config_file.write_text(json.dumps(config))
         done = subprocess.run(
@@ -294,11 +288,8 @@ def test_dead_letters_are_on_disk_when_the_state_passing_them_is_written(tmp_pat
     lines = [*singer_lines("users", rows, []), json.dumps({"type": "STATE", "value": 100})]
     with EventsApiServer(api_key="test-key", api_secret=SECRET) as server:
         config = {
-            "api_key": "test-key",
-            "api_secret": SECRET,
-            "api_url": server.url,
+            **local_config(server.url, tmp_path),
             "on_invalid_record": "dead_letter",
-            "dead_letter_path": str(dead),
             "batch_size_rows": 10,  # drains with nothing left to send; none in flight
             "mappings": {"users": {"kind": "user", "identities": {"customer_id": "id"}}},
         }

@@ -130,6 +130,11 @@ def active_sinks(target: Target) -> list[Sink]:
     return list(getattr(target, "_sinks_active", {}).values())
 
 
+def is_active(target: Target, sink: Sink) -> bool:
+    """Whether `sink` still takes its stream's records (a new SCHEMA retires it)."""
+    return getattr(target, "_sinks_active", {}).get(sink.stream_name) is sink
+
+
 def max_record_age_s(target: Target) -> float:
     """Seconds since the oldest record still pending arrived."""
     return float(getattr(target, "_max_record_age_in_minutes", 0.0)) * 60

@@ -54,6 +54,10 @@ class SinkHost(t.Protocol):
         """The last STATE received; a new object each time a new one arrives."""
         ...
 
+    def takes_records(self, sink: EventsSink) -> bool:
+        """Whether `sink` still takes its stream's records (a new SCHEMA retires it)."""
+        ...
+
 
 LOGGER = logging.getLogger("target-mparticle")
 DEFAULT_MAX_SIZE = 2_000
@@ -307,6 +311,10 @@ class EventsSink(BatchSink):
         """How many of `items` this drain sends; the rest are carried to the next."""
         cut = trailing_group(items)
         if cut >= len(items):
+            return len(items)
+        if not self.host.takes_records(self):
+            # Retired by a changed SCHEMA: the SDK drains it once more and forgets it,
+            # so a line held back here was never sent (the new sink has its rest).
             return len(items)
         if self._line_open() and line_of(items[-1].record) == self._open_line:
             if len(items) - cut < HARD_MAX_SIZE:

@@ -121,6 +121,10 @@ class TargetMParticle(Target):
         """The last STATE received; a new object each time a new one arrives."""
         return sdk_hooks.latest_state(self)
 
+    def takes_records(self, sink: Sink) -> bool:
+        """Whether `sink` still takes its stream's records (a new SCHEMA retires it)."""
+        return sdk_hooks.is_active(self, sink)
+
     def _pending_records(self) -> int:
         return sum(sink.current_size for sink in sdk_hooks.active_sinks(self))
 

@@ -326,3 +326,36 @@ def test_a_field_the_schema_does_not_name_is_warned_about_once(tmp_path, caplog,
         r.getMessage() for r in caplog.records if "No schema for record field" in r.getMessage()
     ]
     assert warned == ["No schema for record field 'plan'"]
+
+
+def test_a_line_held_back_in_a_sink_a_new_schema_retired_is_sent(tmp_path):
+    """A line still open when a changed SCHEMA retired its sink was held back at the
+    record-age drain; the SDK then forgot the sink, and the next STATE covered the
+    line's events, never sent."""
+    dry = tmp_path / "dry.jsonl"
+    target = TargetMParticle(config={"dry_run": True, "dry_run_path": str(dry)})
+    wider = json.loads(SCHEMA)
+    wider["schema"]["properties"]["extra"] = {}
+    lines = [
+        SCHEMA,
+        *line_messages(1, 3),
+        state_message(1),
+        *line_messages(2, 2),  # line 2 is open: no STATE after it yet
+        json.dumps(wider),  # retires the sink that holds line 2
+        *line_messages(3, 2),
+        state_message(3),
+    ]
+    first_of_line_3 = lines.index(json.dumps(wider)) + 1
+
+    def before(number: int) -> None:
+        if number == first_of_line_3:  # the SDK's record-age drain is due
+            target._last_full_drain_at = time.time() - 3_600
+
+    listen_with(target, lines, before)
+    sent = sorted(
+        event["data"]["source_message_id"]
+        for request in dry.read_text().splitlines()
+        for batch in json.loads(request)["body"]
+        for event in batch.get("events", [])
+    )
+    assert sent == ["m1-0", "m1-1", "m1-2", "m2-0", "m2-1", "m3-0", "m3-1"]

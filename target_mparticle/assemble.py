@@ -125,17 +125,41 @@ def assemble(
     rejected: list[tuple[Item, str]] = []
     for members in order:
         first = members[0]
-        if len(members) > 1 or first.group is not None or first.events:
+        if first.group is None and not first.events and not _fold_fits(members):
+            for member in members:
+                _user_update(member, prepared, rejected)
+        elif len(members) > 1 or first.group is not None or first.events:
             _merged(members, historical_mode, now, prepared, rejected)
-            continue
-        # A user update, the usual reverse-ETL item: its own id, one body, no
-        # endpoint to choose and nothing to split, as the general path gives it.
-        body = encode_batch({**first.batch, "source_request_id": first.request_id})
-        if len(body) > rules.MAX_BATCH_BYTES:
-            rejected.append((first, _over_cap(body)))
         else:
-            prepared.append(PreparedBatch(first.request_id, body, False, [first], 0))  # noqa: FBT003
+            _user_update(first, prepared, rejected)
     return prepared, rejected
+
+
+def _user_update(
+    item: Item, prepared: list[PreparedBatch], rejected: list[tuple[Item, str]]
+) -> None:
+    """One user update as its own batch: the usual reverse-ETL item.
+
+    Its own id, one body, no endpoint to choose and nothing to split, as the general
+    path gives it.
+    """
+    body = encode_batch({**item.batch, "source_request_id": item.request_id})
+    if len(body) > rules.MAX_BATCH_BYTES:
+        rejected.append((item, _over_cap(body)))
+    else:
+        prepared.append(PreparedBatch(item.request_id, body, False, [item], 0))  # noqa: FBT003
+
+
+def _fold_fits(members: list[Item]) -> bool:
+    """Whether one user's updates folded stay within mParticle's 100 attributes a batch.
+
+    Rows with other attributes each (a sparse table) could add up past it; then they
+    go as they came, one batch each.
+    """
+    if len(members) == 1:
+        return True
+    names = {name for m in members for name in m.batch.get("user_attributes") or ()}
+    return len(names) <= rules.API_LIMIT_USER_ATTRIBUTES
 
 
 def _user_key(batch: dict[str, t.Any]) -> tuple[t.Any, ...]:

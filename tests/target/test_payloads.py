@@ -689,6 +689,22 @@ def test_a_users_updates_in_one_drain_are_folded_so_none_overtakes_a_later_one()
     assert len(other) == 2
 
 
+def test_a_users_updates_that_together_pass_100_attributes_go_as_they_came():
+    """mParticle takes 100 user attributes a batch: a sparse table's rows of one user
+    folded could pass it, so they are sent one batch each instead."""
+    conv = converter({"kind": "user", "identities": {"email": "email"}}, stream="users")
+    rows = [{"email": "a@b.c", **{f"a{n}_{i}": "x" for i in range(60)}} for n in range(2)]
+    items = [conv.convert(dict(row)) for row in rows]
+    prepared, rejected = assemble(items, "auto", NOW)
+    assert rejected == []
+    assert [p.items for p in prepared] == [[items[0]], [items[1]]]
+    assert [p.source_request_id for p in prepared] == [i.request_id for i in items]
+    # Fewer distinct names between them: one batch.
+    few = [conv.convert({"email": "a@b.c", "a": str(n)}) for n in range(2)]
+    (folded,), _ = assemble(few, "auto", NOW)
+    assert folded.items == few
+
+
 def test_historical_routing():
     conv = converter({"timestamp_field": "at"})
     old = conv.convert({"id": 1, "email": "a@b", "at": (NOW - THIRTY_DAYS_MS - 1) / 1000})

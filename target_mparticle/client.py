@@ -346,7 +346,9 @@ def _percent(value: str | None) -> float | None:
 def _retry_after(value: str | None) -> float | None:
     """Seconds a `Retry-After` header asks for: a number or an HTTP date (urllib3 parses both).
 
-    Capped at `MAX_RETRY_AFTER_SECONDS`; None when absent or unreadable.
+    Capped at `MAX_RETRY_AFTER_SECONDS`; None when absent or unreadable, and when it
+    asks for no wait (`0`, a date past): honoured, a burst of such 429s spent every
+    retry within a second and ended the run, where the backoff rides it out.
     """
     if value is None:
         return None
@@ -354,7 +356,7 @@ def _retry_after(value: str | None) -> float | None:
         seconds = _RETRY_AFTER.parse_retry_after(value.strip())
     except urllib3.exceptions.InvalidHeader:
         return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+    return min(seconds, MAX_RETRY_AFTER_SECONDS) if seconds > 0 else None
 
 
 def _api_message(response: Reply) -> str:

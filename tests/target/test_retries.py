@@ -93,3 +93,16 @@ def test_an_unreadable_retry_after_falls_back_to_backoff(server, value):
     client.close()
     (wait,) = waits
     assert 0.0 <= wait <= 4.0
+
+
+@pytest.mark.parametrize("when", ["0", "past date"])
+def test_a_retry_after_that_asks_for_no_wait_is_a_backoff_wait(server, when):
+    """Honoured, a burst of `Retry-After: 0` answers spent every retry within a second."""
+    waits: list[float] = []
+    client = client_for(server, waits)
+    value = email.utils.formatdate(time.time() - 60, usegmt=True) if when == "past date" else "0"
+    server.fail_with(429, times=3, Retry_After=value)
+    client.deliver([one_request()], isolate_bad=False)
+    client.close()
+    assert len(waits) == 3
+    assert all(0.0 < wait <= ceiling for wait, ceiling in zip(waits, (4.0, 8.0, 10.0), strict=True))

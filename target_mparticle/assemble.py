@@ -101,7 +101,7 @@ def assemble(
 ) -> tuple[list[PreparedBatch], list[tuple[Item, str]]]:
     """Merge grouped items, split oversized batches, encode; return the rejects too.
 
-    A user's updates (rows of a `kind: user` mapping, say) that meet in one drain are
+    A user's updates (rows of a `kind: user` mapping) that meet in one drain are
     folded into one batch like a user's audience rows: the drain's requests go out in
     parallel, so as separate batches an earlier row could reach mParticle after a
     later one and be the value the profile keeps.
@@ -111,7 +111,7 @@ def assemble(
     for item in items:
         key: object = item.group
         if key is None:
-            if item.events or item.refused:
+            if not item.user_row:
                 order.append([item])
                 continue
             key = _user_key(item.batch)
@@ -125,7 +125,7 @@ def assemble(
     rejected: list[tuple[Item, str]] = []
     for members in order:
         first = members[0]
-        if first.group is None and not first.events and not _fold_fits(members):
+        if first.user_row and not _fold_fits(members):
             for member in members:
                 _user_update(member, prepared, rejected)
         elif len(members) > 1 or first.group is not None or first.events:
@@ -260,9 +260,10 @@ def fold_user_updates(shells: t.Sequence[dict[str, t.Any]]) -> dict[str, t.Any]:
     """One user's changes, in the order they came, as one batch.
 
     A later change always wins: set-then-delete leaves the attribute deleted,
-    delete-then-set leaves it set, and a later row's other fields (its consent
-    state, its IP) replace an earlier one's, so one request carries the user's final
-    state and no earlier change can overtake a later one in flight.
+    delete-then-set leaves it set, a later row's consent replaces an earlier one's
+    purpose by purpose, and its other fields (its IP) replace an earlier one's, so
+    one request carries the user's final state and no earlier change can overtake a
+    later one in flight.
 
     Args:
         shells: The batch shells of one user's items, in record order.
@@ -273,8 +274,12 @@ def fold_user_updates(shells: t.Sequence[dict[str, t.Any]]) -> dict[str, t.Any]:
     merged: dict[str, t.Any] = {}
     attributes: dict[str, t.Any] = {}
     deleted: dict[str, None] = {}  # ordered set
+    consent: dict[str, dict[str, t.Any]] = {}  # regulation -> purpose -> its state
     for shell in shells:
         merged.update(shell)
+        for regulation, purposes in (shell.get("consent_state") or {}).items():
+            # A row that says nothing of a purpose leaves it as an earlier row set it.
+            consent.setdefault(regulation, {}).update(purposes)
         for name in shell.get("deleted_user_attributes") or ():
             attributes.pop(name, None)
             deleted[name] = None
@@ -283,6 +288,8 @@ def fold_user_updates(shells: t.Sequence[dict[str, t.Any]]) -> dict[str, t.Any]:
             attributes[name] = value
     merged.pop("user_attributes", None)
     merged.pop("deleted_user_attributes", None)
+    if consent:
+        merged["consent_state"] = consent
     if attributes:
         merged["user_attributes"] = attributes
     if deleted:

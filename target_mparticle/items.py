@@ -47,6 +47,9 @@ class Item:
     refused: list[tuple[dict[str, t.Any], str]] = dataclasses.field(default_factory=list)
     #: For a part of a record split over several batches: the whole record's item.
     origin: Item | None = None
+    #: A mapped `kind: user` row: folded with the same user's other rows of a drain
+    #: (`assemble`). Whole batches keep their own ids and are never folded.
+    user_row: bool = False
 
     def part(self, events: list[dict[str, t.Any]]) -> Item:
         """This record restricted to some of its events (what one batch of it holds).

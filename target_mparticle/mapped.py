@@ -164,7 +164,7 @@ class MappedRecords(ConverterBase):
             shape = (batch["environment"], tuple(batch), tuple(user_ids), tuple(device))
             self._shapes.fit(batch, shape, self.tally)
         if mapping.kind == "user":
-            return Item(self.stream, record, batch, [], None, self.update_ids.next())
+            return Item(self.stream, record, batch, [], None, self.update_ids.next(), user_row=True)
 
         content = public(record) if plan.has_metadata else record
         event = self._mapped_event(record, set(plan.used), content)
@@ -375,6 +375,8 @@ def _product_list(value: object, tally: Tally) -> list[dict[str, t.Any]]:
     are no object, are dropped and counted, never left out unsaid.
     """
     if isinstance(value, str):
+        if not value.strip():
+            return []  # blank: null, as CSV taps write it
         try:
             value = _JSON_DECODER.decode(value)
         except (msgspec.DecodeError, RecursionError):

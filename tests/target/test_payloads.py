@@ -393,6 +393,7 @@ def test_a_purchase_with_no_total_or_products_is_sent_and_counted():
         ({"id": "p1", "name": "Mug"}, [{"id": "p1", "name": "Mug"}], 0),  # one product
         ([{"id": "p1"}, "sku-2", 7], [{"id": "p1"}], 2),
         ("sku-1, sku-2", None, 1),
+        ("  ", None, 0),  # blank: null, as CSV taps write it
         ('{"id": ', None, 1),
         (42, None, 1),
     ],
@@ -687,6 +688,39 @@ def test_a_users_updates_in_one_drain_are_folded_so_none_overtakes_a_later_one()
     live = Converter("users", ["id"], parsed, BatchDefaults(environment="production"), Tally())
     other, _ = assemble([items[1], live.convert({"id": 2, "email": "b@b.c"})], "auto", NOW)
     assert len(other) == 2
+
+
+def test_folded_consent_keeps_each_purpose_a_row_set_and_whole_batches_are_not_folded():
+    """A row with marketing (analytics null) then one with analytics (marketing null):
+    each purpose as its last row set it. Whole batches keep their producer's ids."""
+    conv = converter(
+        {
+            "kind": "user",
+            "identities": {"email": "email"},
+            "consent": {"gdpr": {"marketing": "m", "analytics": "a"}, "ccpa": "sell"},
+        },
+        stream="users",
+    )
+    rows = [
+        {"email": "a@b.c", "m": True, "a": None, "sell": None},
+        {"email": "a@b.c", "m": None, "a": True, "sell": False},
+        {"email": "a@b.c", "m": False, "a": None, "sell": None},
+    ]
+    items = [conv.convert(dict(row)) for row in rows]
+    (folded,), _ = assemble(items, "auto", NOW)
+    consent = json.loads(folded.body)["consent_state"]
+    assert {k: v["consented"] for k, v in consent["gdpr"].items()} == {
+        "marketing": False,
+        "analytics": True,
+    }
+    assert consent["ccpa"]["data_sale_opt_out"]["consented"] is False
+    whole = converter(stream="updates", key=())
+    given = [
+        whole.convert({"user_identities": {"email": "a@b.c"}, "source_request_id": rid})
+        for rid in ("A", "B")
+    ]
+    sent, _ = assemble(given, "auto", NOW)
+    assert [p.source_request_id for p in sent] == ["A", "B"]
 
 
 def test_a_users_updates_that_together_pass_100_attributes_go_as_they_came():

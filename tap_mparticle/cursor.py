@@ -102,8 +102,19 @@ class FileCursor:
         self._lookback = lookback
         value = state.get("replication_key_value")
         self.bookmark: dt.datetime | None = parse_timestamp(value) if value else None
+        if self.bookmark is not None and self.bookmark > self._now:
+            # Written by a version that let a future-stamped file move it: files after
+            # it were taken as read. From the run's start, they are read.
+            LOGGER.warning(
+                "The state's bookmark %s is in the future: reading from the run's start",
+                value,
+            )
+            self.bookmark = self._now
         floor = state.get("files_read_floor")
         self._floor: dt.datetime | None = parse_timestamp(floor) if floor else None
+        if self._floor is not None and self._floor > self._now:
+            self._floor = None  # the same fault's: no file is read after it
+            del state["files_read_floor"]
         raw_history = state.get("files_read") or {}
         self._history: dict[str, str] = {str(key): str(stamp) for key, stamp in raw_history.items()}
         self._warned_floor = False
@@ -184,10 +195,15 @@ class FileCursor:
         if len(self._history) > MAX_FILES_READ:
             ordered = sorted(self._history.items(), key=lambda item: (item[1], item[0]))
             dropped = ordered[: len(ordered) - MAX_FILES_READ]
-            self._floor = parse_timestamp(dropped[-1][1])
+            # Future stamps never make the floor (10,000 of them would put it past the
+            # run's start, and every file stamped before taken as read).
+            now = format_timestamp(self._now)
+            past = [stamp for _, stamp in dropped if stamp <= now]
+            if past and (self._floor is None or parse_timestamp(past[-1]) > self._floor):
+                self._floor = parse_timestamp(past[-1])
             for key, _ in dropped:
                 del self._history[key]
-            if not self._warned_floor:
+            if self._floor is not None and not self._warned_floor:
                 self._warned_floor = True
                 LOGGER.warning(
                     "More than %d files inside the look-back window; files stamped at or "

@@ -102,3 +102,28 @@ def test_a_file_stamped_in_the_future_never_moves_the_bookmark_past_the_run(capl
     later.mark_read(remote("c", now + HOUR + dt.timedelta(seconds=5)))
     assert later.bookmark == now + HOUR
     assert "in the future" not in caplog.text
+
+
+def test_a_future_bookmark_or_floor_from_an_older_state_is_read_from_the_runs_start(caplog):
+    """Written before the bookmark was capped: files after it were taken as read."""
+    now = T0 + 10 * HOUR
+    state = {
+        "replication_key_value": "2030-01-01T00:00:00+00:00",
+        "files_read_floor": "2030-01-01T00:00:00+00:00",
+    }
+    cursor = FileCursor(state, start_date=None, lookback=2 * HOUR, now=now)
+    assert cursor.bookmark == now
+    assert cursor.should_read(remote("missed", now - HOUR))
+    assert "bookmark 2030-01-01T00:00:00+00:00 is in the future" in caplog.text
+
+
+def test_the_history_cap_never_puts_the_floor_past_the_runs_start(monkeypatch):
+    monkeypatch.setattr(cursor_module, "MAX_FILES_READ", 2)
+    now = T0 + 10 * HOUR
+    state: dict = {}
+    cursor = FileCursor(state, start_date=None, lookback=2 * HOUR, now=now)
+    for n in range(4):
+        cursor.mark_read(remote(f"f{n}", dt.datetime(2030, 1, 1, 0, 0, n, tzinfo=dt.timezone.utc)))
+    cursor.compact()
+    later = FileCursor(state, start_date=None, lookback=2 * HOUR, now=now + HOUR)
+    assert later.should_read(remote("new", now + dt.timedelta(minutes=30)))

@@ -191,9 +191,14 @@ class Delivery:
         """A drain is done: what mParticle refused, its progress line, then its STATE."""
         refused_ids = set(flight.refused_early)
         for batch, reason in refused:
+            together = ""
+            if len(batch.items) > 1 and batch.items[0].user_row:
+                # One user's rows of a drain go folded (assemble): a refusal is theirs
+                # together, and each dead letter says so, not only the row at fault.
+                together = f" (sent folded with this user's {len(batch.items) - 1} other rows)"
             for item in batch.items:
                 named = self._named(flight.stream, item)
-                self.invalid.handle(flight.stream, item.record, f"{named}: {reason}")
+                self.invalid.handle(flight.stream, item.record, f"{named}: {reason}{together}")
                 refused_ids.add(_whole_id(item))
         self.invalid.sync()
         self.delivered += flight.n_records - len(refused_ids)

@@ -18,6 +18,7 @@ from target_mparticle.client import AuthError, BadRequestError, DeliveryError, D
 from target_mparticle.invalid import InvalidRecordFatalError
 from target_mparticle.target import TargetMParticle
 from tests.support.eventsapi import EventsApiServer, Fault
+from tests.support.files import dead_letters
 from tests.support.proxy import counting_proxy
 from tests.support.target import FIXTURES, SECRET, run_target, singer_lines
 
@@ -222,6 +223,34 @@ def test_http_400_isolates_the_bad_batch_into_dead_letters(picky_server, config,
     assert run.target.delivery.delivered == 149
     assert run.states == [1]
     assert SECRET not in (tmp_path / "dead.jsonl").read_text()
+
+
+def test_a_refused_folded_batch_says_in_each_dead_letter_that_the_rows_went_together(config):
+    """One user's rows of a drain go as one batch: refused, all of them are dead
+    letters, each saying it was sent folded with the others, not only the row at fault."""
+
+    def plan_bad(batch):
+        return (
+            "plan BAD refused"
+            if (batch.get("user_attributes") or {}).get("plan") == "BAD"
+            else None
+        )
+
+    rows = [{"id": 1, "email": "a@x", "plan": p} for p in ("free", "BAD")]
+    rows.append({"id": 2, "email": "z@x", "plan": "pro"})
+    config["on_invalid_record"] = "dead_letter"
+    config["mappings"] = {"people": {"kind": "user", "identities": {"email": "email"}}}
+    with EventsApiServer(api_key="test-key", api_secret=SECRET, reject_if=plan_bad) as server:
+        config["api_url"] = server.url
+        run = run_target(config, singer_lines("people", rows, ["id"]))
+        accepted = [b["user_identities"]["email"] for b in server.batches()]
+    assert run.error is None
+    assert accepted == ["z@x"]
+    reasons = [d["reason"] for d in dead_letters(config)]
+    assert len(reasons) == 2
+    assert all(
+        r.endswith("plan BAD refused (sent folded with this user's 1 other rows)") for r in reasons
+    )
 
 
 @pytest.mark.parametrize("stops", ["while reading", "at the end of the input"])

@@ -108,7 +108,11 @@ class Delivery:
         self.delivering += 1
         try:
             prepared, rejected = assemble(items, self.settings.historical, now_ms())
-            repeated = len(prepared) - len({batch.source_request_id for batch in prepared})
+            # A stream's user rows have ids of their own by construction (UpdateIds).
+            user_rows = bool(prepared and prepared[0].items) and prepared[0].items[0].user_row
+            repeated = (
+                0 if user_rows else len(prepared) - len({b.source_request_id for b in prepared})
+            )
             if repeated:
                 # mParticle keeps the first batch of an id: a `source_message_id_field`
                 # that is no row key (order_id on order items) loses the other rows.

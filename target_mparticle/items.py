@@ -47,9 +47,9 @@ class Item:
     refused: list[tuple[dict[str, t.Any], str]] = dataclasses.field(default_factory=list)
     #: For a part of a record split over several batches: the whole record's item.
     origin: Item | None = None
-    #: A mapped `kind: user` row: folded with the same user's other rows of a drain
-    #: (`assemble`). Whole batches keep their own ids and are never folded.
-    user_row: bool = False
+    #: A mapped `kind: user` row (`UserRow`): folded with the same user's other rows
+    #: of a drain (`assemble`). Whole batches keep their own ids and are never folded.
+    user_row: t.ClassVar[bool] = False
 
     def part(self, events: list[dict[str, t.Any]]) -> Item:
         """This record restricted to some of its events (what one batch of it holds).
@@ -62,6 +62,13 @@ class Item:
             return self
         record = {**self.record, "events": events}
         return dataclasses.replace(self, record=record, events=events, origin=self)
+
+
+class UserRow(Item):
+    """The item of a mapped `kind: user` row (a class, not a field: built per record)."""
+
+    __slots__ = ()
+    user_row: t.ClassVar[bool] = True
 
 
 def digest_id(*parts: object) -> str:

@@ -20,7 +20,7 @@ from target_mparticle.clean import VALIDATED_ENTRIES, device_identity, user_iden
 from target_mparticle.clock import now_ms
 from target_mparticle.coerce import clean_object
 from target_mparticle.inbound import CertainShapes, InvalidRecordError, fit_event, fit_shell
-from target_mparticle.items import ConverterBase, Item, digest_id, public, with_fields
+from target_mparticle.items import ConverterBase, Item, UserRow, digest_id, public, with_fields
 from target_mparticle.preflight import quoted
 from target_mparticle.values import (
     Tally,
@@ -164,7 +164,7 @@ class MappedRecords(ConverterBase):
             shape = (batch["environment"], tuple(batch), tuple(user_ids), tuple(device))
             self._shapes.fit(batch, shape, self.tally)
         if mapping.kind == "user":
-            return Item(self.stream, record, batch, [], None, self.update_ids.next(), user_row=True)
+            return UserRow(self.stream, record, batch, [], None, self.update_ids.next())
 
         content = public(record) if plan.has_metadata else record
         event = self._mapped_event(record, set(plan.used), content)

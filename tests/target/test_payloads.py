@@ -723,6 +723,24 @@ def test_folded_consent_keeps_each_purpose_a_row_set_and_whole_batches_are_not_f
     assert [p.source_request_id for p in sent] == ["A", "B"]
 
 
+def test_users_that_share_an_identity_value_are_told_apart_when_folding():
+    """Rows are first looked up by their first identity's value: an email of one user
+    equal to another's customer id must not fold the two together."""
+    conv = converter({"kind": "user", "identities": {"email": "e", "customer_id": "c"}})
+    rows = [
+        {"id": 1, "e": "x", "c": None, "plan": "a1"},
+        {"id": 2, "e": None, "c": "x", "plan": "b1"},
+        {"id": 3, "e": None, "c": "x", "plan": "b2"},
+        {"id": 4, "e": "x", "c": None, "plan": "a2"},
+        {"id": 5, "e": None, "c": "y", "plan": "c1"},
+    ]
+    items = [conv.convert(dict(row)) for row in rows]
+    prepared, _ = assemble(items, "auto", NOW)
+    assert [p.items for p in prepared] == [[items[0], items[3]], [items[1], items[2]], [items[4]]]
+    sent = [json.loads(p.body) for p in prepared]
+    assert [b["user_attributes"]["plan"] for b in sent] == ["a2", "b2", "c1"]
+
+
 def test_a_users_updates_that_together_pass_100_attributes_go_as_they_came():
     """mParticle takes 100 user attributes a batch: a sparse table's rows of one user
     folded could pass it, so they are sent one batch each instead."""

@@ -42,7 +42,7 @@ from typing_extensions import override
 
 from mparticle_facts.plugin_guards import one_line
 from tap_mparticle.cursor import REPLICATION_KEY, FileCursor, format_timestamp
-from tap_mparticle.folders import folder_filter
+from tap_mparticle.folders import FolderFilter
 from tap_mparticle.late_files import LateFiles
 from tap_mparticle.parsers import BadInputError
 from tap_mparticle.prefetch import prefetch
@@ -199,7 +199,7 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
         storage = self.storage
         shard = self.settings.shard
         shard.stamp_state(self.stream_state)
-        skip_folder = folder_filter(
+        skip_folder = FolderFilter(
             date_folders_by=self.settings.date_folders_by,
             excluded=self.settings.prefixes_inside(self.prefix_setting),
             start_date=self.settings.start_date,
@@ -231,6 +231,15 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
             self.prefix,
             storage.description,
         )
+        if skip_folder.skipped_by_date:
+            self.logger.info(
+                "%s: %d date folders before %s not listed (date_folders_by: %s), the first %r",
+                self.name,
+                skip_folder.skipped_by_date,
+                skip_folder.first_day,
+                self.settings.date_folders_by,
+                skip_folder.example,
+            )
         if shard.count > 1:
             self.logger.info(
                 "%s: %s; %d listed files belong to other shards",

@@ -24,7 +24,7 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
 #: mParticle's daily folders (`2024-05-01/`).
 DATE_FOLDER = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})$")
@@ -33,39 +33,52 @@ DATE_FOLDER = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})$")
 UPLOAD_FOLDER_SLACK = dt.timedelta(days=1)
 
 
-def folder_filter(
-    *,
-    date_folders_by: str,
-    excluded: Sequence[str],
-    start_date: dt.datetime | None,
-    window_start: dt.datetime | None,
-) -> Callable[[str], bool]:
-    """Build the `skip_folder` predicate a storage listing calls for each sub-folder.
+class FolderFilter:
+    """The `skip_folder` predicate a storage listing calls for each sub-folder.
 
-    Args:
-        date_folders_by: `event_time`, `upload_time` or `none`.
-        excluded: Folder prefixes other streams own, never listed.
-        start_date: The configured start date, if any.
-        window_start: The earliest LastModified the cursor still reads, if any.
-
-    Returns:
-        A predicate: True means the folder is not listed.
+    It counts the folders it leaves unlisted for their date, so the run can say so: a
+    folder named like a date that is not one (an app id `2019/`) is otherwise skipped
+    without a word.
     """
-    first_day: dt.date | None = None
-    if date_folders_by == "event_time" and start_date is not None:
-        first_day = start_date.date()
-    elif date_folders_by == "upload_time" and window_start is not None:
-        first_day = (window_start - UPLOAD_FOLDER_SLACK).date()
 
-    def skip_folder(folder: str) -> bool:
-        if any(folder.startswith(other) for other in excluded):
+    def __init__(
+        self,
+        *,
+        date_folders_by: str,
+        excluded: Sequence[str],
+        start_date: dt.datetime | None,
+        window_start: dt.datetime | None,
+    ) -> None:
+        """Work out the first day a folder must reach to be listed.
+
+        Args:
+            date_folders_by: `event_time`, `upload_time` or `none`.
+            excluded: Folder prefixes other streams own, never listed.
+            start_date: The configured start date, if any.
+            window_start: The earliest LastModified the cursor still reads, if any.
+        """
+        self.excluded = tuple(excluded)
+        self.first_day: dt.date | None = None
+        if date_folders_by == "event_time" and start_date is not None:
+            self.first_day = start_date.date()
+        elif date_folders_by == "upload_time" and window_start is not None:
+            self.first_day = (window_start - UPLOAD_FOLDER_SLACK).date()
+        #: Folders left unlisted for their date, and the first of them.
+        self.skipped_by_date = 0
+        self.example: str | None = None
+
+    def __call__(self, folder: str) -> bool:
+        """True means the folder is not listed."""
+        if any(folder.startswith(other) for other in self.excluded):
             return True
-        if first_day is None:
+        if self.first_day is None:
             return False
         day = folder_date(folder)
-        return day is not None and day < first_day
-
-    return skip_folder
+        if day is None or day >= self.first_day:
+            return False
+        self.skipped_by_date += 1
+        self.example = self.example or folder
+        return True
 
 
 def folder_date(folder_key: str) -> dt.date | None:

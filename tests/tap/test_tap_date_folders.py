@@ -115,3 +115,18 @@ def test_an_app_id_folder_of_four_digits_is_listed_whatever_start_date_says(tmp_
         os.utime(path, (stamp, stamp))
     out = run_tap({"bucket_url": str(root), "start_date": "2024-05-01T00:00:00Z"})
     assert sorted(names(out)) == ["InAppFolder", "InItsDateFolder"]
+
+
+def test_folders_left_unlisted_for_their_date_are_said(tmp_path, caplog):
+    """An app id from 2006 on (`2019/`) is still read as a year: not silently, now."""
+    root = tmp_path / "drop"
+    for folder in ("2019", "2024-04-30", "2024-05-02"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "App_1.txt").write_text(batch_line(1, folder))
+    with caplog.at_level("INFO"):
+        out = run_tap({"bucket_url": str(root), "start_date": "2024-05-01T00:00:00Z"})
+    assert names(out) == ["2024-05-02"]
+    assert (
+        "events: 2 date folders before 2024-05-01 not listed (date_folders_by: event_time), "
+        "the first '2019/'"
+    ) in caplog.text

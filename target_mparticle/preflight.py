@@ -13,8 +13,6 @@ every level, and the HTTP libraries' loggers are capped at INFO.
 from __future__ import annotations
 
 import collections
-import decimal
-import json
 import os
 import pathlib
 import sys
@@ -32,6 +30,7 @@ from singer_sdk.singerlib.exceptions import InvalidInputLine
 
 from mparticle_facts.plugin_guards import ConfigFileError, read_json_object, unknown_settings
 from mparticle_facts.plugin_guards import guard_logs as _guard_logs
+from target_mparticle import lenient_json
 
 if t.TYPE_CHECKING:
     import logging
@@ -119,6 +118,8 @@ class SingerInputReader(MsgSpecReader):
     #: Called when reading stops on an error, before it propagates (the target closes
     #: its connections and files there).
     on_failure: t.Callable[[], None] | None = None
+    #: Called with how many NaN/Infinity values a line had left out (lenient_json).
+    on_not_numbers: t.Callable[[int], None] | None = None
 
     @staticmethod
     def assert_line_requires(line_dict: dict[str, t.Any], requires: set[str]) -> None:
@@ -145,9 +146,13 @@ class SingerInputReader(MsgSpecReader):
         try:
             value: dict[str, t.Any] = self._decode(line)
         except msgspec.DecodeError as exc:
-            if "out of range" not in str(exc):
+            # Valid to Python's json (1e400, NaN): see lenient_json.
+            decoded = lenient_json.decode(line, range_error="out of range" in str(exc))
+            if decoded is None:
                 raise self._not_json(line) from None
-            value = _with_huge_numbers(line, self._not_json)
+            value, left_out = decoded
+            if left_out and self.on_not_numbers is not None:
+                self.on_not_numbers(left_out)
         except (UnicodeDecodeError, RecursionError):
             raise self._not_json(line) from None
         return value
@@ -215,44 +220,6 @@ class SingerInputReader(MsgSpecReader):
             else:
                 self._process_unknown_message(line_dict)
             stats[record_type] += 1
-
-
-def _integer(digits: str) -> int | decimal.Decimal:
-    """An int, or a Decimal past what Python converts from text (4,300 digits)."""
-    return int(digits) if len(digits) <= MAX_INT_DIGITS else decimal.Decimal(digits)
-
-
-MAX_INT_DIGITS = 4000
-
-
-def _refuse_constant(name: str) -> t.NoReturn:
-    """`NaN` and `Infinity` are no JSON: refused here as msgspec refuses them."""
-    msg = f"{name} is not JSON"
-    raise ValueError(msg)
-
-
-def _with_huge_numbers(
-    line: str | bytes, not_json: t.Callable[[str | bytes], InvalidInputLine]
-) -> dict[str, t.Any]:
-    """A message holding a number msgspec cannot hold (`1e400`, 5,000 digits), decoded.
-
-    Valid JSON, so the record is handed on, its number as a Decimal, for the field's
-    coercion to drop and count as beyond 64 bits, or `on_invalid_record` to take, not
-    the run ended as "not a JSON message". Only lines msgspec refused for range come
-    here, so its other refusals (lone surrogates, NaN) stand.
-    """
-    try:
-        return t.cast(
-            "dict[str, t.Any]",
-            json.loads(
-                line,
-                parse_float=decimal.Decimal,
-                parse_int=_integer,
-                parse_constant=_refuse_constant,
-            ),
-        )
-    except (ValueError, RecursionError):
-        raise not_json(line) from None
 
 
 #: How much of a hostile value an error line quotes.

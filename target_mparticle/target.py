@@ -18,7 +18,7 @@ from singer_sdk import Target
 from singer_sdk.exceptions import ConfigValidationError
 
 from mparticle_facts.plugin_guards import exit_stdout_closed, redact_config_errors
-from target_mparticle import sdk_hooks
+from target_mparticle import lenient_json, sdk_hooks
 from target_mparticle._compat import override
 from target_mparticle.client import AuthError, DeliveryError
 from target_mparticle.delivery import Delivery
@@ -94,7 +94,13 @@ class TargetMParticle(Target):
         self._last_written_state: dict[str, t.Any] | None = None
         #: Stream -> its plain sink (or None: the SDK's path), until the next SCHEMA.
         self._plain: dict[str, sdk_hooks.Plain | None] = {}
-        t.cast("SingerInputReader", self.message_reader).on_failure = self._close_after_failure
+        reader = t.cast("SingerInputReader", self.message_reader)
+        reader.on_failure = self._close_after_failure
+        reader.on_not_numbers = self._count_not_numbers
+
+    def _count_not_numbers(self, count: int) -> None:
+        """NaN and Infinity values the reader left out, for the closing warnings."""
+        self.delivery.tally[lenient_json.NOT_NUMBERS] += count
 
     @cached_property
     def delivery(self) -> Delivery:

@@ -72,6 +72,7 @@ LAYERS: list[set[str]] = [
         "target_mparticle.pacing",
         "target_mparticle.transport",
         "target_mparticle.invalid",
+        "target_mparticle.lenient_json",
         "target_mparticle.preflight",
         "target_mparticle.sdk_hooks",
         "target_mparticle.validation",

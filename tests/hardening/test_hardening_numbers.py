@@ -314,9 +314,63 @@ def test_numbers_json_allows_but_msgspec_cannot_hold_cost_only_their_field(
     assert tally[NUMBERS_DROPPED] + tally[UNREADABLE] == 2  # each dropped, and said
 
 
-def test_nan_stays_refused_as_no_json(tmp_path):
-    lines = '{"type": "RECORD", "stream": "s", "record": {"a": NaN, "b": 1e400}}\n'
-    done = run_target_cli(tmp_path, {"dry_run": True, "dry_run_path": str(tmp_path / "d")}, lines)
+def test_nan_and_infinity_are_left_out_and_counted_not_the_end_of_the_run(tmp_path):
+    """Python's json.dumps writes them (singer-io taps), and the SDK's reader takes them.
+
+    They used to end the run as "not a JSON message". Left out as a field the tap did
+    not send, they delete nothing under `null_user_attributes: delete`.
+    """
+    schema = {
+        "type": "SCHEMA",
+        "stream": "users",
+        "schema": {"properties": {}},
+        "key_properties": [],
+    }
+    lines = [
+        json.dumps(schema),
+        (
+            '{"type": "RECORD", "stream": "users", "record": {"e": "a@b.c", "plan": "pro", '
+            '"score": NaN, "ratio": -Infinity, "tags": ["x", Infinity, "y"]}}'
+        ),
+        '{"type": "RECORD", "stream": "users", "record": {"e": "b@c.d", "big": 1e400, "n": NaN}}',
+    ]
+    config = {
+        "dry_run": True,
+        "dry_run_path": str(tmp_path / "dry.jsonl"),
+        "mappings": {
+            "users": {
+                "kind": "user",
+                "identities": {"email": "e"},
+                "null_user_attributes": "delete",
+            }
+        },
+    }
+    done = run_target_cli(tmp_path, config, "\n".join(lines) + "\n")
+    assert done.returncode == 0, done.stderr[-2000:]
+    sent = [json.loads(line)["body"] for line in (tmp_path / "dry.jsonl").read_text().splitlines()]
+    first, second = [batch for body in sent for batch in body]
+    assert first["user_attributes"] == {"plan": "pro", "tags": ["x", "y"]}
+    assert "deleted_user_attributes" not in first
+    assert "n" not in second.get("user_attributes", {})
+    assert (
+        "Changed or left out to fit mParticle: 4 NaN and Infinity values left out "
+        "(JSON and mParticle have no such number)"
+    ) in done.stderr
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"type": "RECORD", "stream": "s", "record": {"a": NaN, "b": "\\ud800"}}',
+        '{"type": "RECORD", "stream": "s", "record": {"a": NaN, "b": }}',
+        '{"type": "RECORD", "stream": "s", "record": {"b": "\\ud800"}}',
+    ],
+    ids=["nan-and-lone-surrogate", "nan-and-bad-syntax", "lone-surrogate"],
+)
+def test_what_else_msgspec_refuses_stays_no_json(tmp_path, line):
+    done = run_target_cli(
+        tmp_path, {"dry_run": True, "dry_run_path": str(tmp_path / "d")}, line + "\n"
+    )
     assert done.returncode == 1
     assert "line 1: not a JSON message" in done.stderr
 

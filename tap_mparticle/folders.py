@@ -63,7 +63,7 @@ class FolderFilter:
             self.first_day = start_date.date()
         elif date_folders_by == "upload_time" and window_start is not None:
             self.first_day = (window_start - UPLOAD_FOLDER_SLACK).date()
-        #: Folders left unlisted for their date, and the first of them.
+        #: Folders left unlisted for their date, and the first of them by name.
         self.skipped_by_date = 0
         self.example: str | None = None
 
@@ -77,7 +77,9 @@ class FolderFilter:
         if day is None or day >= self.first_day:
             return False
         self.skipped_by_date += 1
-        self.example = self.example or folder
+        # The first in name order, whatever order the storage lists in.
+        if self.example is None or folder < self.example:
+            self.example = folder
         return True
 
 

@@ -4,13 +4,16 @@ The target reads its input with msgspec, which refuses a line holding `1e400`, a
 integer of thousands of digits, or the `NaN`/`Infinity` tokens that Python's
 `json.dumps` writes for such floats (singer-io taps use it, and the SDK's own reader
 takes them). Such a line is valid to the tap that wrote it, so it is decoded again
-with `json`, here:
+with `json`, here, reading every other number as msgspec would have (a float stays a
+float), so the line's other values are sent as on any other line:
 
 - a number past a float, or past what Python converts from text, becomes a Decimal,
   for the field's coercion to drop and count as beyond 64 bits;
-- a `NaN`, `Infinity` or `-Infinity` is left out of the message (JSON has no such
-  number, and mParticle takes none), as a field the tap did not send: it deletes
-  nothing under `null_user_attributes: delete`; the caller counts it.
+- a `NaN`, `Infinity` or `-Infinity` inside a RECORD's record is left out (JSON has
+  no such number, and mParticle takes none), as a field the tap did not send: it
+  deletes nothing under `null_user_attributes: delete`; the caller counts it. One
+  anywhere else (a SCHEMA's bound, a STATE's bookmark, a RECORD's stream) would change
+  what the message means, so that line stays refused.
 
 Anything else msgspec refused (a lone surrogate, bad syntax) stays refused.
 """
@@ -45,8 +48,8 @@ def decode(line: str | bytes, *, range_error: bool) -> tuple[t.Any, int] | None:
         range_error: msgspec refused it for a number out of range.
 
     Returns:
-        None when the line is no JSON to Python either, or holds something else
-        msgspec refuses (such as a lone surrogate).
+        None when the line is no JSON to Python either, holds something else msgspec
+        refuses (such as a lone surrogate), or a NaN/Infinity outside a RECORD's record.
     """
     constants = 0
 
@@ -56,17 +59,25 @@ def decode(line: str | bytes, *, range_error: bool) -> tuple[t.Any, int] | None:
         return _DROPPED
 
     try:
-        value = json.loads(
-            line, parse_float=decimal.Decimal, parse_int=_integer, parse_constant=constant
-        )
+        value = json.loads(line, parse_float=_float, parse_int=_integer, parse_constant=constant)
         if constants:
-            value = _without_dropped(value)
+            record = value.get("record") if type(value) is dict else None
+            if value.get("type") != "RECORD" or type(record) is not dict:
+                return None
+            if _leave_out(record) != constants:
+                return None  # one stood outside the record
         elif not range_error:
             return None  # msgspec's refusal was for something else
         _ENCODER.encode(value)  # what msgspec cannot write back (a lone surrogate)
-    except (ValueError, RecursionError, UnicodeEncodeError, TypeError):
+    except (ValueError, RecursionError, UnicodeEncodeError, TypeError, AttributeError):
         return None
     return value, constants
+
+
+def _float(text: str) -> float | decimal.Decimal:
+    """A float, as msgspec reads one; a Decimal only past a float's range (`1e400`)."""
+    number = float(text)
+    return number if number - number == 0 else decimal.Decimal(text)
 
 
 def _integer(digits: str) -> int | decimal.Decimal:
@@ -74,10 +85,26 @@ def _integer(digits: str) -> int | decimal.Decimal:
     return int(digits) if len(digits) <= MAX_INT_DIGITS else decimal.Decimal(digits)
 
 
-def _without_dropped(value: object) -> object:
-    """`value` with every NaN and Infinity left out of its objects and arrays."""
-    if isinstance(value, dict):
-        return {k: _without_dropped(v) for k, v in value.items() if v is not _DROPPED}
-    if isinstance(value, list):
-        return [_without_dropped(v) for v in value if v is not _DROPPED]
-    return value
+def _leave_out(record: dict[str, t.Any]) -> int:
+    """Leave every NaN and Infinity out of the record's objects and arrays; how many.
+
+    A loop, not recursion: a record nested 900 levels deep is valid (msgspec takes
+    it), and two Python frames a level would run out of stack first.
+    """
+    left_out = 0
+    pending: list[dict[str, t.Any] | list[t.Any]] = [record]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            keys = [key for key, item in node.items() if item is _DROPPED]
+            for key in keys:
+                del node[key]
+            left_out += len(keys)
+            children: t.Iterable[t.Any] = node.values()
+        else:
+            kept = [item for item in node if item is not _DROPPED]
+            left_out += len(node) - len(kept)
+            node[:] = kept
+            children = node
+        pending.extend(item for item in children if isinstance(item, (dict, list)))
+    return left_out

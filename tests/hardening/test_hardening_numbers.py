@@ -358,14 +358,55 @@ def test_nan_and_infinity_are_left_out_and_counted_not_the_end_of_the_run(tmp_pa
     ) in done.stderr
 
 
+def test_a_nan_line_sends_its_other_numbers_as_any_other_line_does(tmp_path):
+    """Decoded again with Python's json, the line's floats stay floats (as msgspec reads
+    them): as Decimals they were written otherwise (`1E-7` for `1e-07`), a change."""
+    schema = {
+        "type": "SCHEMA",
+        "stream": "users",
+        "schema": {"properties": {}},
+        "key_properties": [],
+    }
+    row = '"z": 1e-7, "big": 12345678901234567890.5, "deep": '
+    plain = "[" * 600 + "1" + "]" * 600
+    nan = "[" * 600 + "1, NaN" + "]" * 600 + ', "q": NaN'
+    start = '{"type": "RECORD", "stream": "users", "record": {"e": '
+    lines = [
+        json.dumps(schema),
+        start + '"a@b.c", ' + row + plain + "}}",
+        start + '"b@c.d", ' + row + nan + "}}",  # another user: not folded with the first
+    ]
+    config = {
+        "dry_run": True,
+        "dry_run_path": str(tmp_path / "dry.jsonl"),
+        "mappings": {"users": {"kind": "user", "identities": {"email": "e"}}},
+    }
+    done = run_target_cli(tmp_path, config, "\n".join(lines) + "\n")
+    assert done.returncode == 0, done.stderr[-2000:]
+    sent = [json.loads(line)["body"] for line in (tmp_path / "dry.jsonl").read_text().splitlines()]
+    plain, with_nan = [batch["user_attributes"] for body in sent for batch in body]
+    assert with_nan == plain  # NaN 600 levels down left out, the rest written alike
+    assert plain["z"] == "1e-07"
+
+
 @pytest.mark.parametrize(
     "line",
     [
+        '{"type": "STATE", "value": {"bookmarks": {"s": {"at": NaN}}}}',
+        '{"type": "SCHEMA", "stream": "s", "schema": {"properties": {"a": {"maximum": NaN}}}}',
+        '{"type": "RECORD", "stream": NaN, "record": {"a": 1}}',
         '{"type": "RECORD", "stream": "s", "record": {"a": NaN, "b": "\\ud800"}}',
         '{"type": "RECORD", "stream": "s", "record": {"a": NaN, "b": }}',
         '{"type": "RECORD", "stream": "s", "record": {"b": "\\ud800"}}',
     ],
-    ids=["nan-and-lone-surrogate", "nan-and-bad-syntax", "lone-surrogate"],
+    ids=[
+        "nan-in-state",
+        "nan-in-schema",
+        "nan-as-stream",
+        "nan-and-lone-surrogate",
+        "nan-and-bad-syntax",
+        "lone-surrogate",
+    ],
 )
 def test_what_else_msgspec_refuses_stays_no_json(tmp_path, line):
     done = run_target_cli(

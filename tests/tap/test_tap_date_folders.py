@@ -118,9 +118,12 @@ def test_an_app_id_folder_of_four_digits_is_listed_whatever_start_date_says(tmp_
 
 
 def test_folders_left_unlisted_for_their_date_are_said(tmp_path, caplog):
-    """An app id from 2006 on (`2019/`) is still read as a year: not silently, now."""
+    """An app id from 2006 on (`2019/`) is still read as a year: not silently, now.
+
+    The first by name is named, whatever order the storage lists in.
+    """
     root = tmp_path / "drop"
-    for folder in ("2019", "2024-04-30", "2024-05-02"):
+    for folder in ("2024-04-30", "2019", "2024-05-02"):
         (root / folder).mkdir(parents=True)
         (root / folder / "App_1.txt").write_text(batch_line(1, folder))
     with caplog.at_level("INFO"):

@@ -11,14 +11,12 @@ from __future__ import annotations
 import dataclasses
 import typing as t
 
-import msgspec
-
 from target_mparticle import schema_rules as rules
 from target_mparticle.convert import Item, digest_id
 from target_mparticle.inbound import InvalidRecordError
 from target_mparticle.items import environment_tag
+from target_mparticle.values import encode_json
 
-_BODY_ENCODER = msgspec.json.Encoder(decimal_format="number")
 THIRTY_DAYS_MS = 30 * 24 * 3600 * 1000
 SEVENTY_TWO_HOURS_MS = 72 * 3600 * 1000
 
@@ -73,7 +71,7 @@ def _is_historical(events: t.Sequence[dict[str, t.Any]], mode: str, now_ms: int)
 
 def encode_batch(batch: dict[str, t.Any]) -> bytes:
     """JSON bytes of one batch, as they go on the wire."""
-    return _BODY_ENCODER.encode(batch)
+    return encode_json(batch)
 
 
 def _pieces(

@@ -24,13 +24,12 @@ import decimal
 import json
 import typing as t
 
-import msgspec
+from target_mparticle.values import encode_json
 
 #: What the closing warnings count NaN and Infinity values under.
 NOT_NUMBERS = "NaN and Infinity values left out (JSON and mParticle have no such number)"
 #: Digits of an integer Python converts from text (its limit is 4,300).
 MAX_INT_DIGITS = 4000
-_ENCODER = msgspec.json.Encoder(decimal_format="number")
 
 
 class _Dropped:
@@ -68,7 +67,7 @@ def decode(line: str | bytes, *, range_error: bool) -> tuple[t.Any, int] | None:
                 return None  # one stood outside the record
         elif not range_error:
             return None  # msgspec's refusal was for something else
-        _ENCODER.encode(value)  # what msgspec cannot write back (a lone surrogate)
+        encode_json(value)  # what msgspec cannot write back (a lone surrogate)
     except (ValueError, RecursionError, UnicodeEncodeError, TypeError, AttributeError):
         return None
     return value, constants

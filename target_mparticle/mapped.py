@@ -362,7 +362,6 @@ EMPTY_PURCHASES = (
 )
 
 
-_JSON_DECODER = msgspec.json.Decoder()
 #: Tally key of products that are no object (or products no list of them).
 PRODUCTS_DROPPED = "products dropped that are not objects (or JSON text of a list of them)"
 
@@ -378,7 +377,7 @@ def _product_list(value: object, tally: Tally) -> list[dict[str, t.Any]]:
         if not value.strip():
             return []  # blank: null, as CSV taps write it
         try:
-            value = _JSON_DECODER.decode(value)
+            value = msgspec.json.decode(value)
         except (msgspec.DecodeError, RecursionError):
             tally[PRODUCTS_DROPPED] += 1
             return []

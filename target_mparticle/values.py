@@ -23,6 +23,9 @@ from target_mparticle.schema_rules import (
 )
 
 _JSON = msgspec.json.Encoder(decimal_format="number")
+#: JSON bytes as request bodies hold them (Decimals as numbers): the target's one
+#: encoder for what it sends (`assemble`) and what it checks can be sent (`lenient_json`).
+encode_json = _JSON.encode
 # Readers of numbers and times live with the other mParticle facts; re-exported here
 # for the converters that import their value helpers from one place.
 __all__ = [

@@ -64,6 +64,10 @@ STATE_EVERY_FILES = 100
 #: ... or once this many seconds have passed since the last one.
 STATE_EVERY_SECONDS = 10.0
 _HISTORY_PER_STATE = 10
+#: With `on_bad_record: skip`, each file's first this many bad items are logged one
+#: by one; the rest are counted and summed up when the file is done, so one file of
+#: garbage cannot bury the rest of the log (or fill a disk) with a line per line.
+BAD_ITEMS_LOGGED_PER_FILE = 20
 
 #: What parsing can raise on bad data when a parser did not name it itself.
 DATA_ERRORS: tuple[type[BaseException], ...] = (
@@ -122,7 +126,8 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
         self.files_read = 0
         self.records_emitted = 0
         self.bad_items = 0
-        self.bad_files: set[str] = set()
+        self.bad_files: dict[str, int] = {}  # bad items per file, for the log and summary
+        self._overflowing: list[str] = []  # files past the per-file log limit, not summed yet
         self._cursor: FileCursor | None = None
         self._files_since_state = 0
         self._last_state_at = time.monotonic()
@@ -369,6 +374,7 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
             except DATA_ERRORS as exc:
                 reason = f"unreadable ({type(exc).__name__}: {exc})"
                 self.handle_bad_input(BadInputError(file.uri, reason))
+            self._sum_up_bad_items()
         except (BadInputError, StorageError):
             self._write_state_message()  # what was read before this file still counts
             raise
@@ -404,6 +410,9 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
     def handle_bad_input(self, error: BadInputError) -> None:
         """Apply `on_bad_record`: raise with `fail`, log and count with `skip`.
 
+        With `skip`, a file's first `BAD_ITEMS_LOGGED_PER_FILE` bad items are logged
+        one by one and the rest only counted; the file's total follows when it is done.
+
         Args:
             error: What is wrong and where.
 
@@ -413,8 +422,33 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
         if not self.settings.skip_bad_records:
             raise error
         self.bad_items += 1
-        self.bad_files.add(error.location)
-        self.logger.warning("%s: skipped bad input: %s", self.name, error)
+        count = self.bad_files.get(error.location, 0) + 1
+        self.bad_files[error.location] = count
+        if count <= BAD_ITEMS_LOGGED_PER_FILE:
+            self.logger.warning("%s: skipped bad input: %s", self.name, error)
+        elif count == BAD_ITEMS_LOGGED_PER_FILE + 1:
+            self._overflowing.append(error.location)
+            self.logger.warning(
+                "%s: %s has more than %d bad items; the rest are counted, not logged one by one",
+                self.name,
+                one_line(error.location),
+                BAD_ITEMS_LOGGED_PER_FILE,
+            )
+
+    def _sum_up_bad_items(self) -> None:
+        """Give the totals of locations whose bad items were too many to log one by one.
+
+        Called as each file is done; a ZIP's members are locations of their own.
+        """
+        for location in self._overflowing:
+            self.logger.warning(
+                "%s: skipped %d bad items in %s (the first %d logged above)",
+                self.name,
+                self.bad_files[location],
+                one_line(location),
+                BAD_ITEMS_LOGGED_PER_FILE,
+            )
+        self._overflowing.clear()
 
     def log_summary(self, seconds: float) -> None:
         """Log what the run did, and loudly what it skipped.

@@ -173,7 +173,8 @@ class TapMParticle(Tap):
             title="On bad record",
             description=(
                 "fail: stop at the first bad file, line or event with an error naming it. "
-                "skip: log each one, count them, and go on with everything intact."
+                "skip: log them (a file's first 20 one by one), count them, and go on with "
+                "everything intact."
             ),
         ),
         th.Property(

@@ -71,6 +71,32 @@ def test_skip_warns_counts_and_keeps_every_intact_event(tmp_path, kind):
     assert summary in out.stderr
 
 
+def test_skip_logs_a_file_s_first_bad_items_then_counts_the_rest(tmp_path):
+    # A file of garbage must not turn the log into a copy of itself: the first 20 of
+    # a file are logged, the rest summed up; another file's bad lines are logged anew.
+    root = tmp_path / "drop"
+    (root / "2024-05-01").mkdir(parents=True)
+    noisy = root / "2024-05-01" / "app_1.txt"
+    noisy.write_bytes(b"\n".join([GOOD] + [b"{oops"] * 25 + [GOOD]) + b"\n")
+    quiet = root / "2024-05-01" / "app_2.txt"
+    quiet.write_bytes(b"\n".join([b"{oops", GOOD, b"{oops"]) + b"\n")
+    os.utime(quiet, (2_000_000_000, 2_000_000_000))
+    os.utime(noisy, (1_900_000_000, 1_900_000_000))
+    out = run_cli({"bucket_url": str(root), "on_bad_record": "skip"}, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert [r["_sdc_source_lineno"] for r in out.records("events")] == [1, 27, 2]
+    logged = [line for line in out.stderr.splitlines() if "skipped bad input:" in line]
+    assert [line.split(": not valid JSON")[0].rsplit(":", 1)[1] for line in logged] == [
+        *(str(n) for n in range(2, 22)),
+        "1",
+        "3",
+    ]
+    assert f"{noisy.resolve()} has more than 20 bad items; the rest are counted" in out.stderr
+    assert f"skipped 25 bad items in {noisy.resolve()} (the first 20 logged above)" in out.stderr
+    assert f"bad items in {quiet.resolve()} (the first" not in out.stderr
+    assert "skipped 27 bad items (lines, rows, events or files) in 2 files" in out.stderr
+
+
 def truncated_gzip_drop(tmp_path):
     root = tmp_path / "drop"
     root.mkdir()

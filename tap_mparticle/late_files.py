@@ -15,6 +15,7 @@ Fewer files (deletions) or a changed `start_date` are not late arrivals and say 
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import datetime as dt
 import hashlib
@@ -29,6 +30,13 @@ STATE_KEY = "late_check"
 #: How far before the last window a single late file is still named (older ones are
 #: counted only, so the names held in memory stay few).
 NAMING_SPAN = dt.timedelta(days=7)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+def _micros(moment: dt.datetime) -> int:
+    """Microseconds since the epoch, exactly (a float timestamp could round)."""
+    return (moment - _EPOCH) // _MICROSECOND
 
 
 def file_hash(file: RemoteFile) -> int:
@@ -44,10 +52,10 @@ class Digest:
     count: int = 0
     xor: int = 0
 
-    def add(self, file: RemoteFile, hashed: int | None = None) -> None:
-        """Add one file."""
+    def add(self, hashed: int) -> None:
+        """Add one file, by its `file_hash`."""
         self.count += 1
-        self.xor ^= file_hash(file) if hashed is None else hashed
+        self.xor ^= hashed
 
 
 @dataclasses.dataclass
@@ -61,7 +69,12 @@ class LateFiles:
     seen_before: Digest = dataclasses.field(default_factory=Digest)
     listed_start: dt.datetime | None = None
     below_start: Digest = dataclasses.field(default_factory=Digest)
-    in_window: list[tuple[RemoteFile, int]] = dataclasses.field(default_factory=list)
+    #: Stamp (`_micros`) and hash of each file listed inside the window, whose side of
+    #: the final window start is known only after the run. On a first run that is
+    #: every file, so they are kept as two machine arrays (16 bytes a file), not
+    #: as tuples of objects (about 100).
+    in_window_at: array.array[int] = dataclasses.field(default_factory=lambda: array.array("q"))
+    in_window_hash: array.array[int] = dataclasses.field(default_factory=lambda: array.array("Q"))
     #: Files that could be the one late arrival, by hash (only recent ones: memory).
     candidates: dict[int, RemoteFile] = dataclasses.field(default_factory=dict)
 
@@ -93,13 +106,14 @@ class LateFiles:
         """Take in one listed file of this stream (read or not)."""
         hashed = file_hash(file)
         if self.previous_until is not None and file.last_modified < self.previous_until:
-            self.seen_before.add(file, hashed)
+            self.seen_before.add(hashed)
             if file.last_modified >= self.previous_until - NAMING_SPAN:
                 self.candidates[hashed] = file
         if self.listed_start is not None and file.last_modified < self.listed_start:
-            self.below_start.add(file, hashed)
+            self.below_start.add(hashed)
         else:
-            self.in_window.append((file, hashed))
+            self.in_window_at.append(_micros(file.last_modified))
+            self.in_window_hash.append(hashed)
 
     def late_arrivals(self) -> tuple[int, RemoteFile | None]:
         """How many files arrived late since the last run, and which when exactly one.
@@ -129,9 +143,10 @@ class LateFiles:
         if window_start is None:
             return False
         digest = Digest(self.below_start.count, self.below_start.xor)
-        for file, hashed in self.in_window:
-            if file.last_modified < window_start:
-                digest.add(file, hashed)
+        before = _micros(window_start)
+        for at, hashed in zip(self.in_window_at, self.in_window_hash, strict=True):
+            if at < before:
+                digest.add(hashed)
         entry = {
             "until": format_timestamp(window_start),
             "start_date": _stamp(self.start_date),

@@ -39,8 +39,19 @@ class _Dropped:
 _DROPPED = _Dropped()
 
 
-def decode(line: str | bytes, *, range_error: bool) -> tuple[t.Any, int] | None:
-    """The message msgspec refused, and how many NaN/Infinity values were left out.
+class Decoded(t.NamedTuple):
+    """A line msgspec refused, read here."""
+
+    message: t.Any
+    #: How many NaN/Infinity values were left out of the record.
+    left_out: int
+    #: The record's own fields among them (a key property there makes the SDK's
+    #: "missing key properties" error, which cannot say why on its own).
+    top_level: tuple[str, ...]
+
+
+def decode(line: str | bytes, *, range_error: bool) -> Decoded | None:
+    """The message msgspec refused, and the NaN/Infinity values left out of it.
 
     Args:
         line: The Singer line.
@@ -51,6 +62,7 @@ def decode(line: str | bytes, *, range_error: bool) -> tuple[t.Any, int] | None:
         refuses (such as a lone surrogate), or a NaN/Infinity outside a RECORD's record.
     """
     constants = 0
+    top_level: tuple[str, ...] = ()
 
     def constant(_name: str) -> _Dropped:
         nonlocal constants
@@ -63,6 +75,7 @@ def decode(line: str | bytes, *, range_error: bool) -> tuple[t.Any, int] | None:
             record = value.get("record") if type(value) is dict else None
             if value.get("type") != "RECORD" or type(record) is not dict:
                 return None
+            top_level = tuple(key for key, item in record.items() if item is _DROPPED)
             if _leave_out(record) != constants:
                 return None  # one stood outside the record
         elif not range_error:
@@ -70,7 +83,7 @@ def decode(line: str | bytes, *, range_error: bool) -> tuple[t.Any, int] | None:
         encode_json(value)  # what msgspec cannot write back (a lone surrogate)
     except (ValueError, RecursionError, UnicodeEncodeError, TypeError, AttributeError):
         return None
-    return value, constants
+    return Decoded(value, constants, top_level)
 
 
 def _float(text: str) -> float | decimal.Decimal:

@@ -77,6 +77,10 @@ def exit_with_one_line(exc: Exception, lines: NumberedLines, logger: logging.Log
     elif isinstance(exc, _MALFORMED) or str(exc).startswith("Unknown message type"):
         # One line: some of the SDK's messages run over two (MissingKeyPropertiesError).
         message = " ".join(part.strip() for part in str(exc).splitlines())
+        at, names = lines.left_out
+        if isinstance(exc, MissingKeyPropertiesError) and names and at == lines.lineno:
+            fields = ", ".join(map(repr, names))
+            message += f" (this line's {fields} held NaN or Infinity, which JSON has no number for)"
         logger.error("Malformed Singer input at line %d: %s", lines.lineno, bounded(message))
     else:
         raise exc
@@ -120,6 +124,8 @@ class SingerInputReader(MsgSpecReader):
     on_failure: t.Callable[[], None] | None = None
     #: Called with how many NaN/Infinity values a line had left out (lenient_json).
     on_not_numbers: t.Callable[[int], None] | None = None
+    #: The input being read, told which of a line's fields were left out as NaN.
+    _lines: object = None
 
     @staticmethod
     def assert_line_requires(line_dict: dict[str, t.Any], requires: set[str]) -> None:
@@ -150,9 +156,11 @@ class SingerInputReader(MsgSpecReader):
             decoded = lenient_json.decode(line, range_error="out of range" in str(exc))
             if decoded is None:
                 raise self._not_json(line) from None
-            value, left_out = decoded
-            if left_out and self.on_not_numbers is not None:
-                self.on_not_numbers(left_out)
+            value = decoded.message
+            if decoded.left_out and self.on_not_numbers is not None:
+                self.on_not_numbers(decoded.left_out)
+            if decoded.top_level and isinstance(self._lines, NumberedLines):
+                self._lines.left_out = (self._lines.lineno, decoded.top_level)
         except (UnicodeDecodeError, RecursionError):
             raise self._not_json(line) from None
         return value
@@ -202,6 +210,7 @@ class SingerInputReader(MsgSpecReader):
         stats: dict[str, int],
     ) -> None:
         deserialize = self.deserialize_json
+        self._lines = lines
         for line in lines:
             self._current_message = line
             line_dict = deserialize(line)
@@ -450,6 +459,9 @@ class NumberedLines:
         """Wrap `source` (stdin's bytes or any iterable of lines)."""
         self._source = source
         self.lineno = 0
+        #: The last line whose record had top-level fields left out as NaN/Infinity,
+        #: and their names, for the error should one of them be a key property.
+        self.left_out: tuple[int, tuple[str, ...]] = (0, ())
 
     def __iter__(self) -> Iterator[str | bytes]:
         """Hand out the lines, counting them."""

@@ -389,6 +389,42 @@ def test_a_nan_line_sends_its_other_numbers_as_any_other_line_does(tmp_path):
     assert plain["z"] == "1e-07"
 
 
+def test_a_nan_key_property_is_named_as_nan_not_only_as_missing(tmp_path):
+    """Left out, a NaN key property makes the SDK's "missing key properties" error;
+    the line says why, and only on the line that held it."""
+    schema = {
+        "type": "SCHEMA",
+        "stream": "users",
+        "schema": {"properties": {"id": {"type": "number"}, "e": {"type": "string"}}},
+        "key_properties": ["id"],
+    }
+    start = '{"type": "RECORD", "stream": "users", "record": '
+    lines = [
+        json.dumps(schema),
+        start + '{"id": 1, "e": "a@b.c", "n": NaN}}',
+        start + '{"id": NaN, "e": "b@c.d"}}',
+        start + '{"e": "c@d.e"}}',
+    ]
+    config = {
+        "dry_run": True,
+        "dry_run_path": str(tmp_path / "dry.jsonl"),
+        "mappings": {"users": {"kind": "user", "identities": {"email": "e"}}},
+    }
+    done = run_target_cli(tmp_path, config, "\n".join(lines[:3]) + "\n")
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1
+    assert "Malformed Singer input at line 3: Record is missing" in errors[0]
+    assert errors[0].endswith(
+        "(this line's 'id' held NaN or Infinity, which JSON has no number for)"
+    )
+    # A later line that truly lacks its key is not blamed on an earlier NaN.
+    done = run_target_cli(tmp_path, config, "\n".join([lines[0], lines[1], lines[3]]) + "\n")
+    assert done.returncode == 1
+    assert "Malformed Singer input at line 3: Record is missing" in done.stderr
+    assert "held NaN" not in done.stderr
+
+
 @pytest.mark.parametrize(
     "line",
     [

@@ -59,10 +59,11 @@ class FolderFilter:
         """
         self.excluded = tuple(excluded)
         self.first_day: dt.date | None = None
+        # Folder dates are UTC days: a start_date of 00:00+02:00 is 22:00 the day before.
         if date_folders_by == "event_time" and start_date is not None:
-            self.first_day = start_date.date()
+            self.first_day = start_date.astimezone(dt.timezone.utc).date()
         elif date_folders_by == "upload_time" and window_start is not None:
-            self.first_day = (window_start - UPLOAD_FOLDER_SLACK).date()
+            self.first_day = (window_start - UPLOAD_FOLDER_SLACK).astimezone(dt.timezone.utc).date()
         #: Folders left unlisted for their date, and the first of them by name.
         self.skipped_by_date = 0
         self.example: str | None = None

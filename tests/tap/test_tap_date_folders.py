@@ -36,6 +36,8 @@ def test_upload_time_lists_only_the_folders_of_the_window(s3_client, s3_bucket, 
         config = s3_config(endpoint, s3_bucket, date_folders_by="upload_time")
         first = run_tap({**config, "start_date": "2025-12-31T00:00:00Z"}, streams={"events"})
         assert names(first) == ["Day364"]
+        # A first run has no window yet: start_date (less a day) bounds the listing.
+        assert sorted(log.list_prefixes(s3_bucket)) == ["", "2025-12-30/", "2025-12-31/"]
 
         with time_machine.travel(dt.datetime(2026, 1, 1, 0, 30, tzinfo=UTC), tick=False):
             s3_client.put_object(
@@ -61,6 +63,20 @@ def test_upload_time_lists_only_the_folders_of_the_window(s3_client, s3_bucket, 
         third = run_tap(event_time, state=first.final_state, streams={"events"})
         assert names(third) == ["New", "New"]
         assert len(log.list_prefixes(s3_bucket)) == DAYS + 2
+
+
+def test_a_start_date_with_an_offset_is_compared_with_folder_days_in_utc(tmp_path):
+    """00:00+02:00 on 2024-05-02 is 22:00 UTC on 2024-05-01: that folder is listed."""
+    root = tmp_path / "drop"
+    for day, hour, name in (("2024-05-01", 23, "AfterStart"), ("2024-04-30", 12, "Before")):
+        path = root / day / f"App_{name}.txt"
+        path.parent.mkdir(parents=True)
+        path.write_text(batch_line(1, name))
+        stamp = dt.datetime.fromisoformat(f"{day}T{hour:02d}:00:00+00:00").timestamp()
+        os.utime(path, (stamp, stamp))
+    for start in ("2024-05-02T00:00:00+02:00", "2024-05-01T22:00:00Z"):
+        out = run_tap({"bucket_url": str(root), "start_date": start})
+        assert names(out) == ["AfterStart"], start
 
 
 def test_upload_time_trusts_the_folder_date_and_event_time_does_not(tmp_path):

@@ -9,16 +9,24 @@ saying so when stdout's reader is gone.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import logging
+import math
 import os
+import pathlib
 import re
 import sys
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from dotenv import dotenv_values
+from singer_sdk.exceptions import ConfigValidationError
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
+
+    from singer_sdk.plugin_base import PluginBase
 
 MASK = "***"
 #: Shorter values are not masked: they would hide ordinary words in messages.
@@ -271,3 +279,117 @@ def exit_stdout_closed(logger: logging.Logger, resume: str) -> NoReturn:
     # Nothing more can reach stdout: keep the interpreter's last flush quiet.
     sys.stdout = open(os.devnull, "w")  # noqa: PTH123, SIM115 - until the process exits
     sys.exit(1)
+
+
+def plugin_environment_config(plugin: type[PluginBase]) -> dict[str, Any]:
+    """`environment_config` over a plugin's settings, the SDK's built-in ones included.
+
+    Both plugins' `_env_var_config` call this in place of the SDK's reader.
+    """
+    schema = copy.deepcopy(plugin.config_jsonschema)
+    plugin.append_builtin_config(schema)
+    prefix = plugin._env_var_prefix  # noqa: SLF001  (see sdk_hooks)
+    return environment_config(schema, prefix, plugin.logger, pathlib.Path.cwd() / ".env")
+
+
+#: What a boolean setting takes from the environment: the SDK's true words, and theirs.
+_TRUE_WORDS = ("true", "1", "yes", "on")
+_FALSE_WORDS = ("false", "0", "no", "off")
+
+
+def environment_config(
+    schema: Mapping[str, Any], prefix: str, logger: logging.Logger, dotenv_path: pathlib.Path
+) -> dict[str, Any]:
+    """Settings from `<PREFIX><SETTING>` environment variables, each value checked.
+
+    Replaces the SDK's reader (`--config ENV`), which went wrong in four ways:
+
+    - it looked for a `.env` upwards from where the SDK is installed, so a run from
+      anywhere took the `.env` of the checkout holding the virtualenv, and let it
+      override the variables actually set: another workspace's key and secret, with
+      exit 0. Here a `.env` is read from the working directory only, it never
+      overrides a variable set in the environment, and the run says it read it;
+    - an integer went through a bare `int()`: `1.5` was a traceback;
+    - a number stayed text, which its own check then refused (`67`);
+    - any word but four was false: `TARGET_MPARTICLE_DRY_RUN=ture` was a real run.
+
+    Each mistake is one line naming its variable, never quoting an array or object
+    (which may hold a secret).
+
+    Args:
+        schema: The plugin's config JSON Schema, built-in settings included.
+        prefix: `TAP_MPARTICLE_` or `TARGET_MPARTICLE_`.
+        logger: The plugin's logger.
+        dotenv_path: The `.env` file to read, if it exists.
+
+    Returns:
+        The settings found.
+
+    Raises:
+        ConfigValidationError: One message per variable that cannot be read.
+    """
+    environment = {name: text for name, text in os.environ.items() if name.startswith(prefix)}
+    from_file: list[str] = []
+    if dotenv_path.is_file():
+        for name, text in dotenv_values(dotenv_path).items():
+            if name.startswith(prefix) and name not in environment and text is not None:
+                environment[name] = text
+                from_file.append(name)
+    found: dict[str, Any] = {}
+    errors: list[str] = []
+    for name, prop in (schema.get("properties") or {}).items():
+        variable = prefix + name.upper().replace("-", "_")
+        if variable in environment:
+            try:
+                found[name] = _env_value(environment[variable], prop)
+            except ValueError as exc:
+                errors.append(one_line(f"{variable} (setting {name}): {exc}"))
+    if from_file:
+        logger.info("Settings also read from %s: %s", dotenv_path, ", ".join(sorted(from_file)))
+    if errors:
+        msg = "settings in the environment cannot be read"
+        raise ConfigValidationError(msg, errors=errors)
+    return found
+
+
+def _env_value(text: str, prop: Mapping[str, Any]) -> Any:  # noqa: ANN401  (a setting's value)
+    """One environment variable's text as the value its setting's type calls for."""
+    declared = prop.get("type")
+    types = {declared} if isinstance(declared, str) else set(declared or ())
+    types.discard("null")
+    if types == {"boolean"}:
+        word = text.strip().lower()
+        if word in _TRUE_WORDS or word in _FALSE_WORDS:
+            return word in _TRUE_WORDS
+        msg = f"{text[:40]!r} is not one of {', '.join(_TRUE_WORDS + _FALSE_WORDS)}"
+        raise ValueError(msg)
+    if types in ({"integer"}, {"number"}, {"integer", "number"}):
+        value = _json_or_none(text)
+        if type(value) is int or (
+            "number" in types and type(value) is float and math.isfinite(value)
+        ):
+            return value
+        msg = f"{text[:40]!r} is not {'a number' if 'number' in types else 'a whole number'}"
+        raise ValueError(msg)
+    if types == {"array"}:
+        if not text.lstrip().startswith("[") and "string" in str(prop.get("items", {})):
+            return [part.strip() for part in text.split(",") if part.strip()]  # a,b,c
+        value = _json_or_none(text)
+        if type(value) is list:
+            return value
+        msg = "is not a JSON array"
+        raise ValueError(msg)
+    if types == {"object"}:
+        value = _json_or_none(text)
+        if type(value) is dict:
+            return value
+        msg = "is not a JSON object"
+        raise ValueError(msg)
+    return text
+
+
+def _json_or_none(text: str) -> Any:  # noqa: ANN401  (any JSON value)
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None

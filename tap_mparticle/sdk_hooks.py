@@ -18,6 +18,10 @@ if t.TYPE_CHECKING:
 
 #: Methods the tap overrides: (SDK class, method) -> why.
 OVERRIDDEN: dict[tuple[str, str], str] = {
+    ("singer_sdk.plugin_base:PluginBase", "_env_var_config"): (
+        "--config ENV: a .env from the working directory only, never over the real "
+        "environment, and every value checked in one line (plugin_guards)"
+    ),
     ("singer_sdk.streams.core:Stream", "_write_state_message"): (
         "STATE is written between files only, spaced out, with the history compacted"
     ),
@@ -37,6 +41,12 @@ OVERRIDDEN: dict[tuple[str, str], str] = {
 
 #: Attributes and functions the tap reads: (SDK module or class, name) -> why.
 READ: dict[tuple[str, str], str] = {
+    ("singer_sdk.helpers._classproperty", "classproperty"): (
+        "the decorator the SDK declares _env_var_config with, to override it in kind"
+    ),
+    ("singer_sdk.plugin_base:PluginBase", "_env_var_prefix"): (
+        "the TAP_MPARTICLE_ / TARGET_MPARTICLE_ prefix the SDK names variables by"
+    ),
     ("singer_sdk.streams.core:Stream", "_tap"): (
         "the stream's tap, for the settings and the one storage client"
     ),

@@ -7,16 +7,21 @@ import functools
 import io
 import json
 import sys
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError, MapperNotInitialized
+from singer_sdk.helpers._classproperty import classproperty
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 from singer_sdk.mapper import RemoveRecordTransform
 from typing_extensions import override
 
-from mparticle_facts.plugin_guards import exit_stdout_closed, redact_config_errors
+from mparticle_facts.plugin_guards import (
+    exit_stdout_closed,
+    plugin_environment_config,
+    redact_config_errors,
+)
 from tap_mparticle import sdk_hooks
 from tap_mparticle.audience_streams import (
     AudienceFileStream,
@@ -344,6 +349,11 @@ class TapMParticle(Tap):
         for name, stream in self.streams.items():
             if stream.selected:
                 self.settings.shard.check_state(name, bookmarks.get(name) or {})
+
+    @classproperty
+    def _env_var_config(cls) -> dict[str, Any]:  # noqa: N805  (the SDK's name)
+        """Settings from environment variables, each value checked in one line."""
+        return plugin_environment_config(cast("type[TapMParticle]", cls))
 
     @classmethod
     def known_settings(cls) -> list[str]:

@@ -23,6 +23,10 @@ if t.TYPE_CHECKING:
 
 #: Methods the target overrides: (SDK class, method) -> why.
 OVERRIDDEN: dict[tuple[str, str], str] = {
+    ("singer_sdk.plugin_base:PluginBase", "_env_var_config"): (
+        "--config ENV: a .env from the working directory only, never over the real "
+        "environment, and every value checked in one line (plugin_guards)"
+    ),
     ("singer_sdk.target_base:Target", "_process_state_message"): (
         "drain on a STATE only when enough records wait or the oldest is old enough, "
         "so requests stay full and STATE still moves"
@@ -72,6 +76,12 @@ OVERRIDDEN: dict[tuple[str, str], str] = {
 
 #: Attributes the target reads: (SDK class, attribute) -> why.
 READ: dict[tuple[str, str], str] = {
+    ("singer_sdk.helpers._classproperty", "classproperty"): (
+        "the decorator the SDK declares _env_var_config with, to override it in kind"
+    ),
+    ("singer_sdk.plugin_base:PluginBase", "_env_var_prefix"): (
+        "the TAP_MPARTICLE_ / TARGET_MPARTICLE_ prefix the SDK names variables by"
+    ),
     ("singer_sdk.target_base:Target", "_latest_state"): (
         "replaced on every new STATE: tells a sink whether a STATE came since a record"
     ),

@@ -16,8 +16,13 @@ from functools import cached_property
 
 from singer_sdk import Target
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers._classproperty import classproperty
 
-from mparticle_facts.plugin_guards import exit_stdout_closed, redact_config_errors
+from mparticle_facts.plugin_guards import (
+    exit_stdout_closed,
+    plugin_environment_config,
+    redact_config_errors,
+)
 from target_mparticle import lenient_json, sdk_hooks
 from target_mparticle._compat import override
 from target_mparticle.client import AuthError, DeliveryError
@@ -67,6 +72,11 @@ class TargetMParticle(Target):
     # could land after the later. Each drain still sends its requests in parallel.
     message_reader_class = SingerInputReader
     config_jsonschema = CONFIG_SCHEMA
+
+    @classproperty
+    def _env_var_config(cls) -> dict[str, t.Any]:  # noqa: N805  (the SDK's name)
+        """Settings from environment variables, each value checked in one line."""
+        return plugin_environment_config(t.cast("type[TargetMParticle]", cls))
 
     @classmethod
     @override

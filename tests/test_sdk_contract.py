@@ -55,6 +55,9 @@ FINGERPRINTS = {
     ("singer_sdk.sinks.core:Sink", "_singer_validate_message"): "018b08ee7f624f61",
     ("singer_sdk.sinks.core:Sink", "_after_process_record"): "185b5536ec21f7fb",
     ("singer_sdk.helpers._util", "utc_now"): "79d85139ddece0a3",
+    ("singer_sdk.plugin_base:PluginBase", "_env_var_config"): "4e00272a5767a9a1",
+    ("singer_sdk.plugin_base:PluginBase", "_env_var_prefix"): "87d8f7483c457e29",
+    ("singer_sdk.helpers._classproperty", "classproperty"): "033fad34bfcf42c1",
 }
 LISTED = {
     **tap_hooks.OVERRIDDEN,

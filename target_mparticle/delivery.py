@@ -59,7 +59,9 @@ class Delivery:
         self.settings = settings
         self.tally = Tally()
         self.ignored = IgnoredSettings(settings.mappings)
-        self.invalid = InvalidRecords(settings.on_invalid_record, settings.dead_letter_path)
+        self.invalid = InvalidRecords(
+            settings.on_invalid_record, settings.dead_letter_path, replace=settings.dry_run
+        )
         self.delivering = 0
         self._started = time.monotonic()
         self.overlap = Overlap()

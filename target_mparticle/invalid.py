@@ -31,10 +31,19 @@ class InvalidRecords:
     them, so "deliberately dead-lettered" is as certain as "accepted".
     """
 
-    def __init__(self, policy: str, dead_letter_path: pathlib.Path | None) -> None:
-        """Open the dead-letter file lazily: most runs never need it."""
+    def __init__(
+        self, policy: str, dead_letter_path: pathlib.Path | None, *, replace: bool = False
+    ) -> None:
+        """Open the dead-letter file lazily: most runs never need it.
+
+        `replace` (a dry run's file) starts the file afresh: an earlier dry run's dead
+        letters are removed now, even if this run has none.
+        """
         self.policy = policy
         self.path = dead_letter_path
+        self._replace = replace
+        if replace and policy == "dead_letter" and dead_letter_path is not None:
+            dead_letter_path.unlink(missing_ok=True)
         self.count = 0
         self._file: t.BinaryIO | None = None
         self._dirty = False
@@ -71,7 +80,7 @@ class InvalidRecords:
                 raise InvalidRecordFatalError(msg)
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = self.path.open("ab")
+                self._file = self.path.open("wb") if self._replace else self.path.open("ab")
             except OSError as exc:
                 raise self._unwritable(exc) from None
         line = {

@@ -26,7 +26,7 @@ from target_mparticle.mapping import (
     data_plan_errors,
     mapping_errors,
 )
-from target_mparticle.preflight import output_path_errors
+from target_mparticle.preflight import dry_run_dead_letters, output_path_errors
 
 POD_URLS = {
     "us1": "https://s2s.us1.mparticle.com/v2",
@@ -158,7 +158,8 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
         default="output/target-mparticle-dead-letters.jsonl",
         title="Dead letter path",
         description="JSON lines file that invalid records are appended to when "
-        "on_invalid_record is dead_letter.",
+        "on_invalid_record is dead_letter. A dry run writes its dead letters beside "
+        "dry_run_path instead (<name>-dead-letters.jsonl), leaving this file as it was.",
     ),
     th.Property(
         "dry_run",
@@ -224,6 +225,7 @@ class TargetSettings:
     historical: str
     mappings: dict[str, StreamMapping]
     on_invalid_record: str
+    #: Where dead letters go: `dead_letter_path`, or in a dry run `dry_run_dead_letters`.
     dead_letter_path: pathlib.Path | None
     dry_run: bool
     dry_run_path: pathlib.Path
@@ -260,6 +262,8 @@ class TargetSettings:
             raise ConfigValidationError(msg, errors=errors, schema=CONFIG_SCHEMA)
         raw_mappings = get("mappings") or {}
         dead_letter = get("dead_letter_path")
+        if get("dry_run"):
+            dead_letter = dry_run_dead_letters(get("dry_run_path"))
         return cls(
             base_url=str(get("api_url") or POD_URLS[get("pod")]).rstrip("/"),
             api_key=str(get("api_key") or ""),

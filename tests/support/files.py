@@ -35,8 +35,13 @@ def error_lines(stderr: str) -> list[str]:
 
 
 def dead_letters(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every dead letter the target wrote to its configured `dead_letter_path`."""
-    with Path(config["dead_letter_path"]).open(encoding="utf-8") as handle:
+    """Every dead letter the target wrote: to `dead_letter_path`, or a dry run's beside
+    its `dry_run_path` (`<name>-dead-letters.jsonl`)."""
+    path = Path(config["dead_letter_path"])
+    if config.get("dry_run"):
+        dry = Path(config["dry_run_path"])
+        path = dry.with_name(f"{dry.stem}-dead-letters.jsonl")
+    with path.open(encoding="utf-8") as handle:
         return [json.loads(line) for line in handle]
 
 

@@ -476,7 +476,7 @@ def test_a_batch_split_for_size_is_refused_piece_by_piece_never_twice(config, tm
         for batch in json.loads(line)["body"]
     ]
     assert sorted(sent) == [["fine"], ["small"]]
-    dead = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    dead = dead_letters(config)
     assert [[e["data"]["event_name"] for e in d["record"]["events"]] for d in dead] == [
         ["big1"],
         ["big2"],

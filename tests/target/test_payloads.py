@@ -29,6 +29,7 @@ from target_mparticle.values import (
     user_attributes,
 )
 from tests.support.eventsapi import load_validator
+from tests.support.files import dead_letters
 from tests.support.target import dry_run_dead_letters, run_target, singer_lines
 
 NOW = 1_763_000_000_000
@@ -949,10 +950,29 @@ def test_malformed_whole_batches_are_each_one_dead_letter_and_the_rest_is_sent(t
     config = dry_run_dead_letters(tmp_path)
     run = run_target(config, singer_lines("batches", records))
     assert run.error is None
-    letters = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    letters = dead_letters(config)
     assert [(x["record"]["user_identities"], x["reason"].split(": ", 1)[1]) for x in letters] == [
         ({"email": "a@b.c"}, "events is not a list: 'abc'"),
         ({"email": "b@b.c"}, "is nested too deeply to convert"),
     ]
     (request,) = [json.loads(line) for line in (tmp_path / "dry.jsonl").read_text().splitlines()]
     assert [b["user_identities"] for b in request["body"]] == [{"email": "good@b.c"}]
+
+
+def test_a_dry_run_leaves_the_real_dead_letter_file_as_it_was(tmp_path):
+    """Its dead letters go beside its bodies, replaced on each run: in
+    `dead_letter_path` they were there twice once the real run wrote them too."""
+    config = dry_run_dead_letters(tmp_path)
+    real = tmp_path / "dead.jsonl"
+    real.write_text('{"from": "an earlier real run"}\n')
+    bad = {"user_identities": {"email": "a@b.c"}, "events": "abc"}
+    good = {"user_identities": {"email": "good@b.c"}, "events": []}
+    assert run_target(config, singer_lines("batches", [bad, good])).error is None
+    assert real.read_text() == '{"from": "an earlier real run"}\n'
+    beside = tmp_path / "dry-dead-letters.jsonl"
+    assert [x["record"]["user_identities"] for x in dead_letters(config)] == [{"email": "a@b.c"}]
+    assert dead_letters(config) == [json.loads(line) for line in beside.read_text().splitlines()]
+    # The next dry run's file is that run's: none left from this one.
+    assert run_target(config, singer_lines("batches", [good])).error is None
+    assert not beside.exists()
+    assert real.read_text() == '{"from": "an earlier real run"}\n'

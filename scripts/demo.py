@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OUTPUT = ROOT / "output"
+#: The demo environment's target-jsonl folder (meltano.yml), emptied on each demo run;
+#: the rest of output/ (a real run's dead letters) is left alone.
+OUTPUT = ROOT / "output" / "demo"
 
 
 def main() -> int:

@@ -69,16 +69,25 @@ def test_the_readme_quick_start_commands_work_as_written(
 
 def test_make_demo_reads_the_sample_drop_through_its_own_environment(meltano_env):
     env = {k: v for k, v in meltano_env.items() if k != "MELTANO_ENVIRONMENT"}
-    done = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "demo.py")],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    # output/ also holds a real run's dead letters: the demo empties only its own folder.
+    kept = REPO_ROOT / "output" / "kept-by-the-demo-test.jsonl"
+    kept.parent.mkdir(exist_ok=True)
+    kept.write_text("{}\n")
+    try:
+        done = subprocess.run(
+            [sys.executable, str(REPO_ROOT / "scripts" / "demo.py")],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
+        assert kept.read_text() == "{}\n"
+    finally:
+        kept.unlink(missing_ok=True)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "(output/demo/events.jsonl)" in done.stdout
     counts = dict(re.findall(r"^\s+(\w+)\s+(\d+) records", done.stdout, flags=re.MULTILINE))
     assert counts["events"] == "600"
     assert int(counts["audience_memberships"]) > 0

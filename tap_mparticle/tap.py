@@ -229,6 +229,7 @@ class TapMParticle(Tap):
         th.Property(
             "aws_access_key_id",
             th.StringType(),
+            secret=True,  # with the secret, enough to find the account; Meltano keeps it in .env
             title="AWS access key ID",
             description="IAM user key. Leave unset to use boto3's default credential chain.",
         ),

@@ -208,7 +208,19 @@ class Converter(MappedRecords, AudienceRows):
         if not identities.user and "mpid" not in batch and not batch.get("device_info"):
             msg = "has no user identity, mpid or device identity"
             raise InvalidRecordError(msg)
+        self._add_plan(batch)
         return batch
+
+    def _add_plan(self, batch: dict[str, t.Any]) -> None:
+        """The configured data plan, as mapped records get it, unless the batch names one."""
+        plan = self.plan_context
+        if plan is None:
+            return
+        context = batch.get("context")
+        if not isinstance(context, dict):
+            batch["context"] = dict(plan)
+        elif "data_plan" not in context:
+            batch["context"] = {**context, **plan}
 
     # -- tap-mparticle events -------------------------------------------------
 

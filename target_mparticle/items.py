@@ -159,6 +159,8 @@ class ConverterBase:
             + digest_id(repr(mapping), self.data_plan, self.audience_attribute_name)[:8]
         )
         self.tally = tally
+        #: `context.data_plan` for batches that name no plan of their own (replays).
+        self.plan_context = self.data_plan_context()
         self.update_ids = UpdateIds()
         self._last_line: tuple[t.Any, ...] | None = None
         self._last_shell: tuple[dict[str, t.Any], str] = ({}, "")

@@ -86,14 +86,16 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
         default="development",
         allowed_values=["development", "production"],
         title="Environment",
-        description="mParticle environment every batch is sent to.",
+        description="mParticle environment of the batches the target builds; a replayed "
+        "batch that names its own keeps it (a stream map can override it).",
     ),
     th.Property(
         "data_plan_id",
         th.StringType,
         title="Data plan ID",
         description="mParticle data plan every batch is validated against "
-        "(context.data_plan.plan_id); a mapping may name its own.",
+        "(context.data_plan.plan_id); a mapping may name its own, and a replayed batch "
+        "that names one keeps it.",
     ),
     th.Property(
         "data_plan_version",

@@ -15,7 +15,7 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from target_mparticle.target import TargetMParticle
 from tests.support.files import dead_letters
-from tests.support.target import run_target, singer_lines
+from tests.support.target import KEY, event_record, run_target, singer_lines
 
 NOW = "2026-01-02T03:04:05+00:00"
 NOW_MS = 1_767_323_045_000
@@ -158,6 +158,44 @@ def test_data_plan_from_settings_and_from_a_mapping(server, config):
     assert plans == {
         "u-1": {"data_plan": {"plan_id": "travel", "plan_version": 3}},
         "u-2": {"data_plan": {"plan_id": "commerce", "plan_version": 7}},
+    }
+
+
+def test_replays_get_the_configured_data_plan_unless_they_name_their_own(server, config):
+    """A replayed batch kept no plan at all: the setting said "every batch", and
+    replays went unvalidated without a word."""
+    config["data_plan_id"] = "travel"
+    whole = [
+        {"user_identities": {"customer_id": "plain"}, "events": []},
+        {
+            "user_identities": {"customer_id": "consented"},
+            "context": {"location": {"latitude": 1.5, "longitude": 2.5}},
+            "events": [],
+        },
+        {
+            "user_identities": {"customer_id": "own"},
+            "context": {"data_plan": {"plan_id": "own-plan", "plan_version": 2}},
+            "events": [],
+        },
+    ]
+    tap_event = event_record(1, 0)
+    run = run_target(
+        config,
+        [
+            *singer_lines("batches", whole),
+            *singer_lines("events", [tap_event], key=KEY),
+            json.dumps({"type": "STATE", "value": {"done": 1}}),
+        ],
+    )
+    assert run.error is None
+    assert server.rejected == []
+    plans = {b["user_identities"]["customer_id"]: b.get("context") for b in server.batches()}
+    travel = {"data_plan": {"plan_id": "travel"}}
+    assert plans == {
+        "plain": travel,
+        "consented": {"location": {"latitude": 1.5, "longitude": 2.5}, **travel},
+        "own": {"data_plan": {"plan_id": "own-plan", "plan_version": 2}},
+        "c1": travel,
     }
 
 

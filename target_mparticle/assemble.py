@@ -111,16 +111,13 @@ def assemble(
             if entry.events:
                 _merged([entry], historical_mode, now, prepared, rejected)
                 continue
-            # A user update, the usual reverse-ETL item: `_user_update` written out,
-            # as the call cost 1,100 instructions a record (1.3%).
+            # A user update, the usual reverse-ETL item, written out here (its own id,
+            # one body, nothing to split): a call cost 1,100 instructions a record (1.3%).
             body = encode_batch({**entry.batch, "source_request_id": entry.request_id})
             if len(body) > rules.MAX_BATCH_BYTES:
                 rejected.append((entry, _over_cap(body)))
             else:
                 prepared.append(PreparedBatch(entry.request_id, body, False, [entry], 0))  # noqa: FBT003
-        elif entry[0].user_row and not _fold_fits(entry):
-            for member in entry:
-                _user_update(member, prepared, rejected)
         else:
             _merged(entry, historical_mode, now, prepared, rejected)
     return prepared, rejected
@@ -187,31 +184,6 @@ def _add_user(
         order[same] = [entry, item]
 
 
-def _user_update(
-    item: Item, prepared: list[PreparedBatch], rejected: list[tuple[Item, str]]
-) -> None:
-    """One user update as its own batch: the usual reverse-ETL item.
-
-    Its own id, one body, no endpoint to choose and nothing to split, as the general
-    path gives it.
-    """
-    body = encode_batch({**item.batch, "source_request_id": item.request_id})
-    if len(body) > rules.MAX_BATCH_BYTES:
-        rejected.append((item, _over_cap(body)))
-    else:
-        prepared.append(PreparedBatch(item.request_id, body, False, [item], 0))  # noqa: FBT003
-
-
-def _fold_fits(members: list[Item]) -> bool:
-    """Whether one user's updates folded stay within mParticle's 100 attributes a batch.
-
-    Rows with other attributes each (a sparse table) could add up past it; then they
-    go as they came, one batch each.
-    """
-    names = {name for m in members for name in m.batch.get("user_attributes") or ()}
-    return len(names) <= rules.API_LIMIT_USER_ATTRIBUTES
-
-
 def _user_key(batch: dict[str, t.Any]) -> tuple[t.Any, ...]:
     """Who a user update is about: its environment, mpid and identities as sent."""
     identities = batch.get("user_identities")
@@ -242,6 +214,9 @@ def _merged(
     shell = first.batch
     if any(m.batch is not shell for m in members[1:]):
         shell = fold_user_updates([m.batch for m in members])
+        if not events and len(shell.get("user_attributes") or ()) > API_LIMIT:
+            _attribute_pieces(members, shell, prepared, rejected)
+            return
     for chunk, request_id, body in _encoded(members, shell, events):
         owners = members if not chunk or chunk is events else _owners(members, chunk)
         if len(body) > rules.MAX_BATCH_BYTES:
@@ -249,6 +224,53 @@ def _merged(
             rejected.extend((m, reason) for m in owners)
             continue
         prepared.append(PreparedBatch(request_id, body, historical, owners, len(chunk)))
+
+
+def _attribute_pieces(
+    members: list[Item],
+    shell: dict[str, t.Any],
+    prepared: list[PreparedBatch],
+    rejected: list[tuple[Item, str]],
+) -> None:
+    """A folded user update over mParticle's 100 attributes a batch, in several batches.
+
+    Folded first, each attribute holds its final value and is in one batch only, so
+    the batches may land in any order (sent one row each, as they came, an earlier
+    row could land after a later one). Deletes and the other fields go in the first;
+    each batch holds at most 100 attributes and stays under the byte cap. Each names
+    every row folded into it, so a refusal dead-letters them all (once).
+    """
+    names = list(shell["user_attributes"].items())
+    first = {k: v for k, v in shell.items() if k != "user_attributes"}
+    later = {k: v for k, v in first.items() if k in _EVERY_PIECE}
+    pieces: list[dict[str, t.Any]] = []
+    start = 0
+    while start < len(names):
+        base = later if pieces else first
+        chunk = names[start : start + API_LIMIT]
+        while len(chunk) > 1 and len(encode_batch({**base, "user_attributes": dict(chunk)})) > (
+            rules.MAX_BATCH_BYTES
+        ):
+            chunk = chunk[: len(chunk) // 2]
+        pieces.append({**base, "user_attributes": dict(chunk)})
+        start += len(chunk)
+    rows = [m.request_id for m in members]
+    batches = []
+    for index, piece in enumerate(pieces):
+        request_id = digest_id("fold", members[0].group, rows, index, len(pieces))
+        body = encode_batch({**piece, "source_request_id": request_id})
+        if len(body) > rules.MAX_BATCH_BYTES:  # its deletes and consent alone: all or none
+            rejected.extend((m, _over_cap(body)) for m in members)
+            return
+        batches.append(PreparedBatch(request_id, body, False, members, 0))  # noqa: FBT003
+    prepared.extend(batches)
+
+
+#: What a folded update's later pieces carry: who the user is, and their attributes.
+_EVERY_PIECE = frozenset(
+    ("environment", "mpid", "user_identities", "device_info", "context", "user_attributes")
+)
+API_LIMIT = rules.API_LIMIT_USER_ATTRIBUTES
 
 
 def _over_cap(body: bytes) -> str:

@@ -203,6 +203,8 @@ class Delivery:
                 # together, and each dead letter says so, not only the row at fault.
                 together = f" (sent folded with this user's {len(batch.items) - 1} other rows)"
             for item in batch.items:
+                if not item.events and _whole_id(item) in refused_ids:
+                    continue  # in two refused pieces of a folded update: one dead letter
                 named = self._named(flight.stream, item)
                 self.invalid.handle(flight.stream, item.record, f"{named}: {reason}{together}")
                 refused_ids.add(_whole_id(item))

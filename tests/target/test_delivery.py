@@ -253,6 +253,27 @@ def test_a_refused_folded_batch_says_in_each_dead_letter_that_the_rows_went_toge
     )
 
 
+def test_a_folded_update_refused_in_two_pieces_is_one_dead_letter_per_row(config):
+    """Over 100 attributes, a user's folded update goes in two batches, each naming
+    every row: both refused, each row is still one dead letter, and not delivered."""
+
+    def refuse_user(batch):
+        return "user refused" if batch["user_identities"]["email"] == "a@x" else None
+
+    rows = [{"id": n, "email": "a@x", **{f"c{n}_{i}": "v" for i in range(60)}} for n in range(2)]
+    rows.append({"id": 9, "email": "z@x", "plan": "pro"})
+    config["on_invalid_record"] = "dead_letter"
+    config["mappings"] = {"people": {"kind": "user", "identities": {"email": "email"}}}
+    with EventsApiServer(api_key="test-key", api_secret=SECRET, reject_if=refuse_user) as server:
+        config["api_url"] = server.url
+        run = run_target(config, singer_lines("people", rows, ["id"]))
+        accepted = [b["user_identities"]["email"] for b in server.batches()]
+    assert run.error is None
+    assert accepted == ["z@x"]
+    assert sorted(d["record"]["id"] for d in dead_letters(config)) == [0, 1]
+    assert run.target.delivery.delivered == 1
+
+
 @pytest.mark.parametrize("stops", ["while reading", "at the end of the input"])
 def test_a_run_that_fails_in_process_leaves_no_socket_or_file_open(picky_server, config, stops):
     """An orchestrator that runs the target in-process goes on after a failure."""

@@ -742,20 +742,61 @@ def test_users_that_share_an_identity_value_are_told_apart_when_folding():
     assert [b["user_attributes"]["plan"] for b in sent] == ["a2", "b2", "c1"]
 
 
-def test_a_users_updates_that_together_pass_100_attributes_go_as_they_came():
-    """mParticle takes 100 user attributes a batch: a sparse table's rows of one user
-    folded could pass it, so they are sent one batch each instead."""
-    conv = converter({"kind": "user", "identities": {"email": "email"}}, stream="users")
-    rows = [{"email": "a@b.c", **{f"a{n}_{i}": "x" for i in range(60)}} for n in range(2)]
+def test_a_users_updates_that_together_pass_100_attributes_are_folded_then_split():
+    """mParticle takes 100 user attributes a batch. Sent one row each (as they came),
+    an earlier row could land after a later one in the parallel requests; folded
+    first, each attribute holds its last value and is in one batch only."""
+    conv = converter(
+        {"kind": "user", "identities": {"email": "email"}, "null_user_attributes": "delete"},
+        stream="users",
+    )
+    rows = [
+        {"email": "a@b.c", "gone": "x", **{f"s{i}": "old" for i in range(60)}},
+        {"email": "a@b.c", **{f"t{i}": "t" for i in range(60)}},
+        {"email": "a@b.c", "gone": None, **{f"s{i}": "new" for i in range(60)}},
+    ]
     items = [conv.convert(dict(row)) for row in rows]
     prepared, rejected = assemble(items, "auto", NOW)
     assert rejected == []
-    assert [p.items for p in prepared] == [[items[0]], [items[1]]]
-    assert [p.source_request_id for p in prepared] == [i.request_id for i in items]
-    # Fewer distinct names between them: one batch.
-    few = [conv.convert({"email": "a@b.c", "a": str(n)}) for n in range(2)]
-    (folded,), _ = assemble(few, "auto", NOW)
-    assert folded.items == few
+    sent = [json.loads(p.body) for p in prepared]
+    assert [len(b["user_attributes"]) for b in sent] == [100, 20]
+    final: dict[str, str] = {}
+    for batch in sent:
+        assert not final.keys() & batch["user_attributes"].keys()  # each name once
+        final.update(batch["user_attributes"])
+        assert batch["user_identities"] == {"email": "a@b.c"}
+    assert final == {**{f"s{i}": "new" for i in range(60)}, **{f"t{i}": "t" for i in range(60)}}
+    assert sent[0]["deleted_user_attributes"] == ["gone"]
+    assert "deleted_user_attributes" not in sent[1]
+    assert [p.items for p in prepared] == [items, items]
+    ids = [p.source_request_id for p in prepared]
+    assert len(set(ids)) == 2
+    assert ids == [p.source_request_id for p in assemble(items, "auto", NOW)[0]]  # re-run
+
+
+def test_one_users_many_audiences_fold_into_batches_of_100_attributes():
+    """150 audience adds of one user went out as one batch of 150 attributes."""
+    conv = converter(stream="audience_memberships", key=())
+    rows = [
+        {
+            "audience_id": n,
+            "audience_name": f"A{n}",
+            "action": "add",
+            "identity_type": "email",
+            "identity_value": "a@b.c",
+            "timestamp": "2024-05-01T00:00:00.000+00:00",
+            "_sdc_source_file": "audiences/x.csv",
+            "_sdc_source_lineno": n + 2,
+        }
+        for n in range(150)
+    ]
+    items = [conv.convert(dict(row)) for row in rows]
+    prepared, rejected = assemble(items, "auto", NOW)
+    assert rejected == []
+    sent = [json.loads(p.body) for p in prepared]
+    assert [len(b["user_attributes"]) for b in sent] == [100, 50]
+    names = [name for b in sent for name in b["user_attributes"]]
+    assert len(set(names)) == 150
 
 
 def test_historical_routing():

@@ -8,7 +8,8 @@ custom events; a mapped field the records never carry silently sends nothing. So
   carry it);
 - mapped fields missing from records are counted per stream and field and reported
   at the end of the run;
-- a mapping for a stream that never arrived is reported at the end of the run.
+- a mapping (or a `stream_maps` entry) for a stream that never arrived is reported
+  at the end of the run.
 """
 
 from __future__ import annotations
@@ -35,10 +36,32 @@ class IgnoredSettings:
             mappings: The parsed `mappings` setting, "*" included.
         """
         self._mapped_streams = [name for name in mappings if name != "*"]
+        self._stream_maps: list[str] = []
+        self._inputs: set[str] = set()  # streams as the tap named them, before any map
         self._seen: set[str] = set()
         self._fields: dict[str, list[str]] = {}
         self._records: collections.Counter[str] = collections.Counter()
         self._missing: collections.Counter[tuple[str, str]] = collections.Counter()
+
+    def expect_stream_maps(self, stream_maps: object) -> None:
+        """Note the input streams `stream_maps` names, to report those that never arrive.
+
+        The SDK applies a map to the stream of that exact name and ignores the rest in
+        silence, as it does a typo. A key whose map names its `__source__` is a new
+        stream (an alias), and `__else__` covers any stream: neither names an input.
+        """
+        if not isinstance(stream_maps, dict):
+            return
+        self._stream_maps = [
+            name
+            for name, entry in stream_maps.items()
+            if name != "__else__" and not (isinstance(entry, dict) and "__source__" in entry)
+        ]
+
+    def input_stream(self, stream: object) -> None:
+        """Note a SCHEMA's stream as the tap named it (a stream map may rename it)."""
+        if isinstance(stream, str):
+            self._inputs.add(stream)
 
     def schema_arrived(
         self, stream: str, schema: t.Mapping[str, t.Any], mapping: StreamMapping
@@ -146,14 +169,19 @@ class IgnoredSettings:
                 total,
                 "" if total == 1 else "s",
             )
-        for stream in self._mapped_streams:
-            if stream not in self._seen:
-                LOGGER.warning(
-                    "mappings[%r] was not used: no stream named %r arrived (streams seen: %s)",
-                    stream,
-                    stream,
-                    ", ".join(repr(name) for name in sorted(self._seen)) or "none",
-                )
+        for setting, streams, seen in (
+            ("mappings", self._mapped_streams, self._seen),
+            ("stream_maps", self._stream_maps, self._inputs),
+        ):
+            for stream in streams:
+                if stream not in seen:
+                    LOGGER.warning(
+                        "%s[%r] was not used: no stream named %r arrived (streams seen: %s)",
+                        setting,
+                        stream,
+                        stream,
+                        ", ".join(repr(name) for name in sorted(seen)) or "none",
+                    )
 
 
 def _may_be_object(schema: object) -> bool:

@@ -107,6 +107,7 @@ class TargetMParticle(Target):
         reader = t.cast("SingerInputReader", self.message_reader)
         reader.on_failure = self._close_after_failure
         reader.on_not_numbers = self._count_not_numbers
+        self.delivery.ignored.expect_stream_maps(self.config.get("stream_maps"))
 
     def _count_not_numbers(self, count: int) -> None:
         """NaN and Infinity values the reader left out, for the closing warnings."""
@@ -169,6 +170,7 @@ class TargetMParticle(Target):
         Only a SCHEMA replaces a stream's maps or sink (of its own stream, or of
         another that a stream map aliases to it), so between two the answer is kept.
         """
+        self.delivery.ignored.input_stream(message_dict["stream"])
         try:
             super()._process_schema_message(message_dict)
         finally:

@@ -43,6 +43,30 @@ def test_a_mapping_for_a_stream_that_never_arrived_is_reported_at_the_end(config
     assert said == [on_arrival, at_the_end]
 
 
+def test_a_stream_map_for_a_stream_that_never_arrived_is_reported_at_the_end(config, caplog):
+    """The SDK applies stream_maps by exact stream name and ignores a typo in silence.
+    An alias (`__alias__`) renames the stream, and is not reported for it; a new
+    stream (`__source__`) and `__else__` name no input stream."""
+    config["mappings"] = {"sales": {"identities": {"customer_id": "customer_id"}}}
+    config["stream_maps"] = {
+        "ordrs": {"total": "total * 2"},
+        "orders": {"__alias__": "sales"},
+        "copy": {"__source__": "orders"},
+        "__else__": None,
+    }
+    with caplog.at_level(logging.WARNING):
+        run = run_target(config, singer_lines("orders", ORDERS, key=["order_id"]))
+    assert run.error is None
+    said = [m for m in warnings(caplog) if "stream_maps[" in m]
+    assert said == [
+        (
+            "stream_maps['ordrs'] was not used: no stream named 'ordrs' arrived "
+            "(streams seen: 'orders')"
+        )
+    ]
+    assert not [m for m in warnings(caplog) if "mappings['sales']" in m]
+
+
 def test_a_mapping_meant_for_a_stream_the_tap_names_otherwise_is_warned_about_on_arrival(
     config, caplog
 ):

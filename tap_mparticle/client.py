@@ -41,6 +41,7 @@ from singer_sdk.singerlib.messages import RecordMessage
 from typing_extensions import override
 
 from mparticle_facts.plugin_guards import one_line
+from tap_mparticle.bad_input import SkippedInput
 from tap_mparticle.cursor import REPLICATION_KEY, FileCursor, format_timestamp
 from tap_mparticle.folders import FolderFilter
 from tap_mparticle.late_files import LateFiles
@@ -64,10 +65,6 @@ STATE_EVERY_FILES = 100
 #: ... or once this many seconds have passed since the last one.
 STATE_EVERY_SECONDS = 10.0
 _HISTORY_PER_STATE = 10
-#: With `on_bad_record: skip`, each file's first this many bad items are logged one
-#: by one; the rest are counted and summed up when the file is done, so one file of
-#: garbage cannot bury the rest of the log (or fill a disk) with a line per line.
-BAD_ITEMS_LOGGED_PER_FILE = 20
 
 #: What parsing can raise on bad data when a parser did not name it itself.
 DATA_ERRORS: tuple[type[BaseException], ...] = (
@@ -125,9 +122,7 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
         super().__init__(tap)
         self.files_read = 0
         self.records_emitted = 0
-        self.bad_items = 0
-        self.bad_files: dict[str, int] = {}  # bad items per file, for the log and summary
-        self._overflowing: list[str] = []  # files past the per-file log limit, not summed yet
+        self.skipped = SkippedInput(self.name, self.logger)
         self._cursor: FileCursor | None = None
         self._files_since_state = 0
         self._last_state_at = time.monotonic()
@@ -374,7 +369,7 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
             except DATA_ERRORS as exc:
                 reason = f"unreadable ({type(exc).__name__}: {exc})"
                 self.handle_bad_input(BadInputError(file.uri, reason))
-            self._sum_up_bad_items()
+            self.skipped.file_done()
         except (BadInputError, StorageError):
             self._write_state_message()  # what was read before this file still counts
             raise
@@ -410,8 +405,8 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
     def handle_bad_input(self, error: BadInputError) -> None:
         """Apply `on_bad_record`: raise with `fail`, log and count with `skip`.
 
-        With `skip`, a file's first `BAD_ITEMS_LOGGED_PER_FILE` bad items are logged
-        one by one and the rest only counted; the file's total follows when it is done.
+        With `skip`, a file's first bad items are logged one by one and the rest only
+        counted (see `bad_input`).
 
         Args:
             error: What is wrong and where.
@@ -421,34 +416,7 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
         """
         if not self.settings.skip_bad_records:
             raise error
-        self.bad_items += 1
-        count = self.bad_files.get(error.location, 0) + 1
-        self.bad_files[error.location] = count
-        if count <= BAD_ITEMS_LOGGED_PER_FILE:
-            self.logger.warning("%s: skipped bad input: %s", self.name, error)
-        elif count == BAD_ITEMS_LOGGED_PER_FILE + 1:
-            self._overflowing.append(error.location)
-            self.logger.warning(
-                "%s: %s has more than %d bad items; the rest are counted, not logged one by one",
-                self.name,
-                one_line(error.location),
-                BAD_ITEMS_LOGGED_PER_FILE,
-            )
-
-    def _sum_up_bad_items(self) -> None:
-        """Give the totals of locations whose bad items were too many to log one by one.
-
-        Called as each file is done; a ZIP's members are locations of their own.
-        """
-        for location in self._overflowing:
-            self.logger.warning(
-                "%s: skipped %d bad items in %s (the first %d logged above)",
-                self.name,
-                self.bad_files[location],
-                one_line(location),
-                BAD_ITEMS_LOGGED_PER_FILE,
-            )
-        self._overflowing.clear()
+        self.skipped.skipped(error)
 
     def log_summary(self, seconds: float) -> None:
         """Log what the run did, and loudly what it skipped.
@@ -465,14 +433,7 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
             "record" if self.records_emitted == 1 else "records",
             seconds,
         )
-        if self.bad_items:
-            self.logger.warning(
-                "%s: skipped %d bad items (lines, rows, events or files) in %d files "
-                "(on_bad_record=skip)",
-                self.name,
-                self.bad_items,
-                len(self.bad_files),
-            )
+        self.skipped.summary()
 
     @functools.cached_property
     def _deselected_properties(self) -> tuple[str, ...]:

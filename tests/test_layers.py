@@ -45,6 +45,7 @@ LAYERS: list[set[str]] = [
         "tap_mparticle.folders",
         "tap_mparticle.prefetch",
         "tap_mparticle.late_files",
+        "tap_mparticle.bad_input",
         "tap_mparticle.preflight",
         "tap_mparticle.schema_objects",
         "tap_mparticle.writer",

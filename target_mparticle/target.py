@@ -15,7 +15,7 @@ import typing as t
 from functools import cached_property
 
 from singer_sdk import Target
-from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.exceptions import ConfigValidationError, MappingError
 from singer_sdk.helpers._classproperty import classproperty
 
 from mparticle_facts.plugin_guards import (
@@ -322,6 +322,17 @@ class TargetMParticle(Target):
                 config=config,
                 file_input=t.cast("t.IO[str]", lines),
             )
+        except MappingError as exc:
+            # A stream map that cannot apply to a record (a name it does not have): one
+            # line with simpleeval's reason, not two tracebacks.
+            reason = f": {exc.__cause__}" if exc.__cause__ is not None else ""
+            logging.getLogger(cls.name).error(  # noqa: TRY400
+                "stream_maps could not be applied at input line %d: %s%s",
+                lines.lineno,
+                str(exc).rstrip("."),
+                reason,
+            )
+            sys.exit(1)
         except INPUT_ERRORS as exc:
             exit_with_one_line(exc, lines, logging.getLogger(cls.name))
         except AuthError as exc:

@@ -311,3 +311,21 @@ def test_dry_run_says_it_passes_no_state(tmp_path, caplog):
     said = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("Dry run: STATE is not passed on") for m in said)
     assert "Dry run: 3 STATE messages held back (none passed on)" in said
+
+
+def test_a_stream_map_that_cannot_apply_is_one_line_naming_the_input_line(tmp_path):
+    """The SDK's MapExpressionError was an ERROR and two tracebacks."""
+    config = {
+        "dry_run": True,
+        "dry_run_path": str(tmp_path / "dry.jsonl"),
+        "stream_maps": {"orders": {"doubled": "totl * 2"}},
+    }
+    lines = "\n".join(singer_lines("orders", ORDERS, key=["order_id"])) + "\n"
+    done = run_target_cli(tmp_path, config, lines)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    (error,) = [line for line in done.stderr.splitlines() if "| ERROR" in line]
+    assert error.endswith(
+        "stream_maps could not be applied at input line 2: Failed to evaluate simpleeval "
+        "expressions totl * 2: 'totl' is not defined for expression 'totl * 2'"
+    )

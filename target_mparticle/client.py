@@ -28,6 +28,7 @@ from target_mparticle.transport import (
     Transport,
     TransportFailure,
     TransportTimeout,
+    TransportTLSRefused,
     TransportUntrusted,
 )
 
@@ -62,6 +63,10 @@ class AuthError(DeliveryError):
 
 class UntrustedServerError(DeliveryError):
     """The API host's TLS certificate did not verify; retrying cannot help."""
+
+
+class TLSRefusedError(DeliveryError):
+    """The TLS handshake with the API host failed the same way every attempt would."""
 
 
 class BadRequestError(DeliveryError):
@@ -299,6 +304,8 @@ class EventsApiClient:
                 "a TLS-inspecting proxy signs it, name that CA's bundle in REQUESTS_CA_BUNDLE"
             )
             raise UntrustedServerError(msg) from exc
+        except TransportTLSRefused as exc:
+            raise TLSRefusedError(_tls_refused(url, exc)) from exc
         except TransportFailure as exc:
             return f"connection failed ({exc})", None, False
         status = response.status
@@ -332,6 +339,18 @@ class EventsApiClient:
     def describe(self) -> str:
         """Where data goes, for log lines: the URL only (the key is a credential too)."""
         return self.base_url
+
+
+def _tls_refused(url: str, exc: TransportTLSRefused) -> str:
+    """One line for a handshake no retry can complete, with OpenSSL's reason and a hint."""
+    if exc.plain_http:
+        hint = "the server does not answer in TLS there: is this an http:// endpoint?"
+    else:
+        hint = (
+            "the server and this client share no TLS version, cipher or certificate "
+            "they both accept; check api_url (and any proxy) lead to the Events API"
+        )
+    return f"the TLS handshake with {url} failed ({exc}); {hint}"
 
 
 def _percent(value: str | None) -> float | None:

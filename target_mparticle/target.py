@@ -326,9 +326,11 @@ class TargetMParticle(Target):
             logging.getLogger(cls.name).error("%s", exc)  # noqa: TRY400
             sys.exit(1)
         except (DeliveryError, InvalidRecordFatalError) as exc:
+            # One sentence more: the error's own text may end in a full stop already
+            # (the SDK's "Could not parse value ... for field 'id'.").
             logging.getLogger(cls.name).error(  # noqa: TRY400
                 "%s. The last STATE written covers only accepted records; re-run to resume.",
-                exc,
+                str(exc).rstrip(". "),
             )
             sys.exit(1)
         except BrokenPipeError:

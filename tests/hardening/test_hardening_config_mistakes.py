@@ -376,7 +376,7 @@ LONG = "x" * 1_000_000
         (f"{SCHEMA}\n" + json.dumps({"stream": LONG}) + "\n", "line 2: Line is missing required"),
         (
             json.dumps({"type": "SCHEMA", "stream": "s", "schema": {"x": LONG}}) + "\n",
-            "line 1: stream 's''s SCHEMA names no fields ('properties')",
+            "line 1: the SCHEMA of stream 's' names no fields ('properties')",
         ),
         (f"{SCHEMA}\n" + json.dumps({"type": LONG}) + "\n", "line 2: Unknown message type"),
         (

@@ -153,6 +153,6 @@ def test_a_schema_that_names_no_properties_is_refused_saying_how_to_declare_them
     done = run_target_cli(tmp_path, {"dry_run": True}, json.dumps(schema) + "\n")
     assert done.returncode == 1
     assert (
-        "line 1: stream 'things''s SCHEMA names no fields ('properties'), as schemaless taps "
+        "line 1: the SCHEMA of stream 'things' names no fields ('properties'), as schemaless taps "
         "send it: declare them (Meltano's `schema` extra on the tap)"
     ) in done.stderr

@@ -147,6 +147,7 @@ class Transport:
         if self._proxied is not None:
             return self._post_proxied(target, body, headers)
         conn = self._connection()
+        fresh = conn.sock is None  # so a TLS error now comes from the handshake
         try:
             conn.request("POST", target, body=body, headers=headers)
             response = conn.getresponse()
@@ -159,7 +160,7 @@ class Transport:
             raise TransportTimeout(str(exc) or "timed out") from exc
         except (OSError, http.client.HTTPException) as exc:
             self._discard(conn)
-            raise _failure(exc) from exc
+            raise _failure(exc, handshake=fresh) from exc
         if response.will_close:
             self._discard(conn)
         headers = {name.lower(): value for name, value in response.getheaders()}
@@ -208,7 +209,8 @@ class Transport:
             if untrusted is not None:
                 raise TransportUntrusted(_verify_reason(untrusted)) from exc
             tls = _nested(exc, ssl.SSLError)
-            raise _failure(tls if tls is not None else exc) from exc
+            # urllib3 does not say whether its connection was new: judged by reason.
+            raise _failure(tls if tls is not None else exc, handshake=True) from exc
         headers = {name.lower(): value for name, value in response.headers.items()}
         return Reply(response.status, headers, response.data, response.reason or "")
 
@@ -236,17 +238,20 @@ def _nested(exc: BaseException, kind: type[_Nested]) -> _Nested | None:
     return None
 
 
-def _failure(exc: BaseException) -> TransportFailure:
+def _failure(exc: BaseException, *, handshake: bool) -> TransportFailure:
     """The failure to raise for `exc`: TLS refusals apart, and OpenSSL's words kept.
 
-    Without its words an SSL error read only "SSLError", whatever went wrong.
+    Only a `handshake` (a connection opened for this request) can be refused for
+    good: the same reasons on a connection that already carried requests are a
+    fault in transit, and retried. Without its words an SSL error read only
+    "SSLError", whatever went wrong.
     """
     if not isinstance(exc, ssl.SSLError):
         return TransportFailure(type(exc).__name__)
     words = _SSL_DECORATION.sub("", str(exc.strerror or exc)) or str(exc.reason or "")
-    if exc.reason in PLAIN_HTTP_REASONS:
+    if handshake and exc.reason in PLAIN_HTTP_REASONS:
         return TransportTLSRefused(words, plain_http=True)
-    if exc.reason in REFUSED_HANDSHAKE_REASONS:
+    if handshake and exc.reason in REFUSED_HANDSHAKE_REASONS:
         return TransportTLSRefused(words, plain_http=False)
     return TransportFailure(f"{type(exc).__name__}: {words}" if words else type(exc).__name__)
 

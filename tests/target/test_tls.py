@@ -9,6 +9,7 @@ the first attempt with one line that says so, and writes no STATE.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 import threading
@@ -25,6 +26,7 @@ from target_mparticle.client import (
     TLSRefusedError,
     UntrustedServerError,
 )
+from target_mparticle.transport import Transport, TransportFailure, TransportTLSRefused
 from tests.support.eventsapi import EventsApiServer
 from tests.support.proxy import counting_proxy
 from tests.support.target import (
@@ -202,6 +204,7 @@ def hangs_up_mid_handshake() -> Iterator[tuple[str, list[int]]]:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     yield f"https://127.0.0.1:{listener.getsockname()[1]}/v2", hellos
+    listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() waiting in `serve`
     listener.close()
     thread.join(timeout=5)
 
@@ -227,3 +230,57 @@ def test_a_handshake_cut_short_is_retried_and_named(hangs_up_mid_handshake):
     assert len(hellos) == 3
     assert all(size > 0 for size in hellos)
     assert "after 3 attempts; last problem: connection failed (SSLEOFError: " in str(raised.value)
+
+
+@pytest.fixture
+def garbles_its_second_answer(tls: LocalTLS) -> Iterator[str]:
+    """HTTPS that answers a connection's first POST 202, its second in plain bytes."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def read_request(conn: ssl.SSLSocket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(
+            next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(
+                b":"
+            )[1]
+        )
+        while len(body) < length:
+            body += conn.recv(65536)
+
+    def serve() -> None:
+        while True:
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return  # closed by the test
+            with tls.server_context.wrap_socket(raw, server_side=True) as conn:
+                read_request(conn)
+                conn.sendall(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+                read_request(conn)
+                # Written past TLS, on the bare socket: a record the client cannot read.
+                with socket.socket(fileno=os.dup(conn.fileno())) as bare:
+                    bare.sendall(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{listener.getsockname()[1]}/v2"
+    listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() waiting in `serve`
+    listener.close()
+    thread.join(timeout=5)
+
+
+def test_a_tls_reason_on_a_kept_alive_connection_is_retried_not_refused(
+    garbles_its_second_answer, tls, clean_env
+):
+    """Plain bytes after a handshake that went through are a fault in transit, not a setting."""
+    clean_env.setenv("REQUESTS_CA_BUNDLE", str(tls.ca_bundle))
+    transport = Transport(garbles_its_second_answer, connections=1, timeout_s=5)
+    assert transport.post("/bulkevents", b"[]", {}).status == 202
+    with pytest.raises(TransportFailure) as raised:
+        transport.post("/bulkevents", b"[]", {})
+    transport.close()
+    assert not isinstance(raised.value, TransportTLSRefused)
+    assert str(raised.value) == "SSLError: wrong version number"

@@ -259,7 +259,7 @@ SCHEMA = json.dumps(
         (
             json.dumps({**json.loads(SCHEMA), "schema": {"properties": {"a": {"type": "bogus"}}}})
             + "\n",
-            "line 1: Schema Validation Error",
+            "line 1: the SCHEMA of stream 's' is not JSON Schema: field 'a' has type 'bogus'",
         ),
         (
             json.dumps({**json.loads(SCHEMA), "schema": {"properties": {"a": {"pattern": "("}}}})

@@ -28,6 +28,7 @@ from target_mparticle.transport import (
     Transport,
     TransportFailure,
     TransportTimeout,
+    TransportTLSRefused,
     TransportUntrusted,
 )
 
@@ -50,6 +51,10 @@ HTTP_UNAUTHORIZED = 401
 HTTP_FORBIDDEN = 403
 HTTP_TOO_MANY = 429
 HTTP_SERVER_ERROR = 500
+#: A server error that is no passing state: the server does not do what was asked
+#: (RFC 9110, 15.6.2), so every retry gets it again. mParticle documents retrying
+#: 5xx in general and 503 in particular; it names no 501.
+HTTP_NOT_IMPLEMENTED = 501
 
 
 class DeliveryError(Exception):
@@ -62,6 +67,10 @@ class AuthError(DeliveryError):
 
 class UntrustedServerError(DeliveryError):
     """The API host's TLS certificate did not verify; retrying cannot help."""
+
+
+class TLSRefusedError(DeliveryError):
+    """The TLS handshake with the API host failed the same way every attempt would."""
 
 
 class BadRequestError(DeliveryError):
@@ -299,31 +308,43 @@ class EventsApiClient:
                 "a TLS-inspecting proxy signs it, name that CA's bundle in REQUESTS_CA_BUNDLE"
             )
             raise UntrustedServerError(msg) from exc
+        except TransportTLSRefused as exc:
+            raise TLSRefusedError(_tls_refused(url, exc)) from exc
         except TransportFailure as exc:
             return f"connection failed ({exc})", None, False
         status = response.status
         if status == HTTP_ACCEPTED:
             self.pacer.accepted(n, _percent(response.headers.get(RATE_HEADER.lower())))
             return None, None, False
-        if status in {HTTP_UNAUTHORIZED, HTTP_FORBIDDEN}:
-            msg = (
-                f"mParticle refused the credentials (HTTP {status}) at {url}; "
-                "check api_key, api_secret and pod"
-            )
-            raise AuthError(msg)
         if status == HTTP_TOO_MANY:
             self.stats.add(throttled=1)
             retry_after = _retry_after(response.headers.get("retry-after"))
             limit = response.headers.get(LIMIT_HEADER.lower(), "").strip().strip('"') or "unnamed"
             problem = f"HTTP 429: the {limit} rate limit was exceeded ({LIMIT_HEADER}: {limit})"
             return problem, retry_after, True
-        if status == HTTP_BAD_REQUEST:
-            msg = f"HTTP 400 from {url}: {self._masked(_api_message(response))}"
-            raise BadRequestError(msg)
-        if status >= HTTP_SERVER_ERROR:
+        if status >= HTTP_SERVER_ERROR and status != HTTP_NOT_IMPLEMENTED:
             return f"HTTP {status}", None, False
-        msg = f"unexpected HTTP {status} from {url}: {self._masked(_api_message(response))}"
-        raise DeliveryError(msg)
+        raise self._refusal(url, response)
+
+    def _refusal(self, url: str, response: Reply) -> DeliveryError:
+        """The error for an answer no retry can change (any but 202, 429 and most 5xx)."""
+        status = response.status
+        if status in {HTTP_UNAUTHORIZED, HTTP_FORBIDDEN}:
+            msg = (
+                f"mParticle refused the credentials (HTTP {status}) at {url}; "
+                "check api_key, api_secret and pod"
+            )
+            return AuthError(msg)
+        said = self._masked(_api_message(response))
+        if status == HTTP_BAD_REQUEST:
+            return BadRequestError(f"HTTP 400 from {url}: {said}")
+        if status == HTTP_NOT_IMPLEMENTED:
+            msg = (
+                f"HTTP 501 (not implemented) from {url}: {said}; not retried, as the "
+                "server does not offer what was asked: check api_url leads to the Events API"
+            )
+            return DeliveryError(msg)
+        return DeliveryError(f"unexpected HTTP {status} from {url}: {said}")
 
     def _masked(self, text: str) -> str:
         """`text` from the server with the run's credentials masked (logs and dead letters)."""
@@ -332,6 +353,18 @@ class EventsApiClient:
     def describe(self) -> str:
         """Where data goes, for log lines: the URL only (the key is a credential too)."""
         return self.base_url
+
+
+def _tls_refused(url: str, exc: TransportTLSRefused) -> str:
+    """One line for a handshake no retry can complete, with OpenSSL's reason and a hint."""
+    if exc.plain_http:
+        hint = "the server does not answer in TLS there: is this an http:// endpoint?"
+    else:
+        hint = (
+            "the server and this client share no TLS version, cipher or certificate "
+            "they both accept; check api_url (and any proxy) lead to the Events API"
+        )
+    return f"the TLS handshake with {url} failed ({exc}); {hint}"
 
 
 def _percent(value: str | None) -> float | None:

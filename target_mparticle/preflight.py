@@ -292,7 +292,7 @@ def check_schema_message(message: Mapping[str, t.Any]) -> None:
         raise InvalidInputLine(msg)
     if isinstance(schema, dict) and "properties" not in schema:  # as the SDK's tests require
         msg = (
-            f"stream {quoted(message.get('stream'))}'s SCHEMA names no fields ('properties'), "
+            f"the SCHEMA of stream {quoted(message.get('stream'))} names no fields ('properties'), "
             "as schemaless taps send it: declare them (Meltano's `schema` extra on the tap)"
         )
         raise InvalidInputLine(msg)

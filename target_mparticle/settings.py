@@ -48,6 +48,9 @@ NUMBER_FLOORS = {
     "request_timeout": 0.001,
     "backoff_base_seconds": 0,
     "backoff_max_seconds": 0,
+    # The SDK's own setting, which the target honours: 0 or less would send one
+    # record per drain in the SDK, and read as 100 here (sinks.py) without a word.
+    "batch_size_rows": 1,
 }
 
 CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
@@ -134,7 +137,7 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
         th.IntegerType,
         default=8,
         title="Max retries",
-        description="Retries per request on 429, 5xx, timeouts and dropped "
+        description="Retries per request on 429, 5xx but 501, timeouts and dropped "
         "connections before the run fails (without a newer STATE).",
     ),
     th.Property(
@@ -206,14 +209,15 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
         th.NumberType,
         default=60,
         title="Backoff max seconds",
-        description="Longest delay between two retries without Retry-After.",
+        description="Longest delay between two retries without Retry-After; "
+        "at least backoff_base_seconds.",
     ),
 ).to_dict()
 
 
 def schema_default(name: str) -> t.Any:  # noqa: ANN401  (any JSON value)
-    """The default the schema gives a setting (None when it gives none)."""
-    return CONFIG_SCHEMA["properties"][name].get("default")
+    """The default the schema gives a setting (None when it gives none, or for an SDK one)."""
+    return CONFIG_SCHEMA["properties"].get(name, {}).get("default")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -317,10 +321,9 @@ def config_errors(config: t.Mapping[str, t.Any], get: t.Callable[[str], t.Any]) 
     errors.extend(output_path_errors({k: get(k) for k in OUTPUT_SETTINGS}))
     errors.extend(mapping_errors(get("mappings") or {}))
     errors.extend(data_plan_errors("settings", get("data_plan_id"), get("data_plan_version")))
+    # Set but empty is a mistake, not the default: every audience row would fail.
     errors.extend(
-        audience_attribute_errors(
-            "audience_attribute_name", get("audience_attribute_name") or DEFAULT_AUDIENCE_ATTRIBUTE
-        )
+        audience_attribute_errors("audience_attribute_name", get("audience_attribute_name"))
     )
     for key, inert in MEANINGLESS_SDK_SETTINGS.items():
         value = config.get(key)
@@ -331,6 +334,16 @@ def config_errors(config: t.Mapping[str, t.Any], get: t.Callable[[str], t.Any]) 
             )
     for key, low in NUMBER_FLOORS.items():
         value = get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < low:
+        if _is_number(value) and value < low:
             errors.append(f"{key} must be at least {low}, not {value!r}")
+    base, ceiling = get("backoff_base_seconds"), get("backoff_max_seconds")
+    if _is_number(base) and _is_number(ceiling) and base > ceiling:
+        errors.append(
+            f"backoff_base_seconds ({base!r}) must not exceed backoff_max_seconds "
+            f"({ceiling!r}): the first retry delay would already be cut to the longest"
+        )
     return errors
+
+
+def _is_number(value: object) -> t.TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -14,8 +14,9 @@ import sys
 import typing as t
 from functools import cached_property
 
+import jsonschema
 from singer_sdk import Target
-from singer_sdk.exceptions import ConfigValidationError, MappingError
+from singer_sdk.exceptions import ConfigValidationError, InvalidJSONSchema, MappingError
 from singer_sdk.helpers._classproperty import classproperty
 
 from mparticle_facts.plugin_guards import (
@@ -37,12 +38,14 @@ from target_mparticle.preflight import (
     check_record_message,
     exit_with_one_line,
     guard_logs,
+    quoted,
     stdin_bytes,
     warn_unknown_settings,
 )
 from target_mparticle.schema_rules import MAX_BATCHES_PER_REQUEST
 from target_mparticle.settings import CONFIG_SCHEMA, MEANINGLESS_SDK_SETTINGS, TargetSettings
 from target_mparticle.sinks import EventsSink
+from target_mparticle.validation import schema_mistake
 
 if t.TYPE_CHECKING:
     from types import FrameType
@@ -173,6 +176,12 @@ class TargetMParticle(Target):
         self.delivery.ignored.input_stream(message_dict["stream"])
         try:
             super()._process_schema_message(message_dict)
+        except InvalidJSONSchema as exc:
+            if not isinstance(exc.__cause__, jsonschema.SchemaError):
+                raise
+            stream = quoted(message_dict.get("stream"))
+            msg = f"the SCHEMA of stream {stream} is not JSON Schema: "
+            raise InvalidJSONSchema(msg + schema_mistake(exc.__cause__)) from None
         finally:
             self._plain.clear()
 
@@ -339,9 +348,11 @@ class TargetMParticle(Target):
             logging.getLogger(cls.name).error("%s", exc)  # noqa: TRY400
             sys.exit(1)
         except (DeliveryError, InvalidRecordFatalError) as exc:
+            # One sentence more: the error's own text may end in a full stop already
+            # (the SDK's "Could not parse value ... for field 'id'.").
             logging.getLogger(cls.name).error(  # noqa: TRY400
                 "%s. The last STATE written covers only accepted records; re-run to resume.",
-                exc,
+                str(exc).rstrip(". "),
             )
             sys.exit(1)
         except BrokenPipeError:

@@ -11,14 +11,19 @@ is reused; a proxy named by `HTTPS_PROXY`/`HTTP_PROXY` (and not excluded by
 one case plain connections do not cover.
 
 Failures come back as `TransportTimeout` and `TransportFailure`, each with a
-short reason; the client decides what is retried. A certificate that does not
-verify is `TransportUntrusted`, a failure no retry can fix.
+short reason; the client decides what is retried. Two TLS failures no retry can
+fix have their own classes: a certificate that does not verify is
+`TransportUntrusted`; a handshake the server refuses or cannot take part in (it
+speaks plain HTTP on that port, or shares no protocol version or cipher with us)
+is `TransportTLSRefused`. Other TLS errors (a connection cut mid-handshake, a
+corrupted record) are plain failures and retried.
 """
 
 from __future__ import annotations
 
 import http.client
 import os
+import re
 import select
 import ssl
 import threading
@@ -40,6 +45,50 @@ class TransportFailure(Exception):  # noqa: N818
 
 class TransportUntrusted(TransportFailure):
     """The server's TLS certificate did not verify against the trusted CA bundle."""
+
+
+class TransportTLSRefused(TransportFailure):
+    """The TLS handshake failed the way it will on every attempt."""
+
+    def __init__(self, reason: str, *, plain_http: bool) -> None:
+        """Keep OpenSSL's reason, and whether it means the port speaks plain HTTP."""
+        super().__init__(reason)
+        self.plain_http = plain_http
+
+
+#: OpenSSL's reason when the server answers the ClientHello in plain HTTP: 1.1 and
+#: 3.0 say WRONG_VERSION_NUMBER, 3.2 and later RECORD_LAYER_FAILURE, some builds
+#: read the HTTP status line as a record length.
+PLAIN_HTTP_REASONS = frozenset(
+    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "UNKNOWN_PROTOCOL"}
+)
+#: Handshakes refused over what each end is configured to accept (versions, ciphers,
+#: key sizes, server name, a client certificate): the same on every attempt.
+REFUSED_HANDSHAKE_REASONS = frozenset(
+    {
+        "SSLV3_ALERT_HANDSHAKE_FAILURE",
+        "TLSV1_ALERT_PROTOCOL_VERSION",
+        "UNSUPPORTED_PROTOCOL",
+        "NO_PROTOCOLS_AVAILABLE",
+        "NO_CIPHERS_AVAILABLE",
+        "NO_SHARED_CIPHER",
+        "WRONG_SSL_VERSION",
+        "TLSV1_ALERT_INSUFFICIENT_SECURITY",
+        "TLSV1_UNRECOGNIZED_NAME",
+        "TLSV1_ALERT_ACCESS_DENIED",
+        "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+        "SSLV3_ALERT_BAD_CERTIFICATE",
+        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+        "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
+        "TLSV1_ALERT_UNKNOWN_CA",
+        "UNSAFE_LEGACY_RENEGOTIATION_DISABLED",
+        "DH_KEY_TOO_SMALL",
+        "EE_KEY_TOO_SMALL",
+        "CA_KEY_TOO_SMALL",
+        "CA_MD_TOO_WEAK",
+    }
+)
+_SSL_DECORATION = re.compile(r"^\[[^\]]*\]\s*|\s*\(_ssl\.c:\d+\)$")
 
 
 class Reply(t.NamedTuple):
@@ -98,6 +147,7 @@ class Transport:
         if self._proxied is not None:
             return self._post_proxied(target, body, headers)
         conn = self._connection()
+        fresh = conn.sock is None  # so a TLS error now comes from the handshake
         try:
             conn.request("POST", target, body=body, headers=headers)
             response = conn.getresponse()
@@ -110,7 +160,7 @@ class Transport:
             raise TransportTimeout(str(exc) or "timed out") from exc
         except (OSError, http.client.HTTPException) as exc:
             self._discard(conn)
-            raise TransportFailure(type(exc).__name__) from exc
+            raise _failure(exc, handshake=fresh) from exc
         if response.will_close:
             self._discard(conn)
         headers = {name.lower(): value for name, value in response.getheaders()}
@@ -155,10 +205,12 @@ class Transport:
         except urllib3.exceptions.TimeoutError as exc:
             raise TransportTimeout(str(exc)) from exc
         except urllib3.exceptions.HTTPError as exc:
-            untrusted = _verify_failure(exc)
+            untrusted = _nested(exc, ssl.SSLCertVerificationError)
             if untrusted is not None:
                 raise TransportUntrusted(_verify_reason(untrusted)) from exc
-            raise TransportFailure(type(exc).__name__) from exc
+            tls = _nested(exc, ssl.SSLError)
+            # urllib3 does not say whether its connection was new: judged by reason.
+            raise _failure(tls if tls is not None else exc, handshake=True) from exc
         headers = {name.lower(): value for name, value in response.headers.items()}
         return Reply(response.status, headers, response.data, response.reason or "")
 
@@ -172,15 +224,36 @@ class Transport:
             self._proxied.clear()
 
 
-def _verify_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    """The certificate failure urllib3 wrapped in `exc` (as an argument or a cause), if any."""
+_Nested = t.TypeVar("_Nested", bound=BaseException)
+
+
+def _nested(exc: BaseException, kind: type[_Nested]) -> _Nested | None:
+    """The `kind` of error urllib3 wrapped in `exc` (as an argument or a cause), if any."""
     seen: BaseException | None = exc
     for _ in range(8):  # urllib3 nests a few levels at most
-        if seen is None or isinstance(seen, ssl.SSLCertVerificationError):
+        if seen is None or isinstance(seen, kind):
             return seen
         nested = [a for a in seen.args if isinstance(a, BaseException)]
         seen = nested[0] if nested else seen.__cause__ or seen.__context__
     return None
+
+
+def _failure(exc: BaseException, *, handshake: bool) -> TransportFailure:
+    """The failure to raise for `exc`: TLS refusals apart, and OpenSSL's words kept.
+
+    Only a `handshake` (a connection opened for this request) can be refused for
+    good: the same reasons on a connection that already carried requests are a
+    fault in transit, and retried. Without its words an SSL error read only
+    "SSLError", whatever went wrong.
+    """
+    if not isinstance(exc, ssl.SSLError):
+        return TransportFailure(type(exc).__name__)
+    words = _SSL_DECORATION.sub("", str(exc.strerror or exc)) or str(exc.reason or "")
+    if handshake and exc.reason in PLAIN_HTTP_REASONS:
+        return TransportTLSRefused(words, plain_http=True)
+    if handshake and exc.reason in REFUSED_HANDSHAKE_REASONS:
+        return TransportTLSRefused(words, plain_http=False)
+    return TransportFailure(f"{type(exc).__name__}: {words}" if words else type(exc).__name__)
 
 
 def _verify_reason(exc: ssl.SSLCertVerificationError) -> str:

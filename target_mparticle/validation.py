@@ -22,6 +22,9 @@ from singer_sdk.sinks.core import BaseJSONSchemaValidator, JSONSchemaValidator
 from target_mparticle._compat import override
 from target_mparticle.fastcheck import Compiler
 
+if t.TYPE_CHECKING:
+    import jsonschema
+
 
 class CompiledValidator(BaseJSONSchemaValidator):
     """A `fastjsonschema` validator that never alters the record it checks."""
@@ -133,3 +136,38 @@ def _rewrite_bounds(node: object) -> object:
             if flag and limit_key in out:
                 out[flag_key] = out.pop(limit_key)
     return out
+
+
+#: The types a JSON Schema `type` may name (alone, or as a list without repeats).
+JSON_TYPES = ("array", "boolean", "integer", "null", "number", "object", "string")
+
+
+def schema_mistake(error: jsonschema.SchemaError) -> str:
+    """Where a stream's schema breaks JSON Schema, by field name, and what is wrong there.
+
+    The SDK's own message leads with the path through the *metaschema*
+    (`metaschema['allOf'][1]['properties']...`), which names no field; the path
+    through the stream's schema does (`properties` -> `age` -> `type`).
+    """
+    names: list[str] = []
+    rest: list[str] = []
+    path = [str(part) for part in error.absolute_path]
+    i = 0
+    while i < len(path):
+        if path[i] == "properties" and i + 1 < len(path):
+            names.append(path[i + 1])
+            rest = []
+            i += 2
+            continue
+        if path[i] == "items" and names:
+            names[-1] += "[]"
+        else:
+            rest.append(path[i])
+        i += 1
+    where = f"field {'.'.join(names)!r}"[:80] if names else "its top level"
+    if rest == ["type"]:
+        known = ", ".join(JSON_TYPES)
+        shown = repr(error.instance)[:80]
+        return f"{where} has type {shown}; a type is one of {known}, or a list of distinct ones"
+    keyword = "/".join(rest)[:80]
+    return f"{where}{f' ({keyword})' if keyword else ''}: {error.message[:160]}"

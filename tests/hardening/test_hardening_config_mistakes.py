@@ -18,7 +18,7 @@ from target_mparticle.preflight import MAX_STATE_DEPTH, check_state, nests_deepe
 from target_mparticle.target import TargetMParticle
 from tests.support.files import error_lines
 from tests.support.tap import run_cli
-from tests.support.target import run_target_cli
+from tests.support.target import run_target_cli, singer_lines
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -259,7 +259,7 @@ SCHEMA = json.dumps(
         (
             json.dumps({**json.loads(SCHEMA), "schema": {"properties": {"a": {"type": "bogus"}}}})
             + "\n",
-            "line 1: Schema Validation Error",
+            "line 1: the SCHEMA of stream 's' is not JSON Schema: field 'a' has type 'bogus'",
         ),
         (
             json.dumps({**json.loads(SCHEMA), "schema": {"properties": {"a": {"pattern": "("}}}})
@@ -376,7 +376,7 @@ LONG = "x" * 1_000_000
         (f"{SCHEMA}\n" + json.dumps({"stream": LONG}) + "\n", "line 2: Line is missing required"),
         (
             json.dumps({"type": "SCHEMA", "stream": "s", "schema": {"x": LONG}}) + "\n",
-            "line 1: stream 's''s SCHEMA names no fields ('properties')",
+            "line 1: the SCHEMA of stream 's' names no fields ('properties')",
         ),
         (f"{SCHEMA}\n" + json.dumps({"type": LONG}) + "\n", "line 2: Unknown message type"),
         (
@@ -475,3 +475,59 @@ def test_target_config_file_that_is_not_an_object(tmp_path: Path):
     assert done.returncode == 1
     (line,) = error_lines(done.stderr)
     assert "must hold a JSON object, not a JSON str" in line
+
+
+TARGET_NUMBER_MISTAKES = [
+    ({"audience_attribute_name": ""}, "audience_attribute_name must be a non-empty string"),
+    (
+        {"backoff_base_seconds": 90, "backoff_max_seconds": 60},
+        "backoff_base_seconds (90) must not exceed backoff_max_seconds (60)",
+    ),
+    ({"batch_size_rows": 0}, "batch_size_rows must be at least 1, not 0"),
+    ({"batch_size_rows": -5}, "batch_size_rows must be at least 1, not -5"),
+]
+
+
+@pytest.mark.parametrize(("mistake", "message"), TARGET_NUMBER_MISTAKES)
+def test_target_setting_mistakes_are_named_at_start_up(mistake: dict, message: str):
+    with pytest.raises(ConfigValidationError) as raised:
+        TargetMParticle(config=target_config(**mistake))
+    (error,) = raised.value.errors
+    assert error.startswith(message)
+
+
+@pytest.mark.parametrize(
+    "fine",
+    [
+        {"backoff_base_seconds": 60, "backoff_max_seconds": 60},
+        {"batch_size_rows": 1},
+        {"audience_attribute_name": "in_{audience_name}"},
+    ],
+)
+def test_target_settings_at_their_bounds_are_taken(fine: dict):
+    assert TargetMParticle(config=target_config(**fine)).settings is not None
+
+
+def test_target_cli_names_each_setting_mistake_once_and_sends_nothing(server, tmp_path: Path):
+    """Before, an empty audience_attribute_name passed and every audience row was refused."""
+    config = {**target_config(api_url=server.url), "on_invalid_record": "skip"}
+    for mistake, _ in TARGET_NUMBER_MISTAKES[:3]:
+        config.update(mistake)
+    row = {
+        "audience_id": 11,
+        "audience_name": "Big spenders",
+        "identity_type": "customer_id",
+        "identity_value": "c-1",
+        "action": "add",
+        "timestamp": "2024-05-01T00:00:00.000+00:00",
+    }
+    stdin = "\n".join(singer_lines("audience_memberships", [row])) + "\n"
+    done = run_target_cli(tmp_path, config, stdin)
+    assert done.returncode == 1
+    errors = error_lines(done.stderr)
+    assert len(errors) == 3, done.stderr
+    for _, message in TARGET_NUMBER_MISTAKES[:3]:
+        assert sum(message in line for line in errors) == 1
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+    assert server.requests == []

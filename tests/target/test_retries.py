@@ -13,7 +13,7 @@ import time
 import pytest
 
 from target_mparticle.assemble import PreparedBatch
-from target_mparticle.client import ClientSettings, EventsApiClient, Request
+from target_mparticle.client import ClientSettings, DeliveryError, EventsApiClient, Request
 
 BODY = b'{"environment":"development","mpid":1,"source_request_id":"r-1"}'
 
@@ -106,3 +106,33 @@ def test_a_retry_after_that_asks_for_no_wait_is_a_backoff_wait(server, when):
     client.close()
     assert len(waits) == 3
     assert all(0.0 < wait <= ceiling for wait, ceiling in zip(waits, (4.0, 8.0, 10.0), strict=True))
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_a_server_error_that_may_pass_is_retried(server, status):
+    waits: list[float] = []
+    client = client_for(server, waits)
+    server.fail_with(status, times=1)
+    client.deliver([one_request()], isolate_bad=False)
+    client.close()
+    assert len(waits) == 1
+    assert len(server.batches()) == 1
+
+
+def test_a_501_is_not_retried_and_says_why(server, caplog):
+    """Not Implemented is the server's settled answer: the run fails at the first one."""
+    waits: list[float] = []
+    client = client_for(server, waits, max_retries=5)
+    server.fail_with(501, times=6)
+    with pytest.raises(DeliveryError) as raised:
+        client.deliver([one_request()], isolate_bad=False)
+    client.close()
+    assert waits == []
+    assert client.stats.retries == 0
+    assert [r.status for r in server.requests] == [501]
+    assert server.batches() == []
+    message = str(raised.value)
+    assert message.startswith(f"HTTP 501 (not implemented) from {server.url}/bulkevents")
+    assert "scripted" in message  # the server's own words
+    assert "s3cr3t-never-logged" not in message
+    assert "Retrying" not in caplog.text

@@ -329,3 +329,22 @@ def test_a_stream_map_that_cannot_apply_is_one_line_naming_the_input_line(tmp_pa
         "stream_maps could not be applied at input line 2: Failed to evaluate simpleeval "
         "expressions totl * 2: 'totl' is not defined for expression 'totl * 2'"
     )
+
+
+def test_an_error_that_ends_in_a_full_stop_gets_no_second_one(tmp_path):
+    """The SDK ends its date-time refusal with a full stop; the run's last line adds one."""
+    schema = {"properties": {"id": {"type": "string", "format": "date-time"}}}
+    lines = [
+        json.dumps({"type": "SCHEMA", "stream": "users", "schema": schema, "key_properties": []}),
+        json.dumps({"type": "RECORD", "stream": "users", "record": {"id": "not-a-date"}}),
+    ]
+    config = {
+        "dry_run": True,
+        "dry_run_path": str(tmp_path / "dry.jsonl"),
+        "mappings": {"users": {"kind": "user"}},
+    }
+    done = run_target_cli(tmp_path, config, "\n".join(lines) + "\n")
+    assert done.returncode == 1
+    (line,) = [x for x in done.stderr.splitlines() if "| ERROR" in x]
+    assert "Could not parse value 'not-a-date' for field 'id'. The last STATE written" in line
+    assert ".." not in line

@@ -153,6 +153,39 @@ def test_a_schema_that_names_no_properties_is_refused_saying_how_to_declare_them
     done = run_target_cli(tmp_path, {"dry_run": True}, json.dumps(schema) + "\n")
     assert done.returncode == 1
     assert (
-        "line 1: stream 'things''s SCHEMA names no fields ('properties'), as schemaless taps "
+        "line 1: the SCHEMA of stream 'things' names no fields ('properties'), as schemaless taps "
         "send it: declare them (Meltano's `schema` extra on the tap)"
     ) in done.stderr
+
+
+TYPE_WORDS = "a type is one of array, boolean, integer, null, number, object, string"
+
+
+@pytest.mark.parametrize(
+    ("schema", "said"),
+    [
+        (
+            {"properties": {"id": {"type": "integer"}, "age": {"type": "integr"}}},
+            f"field 'age' has type 'integr'; {TYPE_WORDS}, or a list of distinct ones",
+        ),
+        (
+            {"properties": {"tags": {"type": "array", "items": {"type": ["string", "nul"]}}}},
+            f"field 'tags[]' has type ['string', 'nul']; {TYPE_WORDS}",
+        ),
+        (
+            {"properties": {"a": {"properties": {"b": {"minimum": "x"}}}}},
+            "field 'a.b' (minimum): 'x' is not of type 'number'",
+        ),
+        ({"type": "objekt", "properties": {}}, "its top level has type 'objekt'"),
+    ],
+)
+def test_a_schema_that_is_not_json_schema_is_refused_naming_the_field(tmp_path, schema, said):
+    """The SDK's own words led with a path through the metaschema, which names no field."""
+    message = {"type": "SCHEMA", "stream": "users", "schema": schema, "key_properties": []}
+    done = run_target_cli(tmp_path, {"dry_run": True}, json.dumps(message) + "\n")
+    assert done.returncode == 1
+    (line,) = [x for x in done.stderr.splitlines() if "| ERROR" in x]
+    lead = "Malformed Singer input at line 1: the SCHEMA of stream 'users' is not JSON Schema: "
+    assert lead + said in line
+    assert "metaschema" not in line
+    assert "Traceback" not in done.stderr

@@ -9,11 +9,24 @@ the first attempt with one line that says so, and writes no STATE.
 from __future__ import annotations
 
 import json
+import os
+import socket
+import ssl
+import threading
 import typing as t
 
 import pytest
 
-from target_mparticle.client import UntrustedServerError
+from target_mparticle.assemble import PreparedBatch
+from target_mparticle.client import (
+    ClientSettings,
+    DeliveryError,
+    EventsApiClient,
+    Request,
+    TLSRefusedError,
+    UntrustedServerError,
+)
+from target_mparticle.transport import Transport, TransportFailure, TransportTLSRefused
 from tests.support.eventsapi import EventsApiServer
 from tests.support.proxy import counting_proxy
 from tests.support.target import (
@@ -122,3 +135,152 @@ def test_an_untrusted_certificate_is_its_own_error_in_process(https_server, tmp_
     assert isinstance(run.error, UntrustedServerError)
     assert "certificate" in str(run.error)
     assert run.states == []
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_https_to_a_plain_http_port_stops_at_once_with_openssls_reason(server, tmp_path):
+    """A port that answers in plain HTTP answers so every time: no retry, one line, a hint."""
+    config = users_config(server, tmp_path)
+    config["api_url"] = server.url.replace("http://", "https://")
+    config["max_retries"] = 5
+    done = run_target_cli(tmp_path, config, "\n".join(users_input()) + "\n")
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1, done.stderr
+    assert f"TLS handshake with {config['api_url']}/bulkevents failed" in errors[0]
+    assert "(wrong version number)" in errors[0]  # OpenSSL's reason, in its words
+    assert "is this an http:// endpoint?" in errors[0]
+    assert "Retrying" not in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""  # no STATE
+    assert SECRET not in done.stderr
+
+
+@pytest.fixture
+def no_shared_cipher_server(tls: LocalTLS) -> Iterator[EventsApiServer]:
+    """TLS 1.2 with only a cipher the client's default context never offers."""
+    tls.server_context.maximum_version = ssl.TLSVersion.TLSv1_2
+    tls.server_context.set_ciphers("AES128-SHA")
+    with EventsApiServer(api_key="test-key", api_secret=SECRET, tls=tls.server_context) as running:
+        yield running
+
+
+@pytest.mark.parametrize("proxied", [False, True], ids=["direct", "through_proxy"])
+def test_a_refused_handshake_is_not_retried(  # noqa: PLR0913, PLR0917 - fixtures
+    no_shared_cipher_server, tls, clean_env, tmp_path, proxied, caplog
+):
+    clean_env.setenv("REQUESTS_CA_BUNDLE", str(tls.ca_bundle))
+    config = users_config(no_shared_cipher_server, tmp_path)
+    config["max_retries"] = 5
+    with counting_proxy("http://127.0.0.1:1") as (proxy_url, log):
+        if proxied:
+            clean_env.setenv("HTTPS_PROXY", proxy_url)
+        run = run_target(config, users_input())
+    assert isinstance(run.error, TLSRefusedError)
+    assert "(sslv3 alert handshake failure)" in str(run.error)
+    assert "share no TLS version, cipher or certificate" in str(run.error)
+    assert run.states == []
+    assert no_shared_cipher_server.requests == []
+    assert "Retrying" not in caplog.text
+    # One tunnel per request (100 + 50 batches), none for a retry.
+    assert len([m for m, _, _ in log.requests if m == "CONNECT"]) == (2 if proxied else 0)
+
+
+@pytest.fixture
+def hangs_up_mid_handshake() -> Iterator[tuple[str, list[int]]]:
+    """A port that reads each ClientHello and closes: `(base URL, hellos read)`."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    hellos: list[int] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # closed by the test
+            with conn:
+                hellos.append(len(conn.recv(65536)))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{listener.getsockname()[1]}/v2", hellos
+    listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() waiting in `serve`
+    listener.close()
+    thread.join(timeout=5)
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_a_handshake_cut_short_is_retried_and_named(hangs_up_mid_handshake):
+    """A connection dropped mid-handshake may go through next time: retried, then named."""
+    url, hellos = hangs_up_mid_handshake
+    waits: list[float] = []
+    settings = ClientSettings(
+        base_url=url, api_key="k", api_secret=SECRET, max_retries=2, max_batches_per_second=0
+    )
+    client = EventsApiClient(settings, sleep=waits.append)
+    body = b'{"environment":"development","mpid":1,"source_request_id":"r-1"}'
+    request = Request(
+        "/bulkevents", [PreparedBatch("r-1", body, historical=False, items=[], n_events=0)]
+    )
+    with pytest.raises(DeliveryError) as raised:
+        client.deliver([request], isolate_bad=False)
+    client.close()
+    assert not isinstance(raised.value, TLSRefusedError)
+    assert len(waits) == 2
+    assert len(hellos) == 3
+    assert all(size > 0 for size in hellos)
+    assert "after 3 attempts; last problem: connection failed (SSLEOFError: " in str(raised.value)
+
+
+@pytest.fixture
+def garbles_its_second_answer(tls: LocalTLS) -> Iterator[str]:
+    """HTTPS that answers a connection's first POST 202, its second in plain bytes."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def read_request(conn: ssl.SSLSocket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(
+            next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(
+                b":"
+            )[1]
+        )
+        while len(body) < length:
+            body += conn.recv(65536)
+
+    def serve() -> None:
+        while True:
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return  # closed by the test
+            with tls.server_context.wrap_socket(raw, server_side=True) as conn:
+                read_request(conn)
+                conn.sendall(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+                read_request(conn)
+                # Written past TLS, on the bare socket: a record the client cannot read.
+                with socket.socket(fileno=os.dup(conn.fileno())) as bare:
+                    bare.sendall(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{listener.getsockname()[1]}/v2"
+    listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() waiting in `serve`
+    listener.close()
+    thread.join(timeout=5)
+
+
+def test_a_tls_reason_on_a_kept_alive_connection_is_retried_not_refused(
+    garbles_its_second_answer, tls, clean_env
+):
+    """Plain bytes after a handshake that went through are a fault in transit, not a setting."""
+    clean_env.setenv("REQUESTS_CA_BUNDLE", str(tls.ca_bundle))
+    transport = Transport(garbles_its_second_answer, connections=1, timeout_s=5)
+    assert transport.post("/bulkevents", b"[]", {}).status == 202
+    with pytest.raises(TransportFailure) as raised:
+        transport.post("/bulkevents", b"[]", {})
+    transport.close()
+    assert not isinstance(raised.value, TransportTLSRefused)
+    assert str(raised.value) == "SSLError: wrong version number"

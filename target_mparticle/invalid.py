@@ -42,7 +42,8 @@ class InvalidRecords:
         self.policy = policy
         self.path = dead_letter_path
         self._replace = replace
-        if replace and policy == "dead_letter" and dead_letter_path is not None:
+        if replace and dead_letter_path is not None:
+            # The dry run's own file (start-up refused one that is dead_letter_path).
             dead_letter_path.unlink(missing_ok=True)
         self.count = 0
         self._file: t.BinaryIO | None = None

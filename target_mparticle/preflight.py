@@ -13,8 +13,6 @@ every level, and the HTTP libraries' loggers are capped at INFO.
 from __future__ import annotations
 
 import collections
-import os
-import pathlib
 import sys
 import typing as t
 
@@ -387,58 +385,6 @@ def _check_fields(
                 f"{quoted(message[field])}"
             )
             raise InvalidInputLine(msg)
-
-
-def dry_run_dead_letters(dry_run_path: str | pathlib.Path) -> pathlib.Path:
-    """The dead-letter file of a dry run: beside its bodies, replaced on each run.
-
-    A dry run must leave the real run's outputs as they were: its dead letters in
-    `dead_letter_path` would be there twice once the real run wrote them too.
-    """
-    path = pathlib.Path(dry_run_path)
-    return path.with_name(f"{path.stem}-dead-letters.jsonl")
-
-
-def output_path_errors(config: Mapping[str, t.Any]) -> list[str]:
-    """Problems with the files this run would write (dead letters, dry-run bodies)."""
-    errors: list[str] = []
-    dry_run_path = str(config.get("dry_run_path") or "").strip()
-    if config.get("dry_run"):
-        if not dry_run_path:
-            errors.append("dry_run_path is empty, but dry_run is true")
-        else:
-            errors.extend(_writable("dry_run_path", dry_run_path))
-    if config.get("on_invalid_record") != "dead_letter":
-        return errors
-    if config.get("dry_run"):
-        if dry_run_path:  # a dry run's dead letters go beside its bodies
-            errors.extend(_writable("dry_run_path", str(dry_run_dead_letters(dry_run_path))))
-        return errors
-    path = str(config.get("dead_letter_path") or "").strip()
-    if not path:
-        errors.append("dead_letter_path is empty, but on_invalid_record is dead_letter")
-    else:
-        errors.extend(_writable("dead_letter_path", path))
-    return errors
-
-
-def _writable(setting: str, value: str) -> list[str]:
-    """Say why a file could not be created or appended to, without touching it."""
-    path = pathlib.Path(value).expanduser()
-    if path.exists():
-        if not path.is_file():
-            return [f"{setting} {value!r} is not a regular file"]
-        if not os.access(path, os.W_OK):
-            return [f"{setting} {value!r} is not writable"]
-        return []
-    ancestor = path.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        return [f"{setting} {value!r} cannot be created: {str(ancestor)!r} is not a directory"]
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        return [f"{setting} {value!r} cannot be created: {str(ancestor)!r} is not writable"]
-    return []
 
 
 #: Bytes read from stdin at a time. The default buffer is the file system's block

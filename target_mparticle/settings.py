@@ -26,7 +26,7 @@ from target_mparticle.mapping import (
     data_plan_errors,
     mapping_errors,
 )
-from target_mparticle.preflight import dry_run_dead_letters, output_path_errors
+from target_mparticle.output_paths import dry_run_dead_letters, output_path_errors
 
 POD_URLS = {
     "us1": "https://s2s.us1.mparticle.com/v2",
@@ -38,7 +38,7 @@ POD_URLS = {
 # method), and metadata columns would only become event attributes. Not offered in
 # --about; refused when set to anything but what the target does anyway.
 MEANINGLESS_SDK_SETTINGS = {"load_method": "append-only", "add_record_metadata": False}
-# What `preflight.output_path_errors` reads: the files a run writes.
+# What `output_paths.output_path_errors` reads: the files a run writes.
 OUTPUT_SETTINGS = ("on_invalid_record", "dead_letter_path", "dry_run", "dry_run_path")
 # Lower bounds of the numeric settings (the schema gives their types and defaults).
 NUMBER_FLOORS = {

@@ -75,6 +75,7 @@ LAYERS: list[set[str]] = [
         "target_mparticle.invalid",
         "target_mparticle.lenient_json",
         "target_mparticle.preflight",
+        "target_mparticle.output_paths",
         "target_mparticle.sdk_hooks",
         "target_mparticle.validation",
         "target_mparticle.values",

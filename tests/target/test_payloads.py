@@ -9,6 +9,7 @@ import uuid
 
 import msgspec
 import pytest
+from singer_sdk.exceptions import ConfigValidationError
 
 from target_mparticle.assemble import THIRTY_DAYS_MS, assemble, trailing_group
 from target_mparticle.clean import clean_event, clean_identities
@@ -1011,9 +1012,33 @@ def test_a_dry_run_leaves_the_real_dead_letter_file_as_it_was(tmp_path):
     assert run_target(config, singer_lines("batches", [bad, good])).error is None
     assert real.read_text() == '{"from": "an earlier real run"}\n'
     beside = tmp_path / "dry-dead-letters.jsonl"
-    assert [x["record"]["user_identities"] for x in dead_letters(config)] == [{"email": "a@b.c"}]
-    assert dead_letters(config) == [json.loads(line) for line in beside.read_text().splitlines()]
+    letters = [json.loads(line) for line in beside.read_text().splitlines()]
+    assert [x["record"]["user_identities"] for x in letters] == [{"email": "a@b.c"}]
     # The next dry run's file is that run's: none left from this one.
     assert run_target(config, singer_lines("batches", [good])).error is None
     assert not beside.exists()
     assert real.read_text() == '{"from": "an earlier real run"}\n'
+
+
+@pytest.mark.parametrize("policy", ["dead_letter", "skip"])
+def test_a_dry_run_whose_dead_letters_would_be_the_real_ones_is_refused(tmp_path, policy):
+    """`x.jsonl` puts a dry run's dead letters in `x-dead-letters.jsonl`: with
+    `dry_run_path: output/target-mparticle.jsonl` that is the default dead_letter_path,
+    which the dry run replaced (removed) without a word."""
+    real = tmp_path / "target-mparticle-dead-letters.jsonl"
+    real.write_text("{}\n")
+    config = {
+        "dry_run": True,
+        "dry_run_path": str(tmp_path / "target-mparticle.jsonl"),
+        "dead_letter_path": str(real),
+        "on_invalid_record": policy,
+    }
+    with pytest.raises(ConfigValidationError) as refused:
+        run_target(config, [])
+    said = (
+        f"dry_run_path {config['dry_run_path']!r} would put the dry run's dead letters in "
+        f"dead_letter_path {str(real)!r}, which a dry run must leave as it is: choose "
+        "another dry_run_path"
+    )
+    assert refused.value.errors == [said]
+    assert real.read_text() == "{}\n"

@@ -30,6 +30,7 @@ from tap_mparticle.audience_streams import (
 )
 from tap_mparticle.backends import open_storage
 from tap_mparticle.cloud_config import AZURE_PROPERTIES, GCS_PROPERTIES
+from tap_mparticle.interrupt import stop_on_signal
 from tap_mparticle.parsers import BadInputError
 from tap_mparticle.preflight import (
     ConfigFileError,
@@ -54,6 +55,8 @@ from tap_mparticle.streams import BatchesStream, EventsStream
 from tap_mparticle.writer import BufferedMsgSpecWriter
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     import click
     from singer_sdk.helpers.capabilities import CapabilitiesEnum
 
@@ -349,6 +352,15 @@ class TapMParticle(Tap):
         for name, stream in self.streams.items():
             if stream.selected:
                 self.settings.shard.check_state(name, bookmarks.get(name) or {})
+
+    @override
+    def _handle_termination(
+        self,
+        signum: int,
+        frame: FrameType | None,
+    ) -> None:
+        """Stop on SIGINT/SIGTERM: one ERROR line, no STATE, exit 130/143 (see `interrupt`)."""
+        stop_on_signal(self.logger, signum)
 
     @classproperty
     def _env_var_config(cls) -> dict[str, Any]:  # noqa: N805  (the SDK's name)

@@ -7,7 +7,7 @@ import functools
 import io
 import json
 import sys
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import IO, TYPE_CHECKING, Any, ClassVar, cast
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
@@ -29,6 +29,7 @@ from tap_mparticle.audience_streams import (
     AudienceUserAttributesStream,
 )
 from tap_mparticle.backends import open_storage
+from tap_mparticle.catalog_checks import parse_catalog, selection_warnings
 from tap_mparticle.cloud_config import AZURE_PROPERTIES, GCS_PROPERTIES
 from tap_mparticle.interrupt import stop_on_signal
 from tap_mparticle.parsers import BadInputError
@@ -306,6 +307,7 @@ class TapMParticle(Tap):
             self.logger.warning("%s", message)
         self.deselect_removed_streams()
         if kwargs.get("validate_config", True):
+            self.warn_selection()
             _ = self.settings  # cross-field rules fail here, as a ConfigValidationError
             self.check_shard_state()
 
@@ -318,6 +320,13 @@ class TapMParticle(Tap):
         """
         check_state(state)
         super().load_state(state)
+
+    def warn_selection(self) -> None:
+        """Warn when the run would read nothing, or its catalog names unknown streams."""
+        catalog = self.input_catalog
+        ids = None if catalog is None else [entry.tap_stream_id for entry in catalog.streams]
+        for message in selection_warnings(ids, self.streams):
+            self.logger.warning("%s", message)
 
     def deselect_removed_streams(self) -> None:
         """Deselect each stream that stream maps remove, so it is not read at all.
@@ -413,6 +422,17 @@ class TapMParticle(Tap):
         return streams
 
     @classmethod
+    def checked_catalog(cls, catalog: IO[str]) -> IO[str]:
+        """The --catalog file, checked: a malformed one is one line naming it, and exit 1."""
+        where = f"catalog file {getattr(catalog, 'name', '')}".rstrip()
+        try:
+            value = parse_catalog(catalog.read(), where)
+        except ConfigFileError as exc:
+            cls.logger.error("%s", exc)  # noqa: TRY400  (one line is the whole story)
+            sys.exit(1)
+        return io.StringIO(json.dumps(value))
+
+    @classmethod
     @override
     def invoke(cls, *args: Any, **kwargs: Any) -> None:
         state = kwargs.get("state")
@@ -430,6 +450,8 @@ class TapMParticle(Tap):
                 cls.logger.info("%s holds Meltano's wrapped state: read its singer_state", where)
                 text = json.dumps(value)
             kwargs["state"] = io.StringIO(text or "{}")
+        if kwargs.get("catalog") is not None:
+            kwargs["catalog"] = cls.checked_catalog(kwargs["catalog"])
         try:
             super().invoke(*args, **kwargs)
         except ConfigValidationError as exc:

@@ -25,6 +25,7 @@ from tap_mparticle.preflight import (
     MAX_DOWNLOAD_CONCURRENCY,
     MAX_LOOKBACK_MINUTES,
     aws_setting_errors,
+    trim_aws_credentials,
 )
 from tap_mparticle.sharding import Shard
 from tap_mparticle.storage import local_root
@@ -116,6 +117,7 @@ class TapSettings:
         Raises:
             ConfigValidationError: One or more settings are wrong; every problem is listed.
         """
+        config = trim_aws_credentials(config)
         errors: list[str] = []
         bucket_url = str(config.get("bucket_url") or "").strip()
         errors.extend(_bucket_url_errors(bucket_url))

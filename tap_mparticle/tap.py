@@ -300,6 +300,8 @@ class TapMParticle(Tap):
         guard_logs(
             [
                 *(self.config.get(name) for name in SECRET_SETTINGS),
+                # and as the settings use them, trimmed (see trim_aws_credentials)
+                *(str(self.config.get(name) or "").strip() for name in SECRET_SETTINGS),
                 *azure_secret_values(azure_settings(self.config)),
             ]
         )

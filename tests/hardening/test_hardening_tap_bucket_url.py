@@ -1,4 +1,4 @@
-"""bucket_url mistakes are one config error naming bucket_url, before any output."""
+"""Mistakes in where the drop is (bucket_url, aws_endpoint_url): one config error, no output."""
 
 from __future__ import annotations
 
@@ -73,3 +73,29 @@ def test_a_file_is_not_a_local_drop(tmp_path: Path):
     a_file.write_text("")
     (error,) = config_errors(str(a_file))
     assert error == f"bucket_url '{a_file}' is not a directory (a local drop is a directory)"
+
+
+def test_endpoint_url_with_a_path_is_refused_before_any_request(
+    tmp_path: Path, moto_endpoint: str, s3_client, s3_bucket: str
+):
+    event = b'{"events": [{"event_type": "uninstall", "data": {}}], "mpid": "7"}'
+    s3_client.put_object(Bucket=s3_bucket, Key="2024-05-01/app_1.txt", Body=event)
+    config = {
+        "bucket_url": f"s3://{s3_bucket}",
+        "aws_region": "us-east-1",
+        "aws_access_key_id": "AKIATESTTESTTESTTEST",
+        "aws_secret_access_key": "test-secret",
+    }
+    with_path = {**config, "aws_endpoint_url": f"{moto_endpoint}/{s3_bucket}"}
+    run = run_cli(with_path, tmp_path)
+    assert run.returncode == 1
+    assert run.messages == []
+    (line,) = error_lines(run.stderr)
+    assert line.endswith(
+        f"aws_endpoint_url '{moto_endpoint}/{s3_bucket}' has a path: no path allowed: put the "
+        "bucket in bucket_url (e.g. http://localhost:9000 and s3://bucket/prefix)"
+    )
+    # The same endpoint without the path reads the bucket.
+    fixed = run_cli({**config, "aws_endpoint_url": moto_endpoint}, tmp_path)
+    assert fixed.returncode == 0, fixed.stderr[-2000:]
+    assert [r["mpid"] for r in fixed.records("events")] == [7]

@@ -266,7 +266,10 @@ class TapMParticle(Tap):
             "aws_endpoint_url",
             th.StringType(),
             title="S3 endpoint URL",
-            description="An S3-compatible endpoint: MinIO, LocalStack, Ceph, moto.",
+            description=(
+                "An S3-compatible endpoint (MinIO, LocalStack, Ceph, moto): scheme, host and "
+                "port only; the bucket goes in bucket_url."
+            ),
         ),
         th.Property(
             "aws_role_arn",

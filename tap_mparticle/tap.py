@@ -312,9 +312,9 @@ class TapMParticle(Tap):
             self.logger.warning("%s", message)
         self.deselect_removed_streams()
         if kwargs.get("validate_config", True):
-            self.warn_selection()
             _ = self.settings  # cross-field rules fail here, as a ConfigValidationError
             self.check_shard_state()
+            self.warn_selection()
 
     @override
     def load_state(self, state: dict[str, Any]) -> None:

@@ -45,6 +45,7 @@ from tap_mparticle.bad_input import SkippedInput
 from tap_mparticle.cursor import REPLICATION_KEY, FileCursor, format_timestamp
 from tap_mparticle.folders import FolderFilter
 from tap_mparticle.late_files import LateFiles
+from tap_mparticle.listing_log import Listing, log_listing
 from tap_mparticle.parsers import BadInputError
 from tap_mparticle.prefetch import prefetch
 from tap_mparticle.storage import StorageError, read_error
@@ -222,31 +223,9 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
                 if cursor.should_read(file):
                     new.append(file)
         new.sort(key=lambda f: (f.last_modified, f.key))
-        self.logger.info(
-            "%s: %d new %s of %d listed under prefix %r of %s",
-            self.name,
-            len(new),
-            "file" if len(new) == 1 else "files",
-            listed,
-            self.prefix,
-            storage.description,
-        )
-        if skip_folder.skipped_by_date:
-            self.logger.info(
-                "%s: %d date folders before %s not listed (date_folders_by: %s), the first %r",
-                self.name,
-                skip_folder.skipped_by_date,
-                skip_folder.first_day,
-                self.settings.date_folders_by,
-                skip_folder.example,
-            )
-        if shard.count > 1:
-            self.logger.info(
-                "%s: %s; %d listed files belong to other shards",
-                self.name,
-                shard.describe(),
-                others,
-            )
+        place = (self.name, self.prefix, self.prefix_setting, storage.description)
+        listing = Listing(*place, listed=listed, new=len(new), others=others)
+        log_listing(self.logger, listing, skip_folder, shard, first_run=cursor.bookmark is None)
         self._late = late
         self.warn_late_files(late)
         for file in not_text:

@@ -58,6 +58,7 @@ class FolderFilter:
             window_start: The earliest LastModified the cursor still reads, if any.
         """
         self.excluded = tuple(excluded)
+        self.date_folders_by = date_folders_by
         self.first_day: dt.date | None = None
         # Folder dates are UTC days: a start_date of 00:00+02:00 is 22:00 the day before.
         if date_folders_by == "event_time" and start_date is not None:

@@ -54,6 +54,30 @@ _CUSTOM_REGION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 
 
+#: Settings whose surrounding whitespace (a pasted newline, a space) is never meant.
+TRIMMED_AWS_SETTINGS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+
+
+def trim_aws_credentials(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config with the AWS credentials' surrounding whitespace removed.
+
+    A key pasted with a trailing newline or space was sent as is, and AWS refused
+    it with a signature error that names no setting. Whitespace-only is unset.
+
+    Args:
+        config: The tap's config.
+
+    Returns:
+        A copy, trimmed.
+    """
+    trimmed = dict(config)
+    for name in TRIMMED_AWS_SETTINGS:
+        value = trimmed.get(name)
+        if isinstance(value, str):
+            trimmed[name] = value.strip()
+    return trimmed
+
+
 def aws_setting_errors(config: Mapping[str, Any]) -> list[str]:
     """Problems with the AWS settings that can be seen without a request.
 
@@ -67,10 +91,17 @@ def aws_setting_errors(config: Mapping[str, Any]) -> list[str]:
     endpoint = config.get("aws_endpoint_url")
     if endpoint:
         parsed = urlparse(str(endpoint))
+        shown = mask_userinfo(str(endpoint))
         if parsed.scheme not in {"http", "https"} or not parsed.hostname:
             errors.append(
-                f"aws_endpoint_url {mask_userinfo(str(endpoint))!r} is not an http(s) URL "
-                "(e.g. http://localhost:9000)"
+                f"aws_endpoint_url {shown!r} is not an http(s) URL (e.g. http://localhost:9000)"
+            )
+        elif parsed.path.strip("/") or parsed.query:
+            # botocore would send requests under the path, and the bucket named in
+            # bucket_url after it: a NoSuchKey or NoSuchBucket on the first listing.
+            errors.append(
+                f"aws_endpoint_url {shown!r} has a path: no path allowed: put the bucket "
+                "in bucket_url (e.g. http://localhost:9000 and s3://bucket/prefix)"
             )
     region = config.get("aws_region")
     if region:
@@ -111,5 +142,6 @@ __all__ = [
     "guard_logs",
     "parse_json_object",
     "read_json_object",
+    "trim_aws_credentials",
     "unknown_settings",
 ]

@@ -34,6 +34,10 @@ OVERRIDDEN: dict[tuple[str, str], str] = {
     ("singer_sdk.streams.core:Stream", "log"): (
         "no generic 'unhandled error' line before the tap's own one-line error"
     ),
+    ("singer_sdk.tap_base:Tap", "_handle_termination"): (
+        "SIGINT/SIGTERM: the SDK writes STATE and exits 0; ours logs an ERROR naming the "
+        "signal, writes no STATE and exits 128 + the signal number (interrupt.py)"
+    ),
     ("singer_sdk.plugin_base:PluginBase", "cb_config"): (
         "a config file that is not a JSON object is one line, not a traceback"
     ),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -24,6 +25,7 @@ from tap_mparticle.preflight import (
     MAX_DOWNLOAD_CONCURRENCY,
     MAX_LOOKBACK_MINUTES,
     aws_setting_errors,
+    trim_aws_credentials,
 )
 from tap_mparticle.sharding import Shard
 from tap_mparticle.storage import local_root
@@ -115,6 +117,7 @@ class TapSettings:
         Raises:
             ConfigValidationError: One or more settings are wrong; every problem is listed.
         """
+        config = trim_aws_credentials(config)
         errors: list[str] = []
         bucket_url = str(config.get("bucket_url") or "").strip()
         errors.extend(_bucket_url_errors(bucket_url))
@@ -248,24 +251,66 @@ def _bucket_url_errors(bucket_url: str) -> list[str]:
             )
         ]
     shown = mask_userinfo(bucket_url)
-    if parsed.scheme in CLOUD_SCHEMES and not parsed.netloc:
-        what = CLOUD_SCHEMES[parsed.scheme]
-        return [f"bucket_url {shown!r} names no {what} (expected {parsed.scheme}://{what})"]
-    if parsed.scheme in CLOUD_SCHEMES and "@" in parsed.netloc:
-        # No bucket or container name holds an @; the credentials would end up in
-        # every record's _sdc_source_uri.
-        reason = "holds credentials (user:password@): set them in the credential settings"
-        return [f"bucket_url {shown!r} {reason}, not in the URL"]
-    if parsed.scheme == "file" and not parsed.path.strip("/"):
-        # file:// alone would read the working directory (and file:/// the whole disk).
-        return [f"bucket_url {shown!r} names no directory (expected file:///path/to/drop)"]
+    if parsed.scheme in CLOUD_SCHEMES:
+        return _cloud_url_errors(bucket_url, shown)
     # One-letter schemes are Windows drive letters, i.e. local paths.
-    if parsed.scheme not in {"", "file", *CLOUD_SCHEMES} and len(parsed.scheme) > 1:
+    if parsed.scheme not in {"", "file"} and len(parsed.scheme) > 1:
         reason = (
             f"has unsupported scheme {parsed.scheme!r} (use s3://, gs://, az://, file:// or a path)"
         )
         return [f"bucket_url {shown!r} {reason}"]
+    if parsed.scheme == "file" and not parsed.path.strip("/"):
+        # file:// alone would read the working directory (and file:/// the whole disk).
+        return [f"bucket_url {shown!r} names no directory (expected file:///path/to/drop)"]
+    if parsed.scheme == "file" and parsed.netloc not in {"", "localhost"}:
+        # urlparse takes `work` of file://work/x for a host and drops it: the tap
+        # would read /x, not work/x.
+        host = parsed.netloc.rpartition("@")[2]  # never a user:password
+        reason = f"names host {host!r}: a file:// URL takes no host (or localhost)"
+        return [f"bucket_url {shown!r} {reason}; for a path use file:///{host}{parsed.path}"]
+    return _local_root_errors(bucket_url, shown)
+
+
+def _cloud_url_errors(bucket_url: str, shown: str) -> list[str]:
+    parsed = urlparse(bucket_url)
+    if not parsed.netloc:
+        what = CLOUD_SCHEMES[parsed.scheme]
+        expected = f"(expected {parsed.scheme}://{what}){_url_hint(bucket_url)}"
+        return [f"bucket_url {shown!r} names no {what} {expected}"]
+    if "@" in parsed.netloc:
+        # No bucket or container name holds an @; the credentials would end up in
+        # every record's _sdc_source_uri.
+        reason = "holds credentials (user:password@): set them in the credential settings"
+        return [f"bucket_url {shown!r} {reason}, not in the URL"]
     return []
+
+
+#: A cloud URL with its "://" mistyped (s3//bucket, s3:/bucket, s3:bucket).
+_MISTYPED_CLOUD_URL = re.compile(r"^(s3|gs|az)(?::/*|/+)(?!/)(\S+)$")
+
+
+def _url_hint(bucket_url: str) -> str:
+    """The hint "; did you mean s3://bucket?" for a mistyped "://", else ""."""
+    match = _MISTYPED_CLOUD_URL.match(bucket_url)
+    if not match:
+        return ""
+    return f"; did you mean {match[1]}://{match[2]}?"
+
+
+def _local_root_errors(bucket_url: str, shown: str) -> list[str]:
+    """A local bucket_url must name a directory that exists, checked before any output.
+
+    Otherwise the run wrote every SCHEMA and then failed listing the first stream
+    with "not a directory", naming no setting.
+    """
+    root = local_root(bucket_url)
+    if root.is_dir():
+        return []
+    hint = _url_hint(bucket_url)
+    if os.path.lexists(root):  # False, not an exception, for a path we may not stat
+        return [f"bucket_url {shown!r} is not a directory (a local drop is a directory){hint}"]
+    where = str(root.absolute())
+    return [f"bucket_url {shown!r} does not exist (a local directory: {where}){hint}"]
 
 
 def _prefix_errors(prefixes: Mapping[str, str], bucket_url: str) -> list[str]:

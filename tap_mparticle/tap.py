@@ -7,7 +7,7 @@ import functools
 import io
 import json
 import sys
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import IO, TYPE_CHECKING, Any, ClassVar, cast
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
@@ -29,7 +29,9 @@ from tap_mparticle.audience_streams import (
     AudienceUserAttributesStream,
 )
 from tap_mparticle.backends import open_storage
+from tap_mparticle.catalog_checks import parse_catalog, selection_warnings
 from tap_mparticle.cloud_config import AZURE_PROPERTIES, GCS_PROPERTIES
+from tap_mparticle.interrupt import stop_on_signal
 from tap_mparticle.parsers import BadInputError
 from tap_mparticle.preflight import (
     ConfigFileError,
@@ -54,6 +56,8 @@ from tap_mparticle.streams import BatchesStream, EventsStream
 from tap_mparticle.writer import BufferedMsgSpecWriter
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     import click
     from singer_sdk.helpers.capabilities import CapabilitiesEnum
 
@@ -263,7 +267,10 @@ class TapMParticle(Tap):
             "aws_endpoint_url",
             th.StringType(),
             title="S3 endpoint URL",
-            description="An S3-compatible endpoint: MinIO, LocalStack, Ceph, moto.",
+            description=(
+                "An S3-compatible endpoint (MinIO, LocalStack, Ceph, moto): scheme, host and "
+                "port only; the bucket goes in bucket_url."
+            ),
         ),
         th.Property(
             "aws_role_arn",
@@ -297,6 +304,8 @@ class TapMParticle(Tap):
         guard_logs(
             [
                 *(self.config.get(name) for name in SECRET_SETTINGS),
+                # and as the settings use them, trimmed (see trim_aws_credentials)
+                *(str(self.config.get(name) or "").strip() for name in SECRET_SETTINGS),
                 *azure_secret_values(azure_settings(self.config)),
             ]
         )
@@ -306,6 +315,7 @@ class TapMParticle(Tap):
         if kwargs.get("validate_config", True):
             _ = self.settings  # cross-field rules fail here, as a ConfigValidationError
             self.check_shard_state()
+            self.warn_selection()
 
     @override
     def load_state(self, state: dict[str, Any]) -> None:
@@ -316,6 +326,13 @@ class TapMParticle(Tap):
         """
         check_state(state)
         super().load_state(state)
+
+    def warn_selection(self) -> None:
+        """Warn when the run would read nothing, or its catalog names unknown streams."""
+        catalog = self.input_catalog
+        ids = None if catalog is None else [entry.tap_stream_id for entry in catalog.streams]
+        for message in selection_warnings(ids, self.streams):
+            self.logger.warning("%s", message)
 
     def deselect_removed_streams(self) -> None:
         """Deselect each stream that stream maps remove, so it is not read at all.
@@ -350,6 +367,15 @@ class TapMParticle(Tap):
         for name, stream in self.streams.items():
             if stream.selected:
                 self.settings.shard.check_state(name, bookmarks.get(name) or {})
+
+    @override
+    def _handle_termination(
+        self,
+        signum: int,
+        frame: FrameType | None,
+    ) -> None:
+        """Stop on SIGINT/SIGTERM: one ERROR line, no STATE, exit 130/143 (see `interrupt`)."""
+        stop_on_signal(self.logger, signum)
 
     @classproperty
     def _env_var_config(cls) -> dict[str, Any]:  # noqa: N805  (the SDK's name)
@@ -402,6 +428,17 @@ class TapMParticle(Tap):
         return streams
 
     @classmethod
+    def checked_catalog(cls, catalog: IO[str]) -> IO[str]:
+        """The --catalog file, checked: a malformed one is one line naming it, and exit 1."""
+        where = f"catalog file {getattr(catalog, 'name', '')}".rstrip()
+        try:
+            value = parse_catalog(catalog.read(), where)
+        except ConfigFileError as exc:
+            cls.logger.error("%s", exc)  # noqa: TRY400  (one line is the whole story)
+            sys.exit(1)
+        return io.StringIO(json.dumps(value))
+
+    @classmethod
     @override
     def invoke(cls, *args: Any, **kwargs: Any) -> None:
         state = kwargs.get("state")
@@ -419,6 +456,8 @@ class TapMParticle(Tap):
                 cls.logger.info("%s holds Meltano's wrapped state: read its singer_state", where)
                 text = json.dumps(value)
             kwargs["state"] = io.StringIO(text or "{}")
+        if kwargs.get("catalog") is not None:
+            kwargs["catalog"] = cls.checked_catalog(kwargs["catalog"])
         try:
             super().invoke(*args, **kwargs)
         except ConfigValidationError as exc:

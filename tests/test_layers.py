@@ -50,6 +50,9 @@ LAYERS: list[set[str]] = [
         "tap_mparticle.schema_objects",
         "tap_mparticle.writer",
         "tap_mparticle.sdk_hooks",
+        "tap_mparticle.interrupt",
+        "tap_mparticle.listing_log",
+        "tap_mparticle.catalog_checks",
     },
     # tap: formats, bytes to records (no storage, no SDK).
     {

@@ -42,6 +42,7 @@ FINGERPRINTS = {
     ("singer_sdk.target_base:Target", "_process_state_message"): "e27158e2b1e7ea6d",
     ("singer_sdk.target_base:Target", "_write_state_message"): "bf40aa5e36ebef4d",
     ("singer_sdk.target_base:Target", "_handle_termination"): "0d610b822293792b",
+    ("singer_sdk.tap_base:Tap", "_handle_termination"): "2bb79ae47769883a",
     ("singer_sdk.target_base:Target", "_max_record_age_in_minutes"): "a31b250546161e1b",
     ("singer_sdk.target_base:Target", "_drain_all"): "8160903b09186596",
     ("singer_sdk.sinks.core:Sink", "_parse_timestamps_in_record"): "b99dc17613b2e3ac",

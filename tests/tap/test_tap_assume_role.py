@@ -102,3 +102,31 @@ def test_profile_and_session_token_supply_credentials(tmp_path, monkeypatch):
         without = {k: v for k, v in with_token.items() if k != "aws_session_token"}
         with pytest.raises(StorageError, match="mp-forwarding-profile"):
             run_tap(without)
+
+
+def test_credentials_pasted_with_surrounding_whitespace_are_trimmed(tmp_path):
+    """A key, secret or token with a pasted newline or space signs requests all the same."""
+    with strict_moto(no_auth_actions=SETUP_ACTIONS) as endpoint:
+        reader = {"Effect": "Allow", "Action": ["s3:*", "sts:AssumeRole"], "Resource": "*"}
+        key, role_arn = reader_and_role(endpoint, "mp-forwarding-padded", reader, mpid=5)
+        sts = boto3.client(
+            "sts",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=key["AccessKeyId"],
+            aws_secret_access_key=key["SecretAccessKey"],
+        )
+        credentials = sts.assume_role(RoleArn=role_arn, RoleSessionName="padded")["Credentials"]
+        config = {
+            "bucket_url": "s3://mp-forwarding-padded",
+            "aws_endpoint_url": endpoint,
+            "aws_region": "us-east-1",
+            "aws_access_key_id": f"  {credentials['AccessKeyId']}\n",
+            "aws_secret_access_key": f"{credentials['SecretAccessKey']} \n",
+            "aws_session_token": f"\t{credentials['SessionToken']}\r\n",
+        }
+        run = run_cli(config, tmp_path)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert [r["mpid"] for r in run.records("events")] == [5]
+        assert credentials["SecretAccessKey"] not in run.stderr
+        assert credentials["SessionToken"] not in run.stderr

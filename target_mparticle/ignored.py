@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import difflib
+import fnmatch
 import logging
 import re
 import typing as t
@@ -46,9 +47,10 @@ class IgnoredSettings:
     def expect_stream_maps(self, stream_maps: object) -> None:
         """Note the input streams `stream_maps` names, to report those that never arrive.
 
-        The SDK applies a map to the stream of that exact name and ignores the rest in
-        silence, as it does a typo. A key whose map names its `__source__` is a new
-        stream (an alias), and `__else__` covers any stream: neither names an input.
+        The SDK applies a map to the streams its key names (exactly, or as a pattern:
+        `ord*`) and ignores a key that names none in silence, as it does a typo. A key
+        whose map names its `__source__` is a new stream, and `__else__` covers any
+        stream: neither names an input.
         """
         if not isinstance(stream_maps, dict):
             return
@@ -174,7 +176,9 @@ class IgnoredSettings:
             ("stream_maps", self._stream_maps, self._inputs),
         ):
             for stream in streams:
-                if stream not in seen:
+                if stream not in seen and not (
+                    setting == "stream_maps" and fnmatch.filter(seen, stream)
+                ):
                     LOGGER.warning(
                         "%s[%r] was not used: no stream named %r arrived (streams seen: %s)",
                         setting,

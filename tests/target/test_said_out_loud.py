@@ -50,6 +50,7 @@ def test_a_stream_map_for_a_stream_that_never_arrived_is_reported_at_the_end(con
     config["mappings"] = {"sales": {"identities": {"customer_id": "customer_id"}}}
     config["stream_maps"] = {
         "ordrs": {"total": "total * 2"},
+        "ord*s": {"channel": "channel"},  # a pattern the SDK matches: used
         "orders": {"__alias__": "sales"},
         "copy": {"__source__": "orders"},
         "__else__": None,

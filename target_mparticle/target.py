@@ -16,7 +16,12 @@ from functools import cached_property
 
 import jsonschema
 from singer_sdk import Target
-from singer_sdk.exceptions import ConfigValidationError, InvalidJSONSchema, MappingError
+from singer_sdk.exceptions import (
+    ConfigValidationError,
+    InvalidJSONSchema,
+    MapExpressionError,
+    MappingError,
+)
 from singer_sdk.helpers._classproperty import classproperty
 
 from mparticle_facts.plugin_guards import (
@@ -162,7 +167,17 @@ class TargetMParticle(Target):
         except KeyError:
             plain = self._plain[stream_name] = sdk_hooks.plain_sink(self, stream_name)
         if plain is None:
-            super()._process_record_message(message_dict)
+            try:
+                super()._process_record_message(message_dict)
+            except MappingError:
+                raise
+            except Exception as exc:
+                if not _raised_by_a_map(exc):
+                    raise
+                # An expression the SDK does not catch itself (`total / 0`, a null in
+                # `int(x)`, `record["nope"]`): as one line, as its own errors are.
+                msg = f"an expression for stream {stream_name!r} raised {type(exc).__name__}: {exc}"
+                raise MapExpressionError(msg) from None
             return
         sdk_hooks.process_plain_record(self, plain, record)
 
@@ -368,3 +383,13 @@ class TargetMParticle(Target):
 
 if __name__ == "__main__":
     TargetMParticle.cli()
+
+
+def _raised_by_a_map(exc: BaseException) -> bool:
+    """Whether `exc` came out of evaluating a stream map's expression (simpleeval)."""
+    frame = exc.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code.co_filename.endswith(("singer_sdk/mapper.py", "simpleeval.py")):
+            return True
+        frame = frame.tb_next
+    return False

@@ -349,3 +349,29 @@ def test_an_error_that_ends_in_a_full_stop_gets_no_second_one(tmp_path):
     (line,) = [x for x in done.stderr.splitlines() if "| ERROR" in x]
     assert "Could not parse value 'not-a-date' for field 'id'. The last STATE written" in line
     assert ".." not in line
+
+
+@pytest.mark.parametrize(
+    ("expression", "reason"),
+    [
+        ("total / 0", "ZeroDivisionError: division by zero"),
+        ("record['nope']", "KeyError: 'nope'"),
+        ("int(order_id)", "ValueError: invalid literal for int() with base 10: 'O-0'"),
+    ],
+)
+def test_any_error_of_a_stream_map_expression_is_one_line(tmp_path, expression, reason):
+    """The SDK catches only unknown names and bad syntax: the rest were tracebacks."""
+    config = {
+        "dry_run": True,
+        "dry_run_path": str(tmp_path / "dry.jsonl"),
+        "stream_maps": {"orders": {"x": expression}},
+    }
+    lines = "\n".join(singer_lines("orders", ORDERS, key=["order_id"])) + "\n"
+    done = run_target_cli(tmp_path, config, lines)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    (error,) = [line for line in done.stderr.splitlines() if "| ERROR" in line]
+    assert error.endswith(
+        "stream_maps could not be applied at input line 2: an expression for stream "
+        f"'orders' raised {reason}"
+    )

@@ -76,6 +76,9 @@ def exit_with_one_line(exc: Exception, lines: NumberedLines, logger: logging.Log
         # One line: some of the SDK's messages run over two (MissingKeyPropertiesError).
         message = " ".join(part.strip() for part in str(exc).splitlines())
         at, names = lines.left_out
+        # Of the fields left out, those the message lists (as key properties: the
+        # record keys it lists no longer hold them).
+        names = tuple(name for name in names if repr(name) in message)
         if isinstance(exc, MissingKeyPropertiesError) and names and at == lines.lineno:
             fields = ", ".join(map(repr, names))
             message += f" (this line's {fields} held NaN or Infinity, which JSON has no number for)"

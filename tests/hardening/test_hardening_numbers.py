@@ -402,7 +402,7 @@ def test_a_nan_key_property_is_named_as_nan_not_only_as_missing(tmp_path):
     lines = [
         json.dumps(schema),
         start + '{"id": 1, "e": "a@b.c", "n": NaN}}',
-        start + '{"id": NaN, "e": "b@c.d"}}',
+        start + '{"id": NaN, "e": "b@c.d", "score": Infinity}}',
         start + '{"e": "c@d.e"}}',
     ]
     config = {

@@ -329,33 +329,72 @@ def environment_config(
         ConfigValidationError: One message per variable that cannot be read.
     """
     environment = {name: text for name, text in os.environ.items() if name.startswith(prefix)}
-    from_file: list[str] = []
-    if dotenv_path.is_file():
-        for name, text in dotenv_values(dotenv_path).items():
-            if name.startswith(prefix) and name not in environment and text is not None:
-                environment[name] = text
-                from_file.append(name)
+    from_file = _add_dotenv(environment, dotenv_path, prefix)
     found: dict[str, Any] = {}
     errors: list[str] = []
-    for name, prop in (schema.get("properties") or {}).items():
-        variable = prefix + name.upper().replace("-", "_")
+    variables = {
+        prefix + name.upper().replace("-", "_"): (name, prop)
+        for name, prop in (schema.get("properties") or {}).items()
+    }
+    for variable, (name, prop) in variables.items():
         if variable in environment:
             try:
                 found[name] = _env_value(environment[variable], prop)
             except ValueError as exc:
                 errors.append(one_line(f"{variable} (setting {name}): {exc}"))
-    if from_file:
-        logger.info("Settings also read from %s: %s", dotenv_path, ", ".join(sorted(from_file)))
+    # A misspelt variable is no setting: said, as a misspelt key of a config file is.
+    loose = {
+        name: None
+        for name in environment
+        if name not in variables
+        and name
+        not in (
+            prefix + "LOGLEVEL"  # the SDK's log level, read from the environment itself
+        )
+    }
+    for message in unknown_settings(loose, variables):
+        logger.warning("%s", message.replace("unknown setting", "unknown variable", 1))
+    used = sorted(from_file & variables.keys())
+    if used:
+        logger.info("Settings also read from %s: %s", dotenv_path, ", ".join(used))
     if errors:
         msg = "settings in the environment cannot be read"
         raise ConfigValidationError(msg, errors=errors)
     return found
 
 
-def _env_value(text: str, prop: Mapping[str, Any]) -> Any:  # noqa: ANN401  (a setting's value)
-    """One environment variable's text as the value its setting's type calls for."""
+def _add_dotenv(environment: dict[str, str], dotenv_path: pathlib.Path, prefix: str) -> set[str]:
+    """Add the `.env` file's variables the environment does not set; their names."""
+    if not dotenv_path.is_file():
+        return set()
+    try:
+        values = dotenv_values(dotenv_path)
+    except (UnicodeDecodeError, OSError) as exc:
+        msg = f"{dotenv_path} cannot be read as a .env file ({exc})"
+        raise ConfigValidationError(msg, errors=[one_line(msg)]) from None
+    added = set()
+    for name, text in values.items():
+        if name.startswith(prefix) and name not in environment and text is not None:
+            environment[name] = text
+            added.add(name)
+    return added
+
+
+def _json_types(prop: Mapping[str, Any]) -> set[str]:
+    """The JSON types a setting's schema allows, `anyOf`/`oneOf` options included."""
     declared = prop.get("type")
     types = {declared} if isinstance(declared, str) else set(declared or ())
+    for option in (*(prop.get("anyOf") or ()), *(prop.get("oneOf") or ())):
+        if isinstance(option, dict):
+            types |= _json_types(option)
+    return types
+
+
+def _env_value(text: str, prop: Mapping[str, Any]) -> Any:  # noqa: ANN401  (a setting's value)
+    """One environment variable's text as the value its setting's type calls for."""
+    types = _json_types(prop)
+    if "null" in types and "string" not in types and text.strip() == "null":
+        return None
     types.discard("null")
     if types == {"boolean"}:
         word = text.strip().lower()
@@ -364,28 +403,30 @@ def _env_value(text: str, prop: Mapping[str, Any]) -> Any:  # noqa: ANN401  (a s
         msg = f"{text[:40]!r} is not one of {', '.join(_TRUE_WORDS + _FALSE_WORDS)}"
         raise ValueError(msg)
     if types in ({"integer"}, {"number"}, {"integer", "number"}):
-        value = _json_or_none(text)
-        if type(value) is int or (
-            "number" in types and type(value) is float and math.isfinite(value)
-        ):
-            return value
-        msg = f"{text[:40]!r} is not {'a number' if 'number' in types else 'a whole number'}"
-        raise ValueError(msg)
-    if types == {"array"}:
-        if not text.lstrip().startswith("[") and "string" in str(prop.get("items", {})):
-            return [part.strip() for part in text.split(",") if part.strip()]  # a,b,c
-        value = _json_or_none(text)
-        if type(value) is list:
-            return value
-        msg = "is not a JSON array"
-        raise ValueError(msg)
-    if types == {"object"}:
-        value = _json_or_none(text)
-        if type(value) is dict:
-            return value
-        msg = "is not a JSON object"
-        raise ValueError(msg)
+        return _env_number(text, whole="number" not in types)
+    if types in ({"array"}, {"object"}):
+        return _env_json(text, prop, types.pop())
     return text
+
+
+def _env_number(text: str, *, whole: bool) -> int | float:
+    value = _json_or_none(text)
+    if type(value) is int or (not whole and type(value) is float and math.isfinite(value)):
+        return value
+    msg = f"{text[:40]!r} is not {'a whole number' if whole else 'a number'}"
+    raise ValueError(msg)
+
+
+def _env_json(text: str, prop: Mapping[str, Any], kind: str) -> Any:  # noqa: ANN401  (JSON)
+    """A JSON array or object; a list of text may also be given as `a,b,c`."""
+    listed_text = kind == "array" and "string" in str(prop.get("items", {}))
+    if listed_text and not text.lstrip().startswith("["):
+        return [part.strip() for part in text.split(",") if part.strip()]
+    value = _json_or_none(text)
+    if type(value) is (list if kind == "array" else dict):
+        return value
+    msg = f"is not a JSON {kind}"
+    raise ValueError(msg)
 
 
 def _json_or_none(text: str) -> Any:  # noqa: ANN401  (any JSON value)

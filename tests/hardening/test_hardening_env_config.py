@@ -7,11 +7,13 @@ test's own, with a clean environment holding only what each test sets.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
 import typing as t
 
+from mparticle_facts.plugin_guards import environment_config
 from tests.support.files import error_lines
 
 if t.TYPE_CHECKING:
@@ -149,3 +151,64 @@ def test_a_dotenv_is_read_from_the_working_directory_and_never_overrides(tmp_pat
     assert done.returncode == 0, done.stderr[-2000:]
     assert (sub / "dry.jsonl").exists()
     assert "Settings also read" not in done.stderr
+
+
+def test_a_misspelt_variable_is_said_and_only_settings_are_listed_as_read(tmp_path):
+    """`TARGET_MPARTICLE_DRYRUN=true` was ignored in silence: a real run."""
+    (tmp_path / ".env").write_text(
+        "TARGET_MPARTICLE_DRY_RUN=true\nTARGET_MPARTICLE_MAX_RETRIS=3\nTARGET_MPARTICLE_LOGLEVEL=info\n"
+    )
+    variables = target_env(tmp_path, TARGET_MPARTICLE_DRYRUN="true")
+    del variables["TARGET_MPARTICLE_DRY_RUN"]
+    done = run_env("target_mparticle", tmp_path, variables, USER_LINES)
+    assert done.returncode == 0, done.stderr[-2000:]
+    warned = [line.rsplit(" | ", 1)[-1] for line in done.stderr.splitlines() if "| WARNING" in line]
+    assert (
+        "unknown variable 'TARGET_MPARTICLE_DRYRUN' is ignored (did you mean "
+        "'TARGET_MPARTICLE_DRY_RUN'?)"
+    ) in warned
+    assert (
+        "unknown variable 'TARGET_MPARTICLE_MAX_RETRIS' is ignored (did you mean "
+        "'TARGET_MPARTICLE_MAX_RETRIES'?)"
+    ) in warned
+    assert not [line for line in warned if "LOGLEVEL" in line]
+    assert f"Settings also read from {tmp_path / '.env'}: TARGET_MPARTICLE_DRY_RUN\n" in (
+        done.stderr.replace("\r", "") + "\n"
+    )
+
+
+def test_a_dotenv_that_is_not_utf8_is_one_line(tmp_path):
+    (tmp_path / ".env").write_bytes(b"TARGET_MPARTICLE_API_KEY=\xff\n")
+    done = run_env("target_mparticle", tmp_path, target_env(tmp_path), USER_LINES)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    (line,) = messages(done.stderr)
+    assert line.startswith(f"{tmp_path / '.env'} cannot be read as a .env file (")
+
+
+def test_types_given_as_any_of_and_null_for_a_nullable_setting(tmp_path, monkeypatch):
+    schema = {
+        "properties": {
+            "limit": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+            "ratio": {"oneOf": [{"type": "number"}]},
+            "flag": {"type": ["boolean", "null"]},
+            "name": {"type": ["string", "null"]},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        }
+    }
+    for name, value in {
+        "limit": "5",
+        "ratio": "0.5",
+        "flag": "null",
+        "name": "null",
+        "tags": "a, b,,c",
+    }.items():
+        monkeypatch.setenv(f"PLUGIN_{name.upper()}", value)
+    found = environment_config(schema, "PLUGIN_", logging.getLogger("t"), tmp_path / ".env")
+    assert found == {
+        "limit": 5,
+        "ratio": 0.5,
+        "flag": None,
+        "name": "null",
+        "tags": ["a", "b", "c"],
+    }

@@ -246,12 +246,13 @@ def _attribute_pieces(
     pieces: list[dict[str, t.Any]] = []
     start = 0
     while start < len(names):
-        base = later if pieces else first
+        base = {**(later if pieces else first), "source_request_id": _ID_SIZED}
         chunk = names[start : start + API_LIMIT]
         while len(chunk) > 1 and len(encode_batch({**base, "user_attributes": dict(chunk)})) > (
             rules.MAX_BATCH_BYTES
         ):
             chunk = chunk[: len(chunk) // 2]
+        del base["source_request_id"]
         pieces.append({**base, "user_attributes": dict(chunk)})
         start += len(chunk)
     rows = [m.request_id for m in members]
@@ -268,8 +269,19 @@ def _attribute_pieces(
 
 #: What a folded update's later pieces carry: who the user is, and their attributes.
 _EVERY_PIECE = frozenset(
-    ("environment", "mpid", "user_identities", "device_info", "context", "user_attributes")
+    (
+        "environment",
+        "mpid",
+        "mp_deviceid",
+        "user_identities",
+        "device_info",
+        "ip",
+        "context",
+        "user_attributes",
+    )
 )
+#: Stands in for a piece's id while its size is measured: the same length as one.
+_ID_SIZED = "0" * 36
 API_LIMIT = rules.API_LIMIT_USER_ATTRIBUTES
 
 

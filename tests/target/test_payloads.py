@@ -748,11 +748,16 @@ def test_a_users_updates_that_together_pass_100_attributes_are_folded_then_split
     an earlier row could land after a later one in the parallel requests; folded
     first, each attribute holds its last value and is in one batch only."""
     conv = converter(
-        {"kind": "user", "identities": {"email": "email"}, "null_user_attributes": "delete"},
+        {
+            "kind": "user",
+            "identities": {"email": "email"},
+            "null_user_attributes": "delete",
+            "ip_field": "ip",
+        },
         stream="users",
     )
     rows = [
-        {"email": "a@b.c", "gone": "x", **{f"s{i}": "old" for i in range(60)}},
+        {"email": "a@b.c", "gone": "x", "ip": "203.0.113.9", **{f"s{i}": "old" for i in range(60)}},
         {"email": "a@b.c", **{f"t{i}": "t" for i in range(60)}},
         {"email": "a@b.c", "gone": None, **{f"s{i}": "new" for i in range(60)}},
     ]
@@ -769,10 +774,12 @@ def test_a_users_updates_that_together_pass_100_attributes_are_folded_then_split
     assert final == {**{f"s{i}": "new" for i in range(60)}, **{f"t{i}": "t" for i in range(60)}}
     assert sent[0]["deleted_user_attributes"] == ["gone"]
     assert "deleted_user_attributes" not in sent[1]
+    assert [b["ip"] for b in sent] == ["203.0.113.9"] * 2  # who and where, in each piece
     assert [p.items for p in prepared] == [items, items]
     ids = [p.source_request_id for p in prepared]
     assert len(set(ids)) == 2
-    assert ids == [p.source_request_id for p in assemble(items, "auto", NOW)[0]]  # re-run
+    # The same rows assembled again (a retry of the drain) give the same ids.
+    assert ids == [p.source_request_id for p in assemble(items, "auto", NOW)[0]]
 
 
 def test_one_users_many_audiences_fold_into_batches_of_100_attributes():

@@ -83,20 +83,13 @@ def test_profile_and_session_token_supply_credentials(tmp_path, monkeypatch):
         assert [r["mpid"] for r in by_profile.records("events")] == [9]
 
         # Temporary credentials work only with their session token.
-        sts = boto3.client(
-            "sts",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id=key["AccessKeyId"],
-            aws_secret_access_key=key["SecretAccessKey"],
-        )
-        temporary = sts.assume_role(RoleArn=role_arn, RoleSessionName="token-test")
+        temporary = temporary_credentials(endpoint, key, role_arn, "token-test")
         with_token = {
             **base,
             "aws_region": "us-east-1",
-            "aws_access_key_id": temporary["Credentials"]["AccessKeyId"],
-            "aws_secret_access_key": temporary["Credentials"]["SecretAccessKey"],
-            "aws_session_token": temporary["Credentials"]["SessionToken"],
+            "aws_access_key_id": temporary["AccessKeyId"],
+            "aws_secret_access_key": temporary["SecretAccessKey"],
+            "aws_session_token": temporary["SessionToken"],
         }
         assert [r["mpid"] for r in run_tap(with_token).records("events")] == [9]
         without = {k: v for k, v in with_token.items() if k != "aws_session_token"}
@@ -104,19 +97,26 @@ def test_profile_and_session_token_supply_credentials(tmp_path, monkeypatch):
             run_tap(without)
 
 
+def temporary_credentials(
+    endpoint: str, key: dict[str, str], role_arn: str, session: str
+) -> dict[str, str]:
+    """Assume the role with the reader's key: temporary key, secret and session token."""
+    sts = boto3.client(
+        "sts",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+    )
+    return sts.assume_role(RoleArn=role_arn, RoleSessionName=session)["Credentials"]
+
+
 def test_credentials_pasted_with_surrounding_whitespace_are_trimmed(tmp_path):
     """A key, secret or token with a pasted newline or space signs requests all the same."""
     with strict_moto(no_auth_actions=SETUP_ACTIONS) as endpoint:
         reader = {"Effect": "Allow", "Action": ["s3:*", "sts:AssumeRole"], "Resource": "*"}
         key, role_arn = reader_and_role(endpoint, "mp-forwarding-padded", reader, mpid=5)
-        sts = boto3.client(
-            "sts",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id=key["AccessKeyId"],
-            aws_secret_access_key=key["SecretAccessKey"],
-        )
-        credentials = sts.assume_role(RoleArn=role_arn, RoleSessionName="padded")["Credentials"]
+        credentials = temporary_credentials(endpoint, key, role_arn, "padded")
         config = {
             "bucket_url": "s3://mp-forwarding-padded",
             "aws_endpoint_url": endpoint,

@@ -315,7 +315,7 @@ def audience_attribute_errors(where: str, template: object) -> list[str]:
     empty name mid-run, an attribute (`{audience_name.__class__}`) reads Python
     internals, a width (`{audience_id:>99999999}`) builds 100 MB per row.
     """
-    if not isinstance(template, str) or not template:
+    if not isinstance(template, str) or not template.strip():
         return [f"{where} must be a non-empty string"]
     allowed = ", ".join(f"{{{p}}}" for p in sorted(AUDIENCE_PLACEHOLDERS))
     try:

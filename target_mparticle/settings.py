@@ -11,6 +11,7 @@ attributes, never the raw config.
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import pathlib
 import typing as t
 
@@ -335,15 +336,16 @@ def config_errors(config: t.Mapping[str, t.Any], get: t.Callable[[str], t.Any]) 
     for key, low in NUMBER_FLOORS.items():
         value = get(key)
         if _is_number(value) and value < low:
-            errors.append(f"{key} must be at least {low}, not {value!r}")
+            errors.append(f"{key} must be at least {low}, not {value}")
     base, ceiling = get("backoff_base_seconds"), get("backoff_max_seconds")
     if _is_number(base) and _is_number(ceiling) and base > ceiling:
         errors.append(
-            f"backoff_base_seconds ({base!r}) must not exceed backoff_max_seconds "
-            f"({ceiling!r}): the first retry delay would already be cut to the longest"
+            f"backoff_base_seconds ({base}) must not exceed backoff_max_seconds "
+            f"({ceiling}): the first retry delay would already be cut to the longest"
         )
     return errors
 
 
 def _is_number(value: object) -> t.TypeGuard[float]:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A number, as a config file's `0.05` arrives too: the SDK reads it as a Decimal."""
+    return isinstance(value, (int, float, decimal.Decimal)) and not isinstance(value, bool)

@@ -479,6 +479,7 @@ def test_target_config_file_that_is_not_an_object(tmp_path: Path):
 
 TARGET_NUMBER_MISTAKES = [
     ({"audience_attribute_name": ""}, "audience_attribute_name must be a non-empty string"),
+    ({"audience_attribute_name": "  "}, "audience_attribute_name must be a non-empty string"),
     (
         {"backoff_base_seconds": 90, "backoff_max_seconds": 60},
         "backoff_base_seconds (90) must not exceed backoff_max_seconds (60)",
@@ -511,7 +512,7 @@ def test_target_settings_at_their_bounds_are_taken(fine: dict):
 def test_target_cli_names_each_setting_mistake_once_and_sends_nothing(server, tmp_path: Path):
     """Before, an empty audience_attribute_name passed and every audience row was refused."""
     config = {**target_config(api_url=server.url), "on_invalid_record": "skip"}
-    for mistake, _ in TARGET_NUMBER_MISTAKES[:3]:
+    for mistake, _ in (TARGET_NUMBER_MISTAKES[0], *TARGET_NUMBER_MISTAKES[2:4]):
         config.update(mistake)
     row = {
         "audience_id": 11,
@@ -526,8 +527,27 @@ def test_target_cli_names_each_setting_mistake_once_and_sends_nothing(server, tm
     assert done.returncode == 1
     errors = error_lines(done.stderr)
     assert len(errors) == 3, done.stderr
-    for _, message in TARGET_NUMBER_MISTAKES[:3]:
+    for _, message in (TARGET_NUMBER_MISTAKES[0], *TARGET_NUMBER_MISTAKES[2:4]):
         assert sum(message in line for line in errors) == 1
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
     assert server.requests == []
+
+
+def test_decimal_numbers_from_a_config_file_are_checked_as_numbers(tmp_path: Path):
+    """The SDK reads a file's `2.5` as a Decimal, which the checks once passed over:
+    a negative backoff then stopped the run at its first retry, with a traceback."""
+    config = {
+        "dry_run": True,
+        "dry_run_path": str(tmp_path / "dry.jsonl"),
+        "backoff_base_seconds": 2.5,
+        "backoff_max_seconds": 1,
+        "request_timeout": 0.0001,
+    }
+    done = run_target_cli(tmp_path, config, "")
+    assert done.returncode == 1
+    errors = error_lines(done.stderr)
+    assert len(errors) == 2, done.stderr
+    said = " ".join(errors)
+    assert "request_timeout must be at least 0.001, not 0.0001" in said
+    assert "backoff_base_seconds (2.5) must not exceed backoff_max_seconds (1)" in said

@@ -12,7 +12,10 @@ process; no STATE vouched for them, and the next run reads their files again.
 
 The process ends with `os._exit`: a normal exit would wait for downloads in
 flight and for the interpreter's last flush of stdout, which a reader that has
-stopped reading never takes.
+stopped reading never takes. A signal that lands while a block of messages is
+being written waits for the end of that block (so the reader never gets a line cut
+in two, which a loader takes for malformed input), for at most `FINISH_WRITE_S`
+seconds: a reader that has stopped for good cannot hold the tap.
 """
 
 from __future__ import annotations
@@ -21,9 +24,38 @@ import logging
 import os
 import signal
 import sys
+import threading
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from tap_mparticle.writer import BufferedMsgSpecWriter
+
+#: How long a stop waits for the block being written to reach the reader.
+FINISH_WRITE_S = 10.0
 
 
-def stop_on_signal(logger: logging.Logger, signum: int) -> None:
+def stop_on_signal(
+    logger: logging.Logger, signum: int, writer: BufferedMsgSpecWriter | None = None
+) -> None:
+    """Stop as `stop_now` does, once the block `writer` may be writing is out.
+
+    A second signal while waiting stops at once.
+
+    Args:
+        logger: The tap's logger.
+        signum: The signal received.
+        writer: The tap's writer, if it is ours.
+    """
+    if writer is None or not writer.writing or writer.after_write is not None:
+        stop_now(logger, signum)
+    writer.after_write = lambda: stop_now(logger, signum)
+    # The main thread is in the write; this thread ends a wait the reader never ends.
+    timer = threading.Timer(FINISH_WRITE_S, stop_now, (logger, signum))
+    timer.daemon = True
+    timer.start()
+
+
+def stop_now(logger: logging.Logger, signum: int) -> NoReturn:
     """Log the signal in one ERROR line and end the process with 128 + its number.
 
     Args:

@@ -375,7 +375,10 @@ class TapMParticle(Tap):
         frame: FrameType | None,
     ) -> None:
         """Stop on SIGINT/SIGTERM: one ERROR line, no STATE, exit 130/143 (see `interrupt`)."""
-        stop_on_signal(self.logger, signum)
+        writer = self.message_writer
+        stop_on_signal(
+            self.logger, signum, writer if isinstance(writer, BufferedMsgSpecWriter) else None
+        )
 
     @classproperty
     def _env_var_config(cls) -> dict[str, Any]:  # noqa: N805  (the SDK's name)

@@ -21,6 +21,7 @@ import sys
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 from singer_sdk.exceptions import ConfigValidationError
 
 if TYPE_CHECKING:
@@ -368,6 +369,13 @@ def _add_dotenv(environment: dict[str, str], dotenv_path: pathlib.Path, prefix: 
     if not dotenv_path.is_file():
         return set()
     try:
+        with dotenv_path.open(encoding="utf-8") as stream:
+            # python-dotenv skips a line it cannot parse with a warning naming neither
+            # file nor variable: a setting there (start_date, a secret) went unread.
+            broken = [b.original.line for b in parse_stream(stream) if b.error]
+        if broken:
+            msg = f"{dotenv_path} line {broken[0]}: cannot be read (a quote left open?)"
+            raise ConfigValidationError(msg, errors=[one_line(msg)])
         values = dotenv_values(dotenv_path)
     except (UnicodeDecodeError, OSError) as exc:
         msg = f"{dotenv_path} cannot be read as a .env file ({exc})"

@@ -212,3 +212,17 @@ def test_types_given_as_any_of_and_null_for_a_nullable_setting(tmp_path, monkeyp
         "name": "null",
         "tags": ["a", "b", "c"],
     }
+
+
+def test_a_dotenv_line_that_cannot_be_parsed_is_one_line_naming_it(tmp_path):
+    """python-dotenv skipped it with a warning naming no file or variable: the setting
+    on it (here start_date) went unread and the run went on."""
+    (tmp_path / ".env").write_text(
+        f'TAP_MPARTICLE_BUCKET_URL={tmp_path}\nTAP_MPARTICLE_START_DATE="2026-11-01T00:00:00Z\n'
+    )
+    done = run_env("tap_mparticle", tmp_path, {})
+    assert done.returncode == 1
+    assert messages(done.stderr) == [
+        f"{tmp_path / '.env'} line 2: cannot be read (a quote left open?)"
+    ]
+    assert "python-dotenv could not parse" not in done.stderr

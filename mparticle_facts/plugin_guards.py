@@ -18,7 +18,7 @@ import os
 import pathlib
 import re
 import sys
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
@@ -83,6 +83,19 @@ def read_json_object(path: str, what: str) -> dict[str, Any]:
     return parse_json_object(text, f"{what} {path}")
 
 
+def read_text(stream: IO[str], where: str) -> str:
+    """An opened text file's whole text, or one line saying it is not UTF-8.
+
+    Raises:
+        ConfigFileError: The bytes are not UTF-8.
+    """
+    try:
+        return stream.read()
+    except UnicodeDecodeError as exc:
+        msg = f"{where}: not UTF-8 text (byte {exc.start})"
+        raise ConfigFileError(msg) from None
+
+
 def parse_json_object(text: str, where: str) -> dict[str, Any]:
     """Parse text that must be a JSON object.
 
@@ -96,6 +109,7 @@ def parse_json_object(text: str, where: str) -> dict[str, Any]:
     Raises:
         ConfigFileError: Not JSON or not an object.
     """
+    text = text.removeprefix("\ufeff")  # a byte-order mark, as Windows editors write
     try:
         value = json.loads(text) if text.strip() else {}
     except (ValueError, RecursionError) as exc:

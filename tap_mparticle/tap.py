@@ -20,6 +20,7 @@ from typing_extensions import override
 from mparticle_facts.plugin_guards import (
     exit_stdout_closed,
     plugin_environment_config,
+    read_text,
     redact_config_errors,
 )
 from tap_mparticle import sdk_hooks
@@ -435,7 +436,7 @@ class TapMParticle(Tap):
         """The --catalog file, checked: a malformed one is one line naming it, and exit 1."""
         where = f"catalog file {getattr(catalog, 'name', '')}".rstrip()
         try:
-            value = parse_catalog(catalog.read(), where)
+            value = parse_catalog(read_text(catalog, where), where)
         except ConfigFileError as exc:
             cls.logger.error("%s", exc)  # noqa: TRY400  (one line is the whole story)
             sys.exit(1)
@@ -449,8 +450,8 @@ class TapMParticle(Tap):
         if state is not None:
             # A corrupt --state is one line, not a JSON decoder traceback.
             where = f"state file {getattr(state, 'name', '')}".rstrip()
-            text = state.read()
             try:
+                text = read_text(state, where)
                 value = singer_state(parse_json_object(text, where), where)
             except (ConfigFileError, StateShapeError) as exc:
                 cls.logger.error("%s", exc)  # noqa: TRY400

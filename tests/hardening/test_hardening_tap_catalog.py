@@ -94,3 +94,31 @@ def test_catalog_selecting_a_stream_gives_no_warning(tmp_path: Path):
     assert run.returncode == 0, run.stderr
     assert len([m for m in run.messages if m["type"] == "RECORD"]) == 5
     assert warning_lines(run.stderr) == []
+
+
+@pytest.mark.parametrize("option", ["--catalog", "--state"])
+def test_a_catalog_or_state_that_is_not_utf8_is_one_line(tmp_path: Path, option: str):
+    """It was `ERROR | utf-8` and a UnicodeDecodeError traceback."""
+    drop = tmp_path / "drop"
+    generate_drop(drop, events=5, seed=3)
+    given = tmp_path / "given.json"
+    given.write_bytes(b'\xff{"streams": []}')
+    run = run_cli({"bucket_url": str(drop)}, tmp_path, extra_args=(option, str(given)))
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    (line,) = error_lines(run.stderr)
+    what = "catalog" if option == "--catalog" else "state"
+    assert line.endswith(f"{what} file {given}: not UTF-8 text (byte 0)")
+
+
+def test_a_state_with_a_byte_order_mark_is_read(tmp_path: Path):
+    """Windows editors start a saved file with one; JSON readers of that file skip it."""
+    drop = tmp_path / "drop"
+    generate_drop(drop, events=5, seed=3)
+    first = run_cli({"bucket_url": str(drop)}, tmp_path)
+    state = [m["value"] for m in first.messages if m["type"] == "STATE"][-1]
+    saved = tmp_path / "saved-state.json"
+    saved.write_bytes(b"\xef\xbb\xbf" + json.dumps(state).encode())
+    again = run_cli({"bucket_url": str(drop)}, tmp_path, extra_args=("--state", str(saved)))
+    assert again.returncode == 0, again.stderr
+    assert [m for m in again.messages if m["type"] == "RECORD"] == []  # nothing read twice

@@ -94,6 +94,8 @@ class StreamHost(Protocol):
 
     settings: TapSettings
     storage: Storage
+    #: Streams the run's input state has an entry for (a stream that has run before).
+    streams_in_state: frozenset[str]
 
 
 class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
@@ -225,7 +227,9 @@ class MParticleFileStream(Stream, metaclass=abc.ABCMeta):
         new.sort(key=lambda f: (f.last_modified, f.key))
         place = (self.name, self.prefix, self.prefix_setting, storage.description)
         listing = Listing(*place, listed=listed, new=len(new), others=others)
-        log_listing(self.logger, listing, skip_folder, shard, first_run=cursor.bookmark is None)
+        # A stream that listed nothing has no bookmark, but its run left an entry.
+        first_run = cursor.bookmark is None and self.name not in self.host.streams_in_state
+        log_listing(self.logger, listing, skip_folder, shard, first_run=first_run)
         self._late = late
         self.warn_late_files(late)
         for file in not_text:

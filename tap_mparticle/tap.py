@@ -293,6 +293,9 @@ class TapMParticle(Tap):
         *AZURE_PROPERTIES,
     ).to_dict()
 
+    #: Streams the input state has an entry for (`load_state`), even one with no bookmark.
+    streams_in_state: frozenset[str] = frozenset()
+
     @override
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         try:
@@ -326,6 +329,7 @@ class TapMParticle(Tap):
             StateShapeError: A field no version of the tap writes so; nothing has moved.
         """
         check_state(state)
+        self.streams_in_state = frozenset(state.get("bookmarks") or ())
         super().load_state(state)
 
     def warn_selection(self) -> None:

@@ -50,3 +50,18 @@ def test_runs_that_find_files_or_have_a_bookmark_do_not_warn(
     moved = {**drop.config, "events_prefix": "wrong-folder/"}
     run_tap(moved, state=first.final_state, streams=["events"])
     assert warnings(caplog) == []
+
+
+def test_a_stream_that_listed_nothing_before_is_not_warned_of_again(
+    drop: Drop, caplog: pytest.LogCaptureFixture
+):
+    """A drop without audiences: the audience streams never get a bookmark, but their
+    first run left an entry in the state; each later run warned again."""
+    caplog.set_level(logging.INFO)
+    config = {**drop.config, "events_prefix": "wrong-folder/"}
+    first = run_tap(config, streams=["events"])
+    assert len(warnings(caplog)) == 1
+    assert first.final_state["bookmarks"]["events"] == {}  # listed, nothing to mark
+    caplog.clear()
+    run_tap(config, state=first.final_state, streams=["events"])
+    assert warnings(caplog) == []

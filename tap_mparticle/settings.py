@@ -262,7 +262,7 @@ def _bucket_url_errors(bucket_url: str) -> list[str]:
     if parsed.scheme == "file" and not parsed.path.strip("/"):
         # file:// alone would read the working directory (and file:/// the whole disk).
         return [f"bucket_url {shown!r} names no directory (expected file:///path/to/drop)"]
-    if parsed.scheme == "file" and parsed.netloc not in {"", "localhost"}:
+    if parsed.scheme == "file" and parsed.netloc.lower() not in {"", "localhost"}:
         # urlparse takes `work` of file://work/x for a host and drops it: the tap
         # would read /x, not work/x.
         host = parsed.netloc.rpartition("@")[2]  # never a user:password

@@ -38,7 +38,7 @@ def test_file_url_host_never_shows_a_password():
 
 def test_file_url_with_localhost_or_no_host_reads_the_path(tmp_path: Path):
     (tmp_path / "events.txt").write_text("")
-    for url in (f"file://localhost{tmp_path}", f"file://{tmp_path}"):
+    for url in (f"file://localhost{tmp_path}", f"file://LocalHost{tmp_path}", f"file://{tmp_path}"):
         assert run_tap({"bucket_url": url}).records("events") == []
 
 

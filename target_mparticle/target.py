@@ -49,7 +49,7 @@ from target_mparticle.preflight import (
 )
 from target_mparticle.schema_rules import MAX_BATCHES_PER_REQUEST
 from target_mparticle.settings import CONFIG_SCHEMA, MEANINGLESS_SDK_SETTINGS, TargetSettings
-from target_mparticle.sinks import EventsSink
+from target_mparticle.sinks import HARD_MAX_SIZE, EventsSink
 from target_mparticle.validation import schema_mistake
 
 if t.TYPE_CHECKING:
@@ -106,6 +106,7 @@ class TargetMParticle(Target):
             raise
         guard_logs(self.config.get(name) for name in SECRET_SETTINGS)
         warn_unknown_settings(self, MEANINGLESS_SDK_SETTINGS)
+        self._warn_batch_size()
         self.settings = TargetSettings.from_config(self.config)
         self.max_parallelism = 1  # see the class comment: per-user order across streams
         self._states_held_back = 0
@@ -116,6 +117,22 @@ class TargetMParticle(Target):
         reader.on_failure = self._close_after_failure
         reader.on_not_numbers = self._count_not_numbers
         self.delivery.ignored.expect_stream_maps(self.config.get("stream_maps"))
+
+    def _warn_batch_size(self) -> None:
+        """Say so when `batch_size_rows` is taken otherwise (see `EventsSink.max_size`)."""
+        configured = self.config.get("batch_size_rows")
+        if configured is None or configured < 1:  # below 1 is refused with the settings
+            return
+        taken = max(MAX_BATCHES_PER_REQUEST, min(int(configured), HARD_MAX_SIZE))
+        if taken != configured:
+            self.logger.warning(
+                "batch_size_rows %s is taken as %d: a drain holds %d to %d records "
+                "(a full request at least, and what a drain can hold at most)",
+                configured,
+                taken,
+                MAX_BATCHES_PER_REQUEST,
+                HARD_MAX_SIZE,
+            )
 
     def _count_not_numbers(self, count: int) -> None:
         """NaN and Infinity values the reader left out, for the closing warnings."""

@@ -551,3 +551,22 @@ def test_decimal_numbers_from_a_config_file_are_checked_as_numbers(tmp_path: Pat
     said = " ".join(errors)
     assert "request_timeout must be at least 0.001, not 0.0001" in said
     assert "backoff_base_seconds (2.5) must not exceed backoff_max_seconds (1)" in said
+
+
+@pytest.mark.parametrize(("given", "taken"), [(10, 100), (50_000, 10_000), (2_000, None)])
+def test_a_batch_size_outside_what_a_drain_holds_is_said(
+    given: int, taken: int | None, caplog: pytest.LogCaptureFixture
+):
+    """A drain holds 100 to 10,000 records: 10 was raised to 100 without a word."""
+    with caplog.at_level(logging.WARNING):
+        TargetMParticle(config=target_config(batch_size_rows=given))
+    said = [r.getMessage() for r in caplog.records if "batch_size_rows" in r.getMessage()]
+    if taken is None:
+        assert said == []
+    else:
+        assert said == [
+            (
+                f"batch_size_rows {given} is taken as {taken}: a drain holds 100 to 10000 records "
+                "(a full request at least, and what a drain can hold at most)"
+            )
+        ]

@@ -201,7 +201,7 @@ class S3Storage:
         self.description = f"s3://{bucket}/{root} at {endpoint}"
         session = boto_session(aws)
         config = botocore.config.Config(
-            retries={"max_attempts": 8, "mode": "adaptive"},
+            retries={"max_attempts": max_attempts(), "mode": "adaptive"},
             max_pool_connections=aws.max_connections,
             connect_timeout=15,
             read_timeout=120,
@@ -402,6 +402,20 @@ def _folder_entry(
         return name_not_text(folder, entry.path + "/", NO_TIME)
     pending.append(Path(entry.path))
     return None
+
+
+#: Attempts per S3 request (botocore's adaptive retries) unless `AWS_MAX_ATTEMPTS` says
+#: otherwise: a few minutes of an endpoint's trouble ride out before the run stops.
+DEFAULT_MAX_ATTEMPTS = 8
+
+
+def max_attempts() -> int:
+    """`AWS_MAX_ATTEMPTS`, the variable every AWS tool reads, when set to a whole number.
+
+    botocore reads it only when a client's config names no count, and ours names one.
+    """
+    text = os.environ.get("AWS_MAX_ATTEMPTS", "").strip()
+    return int(text) if text.isdecimal() and int(text) > 0 else DEFAULT_MAX_ATTEMPTS
 
 
 def storage_for(bucket_url: str, aws: AwsSettings) -> Storage:

@@ -154,6 +154,8 @@ class _DyingS3(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        if "list-type" not in self.path:
+            type(self).reads.append(self.path)
         if "list-type" in self.path:
             xml = (
                 '<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>b</Name>'
@@ -182,24 +184,29 @@ class _DyingS3(http.server.BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def dying_endpoint(key_xml: str = "a.txt") -> Iterator[str]:
-    handler = type("_DyingS3Key", (_DyingS3,), {"key_xml": key_xml})
+def dying_endpoint(key_xml: str = "a.txt") -> Iterator[tuple[str, list[str]]]:
+    """The endpoint's URL, and the object reads it was asked for (one per attempt)."""
+    reads: list[str] = []
+    handler = type("_DyingS3Key", (_DyingS3,), {"key_xml": key_xml, "reads": reads})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield f"http://127.0.0.1:{server.server_port}", reads
     finally:
         server.shutdown()
         server.server_close()
 
 
 @pytest.mark.parametrize(
-    ("key_xml", "shown"),
-    [("a.txt", "a.txt"), ("new&#10;line.txt", "new\\nline.txt")],  # S3 allows a newline
+    ("key_xml", "shown", "attempts"),
+    [
+        ("a.txt", "a.txt", None),  # the default 8 attempts
+        ("new&#10;line.txt", "new\\nline.txt", "2"),  # S3 allows a newline; fewer attempts
+    ],
 )
-def test_an_endpoint_that_dies_mid_read_is_one_error_line(tmp_path: Path, key_xml, shown):
-    with dying_endpoint(key_xml) as endpoint:
+def test_an_endpoint_that_dies_mid_read_is_one_error_line(tmp_path: Path, key_xml, shown, attempts):
+    with dying_endpoint(key_xml) as (endpoint, reads):
         config = {
             "bucket_url": "s3://b",
             "aws_endpoint_url": endpoint,
@@ -208,9 +215,12 @@ def test_an_endpoint_that_dies_mid_read_is_one_error_line(tmp_path: Path, key_xm
             "aws_region": "us-east-1",
             "on_bad_record": "skip",  # a storage failure is not bad input: it still stops
         }
-        run = run_cli(config, tmp_path)
+        run = run_cli(config, tmp_path, env={"AWS_MAX_ATTEMPTS": attempts} if attempts else None)
     assert run.returncode == 1
     errors = [line for line in run.stderr.splitlines() if "ERROR" in line]
     assert len(errors) == 1, run.stderr
     assert f"cannot read s3://b/{shown}: the read failed part-way" in errors[0]
+    # The default is 8 attempts a request; AWS_MAX_ATTEMPTS, which every AWS tool
+    # reads, sets another (smart_open reopens a dropped read once more on its own).
+    assert len(reads) >= 8 if attempts is None else len(reads) <= 2 * int(attempts)
     assert "Traceback" not in run.stderr

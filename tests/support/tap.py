@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import os
 import subprocess
 import sys
 from typing import TYPE_CHECKING, Any
@@ -113,8 +114,12 @@ def run_cli(
     tmp_path: Path,
     state: dict[str, Any] | None = None,
     extra_args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> TapOutput:
-    """Run the console entry point in a subprocess: real exit codes and stderr."""
+    """Run the console entry point in a subprocess: real exit codes and stderr.
+
+    `env` adds to the environment (e.g. `AWS_MAX_ATTEMPTS`).
+    """
     config_file = tmp_path / "tap-config.json"
     config_file.write_text(json.dumps(config))
     args = [sys.executable, "-m", "tap_mparticle", "--config", str(config_file), *extra_args]
@@ -122,7 +127,8 @@ def run_cli(
         state_file = tmp_path / "tap-state.json"
         state_file.write_text(json.dumps(state))
         args += ["--state", str(state_file)]
-    done = subprocess.run(args, capture_output=True, check=False, timeout=300)
+    environment = {**os.environ, **(env or {})}
+    done = subprocess.run(args, capture_output=True, check=False, timeout=300, env=environment)
     return TapOutput(_parse(done.stdout), done.returncode, done.stderr.decode("utf-8", "replace"))
 
 

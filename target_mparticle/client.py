@@ -51,10 +51,24 @@ HTTP_UNAUTHORIZED = 401
 HTTP_FORBIDDEN = 403
 HTTP_TOO_MANY = 429
 HTTP_SERVER_ERROR = 500
-#: A server error that is no passing state: the server does not do what was asked
-#: (RFC 9110, 15.6.2), so every retry gets it again. mParticle documents retrying
-#: 5xx in general and 503 in particular; it names no 501.
-HTTP_NOT_IMPLEMENTED = 501
+#: Server errors that are no passing state, so every retry gets them again: the
+#: server does not do what was asked or speak this HTTP (RFC 9110, 15.6.2 and
+#: 15.6.6), or a network in between wants a login (RFC 6585, 6). mParticle documents
+#: retrying 5xx in general and 503 in particular; it names none of these.
+SETTLED_SERVER_ERRORS = {
+    501: (
+        "not implemented",
+        "the server does not offer what was asked: check api_url leads to the Events API",
+    ),
+    505: ("HTTP version not supported", "check api_url leads to the Events API"),
+    511: (
+        "network authentication required",
+        (
+            "a proxy or network between the target "
+            "and mParticle asks for a login (HTTPS_PROXY, NO_PROXY)"
+        ),
+    ),
+}
 
 
 class DeliveryError(Exception):
@@ -322,7 +336,7 @@ class EventsApiClient:
             limit = response.headers.get(LIMIT_HEADER.lower(), "").strip().strip('"') or "unnamed"
             problem = f"HTTP 429: the {limit} rate limit was exceeded ({LIMIT_HEADER}: {limit})"
             return problem, retry_after, True
-        if status >= HTTP_SERVER_ERROR and status != HTTP_NOT_IMPLEMENTED:
+        if status >= HTTP_SERVER_ERROR and status not in SETTLED_SERVER_ERRORS:
             return f"HTTP {status}", None, False
         raise self._refusal(url, response)
 
@@ -338,12 +352,9 @@ class EventsApiClient:
         said = self._masked(_api_message(response))
         if status == HTTP_BAD_REQUEST:
             return BadRequestError(f"HTTP 400 from {url}: {said}")
-        if status == HTTP_NOT_IMPLEMENTED:
-            msg = (
-                f"HTTP 501 (not implemented) from {url}: {said}; not retried, as the "
-                "server does not offer what was asked: check api_url leads to the Events API"
-            )
-            return DeliveryError(msg)
+        if status in SETTLED_SERVER_ERRORS:
+            what, hint = SETTLED_SERVER_ERRORS[status]
+            return DeliveryError(f"HTTP {status} ({what}) from {url}: {said}; not retried: {hint}")
         return DeliveryError(f"unexpected HTTP {status} from {url}: {said}")
 
     def _masked(self, text: str) -> str:

@@ -138,7 +138,7 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
         th.IntegerType,
         default=8,
         title="Max retries",
-        description="Retries per request on 429, 5xx but 501, timeouts and dropped "
+        description="Retries per request on 429, 5xx (but 501, 505 and 511), timeouts and dropped "
         "connections before the run fails (without a newer STATE).",
     ),
     th.Property(

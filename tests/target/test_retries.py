@@ -119,20 +119,29 @@ def test_a_server_error_that_may_pass_is_retried(server, status):
     assert len(server.batches()) == 1
 
 
-def test_a_501_is_not_retried_and_says_why(server, caplog):
-    """Not Implemented is the server's settled answer: the run fails at the first one."""
+@pytest.mark.parametrize(
+    ("status", "what"),
+    [
+        (501, "not implemented"),
+        (505, "HTTP version not supported"),
+        (511, "network authentication required"),
+    ],
+)
+def test_a_settled_server_error_is_not_retried_and_says_why(server, caplog, status, what):
+    """Not Implemented, HTTP Version Not Supported and Network Authentication Required
+    are settled answers, not passing states: the run fails at the first one."""
     waits: list[float] = []
     client = client_for(server, waits, max_retries=5)
-    server.fail_with(501, times=6)
+    server.fail_with(status, times=6)
     with pytest.raises(DeliveryError) as raised:
         client.deliver([one_request()], isolate_bad=False)
     client.close()
     assert waits == []
     assert client.stats.retries == 0
-    assert [r.status for r in server.requests] == [501]
+    assert [r.status for r in server.requests] == [status]
     assert server.batches() == []
     message = str(raised.value)
-    assert message.startswith(f"HTTP 501 (not implemented) from {server.url}/bulkevents")
+    assert message.startswith(f"HTTP {status} ({what}) from {server.url}/bulkevents")
     assert "scripted" in message  # the server's own words
     assert "s3cr3t-never-logged" not in message
     assert "Retrying" not in caplog.text

@@ -296,15 +296,26 @@ def exit_stdout_closed(logger: logging.Logger, resume: str) -> NoReturn:
     sys.exit(1)
 
 
+def settings_schema(plugin: type[PluginBase]) -> dict[str, Any]:
+    """A plugin's config JSON Schema with the SDK's built-in settings added, on a copy.
+
+    `append_builtin_config` adds to the schema it is given, and the plugin's own is a
+    class attribute every instance shares.
+    """
+    schema = copy.deepcopy(plugin.config_jsonschema)
+    plugin.append_builtin_config(schema)
+    return schema
+
+
 def plugin_environment_config(plugin: type[PluginBase]) -> dict[str, Any]:
     """`environment_config` over a plugin's settings, the SDK's built-in ones included.
 
     Both plugins' `_env_var_config` call this in place of the SDK's reader.
     """
-    schema = copy.deepcopy(plugin.config_jsonschema)
-    plugin.append_builtin_config(schema)
     prefix = plugin._env_var_prefix  # noqa: SLF001  (see sdk_hooks)
-    return environment_config(schema, prefix, plugin.logger, pathlib.Path.cwd() / ".env")
+    return environment_config(
+        settings_schema(plugin), prefix, plugin.logger, pathlib.Path.cwd() / ".env"
+    )
 
 
 #: What a boolean setting takes from the environment: the SDK's true words, and theirs.
@@ -358,15 +369,8 @@ def environment_config(
             except ValueError as exc:
                 errors.append(one_line(f"{variable} (setting {name}): {exc}"))
     # A misspelt variable is no setting: said, as a misspelt key of a config file is.
-    loose = {
-        name: None
-        for name in environment
-        if name not in variables
-        and name
-        not in (
-            prefix + "LOGLEVEL"  # the SDK's log level, read from the environment itself
-        )
-    }
+    log_level = prefix + "LOGLEVEL"  # the SDK's log level, read from the environment itself
+    loose = {name: None for name in environment if name not in variables and name != log_level}
     for message in unknown_settings(loose, variables):
         logger.warning("%s", message.replace("unknown setting", "unknown variable", 1))
     used = sorted(from_file & variables.keys())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import functools
 import io
 import json
@@ -22,6 +21,7 @@ from mparticle_facts.plugin_guards import (
     plugin_environment_config,
     read_text,
     redact_config_errors,
+    settings_schema,
 )
 from tap_mparticle import sdk_hooks
 from tap_mparticle.audience_streams import (
@@ -393,9 +393,7 @@ class TapMParticle(Tap):
     @classmethod
     def known_settings(cls) -> list[str]:
         """Every setting name: ours and the SDK's built-in ones (stream maps, flattening...)."""
-        schema = copy.deepcopy(cls.config_jsonschema)
-        cls.append_builtin_config(schema)
-        return list(schema.get("properties", {}))
+        return list(settings_schema(cls).get("properties", {}))
 
     @classmethod
     @override

@@ -26,7 +26,12 @@ from singer_sdk.exceptions import (
 )
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
-from mparticle_facts.plugin_guards import ConfigFileError, read_json_object, unknown_settings
+from mparticle_facts.plugin_guards import (
+    ConfigFileError,
+    read_json_object,
+    settings_schema,
+    unknown_settings,
+)
 from mparticle_facts.plugin_guards import guard_logs as _guard_logs
 from target_mparticle import lenient_json
 
@@ -105,9 +110,7 @@ def warn_unknown_settings(target: Target, known: Iterable[str] = ()) -> None:
     `known` are settings the target does not offer but checks itself (the SDK's
     `load_method`): called unknown, they would get a warning beside their error.
     """
-    schema = dict(target.config_jsonschema)
-    schema["properties"] = dict(schema.get("properties", {}))
-    type(target).append_builtin_config(schema)
+    schema = settings_schema(type(target))
     for message in unknown_settings(target.config, [*schema["properties"], *known]):
         target.logger.warning("%s", message)
 

@@ -66,6 +66,15 @@ DEFAULT_MAX_SIZE = 2_000
 HARD_MAX_SIZE = 10_000
 
 
+def drain_size(configured: int) -> int:
+    """Records a drain holds for a `batch_size_rows` (the target warns when it differs).
+
+    At least one full request, so a drain is worth its round trip; at most
+    `HARD_MAX_SIZE`.
+    """
+    return max(MAX_BATCHES_PER_REQUEST, min(configured, HARD_MAX_SIZE))
+
+
 class EventsSink(BatchSink):
     """One stream's records, converted on arrival and sent in drains."""
 
@@ -248,8 +257,7 @@ class EventsSink(BatchSink):
         Worked out once: `batch_size_rows` is a setting, read when the sink starts,
         and `is_full` asks for this on every record.
         """
-        configured = super().max_size
-        return max(MAX_BATCHES_PER_REQUEST, min(configured, HARD_MAX_SIZE))
+        return drain_size(super().max_size)
 
     @property
     @override

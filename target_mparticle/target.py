@@ -49,7 +49,7 @@ from target_mparticle.preflight import (
 )
 from target_mparticle.schema_rules import MAX_BATCHES_PER_REQUEST
 from target_mparticle.settings import CONFIG_SCHEMA, MEANINGLESS_SDK_SETTINGS, TargetSettings
-from target_mparticle.sinks import HARD_MAX_SIZE, EventsSink
+from target_mparticle.sinks import HARD_MAX_SIZE, EventsSink, drain_size
 from target_mparticle.validation import schema_mistake
 
 if t.TYPE_CHECKING:
@@ -123,7 +123,7 @@ class TargetMParticle(Target):
         configured = self.config.get("batch_size_rows")
         if configured is None or configured < 1:  # below 1 is refused with the settings
             return
-        taken = max(MAX_BATCHES_PER_REQUEST, min(int(configured), HARD_MAX_SIZE))
+        taken = drain_size(int(configured))
         if taken != configured:
             self.logger.warning(
                 "batch_size_rows %s is taken as %d: a drain holds %d to %d records "

@@ -260,10 +260,11 @@ class EventsApiClient:
 
         Exactly one wait per failed attempt: a 429 holds every sender back (for its
         `Retry-After`, else for the backoff delay) through the pacer, whose `acquire`
-        then does the waiting; a 5xx, a timeout or a dropped connection waits in this
-        sender only. Delays without `Retry-After` come from `backoff`'s exponential
-        generator (base `backoff_base_seconds`, capped at `backoff_max_seconds`) with
-        its full jitter: uniform between 0 and the delay.
+        then does the waiting; a 5xx (for its `Retry-After` too, if it has one), a
+        timeout or a dropped connection waits in this sender only. Delays without
+        `Retry-After` come from `backoff`'s exponential generator (base
+        `backoff_base_seconds`, capped at `backoff_max_seconds`) with its full jitter:
+        uniform between 0 and the delay.
         """
         url = self.base_url + request.path
         body = request.body
@@ -337,7 +338,9 @@ class EventsApiClient:
             problem = f"HTTP 429: the {limit} rate limit was exceeded ({LIMIT_HEADER}: {limit})"
             return problem, retry_after, True
         if status >= HTTP_SERVER_ERROR and status not in SETTLED_SERVER_ERRORS:
-            return f"HTTP {status}", None, False
+            # A 503 may say when to come back (RFC 9110, 10.2.3): that wait, in this
+            # sender only; a 5xx is no rate limit, so the pacer keeps its rate.
+            return f"HTTP {status}", _retry_after(response.headers.get("retry-after")), False
         raise self._refusal(url, response)
 
     def _refusal(self, url: str, response: Reply) -> DeliveryError:

@@ -84,6 +84,19 @@ def test_5xx_and_dropped_connections_back_off_in_the_sender_only(server):
     assert client.stats.throttled == 0
 
 
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_server_error_with_retry_after_waits_that_long_in_the_sender_only(server, status):
+    waits: list[float] = []
+    client = client_for(server, waits)
+    server.fail_with(status, times=2, Retry_After="7")
+    client.deliver([one_request()], isolate_bad=False)
+    client.close()
+    assert len(server.batches()) == 1
+    # The backoff here would be at most 4 s then 8 s: 7 s twice is the header's.
+    assert waits == [7.0, 7.0]
+    assert client.stats.throttled == 0
+
+
 @pytest.mark.parametrize("value", ["soon", "-5", ""])
 def test_an_unreadable_retry_after_falls_back_to_backoff(server, value):
     waits: list[float] = []

@@ -36,7 +36,13 @@ from typing import IO, TYPE_CHECKING, Any
 
 import msgspec
 
-from tap_mparticle.parsers import UTF8_BOM, BadInputError, too_deep, trailer_error_of
+from tap_mparticle.parsers import (
+    UTF8_BOM,
+    BadInputError,
+    other_format,
+    too_deep,
+    trailer_error_of,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -81,6 +87,10 @@ def iter_json_documents(stream: IO[bytes], location: str) -> Iterator[Document |
         BadInputError: The gzip stream is truncated or corrupt, so nothing after
             the named line can be read.
     """
+    found = other_format(stream)
+    if found is not None:
+        reason = f"{found}, not JSON lines: only gzip is decompressed; the file was not read"
+        raise BadInputError(location, reason, 1)
     lineno = 0
     while True:
         line = _readline(stream, location, lineno + 1)

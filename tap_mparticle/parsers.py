@@ -18,6 +18,20 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 GZIP_MAGIC = b"\x1f\x8b"
+#: Leading bytes of formats a drop can hold by mistake (an export, a `tar cj` of a
+#: folder, a lake's files) that the tap does not read: named at once, one bad item
+#: for the file, where reading them as text gave a screenful of "not UTF-8" lines.
+OTHER_FORMATS = (
+    (b"PK\x03\x04", "a zip archive"),
+    (b"PK\x05\x06", "an empty zip archive"),
+    (b"BZh", "bzip2 data"),
+    (b"\xfd7zXZ\x00", "xz data"),
+    (b"\x28\xb5\x2f\xfd", "zstd data"),
+    (b"\x04\x22\x4d\x18", "lz4 data"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"PAR1", "a Parquet file"),
+    (b"Obj\x01", "an Avro file"),
+)
 READ_BUFFER_SIZE = 1 << 20
 UTF8_BOM = b"\xef\xbb\xbf"
 #: Longest line of an events file or audience CSV (a batch or a row); a longer one
@@ -73,6 +87,26 @@ def open_decompressed(raw: IO[bytes]) -> IO[bytes]:
     if buffered.peek(2)[:2] == GZIP_MAGIC:
         return io.BufferedReader(_Gunzip(buffered), buffer_size=READ_BUFFER_SIZE)
     return buffered
+
+
+def other_format(stream: IO[bytes]) -> str | None:
+    """What the stream holds, when its first bytes say it is a format the tap does not read.
+
+    Args:
+        stream: A decompressed, buffered stream (see `open_decompressed`); only peeked.
+
+    Returns:
+        The format in a few words ("bzip2 data"), or None for anything else,
+        including a stream whose first bytes cannot be read yet (reading it says why).
+    """
+    peek = getattr(stream, "peek", None)
+    if peek is None:
+        return None
+    try:
+        head: bytes = peek(8)
+    except (EOFError, OSError, zlib.error):
+        return None
+    return next((what for magic, what in OTHER_FORMATS if head.startswith(magic)), None)
 
 
 class _Gunzip(io.RawIOBase):

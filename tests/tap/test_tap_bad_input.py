@@ -97,6 +97,24 @@ def test_skip_logs_a_file_s_first_bad_items_then_counts_the_rest(tmp_path):
     assert "skipped 27 bad items (lines, rows, events or files) in 2 files" in out.stderr
 
 
+def test_skip_counts_an_archive_in_the_drop_as_one_bad_file_and_reads_the_rest(tmp_path):
+    import bz2  # noqa: PLC0415
+
+    root = tmp_path / "drop"
+    root.mkdir()
+    archive = root / "app_1.txt.bz2"
+    archive.write_bytes(bz2.compress(b"\n".join([GOOD] * 50)))
+    (root / "app_2.txt").write_bytes(GOOD + b"\n")
+    out = run_cli({"bucket_url": str(root), "on_bad_record": "skip"}, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert [r["_sdc_source_file"].rsplit("/", 1)[-1] for r in out.records("events")] == [
+        "app_2.txt"
+    ]
+    reason = "bzip2 data, not JSON lines: only gzip is decompressed; the file was not read"
+    assert f"skipped bad input: {archive.resolve()}:1: {reason}" in out.stderr
+    assert "skipped 1 bad items (lines, rows, events or files) in 1 files" in out.stderr
+
+
 def truncated_gzip_drop(tmp_path):
     root = tmp_path / "drop"
     root.mkdir()

@@ -5,7 +5,7 @@ import zlib
 import pytest
 
 from tap_mparticle.jsondocs import iter_json_documents
-from tap_mparticle.parsers import BadInputError, iter_lines, open_decompressed
+from tap_mparticle.parsers import OTHER_FORMATS, BadInputError, iter_lines, open_decompressed
 
 LOC = "s3://bucket/f.txt"
 
@@ -81,3 +81,37 @@ def test_reading_past_the_end_of_a_gzip_stream_keeps_answering_end():
     assert stream.readline() == b'{"a":1}{"b":2}'
     assert stream.readline() == b""
     assert stream.read() == b""
+
+
+def other_format_samples() -> list[tuple[bytes, str]]:
+    """Real encoders' output where the standard library has one, else the documented magic."""
+    import bz2  # noqa: PLC0415
+    import lzma  # noqa: PLC0415
+    import zipfile  # noqa: PLC0415
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("batch.json", '{"events": []}\n')
+    made = {
+        "a zip archive": archive.getvalue(),
+        "bzip2 data": bz2.compress(b'{"events": []}\n'),
+        "xz data": lzma.compress(b'{"events": []}\n'),
+    }
+    return [(made.get(what, magic + b"\x00" * 32), what) for magic, what in OTHER_FORMATS]
+
+
+@pytest.mark.parametrize(("raw", "what"), other_format_samples())
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_another_format_is_one_error_naming_it_not_a_line_per_garbage_line(raw, what, gzipped):
+    data = gzip.compress(raw, mtime=0) if gzipped else raw
+    with pytest.raises(BadInputError) as caught:
+        documents(data)
+    assert str(caught.value) == (
+        f"{LOC}:1: {what}, not JSON lines: only gzip is decompressed; the file was not read"
+    )
+
+
+@pytest.mark.parametrize("text", [b"PAR", b"BZ", b'  {"events": []}', b"", b"P"])
+def test_json_and_short_files_are_not_taken_for_another_format(text):
+    # Short prefixes of a magic are plain bad lines (or good JSON), read as such.
+    assert not any("only gzip is decompressed" in str(d) for d in documents(text))

@@ -66,11 +66,12 @@ def log_listing(
         logger.warning(
             "%s: no file at all under prefix %r of %s on a first run (no bookmark yet): "
             "check bucket_url and %s (or deselect the stream if the drop holds none of "
-            "its files)",
+            "its files)%s",
             listing.stream,
             listing.prefix,
             listing.where,
             listing.prefix_setting,
+            pattern_hint(listing.prefix),
         )
     if skip_folder.skipped_by_date:
         logger.info(
@@ -88,3 +89,33 @@ def log_listing(
             shard.describe(),
             listing.others,
         )
+
+
+#: Characters of a glob or a regular expression, which a key prefix matches literally.
+PATTERN_CHARACTERS = frozenset("*?[]^$\\|+(){}")
+
+
+def pattern_hint(prefix: str) -> str:
+    """A hint for a prefix that looks like a glob or a regular expression, else "".
+
+    A prefix is the literal start of every key read, so `events/*.txt` or
+    `^events/.*` matches no key at all; peers' users trip on exactly this (a glob
+    where a regex was wanted, and back). S3 allows these characters in keys, so
+    they are not refused, only pointed at when nothing was found.
+
+    Args:
+        prefix: The stream's prefix, as normalised.
+
+    Returns:
+        The hint, starting with "; ", or "" when the prefix has none of them.
+    """
+    literal = prefix.removeprefix("^")  # a regex anchor, before the folder it anchors
+    cut = next((i for i, char in enumerate(literal) if char in PATTERN_CHARACTERS), None)
+    if cut is None:
+        return ""
+    folder = literal[:cut].rpartition("/")[0]
+    meant = f"the prefix {folder!r}" if folder else "no prefix (the root)"
+    return (
+        f"; {prefix!r} holds {literal[cut]!r}, but a prefix is the literal start of a key, "
+        f"not a glob or regular expression: did you mean {meant}?"
+    )

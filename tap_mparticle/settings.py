@@ -326,7 +326,12 @@ def _prefix_errors(prefixes: Mapping[str, str], bucket_url: str) -> list[str]:
         root = local_root(bucket_url)
     for name, prefix in prefixes.items():
         dots = sorted({part for part in prefix.split("/") if part in {".", ".."}}, reverse=True)
-        if dots:
+        if "://" in prefix or prefix.startswith("s3:/"):
+            errors.append(
+                f"{name} {prefix!r} is a URL: a prefix is a folder inside bucket_url "
+                f"(bucket_url: s3://bucket, {name}: events)"
+            )
+        elif dots:
             errors.append(
                 f"{name} {prefix!r} has a {dots[0]!r} segment: a prefix names a folder "
                 "inside bucket_url, and nothing outside bucket_url is read"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import typing as t
 
+import pytest
+
 from tests.support.tap import run_tap
 
 if t.TYPE_CHECKING:
-    import pytest
-
     from tests.support.tap import Drop
 
 
@@ -31,6 +31,28 @@ def test_first_run_listing_nothing_warns(drop: Drop, caplog: pytest.LogCaptureFi
     # The place listed is named as the INFO summary names it.
     (summary,) = [r.getMessage() for r in caplog.records if "listed under prefix" in r.getMessage()]
     assert summary.endswith(warning.split(" of ", 1)[1].split(" on a first run")[0])
+
+
+@pytest.mark.parametrize(
+    ("prefix", "char", "meant"),
+    [
+        ("events/*.txt", "*", "the prefix 'events'"),
+        ("^events/2024-05-0[1-9]", "[", "the prefix 'events'"),
+        ("*", "*", "no prefix (the root)"),
+    ],
+)
+def test_a_glob_or_regex_prefix_that_lists_nothing_is_pointed_at(
+    drop: Drop, caplog: pytest.LogCaptureFixture, prefix: str, char: str, meant: str
+):
+    caplog.set_level(logging.INFO)
+    out = run_tap({**drop.config, "events_prefix": prefix}, streams=["events"])
+    assert out.records("events") == []
+    (warning,) = warnings(caplog)
+    shown = f"{prefix}/"
+    assert warning.endswith(
+        f"its files); {shown!r} holds {char!r}, but a prefix is the literal start of a key, "
+        f"not a glob or regular expression: did you mean {meant}?"
+    )
 
 
 def test_runs_that_find_files_or_have_a_bookmark_do_not_warn(

@@ -47,6 +47,11 @@ def make_tap(**config):
             {"events_prefix": "mparticle", "audiences_prefix": "/mparticle/"},
             "events_prefix and audiences_prefix are both 'mparticle/'",
         ),
+        (
+            {"events_prefix": "s3://mp-forwarding-x/events"},
+            "events_prefix 's3://mp-forwarding-x/events/' is a URL: a prefix is a folder",
+        ),
+        ({"audiences_prefix": "s3:/x/a"}, "audiences_prefix 's3:/x/a/' is a URL"),
     ],
 )
 def test_bad_settings_are_named(config, message):

@@ -217,6 +217,7 @@ class Delivery:
                 records=flight.n_records,
                 batches=flight.n_batches,
                 requests=len(flight.requests),
+                refused=len(refused_ids),
                 stats=self.client.stats,
                 held_back_s=self.held_back_s(),
             ),

@@ -54,6 +54,7 @@ def progress_line(  # noqa: PLR0913  (one line of this many facts)
     records: int,
     batches: int,
     requests: int,
+    refused: int,
     stats: Stats,
     held_back_s: float,
 ) -> str:
@@ -63,16 +64,20 @@ def progress_line(  # noqa: PLR0913  (one line of this many facts)
         stream: The stream drained.
         records: Records in the drain.
         batches: Batches they became.
-        requests: Requests those filled.
+        requests: Requests those filled (before any split to isolate a refusal).
+        refused: Records of the drain that became invalid records (not delivered).
         stats: The client's counters.
         held_back_s: Wall-clock seconds with requests held back.
 
     Returns:
         The line.
     """
+    # Without the refusals, a drain whose rows mParticle partly refused read as all
+    # sent, beside run totals that had fewer batches.
+    not_delivered = f", {counted(refused, 'record')} refused" if refused else ""
     return (
         f"Stream {stream!r}: {counted(records, 'record')} sent as "
-        f"{counted(batches, 'batch')} in {counted(requests, 'request')} "
+        f"{counted(batches, 'batch')} in {counted(requests, 'request')}{not_delivered} "
         f"(run totals: {run_totals(stats, held_back_s)})"
     )
 

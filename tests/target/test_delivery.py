@@ -210,11 +210,17 @@ def _records_with_one_bad(n=150):
     return [*singer_lines("people", records, ["id"]), json.dumps({"type": "STATE", "value": 1})]
 
 
-def test_http_400_isolates_the_bad_batch_into_dead_letters(picky_server, config, tmp_path):
+def test_http_400_isolates_the_bad_batch_into_dead_letters(picky_server, config, tmp_path, caplog):
     config["api_url"] = picky_server.url
     config["on_invalid_record"] = "dead_letter"
-    run = run_target(config, _records_with_one_bad())
+    with caplog.at_level(logging.INFO):
+        run = run_target(config, _records_with_one_bad())
     assert run.error is None
+    # The drain's progress line owns up to the refusal, beside the run's totals.
+    said = "\n".join(r.getMessage() for r in caplog.records)
+    assert (
+        "Stream 'people': 150 records sent as 150 batches in 2 requests, 1 record refused" in said
+    )
     assert len(picky_server.batches()) == 149
     dead = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
     assert [d["record"]["id"] for d in dead] == [37]

@@ -97,6 +97,9 @@ class TapMParticle(Tap):
         TapCapabilities.CATALOG,
         TapCapabilities.STATE,
         TapCapabilities.DISCOVER,
+        # `--test`: the SDK's connection test, one record of each stream that has
+        # one and exit 0, so a scheduler can check credentials and the drop cheaply.
+        TapCapabilities.TEST,
         PluginCapabilities.ABOUT,
         PluginCapabilities.STREAM_MAPS,
         PluginCapabilities.FLATTENING,

@@ -73,6 +73,8 @@ def test_meltano_settings_match_the_config_schema(kind, name):
     # Every setting is declared, the SDK's built-ins too: undeclared, Meltano stores
     # `meltano config set ... validate_records false` as the text "false".
     assert set(settings) == set(schema)
+    # Meltano decides from these what it may ask of the plugin (state, catalog, ...).
+    assert set(meltano_plugin(kind, name)["capabilities"]) == {c.value for c in cls.capabilities}
     for setting_name, prop in schema.items():
         if setting_name not in settings:
             continue

@@ -76,6 +76,20 @@ def test_bad_setting_exits_non_zero_from_the_cli(tmp_path):
     assert "tok-SECRET" not in out.stderr
 
 
+def test_the_connection_test_reads_one_event_and_exits_zero(tmp_path):
+    # `test` is a declared capability: `--test` reads one record of a stream that has
+    # some, not the drop, and says so with exit 0.
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    batch = {"events": [{"event_type": "custom_event", "data": {"event_name": "E"}}] * 3}
+    (drop / "app_1.txt").write_text((json.dumps({**batch, "mpid": 1}) + "\n") * 5)
+    out = run_cli({"bucket_url": str(drop)}, tmp_path, extra_args=("--test",))
+    assert out.returncode == 0, out.stderr
+    assert len(out.records("events")) == 1
+    full = run_cli({"bucket_url": str(drop)}, tmp_path)
+    assert len(full.records("events")) == 15
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [("", ""), ("/", ""), ("events", "events/"), ("/a/b/", "a/b/"), (" x ", "x/")],

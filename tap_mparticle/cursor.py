@@ -19,10 +19,11 @@ The design (after airbyte's file-based cursor):
 - `files_read_versions` maps the key of each file read at the bookmark's second to
   its version (`RemoteFile.version`: ETag, generation, mtime in nanoseconds). An
   object rewritten within the second it was read keeps its LastModified; its new
-  version says it changed, and it is read again. Only the bookmark's second is kept
-  (a rewrite that keeps the stamp can only land while that stamp is the newest), so
-  this costs a few entries. A key with no version (a state written before versions
-  were kept) is taken as read at that LastModified, as then.
+  version says it changed, and it is read again. Only the bookmark's second is kept,
+  a few entries: a rewrite keeps its stamp when it starts in the second the first
+  write did, and (but for a long multipart upload) lands while that second is still
+  the newest. A key with no version (a state written before versions were kept) is
+  taken as read at that LastModified, as then.
 - After each file the entry is added and the bookmark moves up. Before each STATE
   is written (`compact`), entries that fell out of the window are dropped. If a
   burst still leaves more than `MAX_FILES_READ` entries, the oldest are dropped and

@@ -14,7 +14,7 @@ import os
 
 from tap_mparticle.sharding import shard_of
 from tests.support.s3 import s3_config, set_s3_last_modified
-from tests.support.tap import TapOutput, run_tap
+from tests.support.tap import AUDIENCE_STREAMS, TapOutput, generator, run_tap
 from tests.tap.test_tap_sync import batch_line
 
 UTC = dt.timezone.utc
@@ -181,3 +181,24 @@ def test_a_local_file_rewritten_with_its_mtime_kept_to_the_nanosecond(tmp_path):
     assert names(run2) == ["Longer", "Longer"]
     assert events_state(run2).get(VERSIONS) == {"a.txt": f"{mtime_ns}:{path.stat().st_size}"}
     assert run_tap(config, state=run2.final_state).records("events") == []
+
+
+def test_both_audience_streams_reread_a_feed_rewritten_within_the_second(empty_drop):
+    def feed(seed: int, count: int) -> bytes:
+        files = generator.partner_files(generator.random.Random(seed), generator.Expected(), count)
+        return files["partner/feed-0001.jsonl"]
+
+    path = empty_drop.root / "audiences" / "partner" / "feed.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(feed(5, 2))
+    empty_drop.publish(modified_at=SECOND)
+    run1 = run_tap(empty_drop.config, streams=AUDIENCE_STREAMS)
+    path.write_bytes(feed(6, 3))
+    empty_drop.publish(modified_at=SECOND)
+    run2 = run_tap(empty_drop.config, state=run1.final_state, streams=AUDIENCE_STREAMS)
+    run3 = run_tap(empty_drop.config, state=run2.final_state, streams=AUDIENCE_STREAMS)
+    for stream in AUDIENCE_STREAMS:
+        assert run1.records(stream), stream
+        assert run2.records(stream), stream  # the rewrite, read by each stream
+        assert run2.records(stream) != run1.records(stream)
+        assert run3.records(stream) == []

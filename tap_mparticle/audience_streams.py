@@ -13,8 +13,8 @@ stream would count as read for the other). So:
 - **One parse per file per run.** Whichever of the two syncs first parses each
   file once, emits its own records, and hands the other stream's records (if that
   stream is selected and has not synced yet) to the other stream's `Inbox`: a
-  temporary file on disk, indexed by file key and LastModified, so memory stays
-  bounded. When the other stream syncs, a file its own cursor wants is replayed
+  temporary file on disk, indexed by file key, LastModified and version, so memory
+  stays bounded. When the other stream syncs, a file its own cursor wants is replayed
   from the inbox when it is there, and downloaded and parsed only when it is not
   (its cursor was behind the first stream's). Bad lines are reported once, by the
   stream that parsed them.
@@ -94,7 +94,7 @@ class Inbox:
         """Start empty; the spool file is created on the first record."""
         self._spool: IO[bytes] | None = None
         self._start = 0
-        self._files: dict[tuple[str, str], tuple[int, int]] = {}
+        self._files: dict[tuple[str, str, str], tuple[int, int]] = {}
         self._encode = msgspec.json.Encoder().encode
         self._decode = msgspec.json.Decoder().decode
 
@@ -169,8 +169,9 @@ class Inbox:
         return self._spool.tell()
 
 
-def _file_id(file: RemoteFile) -> tuple[str, str]:
-    return file.key, format_timestamp(file.last_modified)
+def _file_id(file: RemoteFile) -> tuple[str, str, str]:
+    # The version too: the other stream may list the key rewritten within the second.
+    return file.key, format_timestamp(file.last_modified), file.version
 
 
 class AudienceFileStream(MParticleFileStream):

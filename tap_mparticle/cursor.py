@@ -16,6 +16,14 @@ The design (after airbyte's file-based cursor):
   not before `start_date`) and `files_read` does not hold its key with the same
   LastModified. So a same-second file, a late file and an object overwritten under
   the same key are each read once, on the next run that sees them.
+- `files_read_versions` maps the key of each file read at the bookmark's second to
+  its version (`RemoteFile.version`: ETag, generation, mtime in nanoseconds). An
+  object rewritten within the second it was read keeps its LastModified; its new
+  version says it changed, and it is read again. Only the bookmark's second is kept,
+  a few entries: a rewrite keeps its stamp when it starts in the second the first
+  write did, and (but for a long multipart upload) lands while that second is still
+  the newest. A key with no version (a state written before versions were kept) is
+  taken as read at that LastModified, as then.
 - After each file the entry is added and the bookmark moves up. Before each STATE
   is written (`compact`), entries that fell out of the window are dropped. If a
   burst still leaves more than `MAX_FILES_READ` entries, the oldest are dropped and
@@ -45,6 +53,7 @@ MAX_FILES_READ = 10_000
 #: file uploaded while the run lists is stamped after its start, and that is normal).
 FUTURE_SLACK = dt.timedelta(hours=1)
 REPLICATION_KEY = "_sdc_modified_at"
+VERSIONS_KEY = "files_read_versions"
 
 LOGGER = logging.getLogger(__name__)
 
@@ -117,6 +126,8 @@ class FileCursor:
             del state["files_read_floor"]
         raw_history = state.get("files_read") or {}
         self._history: dict[str, str] = {str(key): str(stamp) for key, stamp in raw_history.items()}
+        raw_versions = state.get(VERSIONS_KEY) or {}
+        self._versions: dict[str, str] = {str(key): str(tag) for key, tag in raw_versions.items()}
         self._warned_floor = False
 
     @property
@@ -139,14 +150,20 @@ class FileCursor:
             file: A listed file.
 
         Returns:
-            True when the file has not been read with this LastModified.
+            True when the file has not been read with this LastModified, or was
+            read with it as another version (rewritten within the same second).
         """
         start = self.window_start
         if start is not None and file.last_modified < start:
             return False
         if self._floor is not None and file.last_modified <= self._floor:
             return False
-        return self._history.get(file.key) != format_timestamp(file.last_modified)
+        if self._history.get(file.key) != format_timestamp(file.last_modified):
+            return True
+        # Read at this very LastModified. An unknown version on either side (an older
+        # state, a listing without one) is taken as the same file: no re-read.
+        known = self._versions.get(file.key)
+        return bool(known and file.version and known != file.version)
 
     @property
     def history_size(self) -> int:
@@ -160,6 +177,10 @@ class FileCursor:
             file: The file whose every record has been emitted (or skipped by policy).
         """
         self._history[file.key] = format_timestamp(file.last_modified)
+        if file.version:
+            self._versions[file.key] = file.version
+        else:
+            self._versions.pop(file.key, None)
         stamp = file.last_modified
         if stamp > self._now:
             # A local file's mtime can be anything (`touch`, a copy that kept a wrong
@@ -181,6 +202,7 @@ class FileCursor:
         self._state["replication_key_value"] = format_timestamp(self.bookmark)
         # The state holds the history itself, not a copy: no per-file copying.
         self._state["files_read"] = self._history
+        self._state[VERSIONS_KEY] = self._versions
 
     def compact(self) -> None:
         """Drop history entries outside the window and cap it; call before writing STATE."""
@@ -214,3 +236,18 @@ class FileCursor:
                 )
         if self._floor is not None:
             self._state["files_read_floor"] = format_timestamp(self._floor)
+        self._compact_versions()
+
+    def _compact_versions(self) -> None:
+        """Keep versions only for files still remembered and stamped in the bookmark's second."""
+        if self.bookmark is None:
+            return
+        second = format_timestamp(self.bookmark.replace(microsecond=0))
+        # As in `compact`: "…:00+00:00" sorts before "…:00.5+00:00", so a local file's
+        # sub-second stamp inside the bookmark's second is kept.
+        for key in [k for k in self._versions if self._history.get(k, "") < second]:
+            del self._versions[key]
+        if self._versions:
+            self._state[VERSIONS_KEY] = self._versions
+        else:
+            self._state.pop(VERSIONS_KEY, None)

@@ -10,7 +10,9 @@ drop (so each has read every file it owns), the union is exact:
   already outside its own window;
 - `files_read` is the union of the old histories (the shards' keys are disjoint),
   so every file inside the window that was read is remembered;
-- `files_read_floor` is the latest of the old floors.
+- `files_read_floor` is the latest of the old floors;
+- `files_read_versions` is the union of the old ones, each kept only while its
+  key's merged LastModified is the one it was read at.
 
 Every new shard starts from that same merged state, stamped with its own index:
 its cursor filters by its own files as it lists them, and the next compaction
@@ -31,7 +33,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tap_mparticle.cursor import REPLICATION_KEY, format_timestamp, parse_timestamp
+from tap_mparticle.cursor import (
+    REPLICATION_KEY,
+    VERSIONS_KEY,
+    format_timestamp,
+    parse_timestamp,
+)
 from tap_mparticle.sharding import SHARD_COUNT_KEY, SHARD_INDEX_KEY, Shard
 from tap_mparticle.state_shape import StateShapeError, check_state, singer_state
 
@@ -80,6 +87,8 @@ def merge_states(states: list[dict[str, Any]], count: int) -> list[dict[str, Any
         bookmarks = {}
         for stream, bookmark in merged.items():
             copy = {**bookmark, "files_read": dict(bookmark.get("files_read", {}))}
+            if VERSIONS_KEY in bookmark:
+                copy[VERSIONS_KEY] = dict(bookmark[VERSIONS_KEY])
             Shard(count, index).stamp_state(copy)
             bookmarks[stream] = copy
         out.append({"bookmarks": bookmarks})
@@ -107,6 +116,14 @@ def _merge_stream(into: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]
     for key, stamp in (other.get("files_read") or {}).items():
         history[key] = max(stamp, history.get(key, stamp))
     merged: dict[str, Any] = {"replication_key": REPLICATION_KEY, "files_read": history}
+    versions = {
+        key: version
+        for source in (into, other)
+        for key, version in (source.get(VERSIONS_KEY) or {}).items()
+        if (source.get("files_read") or {}).get(key) == history.get(key)
+    }
+    if versions:
+        merged[VERSIONS_KEY] = versions
     marks = [b["replication_key_value"] for b in (into, other) if b.get("replication_key_value")]
     if marks:
         merged["replication_key_value"] = format_timestamp(max(map(parse_timestamp, marks)))

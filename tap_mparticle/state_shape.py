@@ -19,7 +19,12 @@ import datetime as dt
 import json
 from typing import Any, NoReturn
 
-from tap_mparticle.cursor import REPLICATION_KEY, format_timestamp, parse_timestamp
+from tap_mparticle.cursor import (
+    REPLICATION_KEY,
+    VERSIONS_KEY,
+    format_timestamp,
+    parse_timestamp,
+)
 from tap_mparticle.folders import UPLOAD_FOLDER_SLACK
 from tap_mparticle.preflight import MAX_LOOKBACK_MINUTES
 
@@ -92,6 +97,7 @@ def check_bookmark(where: str, bookmark: dict[str, Any]) -> None:
     for field in ("replication_key_value", "files_read_floor"):
         _check_timestamp(where, field, bookmark.get(field))
     _check_history(where, bookmark.get("files_read"))
+    _check_versions(where, bookmark.get(VERSIONS_KEY))
     _check_late_check(where, bookmark.get("late_check"))
     _check_shard(where, bookmark)
     markers = bookmark.get("progress_markers")
@@ -119,6 +125,16 @@ def _check_history(where: str, history: object) -> None:
     for key, stamp in history.items():
         if not isinstance(stamp, str) or not _is_timestamp(stamp):
             _refuse(where, f"files_read[{quote(key)}] must be {TIMESTAMP}", stamp)
+
+
+def _check_versions(where: str, versions: object) -> None:
+    if versions is None:
+        return
+    if not isinstance(versions, dict):
+        _refuse(where, f"{VERSIONS_KEY} must be an object of file key to version", versions)
+    for key, version in versions.items():
+        if not isinstance(version, str):
+            _refuse(where, f"{VERSIONS_KEY}[{quote(key)}] must be a string", version)
 
 
 def _check_late_check(where: str, entry: object) -> None:

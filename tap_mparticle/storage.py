@@ -67,6 +67,9 @@ class RemoteFile:
             provenance columns and messages.
         last_modified: S3 LastModified (1-second precision) or the file's mtime, UTC.
         size: Bytes.
+        version: What changes when the object is rewritten under the same key, even
+            within one second of LastModified: the S3 ETag, the Azure etag, the GCS
+            generation, a local file's mtime in nanoseconds and size; "" when unknown.
     """
 
     key: str
@@ -77,14 +80,15 @@ class RemoteFile:
     #: its key ending in "/") cannot be read under a key: the stream applies
     #: `on_bad_record` to it instead. `uri` shows the name's bytes escaped.
     name_not_text: bool = False
+    version: str = ""
 
 
 #: The LastModified of a folder marked `name_not_text` (folders carry none).
 NO_TIME = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
 #: One entry of a folder's listing, names counted from the bucket's top: a
-#: sub-folder's name, or an object's (name, size in bytes, last modified).
-Listed = str | tuple[str, int, dt.datetime]
+#: sub-folder's name, or an object's (name, size in bytes, last modified, version).
+Listed = str | tuple[str, int, dt.datetime, str]
 
 
 def walk_folders(
@@ -123,7 +127,7 @@ def walk_folders(
                 else:
                     yield name_not_text(entry[len(root) :], uri_prefix + entry, NO_TIME)
                 continue
-            name, size, modified = entry
+            name, size, modified, version = entry
             if name.endswith("/") or not size:
                 continue
             if not is_text_key(name):
@@ -134,6 +138,8 @@ def walk_folders(
                 uri=uri_prefix + name,
                 last_modified=modified.astimezone(UTC),
                 size=size,
+                # S3 and Azure quote their ETags; the quotes carry nothing.
+                version=version.strip('"'),
             )
 
 
@@ -251,7 +257,12 @@ class S3Storage:
                 for common in page.get("CommonPrefixes", []):
                     yield common.get("Prefix", "")
                 for obj in page.get("Contents", []):
-                    yield obj.get("Key", ""), obj.get("Size", 0), obj["LastModified"]
+                    yield (
+                        obj.get("Key", ""),
+                        obj.get("Size", 0),
+                        obj["LastModified"],
+                        obj.get("ETag", ""),
+                    )
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             msg = f"cannot list s3://{self.bucket}/{folder} at {self._endpoint()}: {_reason(exc)}"
             raise StorageError(msg) from None
@@ -368,7 +379,11 @@ class LocalStorage:
         if not is_text_key(entry.name):
             return name_not_text(relative, entry.path, modified)
         uri = str(Path(entry.path).resolve())
-        return RemoteFile(key=relative, uri=uri, last_modified=modified, size=stat.st_size)
+        # A copy that keeps the mtime (`cp -p`, rsync) but not the size is a new version.
+        version = f"{stat.st_mtime_ns}:{stat.st_size}"
+        return RemoteFile(
+            key=relative, uri=uri, last_modified=modified, size=stat.st_size, version=version
+        )
 
     def open(self, file: RemoteFile) -> IO[bytes]:
         """Open a file for binary reads.

@@ -184,7 +184,7 @@ class AzureStorage:
                     if size is None:  # a BlobPrefix: one folder further down
                         yield item.name
                     else:
-                        yield item.name, int(size), item.last_modified
+                        yield item.name, int(size), item.last_modified, str(item.etag or "")
         except self._exceptions.AzureError as exc:
             where = f"az://{self.container_name}/{folder} at {self.endpoint}"
             msg = f"cannot list {where}: {self._reason(exc)}"

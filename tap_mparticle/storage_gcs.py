@@ -140,7 +140,7 @@ class GcsStorage:
             )
             for page in listing.pages:
                 for blob in page:
-                    yield blob.name, int(blob.size or 0), blob.updated
+                    yield blob.name, int(blob.size or 0), blob.updated, str(blob.generation or "")
                 yield from sorted(page.prefixes)  # a set: sorted, so runs list alike
         except self._errors() as exc:
             msg = f"cannot list gs://{self.bucket}/{folder} at {self.endpoint}: "

@@ -39,6 +39,8 @@ BAD_BOOKMARKS = [
     ({"replication_key_value": "0001-01-01T00:00:00Z"}, "replication_key_value must be"),
     ({"files_read_floor": "9999-12-31T23:59:59-05:00"}, "files_read_floor must be"),
     ({"replication_key": "updated_at"}, "replication_key must be '_sdc_modified_at'"),
+    ({"files_read_versions": ["a"]}, "files_read_versions must be an object of file key to"),
+    ({"files_read_versions": {"a": 5}}, 'files_read_versions["a"] must be a string, not 5'),
     (
         {"late_check": {"until": "x"}},
         'late_check.until must be an ISO 8601 timestamp (in UTC, from year 2 to 9999), not "x"',

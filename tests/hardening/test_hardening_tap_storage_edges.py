@@ -126,8 +126,13 @@ def test_bucket_keys_that_are_not_text_are_bad_input_in_every_cloud_listing():
     # A JSON listing (GCS) can carry a lone surrogate escape; S3 and Azure share the walk.
     stamp = dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)
     listing = {
-        "": ["bad\ud800/", ("a.txt", 5, stamp), ("b\udcff.txt", 5, stamp), "skipped\ud800/"],
-        "bad\ud800/": [("bad\ud800/c.txt", 5, stamp)],
+        "": [
+            "bad\ud800/",
+            ("a.txt", 5, stamp, "1"),
+            ("b\udcff.txt", 5, stamp, "2"),
+            "skipped\ud800/",
+        ],
+        "bad\ud800/": [("bad\ud800/c.txt", 5, stamp, "3")],
     }
     files = list(
         walk_folders("", "", "gs://b/", lambda f: f == "skipped\ud800/", listing.__getitem__)

@@ -104,19 +104,23 @@ def set_s3_last_modified(bucket: str, key: str, when: dt.datetime) -> None:
 
 
 class _NewFiles:
-    """The files under a root not yet published, each returned once."""
+    """The files under a root not yet published, or rewritten since: each version returned once.
+
+    A file rewritten on disk is published again under its key (an overwrite).
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.published: set[str] = set()
+        self.published: dict[str, bytes] = {}
 
     def __call__(self) -> list[tuple[str, Path]]:
-        found = [
-            (path.relative_to(self.root).as_posix(), path)
-            for path in sorted(p for p in self.root.rglob("*") if p.is_file())
-        ]
-        fresh = [(key, path) for key, path in found if key not in self.published]
-        self.published.update(key for key, _ in fresh)
+        fresh = []
+        for path in sorted(p for p in self.root.rglob("*") if p.is_file()):
+            key = path.relative_to(self.root).as_posix()
+            body = path.read_bytes()
+            if self.published.get(key) != body:
+                self.published[key] = body
+                fresh.append((key, path))
         return fresh
 
 
@@ -166,7 +170,7 @@ def _serve_azure(request: Any, new_files: _NewFiles) -> tuple[dict[str, Any], Pu
     def publish(modified_at: dt.datetime | None = None) -> None:
         with server.clock_at(modified_at):
             for key, path in new_files():
-                container_client.upload_blob(key, path.read_bytes())
+                container_client.upload_blob(key, path.read_bytes(), overwrite=True)
 
     return azure_config(server, container), publish
 
@@ -180,8 +184,9 @@ def serve_drop(request: Any, root: Path) -> tuple[dict[str, Any], Publish]:
     """Serve a drop directory as the parametrised backend asks (one of `STORAGES`).
 
     Returns the tap config reaching it and a `publish(modified_at=None)` that makes
-    files added under `root` since the last call visible, with `modified_at` (if given)
-    as their LastModified / updated / mtime. What is under `root` now is published.
+    files added (or rewritten) under `root` since the last call visible, with
+    `modified_at` (if given) as their LastModified / updated / mtime. What is under
+    `root` now is published.
     """
     config, publish = SERVERS[request.param](request, _NewFiles(root))
     publish()

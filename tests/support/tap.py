@@ -149,7 +149,7 @@ class Drop:
         return self._summary
 
     def publish(self, modified_at: dt.datetime | None = None) -> None:
-        """Make files added under `root` since the last publish visible to the tap.
+        """Make files added (or rewritten) under `root` since the last publish visible to the tap.
 
         With `modified_at`, they carry that LastModified (updated, mtime).
         """

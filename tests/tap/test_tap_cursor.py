@@ -1,3 +1,4 @@
+import dataclasses
 import datetime as dt
 
 from tap_mparticle import cursor as cursor_module
@@ -8,8 +9,9 @@ T0 = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
 HOUR = dt.timedelta(hours=1)
 
 
-def remote(key: str, when: dt.datetime) -> RemoteFile:
-    return RemoteFile(key=key, uri=f"s3://b/{key}", last_modified=when, size=10)
+def remote(key: str, when: dt.datetime, version: str | None = None) -> RemoteFile:
+    file = RemoteFile(key=key, uri=f"s3://b/{key}", last_modified=when, size=10)
+    return file if version is None else dataclasses.replace(file, version=version)
 
 
 def new_cursor(state: dict, start: dt.datetime | None = None) -> FileCursor:
@@ -127,3 +129,81 @@ def test_the_history_cap_never_puts_the_floor_past_the_runs_start(monkeypatch):
     cursor.compact()
     later = FileCursor(state, start_date=None, lookback=2 * HOUR, now=now + HOUR)
     assert later.should_read(remote("new", now + dt.timedelta(minutes=30)))
+
+
+def test_a_rewrite_within_the_second_is_read_once_per_version():
+    state: dict = {}
+    cursor = new_cursor(state)
+    cursor.mark_read(remote("a", T0, "v1"))
+    cursor.compact()
+    again = new_cursor(state)
+    assert not again.should_read(remote("a", T0, "v1"))
+    assert again.should_read(remote("a", T0, "v2"))
+    again.mark_read(remote("a", T0, "v2"))
+    again.compact()
+    assert state["files_read_versions"] == {"a": "v2"}
+    third = new_cursor(state)
+    assert not third.should_read(remote("a", T0, "v2"))
+    assert third.should_read(remote("a", T0, "v3"))
+
+
+def test_an_unknown_version_on_either_side_is_taken_as_the_same_file():
+    state: dict = {}
+    cursor = new_cursor(state)
+    cursor.mark_read(remote("known", T0, "v1"))
+    cursor.mark_read(remote("unknown", T0))
+    cursor.compact()
+    assert state["files_read_versions"] == {"known": "v1"}
+    again = new_cursor(state)
+    assert not again.should_read(remote("known", T0))  # a listing that gives none
+    assert not again.should_read(remote("unknown", T0, "v9"))
+
+
+def test_a_state_from_before_versions_loads_and_reads_no_file_twice():
+    stamp = "2024-05-01T12:00:00+00:00"
+    state: dict = {"replication_key_value": stamp, "files_read": {"a": stamp}}
+    cursor = new_cursor(state)
+    assert not cursor.should_read(remote("a", T0, "v1"))
+    assert cursor.should_read(remote("b", T0, "v1"))
+    cursor.mark_read(remote("b", T0, "v1"))
+    cursor.compact()
+    assert state["files_read"] == {"a": stamp, "b": stamp}
+    assert state["files_read_versions"] == {"b": "v1"}
+
+
+def test_versions_are_kept_for_the_bookmarks_second_only():
+    state: dict = {}
+    cursor = new_cursor(state)
+    cursor.mark_read(remote("before", T0 - dt.timedelta(seconds=1), "v"))
+    cursor.mark_read(remote("at", T0, "v"))
+    # A local file's sub-second stamp in the same second.
+    cursor.mark_read(remote("within", T0 + dt.timedelta(microseconds=500_000), "v"))
+    cursor.compact()
+    assert set(state["files_read"]) == {"before", "at", "within"}
+    assert set(state["files_read_versions"]) == {"at", "within"}
+    later = new_cursor(state)
+    # A rewrite of a file whose second has passed keeps today's rule: taken as read.
+    assert not later.should_read(remote("before", T0 - dt.timedelta(seconds=1), "v2"))
+    later.mark_read(remote("next", T0 + dt.timedelta(seconds=1), "v"))
+    later.compact()
+    assert state["files_read_versions"] == {"next": "v"}
+
+
+def test_a_late_file_read_below_the_bookmarks_second_keeps_no_version():
+    state: dict = {}
+    cursor = new_cursor(state)
+    cursor.mark_read(remote("new", T0, "v"))
+    cursor.mark_read(remote("late", T0 - HOUR, "v"))
+    cursor.compact()
+    assert state["files_read_versions"] == {"new": "v"}
+    assert not new_cursor(state).should_read(remote("late", T0 - HOUR, "v"))
+
+
+def test_the_history_cap_drops_the_versions_of_the_keys_it_drops(monkeypatch):
+    monkeypatch.setattr(cursor_module, "MAX_FILES_READ", 2)
+    state: dict = {}
+    cursor = new_cursor(state)
+    for key in ("k0", "k1", "k2"):
+        cursor.mark_read(remote(key, T0, f"{key}-v"))
+    cursor.compact()
+    assert set(state["files_read_versions"]) == set(state["files_read"]) == {"k1", "k2"}

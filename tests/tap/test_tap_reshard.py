@@ -127,3 +127,33 @@ def test_a_state_the_tap_would_refuse_is_refused_naming_its_file(tmp_path, capsy
         assert words in err, err
         assert "\n" not in err
         assert not out_dir.exists()
+
+
+def test_a_rewrite_in_the_bookmarks_second_is_read_once_after_resharding(tmp_path):
+    """The old shards' versions pass to the new shards with their keys."""
+    root = tmp_path / "drop"
+    root.mkdir()
+    stamp = T0.timestamp()
+    names = [f"f{n}.txt" for n in range(6)]
+    for name in names:
+        (root / name).write_text(batch_line(1, name=name))
+        os.utime(root / name, (stamp, stamp))
+    config = {"bucket_url": str(root)}
+    old = [run_tap({**config, "shard_count": 2, "shard_index": i}) for i in range(2)]
+    old_files = []
+    for i, out in enumerate(old):
+        old_files.append(tmp_path / f"old-{i}.json")
+        old_files[-1].write_text(json.dumps(out.final_state))
+    out_dir = tmp_path / "new"
+    assert reshard(["--shard-count", "3", "--out-dir", str(out_dir), *map(str, old_files)]) == 0
+    states = [json.loads((out_dir / f"state-{i}.json").read_text()) for i in range(3)]
+
+    (root / "f4.txt").write_text(batch_line(2, name="f4 rewritten"))
+    os.utime(root / "f4.txt", (stamp, stamp))
+    (root / "f5.txt").write_text(batch_line(1, name="f5.txt"))  # same bytes again
+    os.utime(root / "f5.txt", (stamp, stamp))
+    runs = [
+        run_tap({**config, "shard_count": 3, "shard_index": i}, state=states[i]) for i in range(3)
+    ]
+    read = sorted(r["event_name"] for out in runs for r in out.records("events"))
+    assert read == ["f4 rewritten", "f4 rewritten"]

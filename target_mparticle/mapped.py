@@ -19,6 +19,7 @@ from target_mparticle import schema_rules as rules
 from target_mparticle.clean import VALIDATED_ENTRIES, device_identity, user_identity
 from target_mparticle.clock import now_ms
 from target_mparticle.coerce import clean_object
+from target_mparticle.event_fields import EventFields
 from target_mparticle.inbound import CertainShapes, InvalidRecordError, fit_event, fit_shell
 from target_mparticle.items import ConverterBase, Item, UserRow, digest_id, public, with_fields
 from target_mparticle.preflight import quoted
@@ -116,6 +117,7 @@ class MappedRecords(ConverterBase):
                 mapping.ip_field,
                 mapping.device_id_field,
                 *(mapping.consent.fields() if mapping.consent else ()),
+                *(self._event_fields.fields() if self._event_fields else ()),
             )
             if f
         )
@@ -177,6 +179,18 @@ class MappedRecords(ConverterBase):
     def _shapes(self) -> CertainShapes:
         """The shell shapes of this stream known valid (see `inbound.CertainShapes`)."""
         return CertainShapes(VALIDATED_ENTRIES)
+
+    @functools.cached_property
+    def _event_fields(self) -> EventFields | None:
+        """The mapping's event type, session, flags and location fields; None if it has none."""
+        mapping = self.mapping
+        return EventFields.of(
+            mapping.kind,
+            mapping.custom_event_type_field,
+            mapping.session_uuid_field,
+            mapping.custom_flags_field,
+            mapping.location_field,
+        )
 
     @functools.cached_property
     def _batch_fields_apply(self) -> bool:
@@ -291,10 +305,13 @@ class MappedRecords(ConverterBase):
                 msg = f"timestamp field {mapping.timestamp_field!r} {what}, no usable time"
                 raise InvalidRecordError(msg)
             data["timestamp_unixtime_ms"] = stamp
+        event_type = mapping.custom_event_type
+        if self._event_fields is not None:
+            event_type = self._event_fields.fill(record, data, tally) or event_type
 
         kind = mapping.kind
         if kind == "commerce_event":
-            self._commerce(record, data, used)
+            self._commerce(record, data, used, event_type)
         attr_map = mapping.event_attributes
         if attr_map is None:
             pairs: t.Iterable[tuple[str, object]] = (
@@ -311,14 +328,24 @@ class MappedRecords(ConverterBase):
             return fit_event({"event_type": "screen_view", "data": data}, tally)
         data["event_name"] = name
         if kind == "commerce_event":
-            if mapping.custom_event_type:
-                data["custom_event_type"] = mapping.custom_event_type
+            if event_type:
+                data["custom_event_type"] = event_type
             return fit_event({"event_type": "commerce_event", "data": data}, tally)
-        data["custom_event_type"] = mapping.custom_event_type or "other"
+        data["custom_event_type"] = event_type or "other"
         return fit_event({"event_type": "custom_event", "data": data}, tally)
 
-    def _commerce(self, record: dict[str, t.Any], data: dict[str, t.Any], used: set[str]) -> None:
-        """Commerce fields come from record fields named as in the Events API."""
+    def _commerce(
+        self,
+        record: dict[str, t.Any],
+        data: dict[str, t.Any],
+        used: set[str],
+        event_type: str | None,
+    ) -> None:
+        """Commerce fields come from record fields named as in the Events API.
+
+        `event_type` is the mapping's `custom_event_type`, or the row's own: a product
+        action among them is the action when the row gives no `product_action`.
+        """
         tally = self.tally
         given_action = record.get("product_action")
         if isinstance(given_action, dict):
@@ -331,7 +358,6 @@ class MappedRecords(ConverterBase):
                     used.add(field)
                     action[field] = record[field]
             action = clean_object(action, tally)
-            event_type = self.mapping.custom_event_type
             verb = given_action if isinstance(given_action, str) else None
             if verb is not None:
                 used.add("product_action")

@@ -94,7 +94,7 @@ def test_json_text_from_a_csv_tap_and_scalar_flags(tmp_path):
     config["mappings"] = clicks_mapping()
     row = click(
         flags=json.dumps({"Google.Value": 123, "GA4.NonInteraction": True, "gone": None}),
-        where=json.dumps({"latitude": -33.8688, "longitude": 151.2093, "country_code": "AU"}),
+        where=json.dumps({"latitude": "-33.8688", "longitude": 151.2093, "country_code": "AU"}),
         session="DDFBEA89-9A54-41C3-97F3-334FDD3B98BC",  # upper case, as in the reference
     )
     run = run_target(config, singer_lines("clicks", [row], key=["id"]))
@@ -166,6 +166,10 @@ def test_null_and_blank_values_leave_the_field_out_and_the_type_is_other(server,
         (
             {"where": {"latitude": 91, "longitude": 0}},
             "location field 'where': latitude 91.0 is not from -90 to 90",
+        ),
+        (
+            {"where": {"latitude": "1e999", "longitude": 0}},
+            "location field 'where': latitude '1e999' is not a number",
         ),
         (
             {"where": {"latitude": 0, "longitude": "east"}},
@@ -328,13 +332,15 @@ def test_mistakes_in_the_keys_are_refused_at_start_up(config, mapping, error):
     assert error in refused.value.errors, refused.value.errors
 
 
-def test_a_mapped_field_the_schema_lacks_is_warned_about(config, caplog):
-    config["mappings"] = clicks_mapping(session_uuid_field="session_id")
+@pytest.mark.parametrize("key", list(FIELDS))
+def test_a_mapped_field_the_schema_lacks_is_warned_about(config, caplog, key):
+    """A misspelt field name: the row carries no such field, so the key does nothing."""
+    config["mappings"] = clicks_mapping(**{key: "misspelt"})
     with caplog.at_level(logging.WARNING):
         run = run_target(config, singer_lines("clicks", [click()], key=["id"]))
     assert run.error is None
-    assert "mapped field 'session_id' is not in the stream's schema" in caplog.text
-    assert "mapped field 'session_id' was absent from 1 of 1 record" in caplog.text
+    assert "mapped field 'misspelt' is not in the stream's schema" in caplog.text
+    assert "mapped field 'misspelt' was absent from 1 of 1 record" in caplog.text
 
 
 def test_the_keys_are_in_the_config_schema_for_about():

@@ -11,11 +11,12 @@ import logging
 import typing as t
 
 import pytest
+import yaml
 from singer_sdk.exceptions import ConfigValidationError
 
 from target_mparticle.target import TargetMParticle
 from tests.support.eventsapi import load_validator
-from tests.support.files import dead_letters
+from tests.support.files import REPO_ROOT, dead_letters
 from tests.support.target import dry_run_dead_letters, run_target, singer_lines
 
 validate = load_validator()
@@ -347,3 +348,22 @@ def test_the_keys_are_in_the_config_schema_for_about():
     about = TargetMParticle.config_jsonschema["properties"]["mappings"]
     entry = about["additionalProperties"]["properties"]
     assert set(FIELDS) <= set(entry)
+
+
+def test_the_readme_example_runs_as_written(server, config):
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("##### Events with their own type, session, flags and location\n", 1)[1]
+    mapping_yaml = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    row_text = section.split("A row `", 1)[1].split("` becomes", 1)[0]
+    config.update(yaml.safe_load(mapping_yaml))
+    row = json.loads(" ".join(row_text.split("\n")))
+    run = run_target(config, singer_lines("clicks", [row]))
+    assert run.error is None
+    assert server.rejected == []
+    (event,) = server.events()
+    data = event["data"]
+    assert data["custom_event_type"] == "navigation"
+    assert data["session_uuid"] == EXAMPLE_SESSION
+    assert data["custom_flags"] == {"Google.Category": "pageview"}
+    assert data["location"] == EXAMPLE_LOCATION
+    assert data["custom_attributes"] == {"button_name": "home"}

@@ -14,7 +14,10 @@ import pytest
 import yaml
 from singer_sdk.exceptions import ConfigValidationError
 
+from target_mparticle.convert import BatchDefaults, Converter
+from target_mparticle.mapping import StreamMapping
 from target_mparticle.target import TargetMParticle
+from target_mparticle.values import Tally
 from tests.support.eventsapi import load_validator
 from tests.support.files import REPO_ROOT, dead_letters
 from tests.support.target import dry_run_dead_letters, run_target, singer_lines
@@ -38,6 +41,11 @@ FIELDS = {
     "custom_flags_field": "flags",
     "location_field": "where",
 }
+
+
+def converter(mapping: dict[str, t.Any]) -> Converter:
+    parsed = StreamMapping.from_config(mapping, explicit=True)
+    return Converter("s", ["id"], parsed, BatchDefaults(), Tally())
 
 
 def clicks_mapping(**extra: t.Any) -> dict[str, t.Any]:
@@ -367,3 +375,17 @@ def test_the_readme_example_runs_as_written(server, config):
     assert data["custom_flags"] == {"Google.Category": "pageview"}
     assert data["location"] == EXAMPLE_LOCATION
     assert data["custom_attributes"] == {"button_name": "home"}
+
+
+def test_ids_of_mappings_without_the_keys_are_what_they_were():
+    """A mapping's ids are scoped by what it says: adding the keys to the mapping type
+    must not re-scope mappings that use none of them, or a re-run after upgrading
+    re-sends batches mParticle would have dropped as copies."""
+    row = {"id": 1, "email": "a@b.c", "n": 2}
+    # The request id this row had before the keys existed (commit f83b9fc).
+    assert converter({"identities": {"email": "email"}}).convert(row).request_id == (
+        "3473818c-bb96-595b-ba08-cec7433fa7c8"
+    )
+    # A mapping that does use one is another mapping: its corrected rows are new.
+    changed = converter({"identities": {"email": "email"}, "location_field": "geo"})
+    assert changed.convert(row).request_id != "3473818c-bb96-595b-ba08-cec7433fa7c8"

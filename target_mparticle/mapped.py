@@ -19,7 +19,6 @@ from target_mparticle import schema_rules as rules
 from target_mparticle.clean import VALIDATED_ENTRIES, device_identity, user_identity
 from target_mparticle.clock import now_ms
 from target_mparticle.coerce import clean_object
-from target_mparticle.event_fields import EventFields
 from target_mparticle.inbound import CertainShapes, InvalidRecordError, fit_event, fit_shell
 from target_mparticle.items import ConverterBase, Item, UserRow, digest_id, public, with_fields
 from target_mparticle.preflight import quoted
@@ -117,7 +116,7 @@ class MappedRecords(ConverterBase):
                 mapping.ip_field,
                 mapping.device_id_field,
                 *(mapping.consent.fields() if mapping.consent else ()),
-                *(self._event_fields.fields() if self._event_fields else ()),
+                *(mapping.event_fields.fields() if mapping.event_fields else ()),
             )
             if f
         )
@@ -179,18 +178,6 @@ class MappedRecords(ConverterBase):
     def _shapes(self) -> CertainShapes:
         """The shell shapes of this stream known valid (see `inbound.CertainShapes`)."""
         return CertainShapes(VALIDATED_ENTRIES)
-
-    @functools.cached_property
-    def _event_fields(self) -> EventFields | None:
-        """The mapping's event type, session, flags and location fields; None if it has none."""
-        mapping = self.mapping
-        return EventFields.of(
-            mapping.kind,
-            mapping.custom_event_type_field,
-            mapping.session_uuid_field,
-            mapping.custom_flags_field,
-            mapping.location_field,
-        )
 
     @functools.cached_property
     def _batch_fields_apply(self) -> bool:
@@ -306,8 +293,8 @@ class MappedRecords(ConverterBase):
                 raise InvalidRecordError(msg)
             data["timestamp_unixtime_ms"] = stamp
         event_type = mapping.custom_event_type
-        if self._event_fields is not None:
-            event_type = self._event_fields.fill(record, data, tally) or event_type
+        if mapping.event_fields is not None:
+            event_type = mapping.event_fields.fill(record, data, tally) or event_type
 
         kind = mapping.kind
         if kind == "commerce_event":

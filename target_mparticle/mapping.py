@@ -10,7 +10,7 @@ from singer_sdk import typing as th
 
 from mparticle_facts.identities import canonical_identity_type, is_mpid_key
 from target_mparticle.consent import ConsentSpec, consent_errors
-from target_mparticle.event_fields import EVENT_FIELD_KEYS, event_field_errors
+from target_mparticle.event_fields import EVENT_FIELD_KEYS, EventFields, event_field_errors
 from target_mparticle.schema_rules import COMMERCE_EVENT_TYPES, CUSTOM_EVENT_TYPES
 
 KINDS = ("custom_event", "screen_view", "commerce_event", "user")
@@ -210,13 +210,27 @@ class StreamMapping:
     data_plan_id: str | None = None
     data_plan_version: int | None = None
     audience_attribute_name: str | None = None
-    custom_event_type_field: str | None = None
-    session_uuid_field: str | None = None
-    custom_flags_field: str | None = None
-    location_field: str | None = None
+    # Left out of the repr, which scopes the ids (see `scope_text`).
+    custom_event_type_field: str | None = dataclasses.field(default=None, repr=False)
+    session_uuid_field: str | None = dataclasses.field(default=None, repr=False)
+    custom_flags_field: str | None = dataclasses.field(default=None, repr=False)
+    location_field: str | None = dataclasses.field(default=None, repr=False)
     explicit: bool = False
     #: Set by keys that only tune tap-mparticle audience rows, which need no mapping.
     audience_only: bool = False
+    #: The event field keys' applier, None when no key is set (`event_fields`).
+    event_fields: EventFields | None = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        """Build the event field keys' applier once, for `MappedRecords` to test per record."""
+        applier = EventFields.of(
+            self.kind,
+            self.custom_event_type_field,
+            self.session_uuid_field,
+            self.custom_flags_field,
+            self.location_field,
+        )
+        object.__setattr__(self, "event_fields", applier)
 
     @classmethod
     def from_config(cls, raw: t.Mapping[str, t.Any], *, explicit: bool) -> StreamMapping:
@@ -249,6 +263,16 @@ class StreamMapping:
             explicit=explicit,
             audience_only=bool(raw) and set(raw) <= AUDIENCE_ONLY_KEYS,
         )
+
+    def scope_text(self) -> str:
+        """What scopes the ids of this mapping's records (`ConverterBase.id_scope`).
+
+        Its repr, plus the event field keys where set: a mapping that uses none of
+        them gives the ids it gave before they existed, so mParticle still drops a
+        re-sent copy, while setting one re-scopes them, as any change of mapping does.
+        """
+        named = {key: getattr(self, key) for key in EVENT_FIELD_KEYS if getattr(self, key)}
+        return repr(self) + (repr(named) if named else "")
 
     def fields(self) -> list[str]:
         """Record fields this mapping names, in a stable order (for "ignored" reports)."""

@@ -218,7 +218,8 @@ class StreamMapping:
     explicit: bool = False
     #: Set by keys that only tune tap-mparticle audience rows, which need no mapping.
     audience_only: bool = False
-    #: The event field keys' applier, None when no key is set (`event_fields`).
+    #: The four event field keys applied (`event_fields.EventFields`); None when none is
+    #: set, so other mappings pay one attribute test a record for them.
     event_fields: EventFields | None = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

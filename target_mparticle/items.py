@@ -156,7 +156,7 @@ class ConverterBase:
         #: gives new ids, so mParticle does not drop the corrected batches as copies.
         self.id_scope = (
             environment_tag(self.environment)
-            + digest_id(repr(mapping), self.data_plan, self.audience_attribute_name)[:8]
+            + digest_id(mapping.scope_text(), self.data_plan, self.audience_attribute_name)[:8]
         )
         self.tally = tally
         #: `context.data_plan` for batches that name no plan of their own (replays).

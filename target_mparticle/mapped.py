@@ -116,6 +116,7 @@ class MappedRecords(ConverterBase):
                 mapping.ip_field,
                 mapping.device_id_field,
                 *(mapping.consent.fields() if mapping.consent else ()),
+                *(mapping.event_fields.fields() if mapping.event_fields else ()),
             )
             if f
         )
@@ -291,10 +292,13 @@ class MappedRecords(ConverterBase):
                 msg = f"timestamp field {mapping.timestamp_field!r} {what}, no usable time"
                 raise InvalidRecordError(msg)
             data["timestamp_unixtime_ms"] = stamp
+        event_type = mapping.custom_event_type
+        if mapping.event_fields is not None:
+            event_type = mapping.event_fields.fill(record, data, tally) or event_type
 
         kind = mapping.kind
         if kind == "commerce_event":
-            self._commerce(record, data, used)
+            self._commerce(record, data, used, event_type)
         attr_map = mapping.event_attributes
         if attr_map is None:
             pairs: t.Iterable[tuple[str, object]] = (
@@ -311,14 +315,24 @@ class MappedRecords(ConverterBase):
             return fit_event({"event_type": "screen_view", "data": data}, tally)
         data["event_name"] = name
         if kind == "commerce_event":
-            if mapping.custom_event_type:
-                data["custom_event_type"] = mapping.custom_event_type
+            if event_type:
+                data["custom_event_type"] = event_type
             return fit_event({"event_type": "commerce_event", "data": data}, tally)
-        data["custom_event_type"] = mapping.custom_event_type or "other"
+        data["custom_event_type"] = event_type or "other"
         return fit_event({"event_type": "custom_event", "data": data}, tally)
 
-    def _commerce(self, record: dict[str, t.Any], data: dict[str, t.Any], used: set[str]) -> None:
-        """Commerce fields come from record fields named as in the Events API."""
+    def _commerce(
+        self,
+        record: dict[str, t.Any],
+        data: dict[str, t.Any],
+        used: set[str],
+        event_type: str | None,
+    ) -> None:
+        """Commerce fields come from record fields named as in the Events API.
+
+        `event_type` is the mapping's `custom_event_type`, or the row's own: a product
+        action among them is the action when the row gives no `product_action`.
+        """
         tally = self.tally
         given_action = record.get("product_action")
         if isinstance(given_action, dict):
@@ -331,7 +345,6 @@ class MappedRecords(ConverterBase):
                     used.add(field)
                     action[field] = record[field]
             action = clean_object(action, tally)
-            event_type = self.mapping.custom_event_type
             verb = given_action if isinstance(given_action, str) else None
             if verb is not None:
                 used.add("product_action")

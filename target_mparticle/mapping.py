@@ -10,6 +10,7 @@ from singer_sdk import typing as th
 
 from mparticle_facts.identities import canonical_identity_type, is_mpid_key
 from target_mparticle.consent import ConsentSpec, consent_errors
+from target_mparticle.event_fields import EVENT_FIELD_KEYS, EventFields, event_field_errors
 from target_mparticle.schema_rules import COMMERCE_EVENT_TYPES, CUSTOM_EVENT_TYPES
 
 KINDS = ("custom_event", "screen_view", "commerce_event", "user")
@@ -31,6 +32,7 @@ MAPPING_KEYS = frozenset(
         "data_plan_id",
         "data_plan_version",
         "audience_attribute_name",
+        *EVENT_FIELD_KEYS,
     }
 )
 NULL_USER_ATTRIBUTES = ("drop", "delete")
@@ -69,6 +71,15 @@ MAPPING_SCHEMA = th.ObjectType(
         title="Custom event type",
         description="mParticle custom_event_type; default other. For commerce events, "
         "a product action such as purchase also sets the product action.",
+    ),
+    th.Property(
+        "custom_event_type_field",
+        th.StringType,
+        title="Custom event type field",
+        description="Record field holding each row's custom_event_type (for commerce "
+        "events also the product action when the row gives none); instead of "
+        "custom_event_type. A value the Events API does not accept makes the record "
+        "invalid; null or blank sends the default.",
     ),
     th.Property(
         "timestamp_field",
@@ -135,6 +146,28 @@ MAPPING_SCHEMA = th.ObjectType(
         description="Record field holding mParticle's device id (mp_deviceid, a UUID).",
     ),
     th.Property(
+        "session_uuid_field",
+        th.StringType,
+        title="Session UUID field",
+        description="Record field holding the event's session_uuid (a UUID; mParticle "
+        "derives the session id from it). Event kinds only.",
+    ),
+    th.Property(
+        "custom_flags_field",
+        th.StringType,
+        title="Custom flags field",
+        description="Record field holding the event's custom_flags: an object (or its "
+        "JSON text) of flag name -> text, number or boolean. Event kinds only.",
+    ),
+    th.Property(
+        "location_field",
+        th.StringType,
+        title="Location field",
+        description="Record field holding the event's location: an object (or its JSON "
+        "text) with latitude and longitude, optionally accuracy (metres) and the other "
+        "keys of mParticle's location. Event kinds only.",
+    ),
+    th.Property(
         "data_plan_id",
         th.StringType,
         title="Data plan ID",
@@ -177,9 +210,28 @@ class StreamMapping:
     data_plan_id: str | None = None
     data_plan_version: int | None = None
     audience_attribute_name: str | None = None
+    # Left out of the repr, which scopes the ids (see `scope_text`).
+    custom_event_type_field: str | None = dataclasses.field(default=None, repr=False)
+    session_uuid_field: str | None = dataclasses.field(default=None, repr=False)
+    custom_flags_field: str | None = dataclasses.field(default=None, repr=False)
+    location_field: str | None = dataclasses.field(default=None, repr=False)
     explicit: bool = False
     #: Set by keys that only tune tap-mparticle audience rows, which need no mapping.
     audience_only: bool = False
+    #: The four event field keys applied (`event_fields.EventFields`); None when none is
+    #: set, so other mappings pay one attribute test a record for them.
+    event_fields: EventFields | None = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        """Build the event field keys' applier once, for `MappedRecords` to test per record."""
+        applier = EventFields.of(
+            self.kind,
+            self.custom_event_type_field,
+            self.session_uuid_field,
+            self.custom_flags_field,
+            self.location_field,
+        )
+        object.__setattr__(self, "event_fields", applier)
 
     @classmethod
     def from_config(cls, raw: t.Mapping[str, t.Any], *, explicit: bool) -> StreamMapping:
@@ -205,9 +257,23 @@ class StreamMapping:
             data_plan_id=raw.get("data_plan_id"),
             data_plan_version=raw.get("data_plan_version"),
             audience_attribute_name=raw.get("audience_attribute_name"),
+            custom_event_type_field=raw.get("custom_event_type_field"),
+            session_uuid_field=raw.get("session_uuid_field"),
+            custom_flags_field=raw.get("custom_flags_field"),
+            location_field=raw.get("location_field"),
             explicit=explicit,
             audience_only=bool(raw) and set(raw) <= AUDIENCE_ONLY_KEYS,
         )
+
+    def scope_text(self) -> str:
+        """What scopes the ids of this mapping's records (`ConverterBase.id_scope`).
+
+        Its repr, plus the event field keys where set: a mapping that uses none of
+        them gives the ids it gave before they existed, so mParticle still drops a
+        re-sent copy, while setting one re-scopes them, as any change of mapping does.
+        """
+        named = {key: getattr(self, key) for key in EVENT_FIELD_KEYS if getattr(self, key)}
+        return repr(self) + (repr(named) if named else "")
 
     def fields(self) -> list[str]:
         """Record fields this mapping names, in a stable order (for "ignored" reports)."""
@@ -215,6 +281,10 @@ class StreamMapping:
             self.event_name_field,
             self.timestamp_field,
             self.source_message_id_field,
+            self.custom_event_type_field,
+            self.session_uuid_field,
+            self.custom_flags_field,
+            self.location_field,
         ]
         for group in (self.identities, self.user_attributes, self.event_attributes):
             named.extend((group or {}).values())
@@ -261,6 +331,7 @@ def _entry_errors(where: str, raw: t.Mapping[str, t.Any]) -> list[str]:
                 f"use one of {', '.join(sorted(allowed))}"
             )
     errors.extend(_identity_errors(where, raw.get("identities")))
+    errors.extend(event_field_errors(where, raw))
     errors.extend(_option_errors(where, raw))
     return errors
 

@@ -86,6 +86,7 @@ LAYERS: list[set[str]] = [
     # target: records to batches (pure).
     {
         "target_mparticle.consent",
+        "target_mparticle.event_fields",
         "target_mparticle.mapping",
         "target_mparticle.items",
         "target_mparticle.mapped",

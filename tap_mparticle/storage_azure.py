@@ -2,8 +2,8 @@
 
 Same contract as `S3Storage`: one folder level per listing (`delimiter="/"`) so date
 folders before `start_date` are never listed, every page read, and streamed reads in
-ranged chunks. The client is told to fetch at most one chunk per request: by default
-it would download the first 32 MB of every blob in one go.
+ranged chunks of the stored bytes. The client is told to fetch at most one chunk per
+request: by default it would download the first 32 MB of every blob in one go.
 
 `azure-storage-blob` (and `azure-identity` for the default credential chain) are an
 extra (`tap-mparticle[azure]`), imported only for an `az://` URL.
@@ -191,7 +191,7 @@ class AzureStorage:
             raise StorageError(msg) from None
 
     def open(self, file: RemoteFile) -> IO[bytes]:
-        """Open a blob for streaming, ranged reads of its raw bytes.
+        """Open a blob for streaming, ranged reads of its raw bytes (as stored, like GCS).
 
         Args:
             file: A file from `list_files`.
@@ -204,7 +204,10 @@ class AzureStorage:
         """
         blob = self.client.get_blob_client(self.root + file.key)
         try:
-            downloader = blob.download_blob(max_concurrency=1)
+            # decompress=False: the stored bytes, whatever Content-Encoding says. The client
+            # would gunzip each range on its own, so past the first range of a gzip-encoded
+            # blob lines went missing without an error; the parsers detect gzip themselves.
+            downloader = blob.download_blob(max_concurrency=1, decompress=False)
         except self._exceptions.AzureError as exc:
             raise StorageError(self._read_error(file, exc)) from None
         return chunked_stream(
@@ -225,7 +228,7 @@ class AzureStorage:
             return f"{code or 'ResourceNotFound'} (the container or blob does not exist)"
         if isinstance(exc, self._exceptions.ClientAuthenticationError):
             return f"{code or 'AuthenticationFailed'} (the credentials were refused)"
-        if isinstance(exc, self._exceptions.HttpResponseError):
+        if isinstance(exc, self._exceptions.HttpResponseError) and exc.status_code is not None:
             code = code or type(exc).__name__
             if exc.status_code == 403:  # noqa: PLR2004  (HTTP Forbidden)
                 return f"{code} (HTTP 403: the credentials were refused or lack read access)"

@@ -92,13 +92,14 @@ def _import(name: str, hint: str = INSTALL_HINT) -> ModuleType:
 class AzureStorage:
     """Blobs in an Azure container under an optional root prefix."""
 
-    def __init__(self, container: str, root: str, azure: AzureSettings) -> None:
+    def __init__(self, container: str, root: str, azure: AzureSettings, uri_base: str = "") -> None:
         """Build the client; nothing is sent until the first listing.
 
         Args:
             container: Container name.
             root: Blob-name prefix all other prefixes are relative to ("" or ending in "/").
             azure: Account, credentials and endpoint.
+            uri_base: What blob names are appended to for their URIs (`az://container/`).
 
         Raises:
             StorageError: The extra is missing or the settings cannot make a client.
@@ -110,9 +111,10 @@ class AzureStorage:
         logging.getLogger(AZURE_HTTP_LOGGER).setLevel(logging.WARNING)
         self.container_name = container
         self.root = root
+        self.uri_base = uri_base or f"az://{container}/"
         where = azure.account_url or "the connection string's endpoint"
         self.endpoint = where
-        self.description = f"az://{container}/{root} at {where}"
+        self.description = f"{self.uri_base}{root} at {where}"
         options: dict[str, Any] = {
             "max_single_get_size": AZURE_CHUNK_SIZE,
             "max_chunk_get_size": AZURE_CHUNK_SIZE,
@@ -123,7 +125,7 @@ class AzureStorage:
                     azure.connection_string, **options
                 )
                 self.endpoint = service.url.rstrip("/")
-                self.description = f"az://{container}/{root} at {self.endpoint}"
+                self.description = f"{self.uri_base}{root} at {self.endpoint}"
             else:
                 service = blob.BlobServiceClient(
                     azure.account_url, credential=self._credential(azure), **options
@@ -167,9 +169,7 @@ class AzureStorage:
         Raises:
             StorageError: The container cannot be listed; names container and endpoint.
         """
-        return walk_folders(
-            self.root, prefix, f"az://{self.container_name}/", skip_folder, self._list_folder
-        )
+        return walk_folders(self.root, prefix, self.uri_base, skip_folder, self._list_folder)
 
     def _list_folder(self, folder: str) -> Iterator[Listed]:
         try:
@@ -186,7 +186,7 @@ class AzureStorage:
                     else:
                         yield item.name, int(size), item.last_modified
         except self._exceptions.AzureError as exc:
-            where = f"az://{self.container_name}/{folder} at {self.endpoint}"
+            where = f"{self.uri_base}{folder} at {self.endpoint}"
             msg = f"cannot list {where}: {self._reason(exc)}"
             raise StorageError(msg) from None
 

@@ -48,13 +48,14 @@ def _import(name: str) -> ModuleType:
 class GcsStorage:
     """Objects in a GCS bucket under an optional root prefix."""
 
-    def __init__(self, bucket: str, root: str, gcs: GcsSettings) -> None:
+    def __init__(self, bucket: str, root: str, gcs: GcsSettings, uri_base: str = "") -> None:
         """Build the client; nothing is listed until the first `list_files`.
 
         Args:
             bucket: Bucket name.
             root: Object-name prefix all other prefixes are relative to ("" or ending in "/").
             gcs: Credentials, project and endpoint.
+            uri_base: What object names are appended to for their URIs (`gs://bucket/`).
 
         Raises:
             StorageError: The extra is not installed or the credentials cannot be loaded.
@@ -64,8 +65,9 @@ class GcsStorage:
         self._auth_exceptions = _import("google.auth.exceptions")
         self.bucket = bucket
         self.root = root
+        self.uri_base = uri_base or f"gs://{bucket}/"
         self.endpoint = gcs.endpoint_url or "the default Google Cloud Storage endpoint"
-        self.description = f"gs://{bucket}/{root} at {self.endpoint}"
+        self.description = f"{self.uri_base}{root} at {self.endpoint}"
         options: dict[str, Any] = {}
         if gcs.endpoint_url:
             options["client_options"] = {"api_endpoint": gcs.endpoint_url}
@@ -129,9 +131,7 @@ class GcsStorage:
         Raises:
             StorageError: The bucket cannot be listed; names bucket and endpoint.
         """
-        return walk_folders(
-            self.root, prefix, f"gs://{self.bucket}/", skip_folder, self._list_folder
-        )
+        return walk_folders(self.root, prefix, self.uri_base, skip_folder, self._list_folder)
 
     def _list_folder(self, folder: str) -> Iterator[Listed]:
         try:
@@ -143,7 +143,7 @@ class GcsStorage:
                     yield blob.name, int(blob.size or 0), blob.updated
                 yield from sorted(page.prefixes)  # a set: sorted, so runs list alike
         except self._errors() as exc:
-            msg = f"cannot list gs://{self.bucket}/{folder} at {self.endpoint}: "
+            msg = f"cannot list {self.uri_base}{folder} at {self.endpoint}: "
             raise StorageError(msg + self._reason(exc)) from None
 
     def open(self, file: RemoteFile) -> IO[bytes]:

@@ -8,9 +8,13 @@ small (a read range of a few KiB instead of 4 MiB).
 import gzip
 import hashlib
 
+import pytest
 from azure.storage.blob import ContentSettings
+from singer_sdk.exceptions import ConfigValidationError
 
-from tap_mparticle import storage_azure
+from tap_mparticle import backends, storage_azure, storage_gcs
+from tap_mparticle.aws_session import AwsSettings
+from tap_mparticle.tap import TapMParticle
 from tests.support.cloud import azure_config
 from tests.support.tap import run_tap
 from tests.tap.test_tap_sync import batch_line
@@ -42,3 +46,90 @@ def test_azure_blobs_with_a_gzip_content_encoding_are_read_as_stored(
     expected = [("2024-05-01/mislabelled.txt", 1), ("2024-05-01/mislabelled.txt", 1)]
     expected += [("2024-05-01/packed.txt", n) for n in range(1, 301)]
     assert by_file == expected
+
+
+def test_a_hash_or_question_mark_in_bucket_url_is_part_of_the_prefix(empty_drop):
+    # urlparse took `#1` for a fragment and `?a` for a query and dropped them: the
+    # tap read the folder x/ (or q/) instead, without a word.
+    for folder in ("x#1", "x", "q?a", "q"):
+        (empty_drop.root / folder).mkdir()
+        (empty_drop.root / folder / "app_1.txt").write_text(batch_line(1, name=folder))
+    empty_drop.publish()
+    url = str(empty_drop.config["bucket_url"]).rstrip("/")
+    for folder in ("x#1", "q?a"):
+        out = run_tap({**empty_drop.config, "bucket_url": f"{url}/{folder}"})
+        assert [r["event_name"] for r in out.records("events")] == [folder]
+
+
+@pytest.mark.parametrize(
+    ("url", "cloud", "name", "root", "account"),
+    [
+        ("az://c/pre/", "az", "c", "pre/", None),
+        ("abfss://c", "az", "c", "", None),
+        ("az://c@acme.blob.core.windows.net/a/b", "az", "c", "a/b/", "acme"),
+        ("abfss://c@acme.dfs.core.windows.net/a", "az", "c", "a/", "acme"),
+        ("abfs://c@acme.dfs.core.chinacloudapi.cn", "az", "c", "", "acme"),
+        ("https://acme.blob.core.windows.net/c/my%20folder/x", "az", "c", "my folder/x/", "acme"),
+        ("https://storage.googleapis.com/b/exports", "gs", "b", "exports/", None),
+        ("gs://b/a#1/?x", "gs", "b", "a#1/?x/", None),
+        ("s3://b/%2Fx", "s3", "b", "%2Fx/", None),
+    ],
+)
+def test_every_spelling_of_a_bucket_or_container(url, cloud, name, root, account):
+    parts = backends.cloud_url(url)
+    assert (parts.cloud, parts.name, parts.root, parts.account_name) == (
+        cloud,
+        name,
+        root,
+        account,
+    )
+
+
+def test_an_azure_url_naming_the_account_reaches_its_endpoint():
+    storage = backends.open_storage(
+        "abfss://events@acme.dfs.core.windows.net/mp",
+        AwsSettings(),
+        storage_gcs.GcsSettings(),
+        storage_azure.AzureSettings(sas_token="sv=2024&sig=x"),
+    )
+    assert storage.description == (
+        "abfss://events@acme.dfs.core.windows.net/mp/ at https://acme.blob.core.windows.net"
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"bucket_url": "gs://[b"}, "names bucket '[b': a bucket name holds only letters"),
+        ({"bucket_url": "s3://b]/x"}, "names bucket 'b]': a bucket name holds only letters"),
+        ({"bucket_url": "az://c?x=1"}, "names container 'c?x=1'"),
+        ({"bucket_url": "file://[x/y"}, "is not a file:// URL"),
+        ({"bucket_url": "https://example.com/c"}, "is not a storage URL"),
+        ({"bucket_url": "https://acme.blob.core.windows.net/"}, "names no container"),
+        (
+            {"bucket_url": "https://acme.blob.core.windows.net/c?sv=2024&sig=SECRETSIG"},
+            "'https://acme.blob.core.windows.net/c?***' holds a query (a SAS token?)",
+        ),
+        (
+            {"bucket_url": "abfss://c@acme.dfs.core.windows.net", "azure_account_name": "other"},
+            "names the Azure account 'acme' in its host: leave azure_account_name unset",
+        ),
+        (
+            {"bucket_url": "az://c@acme.blob.core.windows.net", "azure_endpoint_url": "http://h"},
+            "leave azure_endpoint_url unset",
+        ),
+        ({"bucket_url": "abfss://c"}, "an abfss:// bucket_url needs azure_account_name"),
+        ({"bucket_url": "az://c", "azure_endpoint_url": "http://[x"}, "not an http"),
+    ],
+)
+def test_a_malformed_cloud_url_is_one_config_error(config, message):
+    with pytest.raises(ConfigValidationError) as raised:
+        TapMParticle(config=config)
+    errors = raised.value.errors or []
+    assert [e for e in errors if message in e], errors
+    assert not any("SECRETSIG" in e for e in errors)
+
+
+def test_an_account_named_twice_alike_is_one_account():
+    config = {"bucket_url": "az://c@acme.blob.core.windows.net", "azure_account_name": "ACME"}
+    assert TapMParticle(config=config).settings.bucket_url == config["bucket_url"]

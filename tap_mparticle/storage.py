@@ -77,14 +77,25 @@ class RemoteFile:
     #: its key ending in "/") cannot be read under a key: the stream applies
     #: `on_bad_record` to it instead. `uri` shows the name's bytes escaped.
     name_not_text: bool = False
+    #: Which version the listing saw (a GCS generation, an Azure ETag; "" for S3 and
+    #: local files): reads are pinned to it, so an object overwritten after the
+    #: listing is never read as a mix of two versions or cut at the old size.
+    version: str = ""
 
+
+#: Why a read pinned to the listed version (`RemoteFile.version`) found none.
+OVERWRITTEN_SINCE_LISTED = (
+    "it was overwritten since it was listed (not read as a mix of two versions: "
+    "the next run reads the new one)"
+)
+DELETED_SINCE_LISTED = "it was deleted since it was listed"
 
 #: The LastModified of a folder marked `name_not_text` (folders carry none).
 NO_TIME = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
 #: One entry of a folder's listing, names counted from the bucket's top: a
-#: sub-folder's name, or an object's (name, size in bytes, last modified).
-Listed = str | tuple[str, int, dt.datetime]
+#: sub-folder's name, or an object's (name, size in bytes, last modified[, version]).
+Listed = str | tuple[str, int, dt.datetime] | tuple[str, int, dt.datetime, str]
 
 
 def walk_folders(
@@ -123,7 +134,7 @@ def walk_folders(
                 else:
                     yield name_not_text(entry[len(root) :], uri_prefix + entry, NO_TIME)
                 continue
-            name, size, modified = entry
+            name, size, modified = entry[:3]
             if name.endswith("/") or not size:
                 continue
             if not is_text_key(name):
@@ -134,6 +145,7 @@ def walk_folders(
                 uri=uri_prefix + name,
                 last_modified=modified.astimezone(UTC),
                 size=size,
+                version=entry[3] if len(entry) > 3 else "",  # noqa: PLR2004  (the optional 4th)
             )
 
 

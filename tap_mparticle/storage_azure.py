@@ -16,7 +16,14 @@ import logging
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote
 
-from tap_mparticle.storage import Listed, RemoteFile, StorageError, walk_folders
+from tap_mparticle.storage import (
+    DELETED_SINCE_LISTED,
+    OVERWRITTEN_SINCE_LISTED,
+    Listed,
+    RemoteFile,
+    StorageError,
+    walk_folders,
+)
 from tap_mparticle.storage_stream import chunked_stream, import_extra
 
 if TYPE_CHECKING:
@@ -106,6 +113,7 @@ class AzureStorage:
         """
         blob = _import("azure.storage.blob")
         self._exceptions = _import("azure.core.exceptions")
+        self._match = _import("azure.core").MatchConditions
         # azure-core logs every request and response, headers included, at INFO: two
         # dozen lines per file. Errors still reach the log through our own messages.
         logging.getLogger(AZURE_HTTP_LOGGER).setLevel(logging.WARNING)
@@ -184,7 +192,7 @@ class AzureStorage:
                     if size is None:  # a BlobPrefix: one folder further down
                         yield item.name
                     else:
-                        yield item.name, int(size), item.last_modified
+                        yield item.name, int(size), item.last_modified, item.etag or ""
         except self._exceptions.AzureError as exc:
             where = f"{self.uri_base}{folder} at {self.endpoint}"
             msg = f"cannot list {where}: {self._reason(exc)}"
@@ -207,7 +215,12 @@ class AzureStorage:
             # decompress=False: the stored bytes, whatever Content-Encoding says. The client
             # would gunzip each range on its own, so past the first range of a gzip-encoded
             # blob lines went missing without an error; the parsers detect gzip themselves.
-            downloader = blob.download_blob(max_concurrency=1, decompress=False)
+            # Pinned to the listed ETag: a blob overwritten since is refused (412),
+            # not read whole under the old LastModified and read again by the next run.
+            pinned = {"etag": file.version, "match_condition": self._match.IfNotModified}
+            downloader = blob.download_blob(
+                max_concurrency=1, decompress=False, **(pinned if file.version else {})
+            )
         except self._exceptions.AzureError as exc:
             raise StorageError(self._read_error(file, exc)) from None
         return chunked_stream(
@@ -218,6 +231,15 @@ class AzureStorage:
         )
 
     def _read_error(self, file: RemoteFile, exc: BaseException) -> str:
+        changed = (self._exceptions.ResourceModifiedError, self._exceptions.ResourceNotFoundError)
+        if file.version and isinstance(exc, changed):
+            # The listed ETag is gone (Azurite says 412 for a deleted blob too): ask.
+            try:
+                exists = self.client.get_blob_client(self.root + file.key).exists()
+            except self._exceptions.AzureError:
+                exists = False
+            reason = OVERWRITTEN_SINCE_LISTED if exists else DELETED_SINCE_LISTED
+            return f"cannot read {file.uri} at {self.endpoint}: {reason}"
         return f"cannot read {file.uri} at {self.endpoint}: {self._reason(exc)}"
 
     def _reason(self, exc: BaseException) -> str:

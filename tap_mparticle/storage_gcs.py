@@ -14,7 +14,14 @@ import dataclasses
 import datetime as dt
 from typing import IO, TYPE_CHECKING, Any
 
-from tap_mparticle.storage import Listed, RemoteFile, StorageError, walk_folders
+from tap_mparticle.storage import (
+    DELETED_SINCE_LISTED,
+    OVERWRITTEN_SINCE_LISTED,
+    Listed,
+    RemoteFile,
+    StorageError,
+    walk_folders,
+)
 from tap_mparticle.storage_stream import chunked_stream, import_extra
 
 if TYPE_CHECKING:
@@ -140,7 +147,7 @@ class GcsStorage:
             )
             for page in listing.pages:
                 for blob in page:
-                    yield blob.name, int(blob.size or 0), blob.updated
+                    yield blob.name, int(blob.size or 0), blob.updated, str(blob.generation or "")
                 yield from sorted(page.prefixes)  # a set: sorted, so runs list alike
         except self._errors() as exc:
             msg = f"cannot list {self.uri_base}{folder} at {self.endpoint}: "
@@ -152,7 +159,9 @@ class GcsStorage:
         Reads go in `GCS_CHUNK_SIZE` ranges up to the listed size, so a file no
         larger than one chunk costs one request. `raw_download` keeps gzip-encoded
         objects as stored: GCS would otherwise decompress them in transit, and the
-        parsers detect gzip themselves.
+        parsers detect gzip themselves. Every range asks for the generation the
+        listing saw: an object overwritten since is a NotFound, not a read of the new
+        version cut at the old size or of old ranges followed by new ones.
 
         Args:
             file: A file from `list_files`.
@@ -160,7 +169,9 @@ class GcsStorage:
         Returns:
             A binary stream; errors surface on read, as `StorageError`.
         """
-        reader = _RangedReader(self._bucket.blob(self.root + file.key), file.size, self._exceptions)
+        generation = int(file.version) if file.version.isdecimal() else None
+        blob = self._bucket.blob(self.root + file.key, generation=generation)
+        reader = _RangedReader(blob, file.size, self._exceptions)
         return chunked_stream(
             reader,
             errors=self._errors(),
@@ -169,6 +180,14 @@ class GcsStorage:
         )
 
     def _read_error(self, file: RemoteFile, exc: BaseException) -> str:
+        if isinstance(exc, self._exceptions.NotFound) and file.version:
+            # The listed generation is gone: the object is newer, or is no more.
+            try:
+                live = self._bucket.get_blob(self.root + file.key)
+            except self._errors():
+                live = None
+            reason = DELETED_SINCE_LISTED if live is None else OVERWRITTEN_SINCE_LISTED
+            return f"cannot read {file.uri} at {self.endpoint}: {reason}"
         return f"cannot read {file.uri} at {self.endpoint}: {self._reason(exc)}"
 
     def _errors(self) -> tuple[type[BaseException], ...]:

@@ -14,15 +14,17 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from tap_mparticle import backends, storage_azure, storage_gcs
 from tap_mparticle.aws_session import AwsSettings
+from tap_mparticle.storage import StorageError
 from tap_mparticle.tap import TapMParticle
 from tests.support.cloud import azure_config
 from tests.support.tap import run_tap
 from tests.tap.test_tap_sync import batch_line
 
 
-def varied_lines(count: int) -> bytes:
+def varied_lines(count: int, tag: str = "E") -> bytes:
     """Event lines that do not compress to almost nothing, so gzip spans several ranges."""
-    names = (f"E{i}-{hashlib.sha256(str(i).encode()).hexdigest()[:20]}" for i in range(count))
+    digests = (hashlib.sha256(f"{tag}{i}".encode()).hexdigest()[:20] for i in range(count))
+    names = (f"{tag}{i}-{digest}" for i, digest in enumerate(digests))
     return "".join(batch_line(1, name=name) for name in names).encode()
 
 
@@ -133,3 +135,66 @@ def test_a_malformed_cloud_url_is_one_config_error(config, message):
 def test_an_account_named_twice_alike_is_one_account():
     config = {"bucket_url": "az://c@acme.blob.core.windows.net", "azure_account_name": "ACME"}
     assert TapMParticle(config=config).settings.bucket_url == config["bucket_url"]
+
+
+def cloud_storage(request, cloud: str):
+    """A fresh bucket or container, our storage on it, and the emulator's own put/delete."""
+    if cloud == "gcs":
+        server = request.getfixturevalue("fake_gcs_server")
+        bucket = server.client().bucket(request.getfixturevalue("gcs_bucket"))
+        storage = backends.open_storage(
+            f"gs://{bucket.name}",
+            AwsSettings(),
+            storage_gcs.GcsSettings(endpoint_url=server.url),
+            storage_azure.AzureSettings(),
+        )
+        return storage, lambda n, d: bucket.blob(n).upload_from_string(d), bucket.delete_blob
+    server = request.getfixturevalue("azurite_server")
+    name = request.getfixturevalue("azure_container")
+    container = server.service().get_container_client(name)
+    config = azure_config(server, name)
+    storage = backends.open_storage(
+        f"az://{name}",
+        AwsSettings(),
+        storage_gcs.GcsSettings(),
+        storage_azure.AzureSettings(
+            account_name=config["azure_account_name"],
+            account_key=config["azure_account_key"],
+            endpoint_url=config["azure_endpoint_url"],
+        ),
+    )
+    return (
+        storage,
+        lambda n, d: container.upload_blob(n, d, overwrite=True),
+        container.delete_blob,
+    )
+
+
+@pytest.mark.parametrize("cloud", ["gcs", "azure"])
+def test_an_object_changed_after_its_listing_is_never_read_torn(request, monkeypatch, cloud):
+    # GCS read the new version cut at the listed size (or old ranges, then new ones);
+    # Azure read the new version whole under the old LastModified, so the next run read
+    # it again. Now the read stops with one line, and the next run's listing has it.
+    monkeypatch.setattr(storage_gcs, "GCS_CHUNK_SIZE", 1024)
+    monkeypatch.setattr(storage_azure, "AZURE_CHUNK_SIZE", 1024)
+    storage, put, delete = cloud_storage(request, cloud)
+    old, new = varied_lines(40), varied_lines(80, tag="New")
+    for name in ("before.txt", "during.txt", "deleted.txt"):
+        put(name, old)
+    files = {f.key: f for f in storage.list_files("", skip_folder=lambda _: False)}
+    put("before.txt", new)
+    delete("deleted.txt")
+    with storage.open(files["during.txt"]) as stream:
+        assert stream.read(1024) == old[:1024]
+        put("during.txt", new)
+        with pytest.raises(StorageError, match="overwritten since it was listed"):
+            stream.read()
+    with pytest.raises(StorageError, match="overwritten since it was listed"):
+        storage.open(files["before.txt"]).read()
+    with pytest.raises(StorageError, match="deleted since it was listed"):
+        storage.open(files["deleted.txt"]).read()
+    # The next listing pins the new version, which reads whole.
+    [again] = [
+        f for f in storage.list_files("", skip_folder=lambda _: False) if f.key == "before.txt"
+    ]
+    assert storage.open(again).read() == new

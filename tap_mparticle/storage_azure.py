@@ -140,7 +140,14 @@ class AzureStorage:
                 )
         except (ValueError, self._exceptions.AzureError) as exc:
             # The SDK's messages may quote the connection string; only the type is kept.
-            msg = f"cannot reach {self.description}: invalid Azure settings ({type(exc).__name__})"
+            reason = f"invalid Azure settings ({type(exc).__name__})"
+            if not azure.connection_string and "HTTPS" in str(exc):
+                # The SDK sends a signed-in identity's token over https only.
+                reason = (
+                    "the default Azure credential chain (no azure_account_key, azure_sas_token "
+                    "or azure_connection_string) needs an https:// azure_endpoint_url"
+                )
+            msg = f"cannot reach {self.description}: {reason}"
             raise StorageError(msg) from None
         self.client = service.get_container_client(container)
 
@@ -248,6 +255,14 @@ class AzureStorage:
         code = str(getattr(code, "value", code) or "")  # the SDK's enum or the raw header
         if isinstance(exc, self._exceptions.ResourceNotFoundError):
             return f"{code or 'ResourceNotFound'} (the container or blob does not exist)"
+        if isinstance(exc, self._exceptions.ClientAuthenticationError) and exc.response is None:
+            # Raised by azure-identity, before any request: no identity to sign in with.
+            return (
+                "no Azure credentials found (set azure_account_key, azure_sas_token or "
+                "azure_connection_string, or give the default credential chain an identity: "
+                "AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, a managed identity, "
+                "or `az login`)"
+            )
         if isinstance(exc, self._exceptions.ClientAuthenticationError):
             return f"{code or 'AuthenticationFailed'} (the credentials were refused)"
         if isinstance(exc, self._exceptions.HttpResponseError) and exc.status_code is not None:

@@ -17,7 +17,8 @@ from tap_mparticle.aws_session import AwsSettings
 from tap_mparticle.storage import StorageError
 from tap_mparticle.tap import TapMParticle
 from tests.support.cloud import azure_config
-from tests.support.tap import run_tap
+from tests.support.files import error_lines
+from tests.support.tap import run_cli, run_tap
 from tests.tap.test_tap_sync import batch_line
 
 
@@ -198,3 +199,25 @@ def test_an_object_changed_after_its_listing_is_never_read_torn(request, monkeyp
         f for f in storage.list_files("", skip_folder=lambda _: False) if f.key == "before.txt"
     ]
     assert storage.open(again).read() == new
+
+
+def test_the_default_azure_chain_over_http_names_the_endpoint(tmp_path, azurite_server):
+    # Without a key, SAS or connection string the tap signs in with an identity, whose
+    # token the client sends over https only; the line said "invalid Azure settings".
+    config = azure_config(azurite_server, "mp-forwarding-x", azure_account_key=None)
+    out = run_cli(config, tmp_path)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert "needs an https:// azure_endpoint_url" in error_lines(out.stderr)[-1]
+
+
+def test_an_azure_chain_with_no_identity_says_none_was_found():
+    """azure-identity raises before any request when no credential in the chain has an
+    identity; the line said "the credentials were refused" (none were sent)."""
+    from azure.core.exceptions import ClientAuthenticationError  # noqa: PLC0415
+
+    storage = storage_azure.AzureStorage(
+        "c", "", storage_azure.AzureSettings(account_name="acme", sas_token="sv=1&sig=x")
+    )
+    chain_failed = ClientAuthenticationError("DefaultAzureCredential failed to retrieve a token")
+    assert storage._reason(chain_failed).startswith("no Azure credentials found (")

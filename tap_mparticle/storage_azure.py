@@ -120,6 +120,11 @@ class AzureStorage:
         self.container_name = container
         self.root = root
         self.uri_base = uri_base or f"az://{container}/"
+        self._key_source = (
+            "the AccountKey in azure_connection_string"
+            if azure.connection_string
+            else "azure_account_key"
+        )
         where = azure.account_url or "the connection string's endpoint"
         self.endpoint = where
         self.description = f"{self.uri_base}{root} at {where}"
@@ -141,7 +146,10 @@ class AzureStorage:
         except (ValueError, self._exceptions.AzureError) as exc:
             # The SDK's messages may quote the connection string; only the type is kept.
             reason = f"invalid Azure settings ({type(exc).__name__})"
-            if not azure.connection_string and "HTTPS" in str(exc):
+            if azure.connection_string:
+                name = type(exc).__name__
+                reason = f"azure_connection_string is not a storage connection string ({name})"
+            elif "HTTPS" in str(exc):
                 # The SDK sends a signed-in identity's token over https only.
                 reason = (
                     "the default Azure credential chain (no azure_account_key, azure_sas_token "
@@ -255,14 +263,9 @@ class AzureStorage:
         code = str(getattr(code, "value", code) or "")  # the SDK's enum or the raw header
         if isinstance(exc, self._exceptions.ResourceNotFoundError):
             return f"{code or 'ResourceNotFound'} (the container or blob does not exist)"
-        if isinstance(exc, self._exceptions.ClientAuthenticationError) and exc.response is None:
-            # Raised by azure-identity, before any request: no identity to sign in with.
-            return (
-                "no Azure credentials found (set azure_account_key, azure_sas_token or "
-                "azure_connection_string, or give the default credential chain an identity: "
-                "AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, a managed identity, "
-                "or `az login`)"
-            )
+        signed_in = self._sign_in_reason(exc)
+        if signed_in:
+            return signed_in
         if isinstance(exc, self._exceptions.ClientAuthenticationError):
             return f"{code or 'AuthenticationFailed'} (the credentials were refused)"
         if isinstance(exc, self._exceptions.HttpResponseError) and exc.status_code is not None:
@@ -273,3 +276,18 @@ class AzureStorage:
         name = type(exc).__name__
         hint = _CONNECTION_HINTS.get(name)
         return f"{name} ({hint}, after the client's retries)" if hint else name
+
+    def _sign_in_reason(self, exc: BaseException) -> str | None:
+        """Why no request could be signed, if that is what failed (before any request)."""
+        if type(exc).__name__ == "AzureSigningError":
+            # The key is not the base64 text the portal gives.
+            return f"AzureSigningError ({self._key_source} is not a valid account key)"
+        if isinstance(exc, self._exceptions.ClientAuthenticationError) and exc.response is None:
+            # Raised by azure-identity: no credential in the chain has an identity.
+            return (
+                "no Azure credentials found (set azure_account_key, azure_sas_token or "
+                "azure_connection_string, or give the default credential chain an identity: "
+                "AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, a managed identity, "
+                "or `az login`)"
+            )
+        return None

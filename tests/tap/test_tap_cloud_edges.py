@@ -18,7 +18,7 @@ from tap_mparticle.storage import StorageError
 from tap_mparticle.tap import TapMParticle
 from tests.support.cloud import azure_config
 from tests.support.files import error_lines
-from tests.support.tap import run_cli, run_tap
+from tests.support.tap import run_cli, run_tap, tap_error
 from tests.tap.test_tap_sync import batch_line
 
 
@@ -221,3 +221,30 @@ def test_an_azure_chain_with_no_identity_says_none_was_found():
     )
     chain_failed = ClientAuthenticationError("DefaultAzureCredential failed to retrieve a token")
     assert storage._reason(chain_failed).startswith("no Azure credentials found (")
+
+
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        ({"azure_account_key": "not base64 !!"}, "azure_account_key is not a valid account key"),
+        (
+            {"azure_connection_string": "AccountName=devstoreaccount1;AccountKey=abc;"},
+            "the AccountKey in azure_connection_string is not a valid account key",
+        ),
+        ({"azure_connection_string": "not one"}, "azure_connection_string is not a storage"),
+    ],
+)
+def test_a_malformed_azure_secret_names_its_setting(
+    azurite_server, azure_container, settings, reason
+):
+    # A key that is not base64 said "the credentials were refused" (none were sent),
+    # a connection string the client cannot read "invalid Azure settings (ValueError)".
+    config = azure_config(azurite_server, azure_container, **settings)
+    if "azure_connection_string" in settings:
+        config["azure_connection_string"] += f"BlobEndpoint={azurite_server.account_url};"
+        for name in ("azure_account_name", "azure_account_key", "azure_endpoint_url"):
+            del config[name]
+    message = tap_error(config)
+    assert reason in message
+    assert "not base64 !!" not in message
+    assert "AccountKey=abc" not in message

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from tap_mparticle.storage import (
@@ -36,6 +38,8 @@ LIST_PAGE_SIZE = 1000
 GCS_CHUNK_SIZE = 4 << 20
 #: Reading needs nothing more; a key with more rights works too.
 READ_ONLY_SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
+#: Bytes read of gcs_credentials_file at most (a key file is about 2 KB).
+MAX_CREDENTIALS_FILE = 1 << 20
 INSTALL_HINT = "gs:// URLs need the Google Cloud Storage client: pip install 'tap-mparticle[gcs]'"
 
 
@@ -92,16 +96,7 @@ class GcsStorage:
 
     def _credentials(self, gcs: GcsSettings) -> Any:  # noqa: ANN401  (google-auth is untyped here)
         if gcs.credentials_file:
-            service_account = _import("google.oauth2.service_account")
-            try:
-                return service_account.Credentials.from_service_account_file(
-                    gcs.credentials_file, scopes=[READ_ONLY_SCOPE]
-                )
-            except (OSError, ValueError, KeyError) as exc:
-                # The file's contents (a private key) never go into the message.
-                reason = type(exc).__name__
-                msg = f"cannot load gcs_credentials_file {gcs.credentials_file}: {reason}"
-                raise StorageError(msg) from None
+            return self._file_credentials(gcs.credentials_file)
         if gcs.endpoint_url:
             # An emulator (fake-gcs-server, the GCS testbench) takes no credentials; and
             # looking for Application Default Credentials would probe the GCE metadata server.
@@ -118,6 +113,40 @@ class GcsStorage:
             )
             raise StorageError(msg) from None
         return credentials
+
+    def _file_credentials(self, path: str) -> Any:  # noqa: ANN401  (google-auth is untyped here)
+        """A service account key, or the `gcloud auth application-default login` file.
+
+        Each is loaded by its own type's loader: the generic one also runs the commands
+        an external_account file may name, which a settings file should not get to do.
+        """
+        try:
+            with Path(path).open("rb") as file:
+                info = json.loads(file.read(MAX_CREDENTIALS_FILE))
+            kind = info.get("type") if isinstance(info, dict) else None
+            if kind == "service_account":
+                service_account = _import("google.oauth2.service_account")
+                return service_account.Credentials.from_service_account_info(
+                    info, scopes=[READ_ONLY_SCOPE]
+                )
+            if kind == "authorized_user":
+                user = _import("google.oauth2.credentials")
+                return user.Credentials.from_authorized_user_info(info, scopes=[READ_ONLY_SCOPE])
+        except (OSError, ValueError, KeyError, self._auth_exceptions.GoogleAuthError) as exc:
+            # The file's contents (a private key) never go into the message.
+            reason = type(exc).__name__
+            if isinstance(exc, ValueError) and not isinstance(
+                exc, self._auth_exceptions.GoogleAuthError
+            ):
+                reason += " (not a JSON credentials file)"
+            msg = f"cannot load gcs_credentials_file {path}: {reason}"
+            raise StorageError(msg) from None
+        msg = (
+            f"cannot load gcs_credentials_file {path}: its type is {kind!r}, not a service "
+            "account key ('service_account') or a gcloud login ('authorized_user'); for "
+            "another kind, leave it unset and point GOOGLE_APPLICATION_CREDENTIALS at it"
+        )
+        raise StorageError(msg)
 
     def list_files(
         self,

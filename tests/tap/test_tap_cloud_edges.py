@@ -7,6 +7,7 @@ small (a read range of a few KiB instead of 4 MiB).
 
 import gzip
 import hashlib
+import json
 
 import pytest
 from azure.storage.blob import ContentSettings
@@ -16,7 +17,7 @@ from tap_mparticle import backends, storage_azure, storage_gcs
 from tap_mparticle.aws_session import AwsSettings
 from tap_mparticle.storage import StorageError
 from tap_mparticle.tap import TapMParticle
-from tests.support.cloud import azure_config
+from tests.support.cloud import azure_config, gcs_config
 from tests.support.files import error_lines
 from tests.support.tap import run_cli, run_tap, tap_error
 from tests.tap.test_tap_sync import batch_line
@@ -248,3 +249,42 @@ def test_a_malformed_azure_secret_names_its_setting(
     assert reason in message
     assert "not base64 !!" not in message
     assert "AccountKey=abc" not in message
+
+
+def test_a_gcloud_login_file_is_a_gcs_credentials_file(tmp_path, fake_gcs_server, gcs_bucket):
+    # `gcloud auth application-default login` writes an authorized_user file, which
+    # Application Default Credentials reads; as gcs_credentials_file it was refused
+    # as "MalformedError" (only service account keys were read). This one holds an
+    # access token still valid, so no request goes to Google's token endpoint (the
+    # client always sends a login's refresh there, whatever the file says).
+    fake_gcs_server.client().bucket(gcs_bucket).blob("a.txt").upload_from_string(batch_line(2))
+    login = {
+        "type": "authorized_user",
+        "client_id": "reader.apps.googleusercontent.com",
+        "client_secret": "client-secret",
+        "refresh_token": "refresh-token",
+        "token": "ya29.still-valid",
+        "expiry": "2099-01-01T00:00:00Z",
+    }
+    login_file = tmp_path / "application_default_credentials.json"
+    login_file.write_text(json.dumps(login))
+    config = gcs_config(fake_gcs_server, gcs_bucket, gcs_credentials_file=str(login_file))
+    assert len(run_tap(config).records("events")) == 2
+
+
+def test_a_file_that_is_no_google_credentials_file_is_one_line(tmp_path, fake_gcs_server):
+    not_json = tmp_path / "key.json"
+    not_json.write_text("-----BEGIN PRIVATE KEY----- not a JSON file")
+    config = gcs_config(fake_gcs_server, "mp-forwarding-x", gcs_credentials_file=str(not_json))
+    message = tap_error(config)
+    assert f"cannot load gcs_credentials_file {not_json}: " in message
+    assert "JSONDecodeError (not a JSON credentials file)" in message
+    assert "PRIVATE KEY" not in message
+    federated = tmp_path / "federated.json"
+    federated.write_text('{"type": "external_account", "credential_source": {}}')
+    config = {**config, "gcs_credentials_file": str(federated)}
+    assert "its type is 'external_account', not a service account key" in tap_error(config)
+    missing = gcs_config(fake_gcs_server, "mp-forwarding-x", gcs_credentials_file="no.json")
+    assert tap_error(missing).endswith(
+        "cannot load gcs_credentials_file no.json: FileNotFoundError"
+    )

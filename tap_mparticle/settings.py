@@ -26,6 +26,7 @@ from tap_mparticle.preflight import (
     MAX_DOWNLOAD_CONCURRENCY,
     MAX_LOOKBACK_MINUTES,
     aws_setting_errors,
+    http_url,
     trim_aws_credentials,
 )
 from tap_mparticle.sharding import Shard
@@ -379,10 +380,18 @@ def _cloud_errors(config: Mapping[str, Any], bucket_url: str) -> list[str]:
         ("azure_endpoint_url", "http://127.0.0.1:10000/devstoreaccount1"),
         ("gcs_endpoint_url", "http://127.0.0.1:4443"),
     ):
-        endpoint = config.get(name)
-        if endpoint and not _is_http_url(str(endpoint)):
-            shown = mask_userinfo(str(endpoint))
+        endpoint = str(config.get(name) or "")
+        parsed = http_url(endpoint)
+        shown = mask_userinfo(endpoint)
+        if endpoint and parsed is None:
             errors.append(f"{name} {shown!r} is not an http(s) URL (e.g. {example})")
+        elif parsed and name == "gcs_endpoint_url" and (parsed.path.strip("/") or parsed.query):
+            # The client puts /storage/v1/b/<bucket> after it: a path there made every
+            # listing a NotFound, "the bucket does not exist".
+            errors.append(
+                f"gcs_endpoint_url {shown!r} has a path: give the scheme, host and port "
+                f"only (e.g. {example}); the bucket goes in bucket_url"
+            )
     errors.extend(_azure_account_errors(config, bucket_url))
     return errors
 
@@ -418,14 +427,6 @@ def _azure_account_errors(config: Mapping[str, Any], bucket_url: str) -> list[st
             "(abfss://<container>@<account>.dfs.core.windows.net)"
         )
     return errors
-
-
-def _is_http_url(text: str) -> bool:
-    try:
-        parsed = urlparse(text)
-        return parsed.scheme in {"http", "https"} and bool(parsed.hostname)
-    except ValueError:  # "Invalid IPv6 URL"
-        return False
 
 
 def _aws_errors(config: Mapping[str, Any]) -> list[str]:

@@ -210,7 +210,20 @@ class AzureStorage:
                         yield item.name, int(size), item.last_modified, item.etag or ""
         except self._exceptions.AzureError as exc:
             where = f"{self.uri_base}{folder} at {self.endpoint}"
-            msg = f"cannot list {where}: {self._reason(exc)}"
+            reason = self._reason(exc)
+            code = str(getattr(exc, "error_code", "") or "")
+            if isinstance(exc, self._exceptions.ResourceNotFoundError) and code not in {
+                "ContainerNotFound",
+                "",
+            }:
+                # Not "no such container": the endpoint's path is not an account's (an
+                # Azurite endpoint without /devstoreaccount1, or one with the container).
+                reason = (
+                    f"{code} (the endpoint is no account's: check azure_endpoint_url, e.g. "
+                    "https://<account>.blob.core.windows.net, or for Azurite "
+                    "http://127.0.0.1:10000/devstoreaccount1)"
+                )
+            msg = f"cannot list {where}: {reason}"
             raise StorageError(msg) from None
 
     def open(self, file: RemoteFile) -> IO[bytes]:

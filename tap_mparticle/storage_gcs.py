@@ -81,7 +81,8 @@ class GcsStorage:
         self.description = f"{self.uri_base}{root} at {self.endpoint}"
         options: dict[str, Any] = {}
         if gcs.endpoint_url:
-            options["client_options"] = {"api_endpoint": gcs.endpoint_url}
+            # A trailing "/" would double the one the client puts before storage/v1/.
+            options["client_options"] = {"api_endpoint": gcs.endpoint_url.rstrip("/")}
         try:
             self.client = storage.Client(
                 project=gcs.project or "none",  # a project is only needed to create buckets

@@ -288,3 +288,34 @@ def test_a_file_that_is_no_google_credentials_file_is_one_line(tmp_path, fake_gc
     assert tap_error(missing).endswith(
         "cannot load gcs_credentials_file no.json: FileNotFoundError"
     )
+
+
+def test_a_gcs_endpoint_with_a_trailing_slash_is_read(fake_gcs_server, gcs_bucket):
+    # http://host:port/ made every request //storage/v1/...: "the bucket does not exist".
+    fake_gcs_server.client().bucket(gcs_bucket).blob("a.txt").upload_from_string(batch_line(1))
+    config = gcs_config(fake_gcs_server, gcs_bucket, gcs_endpoint_url=fake_gcs_server.url + "/")
+    assert len(run_tap(config).records("events")) == 1
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"bucket_url": "gs://mp-b", "gcs_endpoint_url": "http://127.0.0.1:4443/storage/v1"},
+            "gcs_endpoint_url 'http://127.0.0.1:4443/storage/v1' has a path",
+        ),
+        ({"bucket_url": "s3://mp-b", "aws_endpoint_url": "http://[x"}, "is not an http(s) URL"),
+    ],
+)
+def test_endpoint_mistakes_are_one_config_error(config, message):
+    with pytest.raises(ConfigValidationError) as raised:
+        TapMParticle(config=config)
+    assert [e for e in raised.value.errors or [] if message in e]
+
+
+def test_an_azure_endpoint_that_is_no_accounts_names_the_setting(azurite_server, azure_container):
+    # Azurite's endpoint without its account path: the listing said "the container or
+    # blob does not exist", of a container that does.
+    config = azure_config(azurite_server, azure_container, azure_endpoint_url=azurite_server.url)
+    message = tap_error(config)
+    assert "ResourceNotFound (the endpoint is no account's: check azure_endpoint_url" in message

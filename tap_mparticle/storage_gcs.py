@@ -40,6 +40,11 @@ GCS_CHUNK_SIZE = 4 << 20
 READ_ONLY_SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
 #: Bytes read of gcs_credentials_file at most (a key file is about 2 KB).
 MAX_CREDENTIALS_FILE = 1 << 20
+#: What an HTTP status means for a read-only tap; the API's message may quote the URL.
+_STATUS_HINTS = {
+    401: ": the credentials were refused",
+    403: ": the credentials lack storage.objects.list or storage.objects.get on the bucket",
+}
 INSTALL_HINT = "gs:// URLs need the Google Cloud Storage client: pip install 'tap-mparticle[gcs]'"
 
 
@@ -233,7 +238,10 @@ class GcsStorage:
         if isinstance(exc, self._exceptions.NotFound):
             return "NotFound (the bucket does not exist, or the object was deleted)"
         if isinstance(exc, self._exceptions.GoogleAPICallError):
-            return f"{type(exc).__name__} (HTTP {exc.code})"
+            hint = _STATUS_HINTS.get(exc.code, "")
+            if exc.code == 400 and "requester pays" in str(exc.message).lower():  # noqa: PLR2004
+                hint = ": the bucket is requester-pays, set gcs_project to the project to bill"
+            return f"{type(exc).__name__} (HTTP {exc.code}{hint})"
         if isinstance(exc, self._auth_exceptions.RefreshError):
             return "RefreshError (the credentials were refused)"
         if isinstance(exc, self._exceptions.RetryError):

@@ -319,3 +319,28 @@ def test_an_azure_endpoint_that_is_no_accounts_names_the_setting(azurite_server,
     config = azure_config(azurite_server, azure_container, azure_endpoint_url=azurite_server.url)
     message = tap_error(config)
     assert "ResourceNotFound (the endpoint is no account's: check azure_endpoint_url" in message
+
+
+def test_gcs_refusals_say_what_to_check():
+    """fake-gcs-server checks no permission, so the API's answers are built here, as the
+    client raises them; the line said only "Forbidden (HTTP 403)" or "BadRequest"."""
+    from google.api_core import exceptions as google_errors  # noqa: PLC0415
+
+    storage = storage_gcs.GcsStorage(
+        "b", "", storage_gcs.GcsSettings(endpoint_url="http://127.0.0.1:9")
+    )
+    forbidden = google_errors.Forbidden("reader@x does not have storage.objects.list access")
+    assert storage._reason(forbidden) == (
+        "Forbidden (HTTP 403: the credentials lack storage.objects.list or "
+        "storage.objects.get on the bucket)"
+    )
+    unpaid = google_errors.BadRequest(
+        "Bucket is a requester pays bucket but no user project provided."
+    )
+    assert storage._reason(unpaid) == (
+        "BadRequest (HTTP 400: the bucket is requester-pays, set gcs_project to the project "
+        "to bill)"
+    )
+    assert storage._reason(google_errors.BadRequest("Invalid argument.")) == (
+        "BadRequest (HTTP 400)"
+    )

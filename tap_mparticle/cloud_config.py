@@ -14,9 +14,10 @@ GCS_PROPERTIES = (
         th.StringType(),
         title="GCS credentials file",
         description=(
-            "Path to a service account key file (JSON) for a gs:// bucket_url. Unset: "
-            "Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS, gcloud, or "
-            "the attached service account). Read-only access (Storage Object Viewer) is enough."
+            "Path to a service account key file (JSON) for a gs:// bucket_url, or the file "
+            "`gcloud auth application-default login` writes. Unset: Application Default "
+            "Credentials (GOOGLE_APPLICATION_CREDENTIALS, gcloud, or the attached service "
+            "account). Read-only access (Storage Object Viewer) is enough."
         ),
     ),
     th.Property(

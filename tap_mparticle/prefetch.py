@@ -96,6 +96,19 @@ class ChunkPipe(io.RawIOBase):
         return size
 
 
+class _Failed(io.RawIOBase):
+    """A file that could not be opened: its first read raises why."""
+
+    def __init__(self, error: Exception) -> None:
+        self._error = error
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:  # noqa: ANN401, ARG002  (any writable buffer)
+        raise self._error
+
+
 def _download(storage: Storage, file: RemoteFile, pipe: ChunkPipe) -> None:
     try:
         with storage.open(file) as source:
@@ -129,7 +142,14 @@ def prefetch(
     """
     if workers <= 1:
         for file in files:
-            with storage.open(file) as stream:
+            try:
+                stream = storage.open(file)
+            except Exception as exc:  # noqa: BLE001  (raised by the stream, as a worker's is)
+                # Raised from the stream's first read, inside the reading of this file,
+                # where the stream writes STATE for the files before it: raised here, the
+                # next run read them all again (Azure and S3 fetch at open).
+                stream = io.BufferedReader(_Failed(exc))
+            with stream:
                 yield file, stream
         return
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
+from urllib.parse import ParseResult, urlparse
 
 import botocore.session
 
@@ -78,6 +78,23 @@ def trim_aws_credentials(config: Mapping[str, Any]) -> dict[str, Any]:
     return trimmed
 
 
+def http_url(text: str) -> ParseResult | None:
+    """An endpoint setting's parts, or None when it is not an http(s) URL with a host.
+
+    Args:
+        text: The setting's value.
+
+    Returns:
+        The parsed URL; None also for one `urlparse` refuses ("Invalid IPv6 URL").
+    """
+    try:
+        parsed = urlparse(text)
+        host = parsed.hostname
+    except ValueError:
+        return None
+    return parsed if parsed.scheme in {"http", "https"} and host else None
+
+
 def aws_setting_errors(config: Mapping[str, Any]) -> list[str]:
     """Problems with the AWS settings that can be seen without a request.
 
@@ -90,9 +107,9 @@ def aws_setting_errors(config: Mapping[str, Any]) -> list[str]:
     errors: list[str] = []
     endpoint = config.get("aws_endpoint_url")
     if endpoint:
-        parsed = urlparse(str(endpoint))
+        parsed = http_url(str(endpoint))
         shown = mask_userinfo(str(endpoint))
-        if parsed.scheme not in {"http", "https"} or not parsed.hostname:
+        if parsed is None:
             errors.append(
                 f"aws_endpoint_url {shown!r} is not an http(s) URL (e.g. http://localhost:9000)"
             )

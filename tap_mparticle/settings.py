@@ -20,11 +20,13 @@ from singer_sdk.exceptions import ConfigValidationError
 from mparticle_facts.identities import read_identity_types
 from mparticle_facts.plugin_guards import mask_userinfo
 from tap_mparticle.aws_session import AwsSettings
+from tap_mparticle.backends import BucketUrlError, cloud_url, url_scheme
 from tap_mparticle.cursor import parse_timestamp
 from tap_mparticle.preflight import (
     MAX_DOWNLOAD_CONCURRENCY,
     MAX_LOOKBACK_MINUTES,
     aws_setting_errors,
+    http_url,
     trim_aws_credentials,
 )
 from tap_mparticle.sharding import Shard
@@ -40,8 +42,6 @@ DEFAULT_LOOKBACK_MINUTES = 120
 DEFAULT_DOWNLOAD_CONCURRENCY = 4
 #: mParticle's "Store Data In Folders By Date" options, as `date_folders_by` names them.
 DATE_FOLDERS_BY_VALUES = ("event_time", "upload_time", "none")
-#: URL scheme -> what its host part names.
-CLOUD_SCHEMES = {"s3": "bucket", "gs": "bucket", "az": "container"}
 
 
 def normalize_prefix(value: str) -> str:
@@ -242,7 +242,6 @@ def azure_settings(config: Mapping[str, Any]) -> AzureSettings:
 
 
 def _bucket_url_errors(bucket_url: str) -> list[str]:
-    parsed = urlparse(bucket_url)
     if not bucket_url:
         return [
             (
@@ -250,15 +249,30 @@ def _bucket_url_errors(bucket_url: str) -> list[str]:
                 "az://container[/prefix] or a local directory"
             )
         ]
-    shown = mask_userinfo(bucket_url)
-    if parsed.scheme in CLOUD_SCHEMES:
-        return _cloud_url_errors(bucket_url, shown)
-    # One-letter schemes are Windows drive letters, i.e. local paths.
-    if parsed.scheme not in {"", "file"} and len(parsed.scheme) > 1:
+    shown = _shown_url(bucket_url)
+    try:
+        if cloud_url(bucket_url) is not None:
+            return []
+    except BucketUrlError as exc:
+        hint = _url_hint(bucket_url) if str(exc).startswith("names no ") else ""
+        return [f"bucket_url {shown!r} {exc}{hint}"]
+    scheme = url_scheme(bucket_url)
+    if scheme not in {"", "file"}:
         reason = (
-            f"has unsupported scheme {parsed.scheme!r} (use s3://, gs://, az://, file:// or a path)"
+            f"has unsupported scheme {scheme!r} (use s3://, gs://, az://, abfss://, "
+            "https://<account>.blob.core.windows.net, file:// or a path)"
         )
         return [f"bucket_url {shown!r} {reason}"]
+    if scheme == "file":
+        return _file_url_errors(bucket_url, shown)
+    return _local_root_errors(bucket_url, shown)
+
+
+def _file_url_errors(bucket_url: str, shown: str) -> list[str]:
+    try:
+        parsed = urlparse(bucket_url)
+    except ValueError:  # "Invalid IPv6 URL": a [ or ] in a file:// URL's host
+        return [f"bucket_url {shown!r} is not a file:// URL (expected file:///path/to/drop)"]
     if parsed.scheme == "file" and not parsed.path.strip("/"):
         # file:// alone would read the working directory (and file:/// the whole disk).
         return [f"bucket_url {shown!r} names no directory (expected file:///path/to/drop)"]
@@ -271,18 +285,15 @@ def _bucket_url_errors(bucket_url: str) -> list[str]:
     return _local_root_errors(bucket_url, shown)
 
 
-def _cloud_url_errors(bucket_url: str, shown: str) -> list[str]:
-    parsed = urlparse(bucket_url)
-    if not parsed.netloc:
-        what = CLOUD_SCHEMES[parsed.scheme]
-        expected = f"(expected {parsed.scheme}://{what}){_url_hint(bucket_url)}"
-        return [f"bucket_url {shown!r} names no {what} {expected}"]
-    if "@" in parsed.netloc:
-        # No bucket or container name holds an @; the credentials would end up in
-        # every record's _sdc_source_uri.
-        reason = "holds credentials (user:password@): set them in the credential settings"
-        return [f"bucket_url {shown!r} {reason}, not in the URL"]
-    return []
+def _shown_url(bucket_url: str) -> str:
+    """The URL as an error shows it: no user:password, no https:// query.
+
+    A blob URL may come with a SAS token pasted after its `?`.
+    """
+    shown = mask_userinfo(bucket_url)
+    if url_scheme(bucket_url) == "https" and "?" in shown:
+        shown = shown.split("?", 1)[0] + "?***"
+    return shown
 
 
 #: A cloud URL with its "://" mistyped (s3//bucket, s3:/bucket, s3:bucket).
@@ -322,7 +333,7 @@ def _prefix_errors(prefixes: Mapping[str, str], bucket_url: str) -> list[str]:
     """
     errors = []
     root = None
-    if not _bucket_url_errors(bucket_url) and urlparse(bucket_url).scheme not in CLOUD_SCHEMES:
+    if not _bucket_url_errors(bucket_url) and cloud_url(bucket_url) is None:
         root = local_root(bucket_url)
     for name, prefix in prefixes.items():
         dots = sorted({part for part in prefix.split("/") if part in {".", ".."}}, reverse=True)
@@ -374,18 +385,51 @@ def _cloud_errors(config: Mapping[str, Any], bucket_url: str) -> list[str]:
         ("azure_endpoint_url", "http://127.0.0.1:10000/devstoreaccount1"),
         ("gcs_endpoint_url", "http://127.0.0.1:4443"),
     ):
-        endpoint = config.get(name)
-        parsed = urlparse(str(endpoint or ""))
-        if endpoint and (parsed.scheme not in {"http", "https"} or not parsed.hostname):
-            shown = mask_userinfo(str(endpoint))
+        endpoint = str(config.get(name) or "")
+        parsed = http_url(endpoint)
+        shown = mask_userinfo(endpoint)
+        if endpoint and parsed is None:
             errors.append(f"{name} {shown!r} is not an http(s) URL (e.g. {example})")
-    has_account = config.get("azure_account_name") or config.get("azure_endpoint_url")
-    if key and not config.get("azure_account_name"):
-        errors.append("azure_account_key needs azure_account_name")
-    if urlparse(bucket_url).scheme == "az" and not (has_account or connection_string):
+        elif parsed and name == "gcs_endpoint_url" and (parsed.path.strip("/") or parsed.query):
+            # The client puts /storage/v1/b/<bucket> after it: a path there made every
+            # listing a NotFound, "the bucket does not exist".
+            errors.append(
+                f"gcs_endpoint_url {shown!r} has a path: give the scheme, host and port "
+                f"only (e.g. {example}); the bucket goes in bucket_url"
+            )
+    errors.extend(_azure_account_errors(config, bucket_url))
+    return errors
+
+
+def _azure_account_errors(config: Mapping[str, Any], bucket_url: str) -> list[str]:
+    """Azure needs an account from exactly one place: the settings or the URL's host."""
+    errors = []
+    try:
+        url = cloud_url(bucket_url)
+    except BucketUrlError:
+        url = None  # reported with bucket_url
+    named = url.account_name if url else None
+    given = [
+        name
+        for name in ("azure_account_name", "azure_endpoint_url", "azure_connection_string")
+        if config.get(name)
+    ]
+    if named and str(config.get("azure_account_name") or "").lower() == named.lower():
+        given.remove("azure_account_name")  # the same account twice
+    if named and given:
+        # The host in the URL is the account's endpoint; a second one could disagree.
         errors.append(
-            "an az:// bucket_url needs azure_account_name (or azure_endpoint_url) "
-            "or azure_connection_string"
+            f"bucket_url names the Azure account {named!r} in its host: leave "
+            f"{' and '.join(given)} unset (or use az://<container>[/prefix])"
+        )
+    if config.get("azure_account_key") and not (config.get("azure_account_name") or named):
+        errors.append("azure_account_key needs azure_account_name")
+    if url and url.cloud == "az" and not (named or given):
+        errors.append(
+            f"an {url_scheme(bucket_url)}:// bucket_url needs azure_account_name "
+            "(or azure_endpoint_url) "
+            "or azure_connection_string, or the account in its host "
+            "(abfss://<container>@<account>.dfs.core.windows.net)"
         )
     return errors
 

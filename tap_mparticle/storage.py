@@ -1,7 +1,7 @@
 """Where the files are: S3 (or anything that speaks its API) and local directories.
 
 Google Cloud Storage and Azure Blob Storage live in `storage_gcs` and `storage_azure`,
-behind the same `Storage` protocol; `backends.open_storage` picks one by URL scheme.
+behind the same `Storage` protocol; `backends.open_storage` picks one by `bucket_url`.
 
 The streams never see boto3. They ask a `Storage` for the files under a prefix and
 for a byte stream of one file; both backends give the same answers, so every
@@ -80,8 +80,17 @@ class RemoteFile:
     #: its key ending in "/") cannot be read under a key: the stream applies
     #: `on_bad_record` to it instead. `uri` shows the name's bytes escaped.
     name_not_text: bool = False
+    #: Reads from GCS and Azure are pinned to it, so an object overwritten after
+    #: the listing is never read as a mix of two versions or cut at the old size.
     version: str = ""
 
+
+#: Why a read pinned to the listed version (`RemoteFile.version`) found none.
+OVERWRITTEN_SINCE_LISTED = (
+    "it was overwritten since it was listed (not read as a mix of two versions: "
+    "the next run reads the new one)"
+)
+DELETED_SINCE_LISTED = "it was deleted since it was listed"
 
 #: The LastModified of a folder marked `name_not_text` (folders carry none).
 NO_TIME = dt.datetime(1970, 1, 1, tzinfo=UTC)
@@ -431,23 +440,6 @@ def max_attempts() -> int:
     """
     text = os.environ.get("AWS_MAX_ATTEMPTS", "").strip()
     return int(text) if text.isdecimal() and int(text) > 0 else DEFAULT_MAX_ATTEMPTS
-
-
-def storage_for(bucket_url: str, aws: AwsSettings) -> Storage:
-    """Pick the backend for a `bucket_url`.
-
-    Args:
-        bucket_url: `s3://bucket[/prefix]`, `file:///path` or a plain path.
-        aws: Used for S3 only.
-
-    Returns:
-        A storage backend rooted at the URL.
-    """
-    parsed = urlparse(bucket_url)
-    if parsed.scheme == "s3":
-        root = parsed.path.strip("/")
-        return S3Storage(parsed.netloc, f"{root}/" if root else "", aws)
-    return LocalStorage(local_root(bucket_url))
 
 
 def local_root(bucket_url: str) -> Path:

@@ -114,9 +114,12 @@ class TapMParticle(Tap):
             title="Bucket URL",
             description=(
                 "Where mParticle drops files: s3://bucket[/prefix], gs://bucket[/prefix] "
-                "(Google Cloud Storage), az://container[/prefix] (Azure Blob Storage), or a "
-                "local directory (path or file:// URL) holding the same layout, e.g. after "
-                "`aws s3 sync`."
+                "(Google Cloud Storage), az://container[/prefix] (Azure Blob Storage; also "
+                "abfss://container@account.dfs.core.windows.net[/prefix] or "
+                "https://account.blob.core.windows.net/container[/prefix]), or a local "
+                "directory (path or file:// URL) holding the same layout, e.g. after "
+                "`aws s3 sync`. After the bucket or container, the rest is the prefix as "
+                "typed (#, ? and %2F included)."
             ),
             examples=[
                 "s3://mp-forwarding-acme",

@@ -9,6 +9,7 @@ saying so when stdout's reader is gone.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import json
@@ -237,13 +238,34 @@ class _GuardLines(logging.Filter):
 
 
 def secret_texts(secrets: Iterable[object]) -> list[str]:
-    """The secrets worth masking (empty and very short ones skipped), longest first.
+    r"""The secrets worth masking (empty and very short ones skipped), longest first.
 
-    Longest first, so a secret that contains another is masked whole.
+    Each as it is and as messages quote it escaped: a secret holding a line break or a
+    character outside ASCII (a paste gone wrong) is written `\n` or `\xe9` by the
+    errors that quote it (http.client's `Invalid header value b'...'`, a JSON echo,
+    `one_line`), and the bare value no longer matches. Longest first, so a secret that
+    contains another is masked whole.
     """
-    return sorted(
-        {str(s) for s in secrets if s and len(str(s)) >= MIN_SECRET_LENGTH}, key=len, reverse=True
-    )
+    texts = set()
+    for secret in secrets:
+        if secret and len(str(secret)) >= MIN_SECRET_LENGTH:
+            texts |= _escaped_forms(str(secret))
+    return sorted(texts, key=len, reverse=True)
+
+
+def _escaped_forms(secret: str) -> set[str]:
+    """`secret` and the escaped spellings of it that Python, JSON and HTTP errors print."""
+    forms = {
+        secret,
+        one_line(secret),
+        repr(secret)[1:-1],
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        repr(secret.encode())[2:-1],
+    }
+    with contextlib.suppress(UnicodeEncodeError):  # http.client sends Latin-1 header bytes
+        forms.add(repr(secret.encode("latin-1"))[2:-1])
+    return forms
 
 
 def mask(text: str, secrets: Iterable[str]) -> str:

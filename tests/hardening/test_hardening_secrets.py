@@ -14,7 +14,7 @@ import sys
 import typing as t
 
 from tests.support.cases import batch_line, event
-from tests.support.eventsapi import EventsApiServer
+from tests.support.eventsapi import EventsApiServer, Fault
 from tests.support.target import SCHEMA, event_record, line_messages, state_message
 
 if t.TYPE_CHECKING:
@@ -138,3 +138,52 @@ def test_a_secret_of_the_wrong_type_is_named_never_shown(tmp_path: Path):
                 f"*** is not of type 'string', 'null' in config['{name}']" in e for e in errors
             )
         assert [text for text in texts if text in run.stdout + run.stderr] == []
+
+
+def escaped_forms(secret: str) -> list[str]:
+    """How an error may quote a secret: raw, escaped, and each of its lines alone."""
+    return [secret, repr(secret)[1:-1], repr(secret.encode())[2:-1], *secret.splitlines()]
+
+
+def test_a_secret_holding_a_line_break_is_masked_as_errors_quote_it(
+    tmp_path: Path, moto_endpoint: str, s3_bucket
+):
+    """http.client refuses the header and quotes its bytes (`b'...\\n...'`): masked too."""
+    token = "hardening-session\ntoken-0f3c"
+    config = {
+        "bucket_url": f"s3://{s3_bucket}",
+        "aws_endpoint_url": moto_endpoint,
+        "aws_region": "us-east-1",
+        **TAP_SECRETS,
+        "aws_external_id": None,
+        "aws_session_token": token,
+    }
+    done = run_debug("tap_mparticle", config, tmp_path)
+    assert done.returncode == 1
+    (error,) = [line for line in done.stderr.splitlines() if "| ERROR" in line]
+    assert "Invalid header value b'***'" in error
+    shown = done.stdout + done.stderr
+    assert [form for form in escaped_forms(token) if form in shown] == []
+
+
+def test_a_server_quoting_a_secret_json_escaped_gets_it_masked(tmp_path: Path):
+    """A gateway's plain-text 400 quoting key:secret as a JSON string (`\\n` escaped)."""
+    secret = "hardening-api-secret\nsecond-line-7c2a"
+    quoted = json.dumps(f"{TARGET_SECRETS['api_key']}:{secret}")
+    stdin = "\n".join([SCHEMA, *line_messages(1, 1), state_message(1)]) + "\n"
+    dead = tmp_path / "dead.jsonl"
+    with EventsApiServer(TARGET_SECRETS["api_key"], secret) as server:
+        server.script(Fault("status", status=400, body=f"denied {quoted}".encode()))
+        config = {
+            **TARGET_SECRETS,
+            "api_secret": secret,
+            "api_url": server.url,
+            "on_invalid_record": "dead_letter",
+            "dead_letter_path": str(dead),
+        }
+        done = run_debug("target_mparticle", config, tmp_path, stdin)
+    assert done.returncode == 0, done.stderr[-2000:]
+    letters = dead.read_text()
+    assert 'denied \\"***:***\\"' in letters
+    shown = done.stdout + done.stderr + letters
+    assert [form for form in escaped_forms(secret) if form in shown] == []

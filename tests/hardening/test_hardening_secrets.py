@@ -13,6 +13,8 @@ import subprocess
 import sys
 import typing as t
 
+import pytest
+
 from tests.support.cases import batch_line, event
 from tests.support.eventsapi import EventsApiServer, Fault
 from tests.support.target import SCHEMA, event_record, line_messages, state_message
@@ -187,3 +189,30 @@ def test_a_server_quoting_a_secret_json_escaped_gets_it_masked(tmp_path: Path):
     assert 'denied \\"***:***\\"' in letters
     shown = done.stdout + done.stderr + letters
     assert [form for form in escaped_forms(secret) if form in shown] == []
+
+
+@pytest.mark.parametrize("mode", ["send", "dry_run"])
+def test_an_api_url_holding_credentials_is_refused_never_written(tmp_path: Path, mode: str):
+    """They were never sent, but dead letters, dry-run lines and errors named the URL whole."""
+    password = "hardening-url-password-93ad"
+    stdin = "\n".join([SCHEMA, *line_messages(1, 2), state_message(1)]) + "\n"
+    dead, dry = tmp_path / "dead.jsonl", tmp_path / "dry.jsonl"
+    with EventsApiServer(**TARGET_SECRETS) as server:
+        config = {
+            **TARGET_SECRETS,
+            "api_url": server.url.replace("http://", f"http://proxy-user:{password}@"),
+            "on_invalid_record": "dead_letter",
+            "dead_letter_path": str(dead),
+            "dry_run": mode == "dry_run",
+            "dry_run_path": str(dry),
+        }
+        server.script(Fault("status", status=400), times=10)
+        done = run_debug("target_mparticle", config, tmp_path, stdin)
+        sent = server.requests
+    assert done.returncode == 1
+    (error,) = [line for line in done.stderr.splitlines() if "| ERROR" in line]
+    masked = server.url.replace("http://", "http://***@")
+    assert f"api_url '{masked}' holds credentials (user:password@)" in error
+    assert sent == []
+    written = [path.read_text() for path in (dead, dry) if path.exists()]
+    assert [text for text in [done.stdout, done.stderr, *written] if password in text] == []

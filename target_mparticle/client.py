@@ -349,7 +349,7 @@ class EventsApiClient:
                 "check api_key, api_secret and pod"
             )
             return AuthError(msg)
-        said = self._masked(_api_message(response))
+        said = _api_message(response, self._masked)
         if status == HTTP_BAD_REQUEST:
             return BadRequestError(f"HTTP 400 from {url}: {said}")
         if status in SETTLED_SERVER_ERRORS:
@@ -403,20 +403,24 @@ def _retry_after(value: str | None) -> float | None:
     return min(seconds, MAX_RETRY_AFTER_SECONDS) if seconds > 0 else None
 
 
-def _api_message(response: Reply) -> str:
-    """The API's own error text, from ``errors[].message`` when present."""
+def _api_message(response: Reply, masked: t.Callable[[str], str]) -> str:
+    """The API's own error text, from ``errors[].message`` when present, `masked`.
+
+    Masked before a long answer is cut to its first 500 characters: a cut through a
+    secret the server quoted would leave the secret's head, which no mask matches.
+    """
     text = response.data.decode("utf-8", "replace")
     try:
         payload = json.loads(text)
     except ValueError:
-        return text[:500] or response.reason or "no message"
+        return masked(text)[:500] or response.reason or "no message"
     if isinstance(payload, dict) and isinstance(payload.get("errors"), list):
         messages = [
             str(e.get("message") or e.get("code")) for e in payload["errors"] if isinstance(e, dict)
         ]
         if messages:
-            return "; ".join(messages)
-    return str(payload)[:500]
+            return masked("; ".join(messages))
+    return masked(str(payload))[:500]
 
 
 class DryRunClient:

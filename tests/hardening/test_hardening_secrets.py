@@ -216,3 +216,19 @@ def test_an_api_url_holding_credentials_is_refused_never_written(tmp_path: Path,
     assert sent == []
     written = [path.read_text() for path in (dead, dry) if path.exists()]
     assert [text for text in [done.stdout, done.stderr, *written] if password in text] == []
+
+
+def test_a_long_answer_quoting_the_key_is_masked_before_it_is_cut(tmp_path: Path):
+    """Only an answer's first 500 characters are quoted: a key across the cut kept its head."""
+    key = TARGET_SECRETS["api_key"]
+    page = "x" * 480 + f" {key}:{TARGET_SECRETS['api_secret']}"  # the key starts at 481
+    stdin = "\n".join([SCHEMA, *line_messages(1, 1), state_message(1)]) + "\n"
+    with EventsApiServer(**TARGET_SECRETS) as server:
+        server.script(Fault("status", status=501, body=page.encode()))
+        done = run_debug(
+            "target_mparticle", {**TARGET_SECRETS, "api_url": server.url}, tmp_path, stdin
+        )
+    assert done.returncode == 1
+    (error,) = [line for line in done.stderr.splitlines() if "| ERROR" in line]
+    assert "x" * 480 + " ***:***; not retried" in error
+    assert key[:12] not in done.stdout + done.stderr

@@ -232,3 +232,26 @@ def test_a_long_answer_quoting_the_key_is_masked_before_it_is_cut(tmp_path: Path
     (error,) = [line for line in done.stderr.splitlines() if "| ERROR" in line]
     assert "x" * 480 + " ***:***; not retried" in error
     assert key[:12] not in done.stdout + done.stderr
+
+
+def test_a_role_that_cannot_be_assumed_is_one_line_without_the_token(
+    tmp_path: Path, moto_endpoint: str, s3_bucket
+):
+    """AssumeRole failed outside any listing: a traceback, its last line quoting the token."""
+    token = "hardening-session\ntoken-role-5e1b"
+    config = {
+        "bucket_url": f"s3://{s3_bucket}",
+        "aws_endpoint_url": moto_endpoint,
+        "aws_region": "us-east-1",
+        **TAP_SECRETS,
+        "aws_role_arn": "arn:aws:iam::123456789012:role/hardening",
+        "aws_session_token": token,
+    }
+    done = run_debug("tap_mparticle", config, tmp_path)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    (error,) = [line for line in done.stderr.splitlines() if "| ERROR" in line]
+    assert "cannot assume aws_role_arn arn:aws:iam::123456789012:role/hardening at" in error
+    assert "Invalid header value b'***'" in error
+    shown = done.stdout + done.stderr
+    assert [form for form in escaped_forms(token) if form in shown] == []

@@ -212,8 +212,12 @@ def mask_userinfo(text: str) -> str:
     return _USERINFO.sub(lambda match: f"{match.group(1)}{MASK}@", text)
 
 
+#: Formats a traceback as any handler would, to look for secrets in it.
+_TRACEBACKS = logging.Formatter()
+
+
 class _GuardLines(logging.Filter):
-    """Mask secret values (and URL credentials) in a log record's final message, one line.
+    """Mask secret values (and URL credentials) in a log record's message (one line) and traceback.
 
     Stream and field names come from the input, and the SDK prints some of them as
     they are (its sink loggers are named after the stream; its "Schema has changed
@@ -234,6 +238,14 @@ class _GuardLines(logging.Filter):
         guarded = one_line(mask_userinfo(guarded))
         if guarded != message:
             record.msg, record.args = guarded, None
+        if record.exc_info and record.exc_info[1] is not None:
+            # The SDK logs an uncaught exception with its traceback, whose last line
+            # may quote a request (a header holding a token). One that holds a secret
+            # is kept as masked text only: the JSON formatter would print the live one.
+            text = record.exc_text or _TRACEBACKS.formatException(record.exc_info)
+            guarded = mask_userinfo(mask(text, self.secrets))
+            if guarded != text:
+                record.exc_info, record.exc_text = None, guarded
         return True
 
 

@@ -7,14 +7,18 @@ and stdout (records and STATE), stderr and every file they write are searched.
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
 import typing as t
 
 import pytest
+from singer_sdk.logging import ConsoleFormatter, StructuredFormatter
 
+from mparticle_facts.plugin_guards import guard_logs
 from tests.support.cases import batch_line, event
 from tests.support.eventsapi import EventsApiServer, Fault
 from tests.support.target import SCHEMA, event_record, line_messages, state_message
@@ -255,3 +259,29 @@ def test_a_role_that_cannot_be_assumed_is_one_line_without_the_token(
     assert "Invalid header value b'***'" in error
     shown = done.stdout + done.stderr
     assert [form for form in escaped_forms(token) if form in shown] == []
+
+
+@pytest.mark.parametrize("formatter", [ConsoleFormatter(), StructuredFormatter()])
+def test_a_logged_traceback_quoting_a_secret_is_masked(formatter: logging.Formatter):
+    """The SDK logs an uncaught exception with its traceback: its last line is masked too."""
+    secret = TAP_SECRETS["aws_session_token"]
+    logger = logging.getLogger("tap-mparticle.test-traceback")
+    written = io.StringIO()
+    handler = logging.StreamHandler(written)
+    handler.setFormatter(formatter)
+    logger.addHandler(handler)
+    try:
+        guard_logs([secret], [])
+        try:
+            msg = f"Invalid header value {secret.encode()!r} for http://u:pa55word-9e@host/"
+            raise ValueError(msg)  # noqa: TRY301  (a real exception, as a library raises it)
+        except ValueError:
+            logger.exception("unhandled")
+    finally:
+        logger.removeHandler(handler)
+    shown = written.getvalue()
+    assert "unhandled" in shown
+    assert secret not in shown
+    assert "pa55word-9e" not in shown
+    if isinstance(formatter, ConsoleFormatter):
+        assert "ValueError: Invalid header value b'***' for http://***@host/" in shown

@@ -316,6 +316,13 @@ def config_errors(config: t.Mapping[str, t.Any], get: t.Callable[[str], t.Any]) 
             if not get(key)
         )
     errors.extend(_api_url_errors(get("api_url")))
+    # Was a UnicodeEncodeError traceback quoting the character and its place.
+    errors.extend(
+        f"{key} holds a character HTTP Basic authentication cannot carry (only "
+        "Latin-1 text): check it was copied whole; its value is not shown"
+        for key in ("api_key", "api_secret")
+        if not _latin1(str(get(key) or ""))
+    )
     errors.extend(output_path_errors({k: get(k) for k in OUTPUT_SETTINGS}))
     errors.extend(mapping_errors(get("mappings") or {}))
     errors.extend(data_plan_errors("settings", get("data_plan_id"), get("data_plan_version")))
@@ -363,6 +370,15 @@ def _api_url_errors(api_url: object) -> list[str]:
         )
         return [msg]
     return []
+
+
+def _latin1(text: str) -> bool:
+    """Whether `text` can go in a Basic `Authorization` header (urllib3 encodes Latin-1)."""
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_number(value: object) -> t.TypeGuard[float]:

@@ -285,3 +285,19 @@ def test_a_logged_traceback_quoting_a_secret_is_masked(formatter: logging.Format
     assert "pa55word-9e" not in shown
     if isinstance(formatter, ConsoleFormatter):
         assert "ValueError: Invalid header value b'***' for http://***@host/" in shown
+
+
+def test_a_secret_basic_auth_cannot_carry_is_named_never_shown(tmp_path: Path):
+    """A secret outside Latin-1 was a traceback quoting its character and where it stood."""
+    secret = "hardening-api-secret-€-41aa"
+    with EventsApiServer(TARGET_SECRETS["api_key"], secret) as server:
+        config = {**TARGET_SECRETS, "api_secret": secret, "api_url": server.url}
+        stdin = "\n".join([SCHEMA, *line_messages(1, 1), state_message(1)]) + "\n"
+        done = run_debug("target_mparticle", config, tmp_path, stdin)
+        assert server.requests == []
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    (error,) = [line for line in done.stderr.splitlines() if "| ERROR" in line]
+    assert "api_secret holds a character HTTP Basic authentication cannot carry" in error
+    shown = done.stdout + done.stderr
+    assert [text for text in [*escaped_forms(secret), "€", "\\u20ac"] if text in shown] == []

@@ -26,7 +26,7 @@ from dotenv.parser import parse_stream
 from singer_sdk.exceptions import ConfigValidationError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Mapping, Sequence
 
     from singer_sdk.plugin_base import PluginBase
 
@@ -252,17 +252,12 @@ class _GuardLines(logging.Filter):
 def secret_texts(secrets: Iterable[object]) -> list[str]:
     r"""The secrets worth masking (empty and very short ones skipped), longest first.
 
-    Each as it is and as messages quote it escaped: a secret holding a line break or a
-    character outside ASCII (a paste gone wrong) is written `\n` or `\xe9` by the
-    errors that quote it (http.client's `Invalid header value b'...'`, a JSON echo,
-    `one_line`), and the bare value no longer matches. Longest first, so a secret that
+    Each also as errors quote it escaped (a pasted line break as `\n`: http.client's
+    `Invalid header value b'...'`, a JSON echo). Longest first, so a secret that
     contains another is masked whole.
     """
-    texts = set()
-    for secret in secrets:
-        if secret and len(str(secret)) >= MIN_SECRET_LENGTH:
-            texts |= _escaped_forms(str(secret))
-    return sorted(texts, key=len, reverse=True)
+    long_enough = (str(s) for s in secrets if s and len(str(s)) >= MIN_SECRET_LENGTH)
+    return sorted({f for s in long_enough for f in _escaped_forms(s)}, key=len, reverse=True)
 
 
 def _escaped_forms(secret: str) -> set[str]:
@@ -287,14 +282,22 @@ def mask(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def guard_logs(secrets: Iterable[object], chatty_loggers: Iterable[str]) -> None:
+def guard_logs(secrets: Iterable[object], chatty_loggers: Sequence[str]) -> None:
     """Cap chatty loggers at INFO; in every handler's output, mask `secrets`, one line each.
+
+    Their children too: a logging config (SINGER_SDK_LOG_CONFIG) that sets
+    `botocore.endpoint` to DEBUG overrides the parent's level, and printed an assumed
+    role's temporary credentials, which no setting holds to mask.
 
     Args:
         secrets: The configured secret values (empty and short ones are skipped).
         chatty_loggers: Libraries whose DEBUG output echoes requests (and so secrets).
     """
-    for name in chatty_loggers:
+    below = tuple(f"{name}." for name in chatty_loggers)
+    for name in [
+        *chatty_loggers,
+        *(n for n in list(logging.root.manager.loggerDict) if n.startswith(below)),
+    ]:
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() < logging.INFO:
             logger.setLevel(logging.INFO)

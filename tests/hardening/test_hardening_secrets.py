@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import typing as t
@@ -35,10 +36,12 @@ TAP_SECRETS = {
 TARGET_SECRETS = {"api_key": "hardening-api-key-51d0", "api_secret": "hardening-api-secret-e8b7"}
 
 
-def run_debug(module: str, config: dict, tmp_path: Path, stdin: str = "", *args: str):
+def run_debug(
+    module: str, config: dict, tmp_path: Path, stdin: str = "", *args: str, **env_vars: str
+):
     config_file = tmp_path / f"{module}.json"
     config_file.write_text(json.dumps(config))
-    env = {**os.environ, "LOGLEVEL": "DEBUG"}
+    env = {**os.environ, "LOGLEVEL": "DEBUG", **env_vars}
     return subprocess.run(
         [sys.executable, "-m", module, "--config", str(config_file), *args],
         input=stdin,
@@ -301,3 +304,37 @@ def test_a_secret_basic_auth_cannot_carry_is_named_never_shown(tmp_path: Path):
     assert "api_secret holds a character HTTP Basic authentication cannot carry" in error
     shown = done.stdout + done.stderr
     assert [text for text in [*escaped_forms(secret), "€", "\\u20ac"] if text in shown] == []
+
+
+#: A logging config asking for botocore's request and response dumps by their own loggers.
+BOTOCORE_DUMPS = """version: 1
+incremental: true
+loggers:
+  botocore.endpoint: {level: DEBUG}
+  botocore.parsers: {level: DEBUG}
+  urllib3.connectionpool: {level: DEBUG}
+"""
+
+
+def test_a_logging_config_asking_for_botocore_dumps_gets_none(
+    tmp_path: Path, moto_endpoint: str, s3_client, s3_bucket
+):
+    """Children of a capped logger kept their own DEBUG: the assumed role's temporary
+    credentials (which no setting holds to mask) were printed, from STS's answer on."""
+    s3_client.put_object(Bucket=s3_bucket, Key="2024-05-01/a.txt", Body=batch_line(event("ok")))
+    log_config = tmp_path / "logging.yaml"
+    log_config.write_text(BOTOCORE_DUMPS)
+    config = {
+        "bucket_url": f"s3://{s3_bucket}",
+        "aws_endpoint_url": moto_endpoint,
+        "aws_region": "us-east-1",
+        **TAP_SECRETS,
+        "aws_role_arn": "arn:aws:iam::123456789012:role/hardening",
+    }
+    done = run_debug("tap_mparticle", config, tmp_path, SINGER_SDK_LOG_CONFIG=str(log_config))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert '"type":"RECORD"' in done.stdout
+    assert "| DEBUG" in done.stderr
+    for dump in ("Sending http request", "<SecretAccessKey>", "X-Amz-Security-Token"):
+        assert dump not in done.stderr
+    assert re.findall(r"ASIA[A-Z0-9]{16}", done.stderr) == []  # moto's temporary key ids

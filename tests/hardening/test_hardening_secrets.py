@@ -20,6 +20,7 @@ import pytest
 from singer_sdk.logging import ConsoleFormatter, StructuredFormatter
 
 from mparticle_facts.plugin_guards import guard_logs
+from tap_mparticle.aws_session import AwsSettings, boto_session
 from tests.support.cases import batch_line, event
 from tests.support.eventsapi import EventsApiServer, Fault
 from tests.support.target import SCHEMA, event_record, line_messages, state_message
@@ -338,3 +339,52 @@ def test_a_logging_config_asking_for_botocore_dumps_gets_none(
     for dump in ("Sending http request", "<SecretAccessKey>", "X-Amz-Security-Token"):
         assert dump not in done.stderr
     assert re.findall(r"ASIA[A-Z0-9]{16}", done.stderr) == []  # moto's temporary key ids
+
+
+def test_credentials_from_the_environment_are_masked_too(
+    tmp_path: Path, moto_endpoint: str, s3_bucket
+):
+    """boto3's chain found them (AWS_SESSION_TOKEN), no setting held them: never masked."""
+    token = "hardening-env-session\ntoken-2d7e"
+    config = {
+        "bucket_url": f"s3://{s3_bucket}",
+        "aws_endpoint_url": moto_endpoint,
+        "aws_region": "us-east-1",
+    }
+    done = run_debug(
+        "tap_mparticle",
+        config,
+        tmp_path,
+        AWS_ACCESS_KEY_ID="AKIAHARDENINGENV0042",
+        AWS_SECRET_ACCESS_KEY="hardening-env-secret-key-51c3",
+        AWS_SESSION_TOKEN=token,
+    )
+    assert done.returncode == 1
+    (error,) = [line for line in done.stderr.splitlines() if "| ERROR" in line]
+    assert "Invalid header value b'***'" in error
+    shown = done.stdout + done.stderr
+    assert [form for form in escaped_forms(token) if form in shown] == []
+
+
+def test_an_assumed_roles_temporary_credentials_are_masked(moto_endpoint: str):
+    """STS hands out credentials no setting holds: masked from the moment they arrive."""
+    logger = logging.getLogger("tap-mparticle.test-temporary-credentials")
+    written = io.StringIO()
+    handler = logging.StreamHandler(written)
+    logger.addHandler(handler)
+    try:
+        aws = AwsSettings(
+            access_key_id="AKIAHARDENINGROLE042",
+            secret_access_key="hardening-role-secret-8d1f",
+            region="us-east-1",
+            endpoint_url=moto_endpoint,
+            role_arn="arn:aws:iam::123456789012:role/hardening",
+        )
+        credentials = boto_session(aws).get_credentials()
+        assert credentials is not None
+        temporary = credentials.get_frozen_credentials()
+        assert temporary.access_key.startswith("ASIA")  # STS's, not the user's
+        logger.warning("%s %s %s", temporary.access_key, temporary.secret_key, temporary.token)
+    finally:
+        logger.removeHandler(handler)
+    assert written.getvalue() == "*** *** ***\n"

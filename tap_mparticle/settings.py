@@ -374,6 +374,12 @@ def _cloud_errors(config: Mapping[str, Any], bucket_url: str) -> list[str]:
         if endpoint and (parsed.scheme not in {"http", "https"} or not parsed.hostname):
             shown = mask_userinfo(str(endpoint))
             errors.append(f"{name} {shown!r} is not an http(s) URL (e.g. {example})")
+    if str(config.get("gcs_credentials_file") or "").lstrip().startswith("{"):
+        # Was quoted whole (a private key) in the error that no such file exists.
+        errors.append(
+            "gcs_credentials_file holds a key's JSON, not the path of its file: save the "
+            "key to a file and give its path (the value is not shown: it holds a private key)"
+        )
     has_account = config.get("azure_account_name") or config.get("azure_endpoint_url")
     if key and not config.get("azure_account_name"):
         errors.append("azure_account_key needs azure_account_name")

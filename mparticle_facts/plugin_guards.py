@@ -191,18 +191,31 @@ def one_line(text: str) -> str:
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#'\"\\]*@")
 
 
-def mask_userinfo(text: str) -> str:
-    """`text` with the credentials in any URL's `user:password@` part masked.
+#: A signature or key given as `name=value` in a URL's query or a connection string:
+#: Azure's SAS (`sig`), S3's presigned URLs, a connection string's key or SAS.
+_SECRET_PARAMETER = re.compile(
+    r"(?i)\b(sig|x-amz-signature|x-amz-credential|x-amz-security-token|accountkey"
+    r"|sharedaccesssignature)=[^&;:,)\s'\"\\]+"
+)
 
-    An endpoint setting such as `http://minio:secret@host:9000` carries a secret
-    that no secret setting names, and libraries quote the URL in their errors.
+
+def mask_userinfo(text: str) -> str:
+    """`text` with the credentials in any URL masked: `user:password@`, signatures, keys.
+
+    A setting that is no secret can hold one: an endpoint such as
+    `http://minio:secret@host:9000`, the SAS URL Azure's portal gives (`?...&sig=...`)
+    or a connection string pasted as `azure_endpoint_url`; and libraries quote URLs
+    in their errors.
 
     Args:
         text: A message or a URL.
 
     Returns:
-        The text, each `scheme://user:password@` written `scheme://***@`.
+        The text, each `scheme://user:password@` written `scheme://***@`, and each
+        `sig=`, `X-Amz-Signature=`, `X-Amz-Credential=`, `X-Amz-Security-Token=`,
+        `AccountKey=` and `SharedAccessSignature=` value written `***`.
     """
+    text = _SECRET_PARAMETER.sub(lambda match: f"{match.group(1)}={MASK}", text)
     return _USERINFO.sub(lambda match: f"{match.group(1)}{MASK}@", text)
 
 

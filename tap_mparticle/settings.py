@@ -286,6 +286,8 @@ def _cloud_url_errors(bucket_url: str, shown: str) -> list[str]:
 
 
 #: A cloud URL with its "://" mistyped (s3//bucket, s3:/bucket, s3:bucket).
+#: Azure storage account names: 3 to 24 lowercase letters and digits.
+_AZURE_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
 _MISTYPED_CLOUD_URL = re.compile(r"^(s3|gs|az)(?::/*|/+)(?!/)(\S+)$")
 
 
@@ -374,6 +376,19 @@ def _cloud_errors(config: Mapping[str, Any], bucket_url: str) -> list[str]:
         if endpoint and (parsed.scheme not in {"http", "https"} or not parsed.hostname):
             shown = mask_userinfo(str(endpoint))
             errors.append(f"{name} {shown!r} is not an http(s) URL (e.g. {example})")
+        elif endpoint and parsed.query:
+            # Not quoted: Azure's portal gives a SAS as a URL, its query the signature.
+            sas = "; a SAS goes in azure_sas_token" if name.startswith("azure") else ""
+            errors.append(
+                f"{name} has a query string: give the URL without it (e.g. {example}){sas}"
+            )
+    account = config.get("azure_account_name")
+    if account and not _AZURE_ACCOUNT.match(str(account)):
+        # Not quoted: a connection string or key pasted here would be shown.
+        errors.append(
+            "azure_account_name is not a storage account name (3 to 24 lowercase "
+            "letters and digits); a connection string goes in azure_connection_string"
+        )
     if str(config.get("gcs_credentials_file") or "").lstrip().startswith("{"):
         # Was quoted whole (a private key) in the error that no such file exists.
         errors.append(

@@ -12,6 +12,8 @@ import boto3
 import botocore.credentials
 import botocore.session
 
+from tap_mparticle.preflight import guard_logs
+
 
 @dataclasses.dataclass(frozen=True)
 class AwsSettings:
@@ -44,6 +46,7 @@ def boto_session(aws: AwsSettings) -> boto3.Session:
         profile_name=aws.profile,
         region_name=aws.region,
     )
+    _mask_credentials(session)
     if not aws.role_arn:
         return session
     sts = session.client("sts", endpoint_url=_sts_endpoint(aws), region_name=aws.region)
@@ -54,6 +57,7 @@ def boto_session(aws: AwsSettings) -> boto3.Session:
         if aws.external_id:
             params["ExternalId"] = aws.external_id
         creds = sts.assume_role(**params)["Credentials"]
+        guard_logs([creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]])
         return {
             "access_key": creds["AccessKeyId"],
             "secret_key": creds["SecretAccessKey"],
@@ -74,6 +78,20 @@ def boto_session(aws: AwsSettings) -> boto3.Session:
     resolver = botocore_session.get_component("credential_provider")
     resolver.insert_before("env", _AssumedRole(credentials))
     return boto3.Session(botocore_session=botocore_session, region_name=aws.region)
+
+
+def _mask_credentials(session: boto3.Session) -> None:
+    """Mask the credentials boto3's chain found, as the secret settings are masked.
+
+    The environment (AWS_SESSION_TOKEN), a profile's files or an instance role hold
+    them, not a setting: an error quoting one (a token with a pasted line break, in
+    http.client's `Invalid header value`) printed it. Found, they are kept for the first
+    request; none found, the chain is looked through again there and the run stops.
+    """
+    credentials = session.get_credentials()
+    if credentials is not None:
+        frozen = credentials.get_frozen_credentials()
+        guard_logs([frozen.access_key, frozen.secret_key, frozen.token])
 
 
 class _AssumedRole(botocore.credentials.CredentialProvider):

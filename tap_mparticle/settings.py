@@ -297,6 +297,9 @@ def _shown_url(bucket_url: str) -> str:
 
 
 #: A cloud URL with its "://" mistyped (s3//bucket, s3:/bucket, s3:bucket).
+#: Azure storage account names: 3 to 24 lowercase letters and digits (as a host name,
+#: `ACME` reaches `acme`, so case is not held against a setting).
+_AZURE_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$", re.IGNORECASE)
 _MISTYPED_CLOUD_URL = re.compile(r"^(s3|gs|az)(?::/*|/+)(?!/)(\S+)$")
 
 
@@ -390,14 +393,40 @@ def _cloud_errors(config: Mapping[str, Any], bucket_url: str) -> list[str]:
         shown = mask_userinfo(endpoint)
         if endpoint and parsed is None:
             errors.append(f"{name} {shown!r} is not an http(s) URL (e.g. {example})")
-        elif parsed and name == "gcs_endpoint_url" and (parsed.path.strip("/") or parsed.query):
+        elif parsed and parsed.query:
+            # Not quoted: Azure's portal gives a SAS as a URL, its query the signature.
+            sas = "; a SAS goes in azure_sas_token" if name.startswith("azure") else ""
+            errors.append(
+                f"{name} has a query string: give the URL without it (e.g. {example}){sas}"
+            )
+        elif parsed and name == "gcs_endpoint_url" and parsed.path.strip("/"):
             # The client puts /storage/v1/b/<bucket> after it: a path there made every
             # listing a NotFound, "the bucket does not exist".
             errors.append(
                 f"gcs_endpoint_url {shown!r} has a path: give the scheme, host and port "
                 f"only (e.g. {example}); the bucket goes in bucket_url"
             )
+    errors.extend(_pasted_credential_errors(config))
     errors.extend(_azure_account_errors(config, bucket_url))
+    return errors
+
+
+def _pasted_credential_errors(config: Mapping[str, Any]) -> list[str]:
+    """A credential pasted into a setting that would quote it: refused, never shown."""
+    errors = []
+    account = config.get("azure_account_name")
+    if account and not _AZURE_ACCOUNT.match(str(account)):
+        # Not quoted: a connection string or key pasted here would be shown.
+        errors.append(
+            "azure_account_name is not a storage account name (3 to 24 letters "
+            "and digits); a connection string goes in azure_connection_string"
+        )
+    if str(config.get("gcs_credentials_file") or "").lstrip().startswith("{"):
+        # Was quoted whole (a private key) in the error that no such file exists.
+        errors.append(
+            "gcs_credentials_file holds a key's JSON, not the path of its file: save the "
+            "key to a file and give its path (the value is not shown: it holds a private key)"
+        )
     return errors
 
 

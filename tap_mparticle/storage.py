@@ -203,18 +203,26 @@ class S3Storage:
     """Files in an S3 bucket under an optional root prefix."""
 
     def __init__(self, bucket: str, root: str, aws: AwsSettings) -> None:
-        """Build the client; nothing is sent until the first listing.
+        """Build the client; nothing is sent until the first listing but AssumeRole.
 
         Args:
             bucket: Bucket name.
             root: Key prefix all other prefixes are relative to ("" or ending in "/").
             aws: Credentials, region and endpoint.
+
+        Raises:
+            StorageError: aws_role_arn cannot be assumed (refused, or STS unreachable).
         """
         self.bucket = bucket
         self.root = root
         endpoint = aws.endpoint_url or "the default AWS endpoint"
         self.description = f"s3://{bucket}/{root} at {endpoint}"
-        session = boto_session(aws)
+        try:
+            session = boto_session(aws)  # assumes aws_role_arn, if set
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            # Was a traceback, whose last line quoted the request (a session token).
+            msg = f"cannot assume aws_role_arn {aws.role_arn} at {endpoint}: {_reason(exc)}"
+            raise StorageError(msg) from None
         config = botocore.config.Config(
             retries={"max_attempts": max_attempts(), "mode": "adaptive"},
             max_pool_connections=aws.max_connections,

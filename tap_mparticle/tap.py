@@ -16,9 +16,9 @@ from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 from singer_sdk.mapper import RemoveRecordTransform
 from typing_extensions import override
 
+from mparticle_facts.env_config import plugin_environment_config
 from mparticle_facts.plugin_guards import (
     exit_stdout_closed,
-    plugin_environment_config,
     read_text,
     redact_config_errors,
     settings_schema,

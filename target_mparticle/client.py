@@ -27,6 +27,7 @@ from target_mparticle.transport import (
     Reply,
     Transport,
     TransportFailure,
+    TransportProxyLogin,
     TransportTimeout,
     TransportTLSRefused,
     TransportUntrusted,
@@ -49,6 +50,7 @@ HTTP_ACCEPTED = 202
 HTTP_BAD_REQUEST = 400
 HTTP_UNAUTHORIZED = 401
 HTTP_FORBIDDEN = 403
+HTTP_PROXY_LOGIN = 407
 HTTP_TOO_MANY = 429
 HTTP_SERVER_ERROR = 500
 #: Server errors that are no passing state, so every retry gets them again: the
@@ -76,7 +78,7 @@ class DeliveryError(Exception):
 
 
 class AuthError(DeliveryError):
-    """mParticle refused the key or secret; retrying cannot help."""
+    """The credentials were refused (mParticle's key or secret, a proxy's login)."""
 
 
 class UntrustedServerError(DeliveryError):
@@ -191,6 +193,7 @@ class EventsApiClient:
                 settings.api_key,
                 settings.api_secret,
                 self._headers["authorization"].removeprefix("Basic "),
+                *self._transport.proxy_secrets,  # a proxy's 407 page may quote its login
             )
         )
         if self.pacer.enabled:
@@ -325,6 +328,8 @@ class EventsApiClient:
             raise UntrustedServerError(msg) from exc
         except TransportTLSRefused as exc:
             raise TLSRefusedError(_tls_refused(url, exc)) from exc
+        except TransportProxyLogin as exc:
+            raise AuthError(_proxy_login(url, f"the tunnel was refused ({exc})")) from exc
         except TransportFailure as exc:
             return f"connection failed ({exc})", None, False
         status = response.status
@@ -352,7 +357,9 @@ class EventsApiClient:
                 "check api_key, api_secret and pod"
             )
             return AuthError(msg)
-        said = self._masked(_api_message(response))
+        said = _api_message(response, self._masked)
+        if status == HTTP_PROXY_LOGIN:
+            return AuthError(_proxy_login(url, f"it said: {said}"))
         if status == HTTP_BAD_REQUEST:
             return BadRequestError(f"HTTP 400 from {url}: {said}")
         if status in SETTLED_SERVER_ERRORS:
@@ -367,6 +374,14 @@ class EventsApiClient:
     def describe(self) -> str:
         """Where data goes, for log lines: the URL only (the key is a credential too)."""
         return self.base_url
+
+
+def _proxy_login(url: str, said: str) -> str:
+    """One line for a proxy that wants a login (or another one): where to give it."""
+    return (
+        f"the proxy asked for a login (HTTP 407) on POST {url}: give its user and password "
+        f"in HTTPS_PROXY (HTTP_PROXY for http://) as http://user:password@host; {said}"
+    )
 
 
 def _tls_refused(url: str, exc: TransportTLSRefused) -> str:
@@ -406,20 +421,24 @@ def _retry_after(value: str | None) -> float | None:
     return min(seconds, MAX_RETRY_AFTER_SECONDS) if seconds > 0 else None
 
 
-def _api_message(response: Reply) -> str:
-    """The API's own error text, from ``errors[].message`` when present."""
+def _api_message(response: Reply, masked: t.Callable[[str], str]) -> str:
+    """The API's own error text, from ``errors[].message`` when present, `masked`.
+
+    Masked before a long answer is cut to its first 500 characters: a cut through a
+    secret the server quoted would leave the secret's head, which no mask matches.
+    """
     text = response.data.decode("utf-8", "replace")
     try:
         payload = json.loads(text)
     except ValueError:
-        return text[:500] or response.reason or "no message"
+        return masked(text)[:500] or response.reason or "no message"
     if isinstance(payload, dict) and isinstance(payload.get("errors"), list):
         messages = [
             str(e.get("message") or e.get("code")) for e in payload["errors"] if isinstance(e, dict)
         ]
         if messages:
-            return "; ".join(messages)
-    return str(payload)[:500]
+            return masked("; ".join(messages))
+    return masked(str(payload))[:500]
 
 
 class DryRunClient:

@@ -14,10 +14,12 @@ import dataclasses
 import decimal
 import pathlib
 import typing as t
+from urllib.parse import urlsplit
 
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 
+from mparticle_facts.plugin_guards import mask_userinfo
 from target_mparticle.items import BatchDefaults
 from target_mparticle.mapping import (
     DEFAULT_AUDIENCE_ATTRIBUTE,
@@ -313,12 +315,14 @@ def config_errors(config: t.Mapping[str, t.Any], get: t.Callable[[str], t.Any]) 
             for key in ("api_key", "api_secret")
             if not get(key)
         )
-    api_url = get("api_url")
-    if api_url and (
-        not str(api_url).startswith(("http://", "https://"))
-        or not str(api_url).rstrip("/").endswith("/v2")
-    ):
-        errors.append(f"api_url must be an http(s) URL ending in /v2, not {api_url!r}")
+    errors.extend(_api_url_errors(get("api_url")))
+    # Was a UnicodeEncodeError traceback quoting the character and its place.
+    errors.extend(
+        f"{key} holds a character HTTP Basic authentication cannot carry (only "
+        "Latin-1 text): check it was copied whole; its value is not shown"
+        for key in ("api_key", "api_secret")
+        if not _latin1(str(get(key) or ""))
+    )
     errors.extend(output_path_errors({k: get(k) for k in OUTPUT_SETTINGS}))
     errors.extend(mapping_errors(get("mappings") or {}))
     errors.extend(data_plan_errors("settings", get("data_plan_id"), get("data_plan_version")))
@@ -344,6 +348,37 @@ def config_errors(config: t.Mapping[str, t.Any], get: t.Callable[[str], t.Any]) 
             f"({ceiling}): the first retry delay would already be cut to the longest"
         )
     return errors
+
+
+def _api_url_errors(api_url: object) -> list[str]:
+    """`api_url` must be an http(s) URL ending in /v2, with no `user:password@`.
+
+    Credentials in the URL were never sent (the Events API takes api_key and
+    api_secret), but every error, dead letter and dry-run line that names the URL
+    wrote them out.
+    """
+    if not api_url:
+        return []
+    text = str(api_url)
+    shown = mask_userinfo(text)
+    if not text.startswith(("http://", "https://")) or not text.rstrip("/").endswith("/v2"):
+        return [f"api_url must be an http(s) URL ending in /v2, not {shown!r}"]
+    if "@" in urlsplit(text).netloc:
+        msg = (
+            f"api_url {shown!r} holds credentials (user:password@), which are never sent: "
+            "the Events API takes api_key and api_secret; remove them from the URL"
+        )
+        return [msg]
+    return []
+
+
+def _latin1(text: str) -> bool:
+    """Whether `text` can go in a Basic `Authorization` header (urllib3 encodes Latin-1)."""
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_number(value: object) -> t.TypeGuard[float]:

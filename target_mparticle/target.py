@@ -24,9 +24,9 @@ from singer_sdk.exceptions import (
 )
 from singer_sdk.helpers._classproperty import classproperty
 
+from mparticle_facts.env_config import plugin_environment_config
 from mparticle_facts.plugin_guards import (
     exit_stdout_closed,
-    plugin_environment_config,
     redact_config_errors,
 )
 from target_mparticle import lenient_json, sdk_hooks

@@ -7,8 +7,8 @@ as converting a hundred records. What those libraries added is done once here:
 TLS trusts `REQUESTS_CA_BUNDLE`/`CURL_CA_BUNDLE`, else certifi's bundle, as
 `requests` would; a connection the server closed while idle is noticed before it
 is reused; a proxy named by `HTTPS_PROXY`/`HTTP_PROXY` (and not excluded by
-`NO_PROXY`) is honoured by handing the requests to urllib3's proxy manager, the
-one case plain connections do not cover.
+`NO_PROXY`) is honoured by handing the requests to urllib3's proxy manager (with
+the login its URL holds), the one case plain connections do not cover.
 
 Failures come back as `TransportTimeout` and `TransportFailure`, each with a
 short reason; the client decides what is retried. Two TLS failures no retry can
@@ -28,7 +28,7 @@ import select
 import ssl
 import threading
 import typing as t
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import certifi
 import urllib3
@@ -45,6 +45,10 @@ class TransportFailure(Exception):  # noqa: N818
 
 class TransportUntrusted(TransportFailure):
     """The server's TLS certificate did not verify against the trusted CA bundle."""
+
+
+class TransportProxyLogin(TransportFailure):
+    """The proxy refused to open a tunnel without (or with that) login: HTTP 407."""
 
 
 class TransportTLSRefused(TransportFailure):
@@ -130,11 +134,11 @@ class Transport:
         self._opened: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
         proxy = get_environ_proxies(base_url).get(parts.scheme.lower())
-        self._proxied: urllib3.ProxyManager | None = (
-            urllib3.ProxyManager(proxy, maxsize=connections, ca_certs=ca_bundle())
-            if proxy
-            else None
-        )
+        #: The proxy's password and Proxy-Authorization token, for the client to mask.
+        self.proxy_secrets: tuple[str, ...] = ()
+        self._proxied: urllib3.ProxyManager | None = None
+        if proxy:
+            self._proxied, self.proxy_secrets = _proxy_manager(proxy, connections)
 
     def post(self, path: str, body: bytes, headers: t.Mapping[str, str]) -> Reply:
         """POST `body` to `path` under the base URL and read the whole answer.
@@ -205,6 +209,9 @@ class Transport:
         except urllib3.exceptions.TimeoutError as exc:
             raise TransportTimeout(str(exc)) from exc
         except urllib3.exceptions.HTTPError as exc:
+            tunnel = _nested(exc, OSError)  # http.client: "Tunnel connection failed: 407 ..."
+            if isinstance(exc, urllib3.exceptions.ProxyError) and " 407 " in f"{tunnel} ":
+                raise TransportProxyLogin(str(tunnel)) from exc
             untrusted = _nested(exc, ssl.SSLCertVerificationError)
             if untrusted is not None:
                 raise TransportUntrusted(_verify_reason(untrusted)) from exc
@@ -222,6 +229,24 @@ class Transport:
             conn.close()
         if self._proxied is not None:
             self._proxied.clear()
+
+
+def _proxy_manager(proxy: str, connections: int) -> tuple[urllib3.ProxyManager, tuple[str, ...]]:
+    """urllib3's manager for `proxy`, sending the `user:password@` its URL holds.
+
+    urllib3 ignores a proxy URL's credentials (requests, curl and botocore send them
+    as Proxy-Authorization): a proxy that asks for a login answered every request 407.
+    """
+    parts = urllib3.util.parse_url(proxy)
+    options: dict[str, t.Any] = {"maxsize": connections, "ca_certs": ca_bundle()}
+    if not parts.auth:
+        return urllib3.ProxyManager(proxy, **options), ()
+    user, _, password = parts.auth.partition(":")
+    login = f"{unquote(user)}:{unquote(password)}"
+    headers = urllib3.util.make_headers(proxy_basic_auth=login, proxy_basic_auth_encoding="utf-8")
+    manager = urllib3.ProxyManager(parts._replace(auth=None).url, proxy_headers=headers, **options)
+    token = headers["proxy-authorization"].removeprefix("Basic ")
+    return manager, (unquote(password), login, token)
 
 
 _Nested = t.TypeVar("_Nested", bound=BaseException)

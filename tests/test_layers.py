@@ -25,6 +25,7 @@ LAYERS: list[set[str]] = [
         "mparticle_facts.identities",
         "mparticle_facts.numbers",
         "mparticle_facts.plugin_guards",
+        "mparticle_facts.env_config",
     },
     # tap: bytes, storage, state, and the guards round config and logs.
     {

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import typing as t
 
-from mparticle_facts.plugin_guards import environment_config
+from mparticle_facts.env_config import environment_config
 from tests.support.files import error_lines
 
 if t.TYPE_CHECKING:

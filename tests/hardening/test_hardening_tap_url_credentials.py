@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import typing as t
 
@@ -11,6 +12,7 @@ from singer_sdk.exceptions import ConfigValidationError
 from mparticle_facts.plugin_guards import guard_logs, mask_userinfo
 from tap_mparticle.storage import StorageError
 from tap_mparticle.tap import TapMParticle
+from tests.support.cloud import AZURITE_ACCOUNT, AZURITE_KEY
 from tests.support.files import error_lines
 from tests.support.s3 import s3_config
 from tests.support.tap import run_cli
@@ -31,6 +33,10 @@ PASSWORD = "pa55word-in-url"
         # An @ after the host is a path's or a key's, not credentials.
         ("s3://bucket/2024/a@b.txt", "s3://bucket/2024/a@b.txt"),
         ("mail ops@example.com at http://host/", "mail ops@example.com at http://host/"),
+        # Signatures and keys in a query or a connection string, any case.
+        ("at http://h/a?sv=1&sig=ab%2B/c%3D: no", "at http://h/a?sv=1&sig=***: no"),
+        ("'accountname=a;accountkey=eby8/+==;x'", "'accountname=a;accountkey=***;x'"),
+        ("a signature, sig or design=1", "a signature, sig or design=1"),
     ],
 )
 def test_mask_userinfo(text: str, masked: str):
@@ -106,3 +112,67 @@ def test_cli_never_prints_the_endpoints_credentials(tmp_path: Path, moto_endpoin
     assert f"cannot list s3://no-such-bucket/audiences/ at {masked}" in line
     assert PASSWORD not in run.stderr
     assert "Traceback" not in run.stderr
+
+
+SAS_SIGNATURE = "c2lnbmF0dXJlLWluLWEtdXJs%2BPRB%3D"
+PRESIGNED = "X-Amz-Credential=AKIAPRESIGNED0000042%2F20240501&X-Amz-Signature=5e1gnature0042"
+
+
+@pytest.mark.parametrize(
+    ("mistake", "hidden", "error"),
+    [
+        # Azure's portal gives the SAS as a URL; pasted as the endpoint, it was quoted.
+        (
+            {"azure_endpoint_url": f"{{account_url}}?sv=2024-05-04&sp=rl&sig={SAS_SIGNATURE}"},
+            ["c2lnbmF0dXJl"],
+            "azure_endpoint_url has a query string: give the URL without it",
+        ),
+        # A connection string pasted as the endpoint or the account name.
+        (
+            {"azure_endpoint_url": "{connection_string}"},
+            ["{key_head}"],
+            "AccountKey=***;BlobEndpoint=",
+        ),
+        (
+            {"azure_account_name": "{connection_string}"},
+            ["{key_head}", "{key_head_lower}"],
+            "azure_account_name is not a storage account name",
+        ),
+        # An S3 presigned URL pasted as the endpoint.
+        (
+            {"aws_endpoint_url": f"https://s3.amazonaws.com/?{PRESIGNED}"},
+            ["5e1gnature", "AKIAPRE"],
+            "X-Amz-Credential=***&X-Amz-Signature=***' has a path",
+        ),
+    ],
+)
+def test_a_signature_or_key_in_a_setting_that_is_no_secret_is_never_printed(  # noqa: PLR0913, PLR0917 - fixtures
+    tmp_path: Path,
+    azurite_server,
+    azure_container: str,
+    mistake: dict,
+    hidden: list[str],
+    error: str,
+):
+    names = {
+        "account_url": azurite_server.account_url,
+        "connection_string": (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+            f"AccountKey={AZURITE_KEY};BlobEndpoint={azurite_server.account_url};"
+        ),
+        "key_head": AZURITE_KEY[:16],
+        "key_head_lower": AZURITE_KEY[:16].lower(),
+    }
+    config = {
+        "bucket_url": f"az://{azure_container}",
+        "azure_account_name": AZURITE_ACCOUNT,
+        **{name: value.format(**names) for name, value in mistake.items()},
+    }
+    if "aws_endpoint_url" in mistake:
+        config = {"bucket_url": "s3://bucket", **mistake}
+    run = run_cli(config, tmp_path)
+    assert run.returncode == 1
+    assert [line for line in error_lines(run.stderr) if error in line]
+    assert "Traceback" not in run.stderr
+    shown = run.stderr + json.dumps(run.messages)
+    assert [text.format(**names) for text in hidden if text.format(**names) in shown] == []

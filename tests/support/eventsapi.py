@@ -163,6 +163,8 @@ class Fault:
     status: int = 500
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
     delay_s: float = 0.0
+    #: For "status": the answer's body as is, not JSON (a proxy's or gateway's page).
+    body: bytes | None = None
 
 
 @dataclasses.dataclass
@@ -320,7 +322,11 @@ class EventsApiServer:
         def answer(
             status: int, payload: object = None, headers: dict[str, str] | None = None
         ) -> None:
-            body = b"" if payload is None else json.dumps(payload).encode()
+            if isinstance(payload, bytes):
+                body, kind = payload, "text/plain"
+            else:
+                body = b"" if payload is None else json.dumps(payload).encode()
+                kind = "application/json"
             # Recorded before the answer goes out: a client that has its answer may
             # finish, and its test look at `requests`, before this thread resumes.
             with self.lock:
@@ -333,7 +339,7 @@ class EventsApiServer:
                     handler.send_header(key, value)
                 handler.send_header("Content-Length", str(len(body)))
                 if body:
-                    handler.send_header("Content-Type", "application/json")
+                    handler.send_header("Content-Type", kind)
                 handler.end_headers()
                 handler.wfile.write(body)
             except (BrokenPipeError, ConnectionResetError):
@@ -354,6 +360,9 @@ class EventsApiServer:
         denied = self._check_auth(handler.headers.get("Authorization"))
         if denied is not None:
             answer(denied, {"errors": [{"code": "UNAUTHORIZED", "message": "bad credentials"}]})
+            return
+        if fault is not None and fault.kind == "status" and fault.body is not None:
+            answer(fault.status, fault.body, fault.headers)
             return
         if fault is not None and fault.kind == "status":
             answer(

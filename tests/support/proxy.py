@@ -8,6 +8,7 @@ as `HTTPS_PROXY` it opens the CONNECT tunnels TLS goes through (to 127.0.0.1 onl
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import socket
@@ -65,9 +66,30 @@ def _tunnel(client: socket.socket, upstream: socket.socket) -> None:
     upstream.close()
 
 
+def _refuse_login(handler: BaseHTTPRequestHandler, login: str | None, log: RequestLog) -> bool:
+    """Answer 407 (quoting the Proxy-Authorization got) unless it carries `login`."""
+    got = handler.headers.get("Proxy-Authorization")
+    if login is None or got == "Basic " + base64.b64encode(login.encode()).decode():
+        return False
+    log.add(handler.command, "407")
+    page = f"proxy login required; got {got!r}".encode()
+    if handler.command != "CONNECT":
+        handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+    handler.send_response(407)
+    handler.send_header("Proxy-Authenticate", 'Basic realm="test"')
+    handler.send_header("Content-Length", str(len(page)))
+    handler.end_headers()
+    handler.wfile.write(page)
+    return True
+
+
 @contextlib.contextmanager
-def counting_proxy(upstream: str) -> Iterator[tuple[str, RequestLog]]:
-    """Serve a proxy to `upstream` (http://host:port); yields its URL and its log."""
+def counting_proxy(upstream: str, login: str | None = None) -> Iterator[tuple[str, RequestLog]]:
+    """Serve a proxy to `upstream` (http://host:port); yields its URL and its log.
+
+    With `login` ("user:password") it asks for it: a request or tunnel without that
+    Proxy-Authorization gets a 407 whose page quotes what it got (as some proxies do).
+    """
     target = urlsplit(upstream)
     log = RequestLog()
 
@@ -76,6 +98,9 @@ def counting_proxy(upstream: str) -> Iterator[tuple[str, RequestLog]]:
         # Headers and body go out in separate writes; with Nagle's algorithm each
         # would wait for a delayed ACK (tens of milliseconds per request).
         disable_nagle_algorithm = True
+
+        def parse_request(self) -> bool:
+            return super().parse_request() and not _refuse_login(self, login, log)
 
         def _forward(self) -> None:
             if self.path.startswith("http"):  # forward-proxy form: an absolute URL

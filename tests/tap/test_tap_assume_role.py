@@ -6,6 +6,7 @@ import boto3
 import pytest
 
 from tap_mparticle.storage import StorageError
+from tests.support.files import error_lines
 from tests.support.s3 import strict_moto
 from tests.support.tap import run_cli, run_tap
 
@@ -130,3 +131,23 @@ def test_credentials_pasted_with_surrounding_whitespace_are_trimmed(tmp_path):
         assert [r["mpid"] for r in run.records("events")] == [5]
         assert credentials["SecretAccessKey"] not in run.stderr
         assert credentials["SessionToken"] not in run.stderr
+
+
+def test_a_role_the_user_may_not_assume_is_one_line(tmp_path):
+    """AccessDenied from STS is one line naming the role, as a refused listing is."""
+    with strict_moto(no_auth_actions=SETUP_ACTIONS) as endpoint:
+        key, role_arn = reader_and_role(endpoint, "mp-forwarding-denied", ALLOW_S3, mpid=3)
+        config = {
+            "bucket_url": "s3://mp-forwarding-denied",
+            "aws_endpoint_url": endpoint,
+            "aws_region": "us-east-1",
+            "aws_access_key_id": key["AccessKeyId"],
+            "aws_secret_access_key": key["SecretAccessKey"],
+            "aws_role_arn": role_arn,
+        }
+        run = run_cli(config, tmp_path)
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    (error,) = error_lines(run.stderr)
+    assert f"cannot assume aws_role_arn {role_arn} at {endpoint}: AccessDenied" in error
+    assert key["SecretAccessKey"] not in run.stderr

@@ -274,6 +274,18 @@ def test_an_unreadable_gcs_credentials_file_is_one_line(tmp_path, fake_gcs_serve
     assert_one_line(out, str(key_file), "gcs_credentials_file", "", ("SECRET-PEM-TEXT",))
 
 
+def test_a_gcs_key_pasted_in_place_of_its_path_is_refused_never_shown(tmp_path, fake_gcs_server):
+    """The key's JSON given as gcs_credentials_file was quoted whole: "no such file"."""
+    key = '{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----\\nPEMTEXT"}'
+    config = gcs_config(fake_gcs_server, "b", gcs_credentials_file=key)
+    out = run_cli(config, tmp_path)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    (error,) = error_lines(out.stderr)
+    assert "gcs_credentials_file holds a key's JSON, not the path of its file" in error
+    assert "PEMTEXT" not in out.stderr
+
+
 def run_without(blocked: str, config_file: os.PathLike[str]) -> subprocess.CompletedProcess[str]:
     """The tap's CLI in a Python where the comma-separated modules cannot be imported."""
     return subprocess.run(

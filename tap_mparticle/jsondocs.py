@@ -31,6 +31,7 @@ import codecs
 import gzip
 import json
 import re
+import sys
 import zlib
 from typing import IO, TYPE_CHECKING, Any
 
@@ -211,8 +212,14 @@ def _bad_document(location: str, lineno: int, exc: Exception, pos: int) -> BadIn
         return too_deep(location, lineno)
     if isinstance(exc, json.JSONDecodeError):
         reason = f"not valid JSON ({exc.msg} at character {exc.pos + 1})"
-    else:  # an integer over sys.get_int_max_str_digits() digits
-        reason = f"not valid JSON ({exc}) in the document at character {pos + 1}"
+    else:
+        # The only other ValueError: an integer longer than the interpreter converts.
+        # Python's own message words it differently on 3.10 and 3.11+, so it is ours.
+        limit = sys.get_int_max_str_digits()
+        reason = (
+            f"not valid JSON (an integer of more than {limit} digits, the limit) "
+            f"in the document at character {pos + 1}"
+        )
     return BadInputError(location, reason, lineno)
 
 

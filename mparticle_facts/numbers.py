@@ -12,6 +12,24 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+#: ISO 8601 text to a datetime, read the same on every Python this project supports.
+#: Python 3.10's own reads only what `isoformat()` writes, not `.5`, `+00` or `+0000`
+#: (a warehouse's timestamptz as text), nor `20240501T120000Z`; the backport reads what
+#: 3.11 does. singer-sdk also patches it into `datetime` on 3.10, but only once imported:
+#: this module and the parsers above it do not import the SDK, so they do not rely on that.
+fromisoformat: Callable[[str], dt.datetime]
+if sys.version_info >= (3, 11):
+    fromisoformat = dt.datetime.fromisoformat
+else:
+    from backports.datetime_fromisoformat import datetime_fromisoformat
+
+    fromisoformat = datetime_fromisoformat
 
 UTC = dt.timezone.utc
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
@@ -249,6 +267,6 @@ def _iso_datetime(text: str) -> dt.datetime | None:
     if stripped.endswith(("Z", "z")):
         stripped = stripped[:-1] + "+00:00"
     try:
-        return dt.datetime.fromisoformat(stripped)
+        return fromisoformat(stripped)
     except ValueError:
         return None

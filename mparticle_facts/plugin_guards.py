@@ -240,6 +240,11 @@ class _GuardLines(logging.Filter):
         record.name = one_line(record.name)
         message = record.getMessage()
         guarded = message
+        if record.name == "py.warnings":
+            # A captured warning ends with the source line that warned (`  warn(...)`),
+            # a developer's detail on a line of its own: the warning is the rest.
+            head, newline, last = guarded.rstrip("\n").rpartition("\n")
+            guarded = head if newline and last.startswith("  ") else guarded.rstrip("\n")
         guarded = mask(guarded, self.secrets)
         # After masking: a secret may hold a line break itself.
         guarded = one_line(mask_userinfo(guarded))

@@ -45,6 +45,8 @@ import datetime as dt
 import logging
 from typing import TYPE_CHECKING, Any
 
+from mparticle_facts.numbers import fromisoformat
+
 if TYPE_CHECKING:
     from tap_mparticle.storage import RemoteFile
 
@@ -67,7 +69,7 @@ def parse_timestamp(value: str) -> dt.datetime:
     Returns:
         An aware datetime.
     """
-    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    parsed = fromisoformat(value.replace("Z", "+00:00"))
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)
     return parsed

@@ -31,6 +31,7 @@ import codecs
 import gzip
 import json
 import re
+import sys
 import zlib
 from typing import IO, TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ import msgspec
 from tap_mparticle.parsers import (
     UTF8_BOM,
     BadInputError,
+    nests_too_deep,
     other_format,
     too_deep,
     trailer_error_of,
@@ -107,11 +109,13 @@ def iter_json_documents(stream: IO[bytes], location: str) -> Iterator[Document |
         if not stripped:
             continue
         try:
-            yield lineno, _msgspec_decode(stripped)
+            document = _msgspec_decode(stripped)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             # Several documents, a bad one among them, a 64-bit overflow or deep
             # nesting: the slower decoder tells which part is which (only paid here).
             yield from _concatenated(stripped, lineno, location)
+            continue
+        yield too_deep(location, lineno) if nests_too_deep(stripped) else (lineno, document)
     trailer = trailer_error_of(stream, location)
     if trailer is not None:
         yield trailer
@@ -152,7 +156,7 @@ def _concatenated(line: bytes, lineno: int, location: str) -> Iterator[Document 
                 return
             pos = boundary.end()
             continue
-        yield _checked(lineno, value, location, escaped=escaped)
+        yield _checked(lineno, value, location, text[pos:end], escaped=escaped)
         pos = _skip_whitespace(text, end)
 
 
@@ -174,17 +178,20 @@ def _skip_whitespace(text: str, pos: int) -> int:
 
 
 def _checked(
-    lineno: int, value: object, location: str, *, escaped: bool
+    lineno: int, value: object, location: str, text: str, *, escaped: bool
 ) -> Document | BadInputError:
-    r"""The document, or an error if a string or key in it holds a lone surrogate.
+    r"""The document, or an error if it nests too deep or a string in it holds a lone surrogate.
 
     msgspec refuses `"\ud800"` but the standard-library decoder accepts it, and a
     string with a lone surrogate is not Unicode text: writing it as UTF-8 fails
     far from here, with a traceback. Paired surrogates decode to one character,
     so only escapes that stay surrogates after decoding are refused. `escaped`
     says the raw text holds a surrogate escape at all; without one (the usual
-    case) the value is not walked.
+    case) the value is not walked. `text` is the document's own text, for the
+    depth check (`nests_too_deep`: the decoders take deeper documents on 3.12+).
     """
+    if nests_too_deep(text.encode()):
+        return too_deep(location, lineno)
     if escaped and _holds_surrogate(value):
         return BadInputError(location, _SURROGATE_REASON, lineno)
     return lineno, value
@@ -211,8 +218,14 @@ def _bad_document(location: str, lineno: int, exc: Exception, pos: int) -> BadIn
         return too_deep(location, lineno)
     if isinstance(exc, json.JSONDecodeError):
         reason = f"not valid JSON ({exc.msg} at character {exc.pos + 1})"
-    else:  # an integer over sys.get_int_max_str_digits() digits
-        reason = f"not valid JSON ({exc}) in the document at character {pos + 1}"
+    else:
+        # The only other ValueError: an integer longer than the interpreter converts.
+        # Python's own message words it differently on 3.10 and 3.11+, so it is ours.
+        limit = sys.get_int_max_str_digits()
+        reason = (
+            f"not valid JSON (an integer of more than {limit} digits, the limit) "
+            f"in the document at character {pos + 1}"
+        )
     return BadInputError(location, reason, lineno)
 
 
@@ -273,7 +286,7 @@ def _long_line(  # noqa: C901  (one loop: refill, decode, resynchronise)
             pos += 1
             continue
         escaped = _SURROGATE_ESCAPE.search(buffer, pos, end) is not None
-        yield _checked(lineno, value, location, escaped=escaped)
+        yield _checked(lineno, value, location, buffer[pos:end], escaped=escaped)
         pos = end
 
 

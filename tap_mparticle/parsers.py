@@ -9,6 +9,8 @@ drops, and an `aws s3 sync` or a rename can change it anyway.
 from __future__ import annotations
 
 import io
+import re
+import sys
 import zlib
 from typing import IO, TYPE_CHECKING, Any
 
@@ -39,9 +41,14 @@ UTF8_BOM = b"\xef\xbb\xbf"
 MAX_LINE_BYTES = 16 << 20
 #: Longest gzip header file name or comment accepted.
 MAX_GZIP_HEADER_FIELD = 64 << 10
-#: JSON nesting the decoders accept (msgspec and the standard library both stop
-#: near Python's recursion limit); deeper documents are bad input.
+#: JSON nesting the tap accepts; deeper documents are bad input. msgspec and the
+#: standard library stop near it on Python 3.10 and 3.11 (the recursion limit), only
+#: near 10,000 levels on 3.12 and later (their C recursion limit): see `nests_too_deep`.
 MAX_JSON_DEPTH = 1000
+#: Whether the decoders themselves refuse a document much deeper than MAX_JSON_DEPTH.
+_DECODERS_STOP_NEAR_LIMIT = sys.version_info < (3, 12)
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_A_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 _DEFLATE = 8
 _FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 2, 4, 8, 16
 
@@ -373,3 +380,32 @@ def too_deep(location: str, lineno: int) -> BadInputError:
     """
     reason = f"JSON nested deeper than about {MAX_JSON_DEPTH} levels, the limit"
     return BadInputError(location, reason, lineno)
+
+
+def nests_too_deep(document: bytes) -> bool:
+    """Whether a decoded JSON document nests more than MAX_JSON_DEPTH levels.
+
+    So the limit is the same on every Python: on 3.12 and later the decoders take
+    documents ten times deeper, which a consumer on 3.10 or 3.11 cannot read back.
+    Only a document with more brackets than the limit can be that deep (a count at C
+    speed, so ordinary lines cost two counts). Then strings are dropped (a bracket in
+    one is no nesting), only brackets kept, and each pass removes the innermost
+    pairs: a document is as deep as the passes it takes to empty.
+
+    Args:
+        document: The UTF-8 text of one or more valid JSON documents.
+
+    Returns:
+        True if deeper than the limit (always False where the decoders stop near it).
+    """
+    if _DECODERS_STOP_NEAR_LIMIT:
+        return False
+    if document.count(b"{") + document.count(b"[") <= MAX_JSON_DEPTH:
+        return False
+    brackets = _JSON_STRING.sub(b"", document).translate(None, _NOT_A_BRACKET)
+    brackets = brackets.replace(b"{", b"[").replace(b"}", b"]")
+    for _ in range(MAX_JSON_DEPTH):
+        brackets = brackets.replace(b"[]", b"")
+        if not brackets:
+            return False
+    return True

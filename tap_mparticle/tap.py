@@ -304,6 +304,9 @@ class TapMParticle(Tap):
 
     @override
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # One line per log line before the SDK says anything (first, on Python 3.10, its
+        # end-of-life warning); the secrets are added once the config is read.
+        guard_logs([])
         try:
             super().__init__(*args, **kwargs)
         except ConfigValidationError as exc:

@@ -97,6 +97,9 @@ class TargetMParticle(Target):
     @override
     def __init__(self, **kwargs: t.Any) -> None:  # noqa: ANN401 - passed on to the SDK
         """Read the settings once; every mistake is one line naming its setting."""
+        # One line per log line before the SDK says anything (first, on Python 3.10, its
+        # end-of-life warning); the secrets are added once the config is read.
+        guard_logs([])
         try:
             super().__init__(**kwargs)
         except ConfigValidationError as exc:

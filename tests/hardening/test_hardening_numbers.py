@@ -9,6 +9,8 @@ int (`"1e999999999"`) once crashed or hung the reader; each now reads as no numb
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import typing as t
 
 import pytest
@@ -28,7 +30,7 @@ from tap_mparticle.audience_records import to_timestamp
 from target_mparticle import schema_rules as rules
 from target_mparticle.coerce import NUMBERS_DROPPED, UNREADABLE
 from target_mparticle.values import to_epoch_ms
-from tests.support.files import dead_letters
+from tests.support.files import REPO_ROOT, dead_letters
 from tests.support.target import run_target, run_target_cli, singer_lines
 
 if t.TYPE_CHECKING:
@@ -119,6 +121,32 @@ def test_the_date_range_is_years_1_to_9999_to_the_last_millisecond(milliseconds,
 def test_the_last_millisecond_of_year_9999_is_a_timestamp_the_tap_writes():
     assert to_timestamp("253402300799999") == "9999-12-31T23:59:59.999+00:00"
     assert to_timestamp("9999-12-31T23:59:59.9Z") == "9999-12-31T23:59:59.900+00:00"
+
+
+# Python 3.10's datetime.fromisoformat refuses each of these; 3.11's reads them.
+ISO_TIMES_311 = {
+    "2024-05-01 12:00:00.1+00": 1714564800100,  # a warehouse's timestamptz as text
+    "2024-05-01T12:00:00+0000": 1714564800000,
+    "2024-05-01T12:00:00.1234567Z": 1714564800123,
+    "20240501T120000Z": 1714564800000,
+}
+
+
+def test_times_read_as_python_3_11_reads_them_without_the_sdk_loaded():
+    """On 3.10 singer-sdk patches datetime with the backport, but only once it is imported."""
+    program = (
+        "import json, sys\n"
+        "from mparticle_facts.numbers import epoch_ms\n"
+        "print(json.dumps([sorted(m for m in sys.modules if m.startswith('singer_sdk')),"
+        f" [epoch_ms(text) for text in {list(ISO_TIMES_311)!r}]]))\n"
+    )
+    run = subprocess.run(  # a fresh interpreter: this one has the SDK loaded
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True, cwd=REPO_ROOT
+    )
+    loaded, read = json.loads(run.stdout)
+    assert loaded == []
+    assert read == list(ISO_TIMES_311.values())
+    assert [epoch_ms(text) for text in ISO_TIMES_311] == list(ISO_TIMES_311.values())
 
 
 @pytest.mark.parametrize(

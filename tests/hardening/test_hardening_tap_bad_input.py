@@ -26,6 +26,7 @@ from tests.support.cases import (
     event,
     gzip_with_flipped_byte,
     huge_int_batch_line,
+    nested,
     patch_member,
     with_central_directory_offset,
     zip_of,
@@ -71,7 +72,7 @@ def test_every_data_exception_in_an_events_file_costs_only_its_own_line_or_event
     assert all("a.txt:" in m for m in messages)
     assert any("outside the years 1 to 9999" in m for m in messages)
     assert any("nested deeper" in m for m in messages)
-    assert any("4300 digits" in m for m in messages)
+    assert any("an integer of more than 4300 digits, the limit" in m for m in messages)
 
 
 @pytest.mark.parametrize(
@@ -292,6 +293,29 @@ def test_a_bad_document_in_a_back_to_back_line_costs_only_itself(
     values = [r["identity_value"] for r in memberships(root, caplog)]
     assert values == ["c0", "c1", "c3", "c5", "c9"]
     assert len(skipped(caplog)) == 2
+
+
+@pytest.mark.parametrize(
+    ("between", "max_line"),
+    [(b"\n", jsondocs.MAX_LINE), (b"", jsondocs.MAX_LINE), (b"", 64)],
+    ids=["a-line-each", "back-to-back", "long-line"],
+)
+def test_json_nesting_past_the_limit_is_refused_on_every_python(
+    tmp_path: Path, caplog, monkeypatch, between: bytes, max_line: int
+):
+    # The decoders take ~10,000 levels on Python 3.12+ and ~1,000 before; the tap's limit
+    # is MAX_JSON_DEPTH on all. Brackets inside strings, or side by side, are no depth.
+    monkeypatch.setattr(jsondocs, "MAX_LINE", max_line)
+    wide = {**firehose(1), "note": "[" * 1500 + "{" * 600, "tags": [[0]] * 1500}
+    lines = [json.dumps(firehose(0)).encode(), json.dumps(wide).encode()]
+    lines.append(json.dumps({**firehose(2), "x": 0}).encode().replace(b"0}", nested(900) + b"}"))
+    lines.append(b'{"AudienceId":9,"x":' + nested(1200) + b"}")
+    lines.append(json.dumps(firehose(4)).encode())
+    root = audience_drop(tmp_path, "delivery-1", between.join(lines) + b"\n")
+    values = [r["identity_value"] for r in memberships(root, caplog)]
+    assert values == ["c0", "c1", "c2", "c4"]
+    (message,) = skipped(caplog)
+    assert "JSON nested deeper than about 1000 levels, the limit" in message
 
 
 @pytest.mark.parametrize("max_line", [jsondocs.MAX_LINE, 64])

@@ -18,7 +18,9 @@ STREAMS = "audience_memberships, audience_user_attributes, batches, events"
 
 
 def warning_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if "| WARNING" in line]
+    # The tap's own: not Python's warnings (singer-sdk's end-of-life notice on Python 3.10).
+    lines = stderr.splitlines()
+    return [line for line in lines if "| WARNING" in line and "| py.warnings" not in line]
 
 
 @pytest.mark.parametrize(

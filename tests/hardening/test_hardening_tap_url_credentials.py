@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import typing as t
+import warnings
 
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
@@ -62,6 +63,25 @@ def test_every_log_line_masks_url_credentials():
     finally:
         logger.removeHandler(keep)
     assert keep.lines == ["endpoint http://***@h:1/"]
+
+
+def test_a_captured_warning_is_one_line_without_the_source_line_that_warned():
+    """As the SDK's end-of-life notice reaches the log on Python 3.10 (`py.warnings`)."""
+    logger = logging.getLogger("py.warnings")
+    keep = _Keep()
+    logger.addHandler(keep)
+    logging.captureWarnings(capture=True)
+    try:
+        guard_logs([], [])
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn("Python 3.10 reached\nits end of life", FutureWarning, stacklevel=1)
+    finally:
+        logging.captureWarnings(capture=False)
+        logger.removeHandler(keep)
+    (line,) = keep.lines
+    assert line.endswith(": FutureWarning: Python 3.10 reached\\nits end of life")
+    assert "warnings.warn(" not in line
 
 
 def test_storage_errors_mask_url_credentials():

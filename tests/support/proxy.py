@@ -31,6 +31,11 @@ class RequestLog:
         self._lock = threading.Lock()
 
     def add(self, method: str, target: str) -> None:
+        if method == "CONNECT":
+            # host:port as it came: urlsplit on Python 3.10 reads `127.0.0.1` as a scheme.
+            with self._lock:
+                self.requests.append((method, target, {}))
+            return
         parts = urlsplit(target)
         with self._lock:
             self.requests.append((method, parts.path, parse_qs(parts.query)))

@@ -336,7 +336,9 @@ def test_stdout_closed_by_the_reader_is_one_line_and_exit_1(tmp_path):
         _, stderr = process.communicate(("\n".join(lines) + "\n").encode(), timeout=60)
         assert len(server.batches()) == 150  # delivered before the STATE failed
     assert process.returncode == 1
-    errors = stderr.decode().strip().splitlines()
+    lines = stderr.decode().strip().splitlines()
+    # Python's warnings aside (singer-sdk's end-of-life notice on Python 3.10), one line.
+    errors = [line for line in lines if "| py.warnings" not in line]
     assert len(errors) == 1
     assert "stdout was closed" in errors[0]
     assert "Traceback" not in stderr.decode()

@@ -224,7 +224,9 @@ class S3Storage:
             msg = f"cannot assume aws_role_arn {aws.role_arn} at {endpoint}: {_reason(exc)}"
             raise StorageError(msg) from None
         config = botocore.config.Config(
-            retries={"max_attempts": max_attempts(), "mode": "adaptive"},
+            # total_max_attempts counts the first try, as AWS_MAX_ATTEMPTS does (botocore's
+            # max_attempts counts retries only: 8 there was 9 requests).
+            retries={"total_max_attempts": max_attempts(), "mode": "adaptive"},
             max_pool_connections=aws.max_connections,
             connect_timeout=15,
             read_timeout=120,

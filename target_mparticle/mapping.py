@@ -285,6 +285,9 @@ class StreamMapping:
             self.session_uuid_field,
             self.custom_flags_field,
             self.location_field,
+            self.ip_field,
+            self.device_id_field,
+            *(self.consent.fields() if self.consent else ()),
         ]
         for group in (self.identities, self.user_attributes, self.event_attributes):
             named.extend((group or {}).values())

@@ -174,6 +174,26 @@ def test_mapped_fields_missing_from_schema_and_from_records_are_reported(config,
     assert not any("'total'" in m for m in said)
 
 
+def test_ip_device_and_consent_fields_are_watched_like_every_mapped_field(config, caplog):
+    config["mappings"] = {
+        "orders": {
+            "identities": {"customer_id": "customer_id"},
+            "ip_field": "ip_adress",
+            "device_id_field": "device",
+            "consent": {"gdpr": {"marketing": "opted_in"}},
+        }
+    }
+    with caplog.at_level(logging.WARNING):
+        run = run_target(config, list(singer_lines("orders", ORDERS, key=["order_id"])))
+    assert run.error is None
+    said = warnings(caplog)
+    assert (
+        "Stream 'orders': mapped fields 'ip_adress', 'device', 'opted_in' are not in the "
+        "stream's schema; records are unlikely to carry them"
+    ) in said
+    assert "Stream 'orders': mapped field 'ip_adress' was absent from 3 of 3 records" in said
+
+
 def test_the_star_mapping_is_not_looked_for_in_tap_mparticles_own_streams(config, caplog):
     """Its events are replayed whatever "*" says: no warning about the mapping's fields
     there, while another stream it maps is still watched."""

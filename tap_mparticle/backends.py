@@ -42,7 +42,11 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
 _NAME = re.compile(r"^[$A-Za-z0-9._-]+$")
 #: An Azure storage host: the account, then `blob` or `dfs` (Data Lake), then the
 #: cloud's suffix (core.windows.net, or a sovereign cloud's).
-_AZURE_HOST = re.compile(r"^([a-z0-9]{3,24})\.(?:blob|dfs)\.([a-z0-9.-]+)$", re.IGNORECASE)
+_ACCOUNT_NAME = r"[a-z0-9]{3,24}"
+_AZURE_HOST = re.compile(rf"^({_ACCOUNT_NAME})\.(?:blob|dfs)\.([a-z0-9.-]+)$", re.IGNORECASE)
+#: An Azure storage account name: 3 to 24 lowercase letters and digits (as a host
+#: name, `ACME` reaches `acme`, so case is not held against a setting).
+AZURE_ACCOUNT = re.compile(rf"^{_ACCOUNT_NAME}$", re.IGNORECASE)
 _GCS_HOSTS = frozenset({"storage.googleapis.com", "storage.cloud.google.com"})
 
 

@@ -20,7 +20,7 @@ from singer_sdk.exceptions import ConfigValidationError
 from mparticle_facts.identities import read_identity_types
 from mparticle_facts.plugin_guards import mask_userinfo
 from tap_mparticle.aws_session import AwsSettings
-from tap_mparticle.backends import BucketUrlError, cloud_url, url_scheme
+from tap_mparticle.backends import AZURE_ACCOUNT, BucketUrlError, cloud_url, url_scheme
 from tap_mparticle.cursor import parse_timestamp
 from tap_mparticle.preflight import (
     MAX_DOWNLOAD_CONCURRENCY,
@@ -297,9 +297,6 @@ def _shown_url(bucket_url: str) -> str:
 
 
 #: A cloud URL with its "://" mistyped (s3//bucket, s3:/bucket, s3:bucket).
-#: Azure storage account names: 3 to 24 lowercase letters and digits (as a host name,
-#: `ACME` reaches `acme`, so case is not held against a setting).
-_AZURE_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$", re.IGNORECASE)
 _MISTYPED_CLOUD_URL = re.compile(r"^(s3|gs|az)(?::/*|/+)(?!/)(\S+)$")
 
 
@@ -415,7 +412,7 @@ def _pasted_credential_errors(config: Mapping[str, Any]) -> list[str]:
     """A credential pasted into a setting that would quote it: refused, never shown."""
     errors = []
     account = config.get("azure_account_name")
-    if account and not _AZURE_ACCOUNT.match(str(account)):
+    if account and not AZURE_ACCOUNT.match(str(account)):
         # Not quoted: a connection string or key pasted here would be shown.
         errors.append(
             "azure_account_name is not a storage account name (3 to 24 letters "

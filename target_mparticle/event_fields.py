@@ -114,11 +114,6 @@ class EventFields:
             return None
         return cls(kind, event_type_field, session_field, flags_field, location_field)
 
-    def fields(self) -> list[str]:
-        """The record fields these keys name (not event attributes too)."""
-        named = (self.event_type_field, self.session_field, self.flags_field, self.location_field)
-        return [name for name in named if name]
-
     def fill(
         self, record: t.Mapping[str, t.Any], data: dict[str, t.Any], tally: Tally
     ) -> str | None:

@@ -107,19 +107,7 @@ class MappedRecords(ConverterBase):
             else _identity_fields_of(names)
         )
         used = {field for _, field in identities}
-        used.update(
-            f
-            for f in (
-                mapping.timestamp_field,
-                mapping.event_name_field,
-                mapping.source_message_id_field,
-                mapping.ip_field,
-                mapping.device_id_field,
-                *(mapping.consent.fields() if mapping.consent else ()),
-                *(mapping.event_fields.fields() if mapping.event_fields else ()),
-            )
-            if f
-        )
+        used.update(mapping.role_fields())
         attr_map = mapping.user_attributes
         if attr_map is None and mapping.kind == "user":
             attr_map = {n: n for n in names if n not in used and not n.startswith("_sdc_")}

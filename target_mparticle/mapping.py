@@ -275,9 +275,13 @@ class StreamMapping:
         named = {key: getattr(self, key) for key in EVENT_FIELD_KEYS if getattr(self, key)}
         return repr(self) + (repr(named) if named else "")
 
-    def fields(self) -> list[str]:
-        """Record fields this mapping names, in a stable order (for "ignored" reports)."""
-        named: list[str | None] = [
+    def role_fields(self) -> list[str]:
+        """Record fields named for one role each (time, name, ids, device, consent, event data).
+
+        The fields a converted row consumes besides its identities and attributes: not
+        sent again as attributes (`MappedRecords`), and watched like every mapped field.
+        """
+        named = (
             self.event_name_field,
             self.timestamp_field,
             self.source_message_id_field,
@@ -288,10 +292,15 @@ class StreamMapping:
             self.ip_field,
             self.device_id_field,
             *(self.consent.fields() if self.consent else ()),
-        ]
+        )
+        return [name for name in named if name]
+
+    def fields(self) -> list[str]:
+        """Record fields this mapping names, in a stable order (for "ignored" reports)."""
+        named = self.role_fields()
         for group in (self.identities, self.user_attributes, self.event_attributes):
-            named.extend((group or {}).values())
-        return list(dict.fromkeys(name for name in named if name))
+            named.extend(name for name in (group or {}).values() if name)
+        return list(dict.fromkeys(named))
 
 
 def _as_name_map(value: object) -> dict[str, str] | None:
